@@ -1,0 +1,1 @@
+export { crossEntropy, sumCrossEntropy } from './losses';

@@ -1,0 +1,153 @@
+import * as path from 'node:path';
+import { existsSync } from 'node:fs';
+import * as tf from '@tensorflow/tfjs-core';
+import { readSafetensors, toFloat32, type RawTensor } from 'fer-torch';
+
+/** Repo root: packages/fer-test-utils/src -> ../../.. */
+export const REPO_ROOT = path.resolve(__dirname, '../../..');
+/** ../shared next to the repo (the CI clone gets a copy there too). */
+export const SHARED_DIR = process.env.FER_SHARED_DIR ?? path.resolve(REPO_ROOT, '../shared');
+export const REFERENCE_DIR = path.join(SHARED_DIR, 'reference');
+export const DATA_DIR = path.join(SHARED_DIR, 'data');
+
+/**
+ * `describe` when `dir` exists, otherwise a skipped `describe` that says why, so a checkout without ../shared
+ * still passes and tells the reader what did not run.
+ */
+export function describeIfExists(dir: string, name: string, fn: () => void): void {
+  if (existsSync(dir)) {
+    describe(name, fn);
+  } else {
+    describe.skip(`${name} [skipped: ${dir} not found; fixtures and data live in ../shared next to the repo]`, fn);
+  }
+}
+
+export interface Tolerance {
+  rtol?: number;
+  atol?: number;
+}
+
+/**
+ * Asserts |actual − expected| ≤ atol + rtol·|expected| elementwise, after checking shape. On failure the message
+ * names the worst entry, its index and the error.
+ */
+export function expectArrayClose(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  tol: Tolerance = {},
+  label = 'tensor',
+): void {
+  const rtol = tol.rtol ?? 1e-5;
+  const atol = tol.atol ?? 1e-6;
+  if (actual.length !== expected.length) {
+    throw new Error(`${label}: expected ${expected.length} values, got ${actual.length}.`);
+  }
+  let worst = -1;
+  let worstExcess = 0;
+  let failures = 0;
+  for (let i = 0; i < actual.length; i++) {
+    const a = actual[i];
+    const e = expected[i];
+    if (Number.isNaN(e) && Number.isNaN(a)) continue;
+    if (!Number.isFinite(e) && a === e) continue;
+    const excess = Math.abs(a - e) - (atol + rtol * Math.abs(e));
+    if (!(excess <= 0)) {
+      failures++;
+      if (worst < 0 || excess > worstExcess || Number.isNaN(excess)) {
+        worst = i;
+        worstExcess = excess;
+      }
+    }
+  }
+  if (failures > 0) {
+    throw new Error(
+      `${label}: ${failures}/${actual.length} entries outside rtol=${rtol}, atol=${atol}; worst at flat index ${worst}: ` +
+        `actual ${actual[worst]}, expected ${expected[worst]} (|diff| ${Math.abs(actual[worst] - expected[worst])}).`,
+    );
+  }
+}
+
+/** Shape check then `expectArrayClose`. Does not dispose `actual`. */
+export function expectTensorClose(
+  actual: tf.Tensor,
+  expected: tf.Tensor | { shape: number[]; values: ArrayLike<number> },
+  tol: Tolerance = {},
+  label = 'tensor',
+): void {
+  const eShape = expected.shape;
+  if (actual.shape.length !== eShape.length || actual.shape.some((d, i) => d !== eShape[i])) {
+    throw new Error(`${label}: expected shape [${eShape.join(', ')}], got [${actual.shape.join(', ')}].`);
+  }
+  const eVals = expected instanceof tf.Tensor ? expected.dataSync() : expected.values;
+  expectArrayClose(actual.dataSync() as Float32Array, eVals, tol, label);
+}
+
+/**
+ * Runs `fn` and asserts that it leaves exactly `returned` new tensors alive (those it returns), then disposes
+ * what it returned. Works for sync and async functions.
+ */
+export async function expectNoLeak<T>(fn: () => T | Promise<T>, opts: { returned?: number } = {}): Promise<T> {
+  const before = tf.memory().numTensors;
+  const out = await fn();
+  const after = tf.memory().numTensors;
+  const returned = opts.returned ?? countTensors(out);
+  if (after - before !== returned) {
+    throw new Error(`Tensor leak: ${after - before} new tensors alive, expected ${returned} (the returned ones).`);
+  }
+  tf.dispose(out as unknown as tf.TensorContainer);
+  if (tf.memory().numTensors !== before) {
+    throw new Error(`Tensor leak: ${tf.memory().numTensors - before} tensors alive after disposing the result.`);
+  }
+  return out;
+}
+
+function countTensors(x: unknown, seen = new Set<unknown>()): number {
+  if (x instanceof tf.Tensor) {
+    if (seen.has(x)) return 0;
+    seen.add(x);
+    return 1;
+  }
+  if (Array.isArray(x)) return x.reduce((n: number, y) => n + countTensors(y, seen), 0);
+  if (x && typeof x === 'object') return Object.values(x).reduce((n: number, y) => n + countTensors(y, seen), 0);
+  return 0;
+}
+
+/** A fixture folder's manifest plus lazy access to its safetensors files as float32 tfjs tensors. */
+export interface Fixture {
+  dir: string;
+  manifest: any;
+  /** Raw tensor `name` of `file` (relative to the fixture folder). */
+  raw(file: string, name: string): Promise<RawTensor>;
+  /** A float32 tfjs tensor; the caller owns it. */
+  tensor(file: string, name: string): Promise<tf.Tensor>;
+  /** All tensor names of `file`. */
+  names(file: string): Promise<string[]>;
+}
+
+export function loadFixture(name: string): Fixture {
+  const dir = path.join(REFERENCE_DIR, name);
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const manifest = JSON.parse(require('node:fs').readFileSync(path.join(dir, 'manifest.json'), 'utf8'));
+  const cache = new Map<string, ReturnType<typeof readSafetensors>>();
+  const file = (f: string) => {
+    if (!cache.has(f)) cache.set(f, readSafetensors(path.join(dir, f)));
+    return cache.get(f)!;
+  };
+  const raw = async (f: string, n: string) => {
+    const t = (await file(f)).tensors.get(n);
+    if (!t) throw new Error(`Fixture ${name}/${f} has no tensor '${n}'.`);
+    return t;
+  };
+  return {
+    dir,
+    manifest,
+    raw,
+    async tensor(f, n) {
+      const t = await raw(f, n);
+      return tf.tensor(toFloat32(t), t.shape, 'float32');
+    },
+    async names(f) {
+      return [...(await file(f)).tensors.keys()];
+    },
+  };
+}
