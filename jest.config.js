@@ -15,4 +15,5 @@ module.exports = {
   // Gradient and end-to-end tests on wasm take seconds to minutes on 2 cores.
   testTimeout: 600000,
   maxWorkers: 2,
+  reporters: ['default', '<rootDir>/scripts/summary-reporter.js'],
 };
