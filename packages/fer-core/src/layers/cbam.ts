@@ -1,0 +1,144 @@
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+import { FerInputError } from '../errors';
+import { applyTorchBatchNorm, type TorchBnWeights } from './torch-batch-norm';
+
+type LayerArgs = NonNullable<ConstructorParameters<typeof tfl.layers.Layer>[0]>;
+type Kwargs = { [key: string]: unknown };
+type LayerVariable = tfl.LayerVariable;
+
+/** Momentum (PyTorch meaning) of the BN inside CBAM's spatial `BasicConv` (spec §2.1). */
+export const CBAM_SPATIAL_BN_MOMENTUM = 0.01;
+
+export interface CbamArgs extends LayerArgs {
+  /** Channel-MLP reduction; hidden size ⌊C / reduction⌋ (at least 1). Default 16. */
+  reduction?: number;
+  /** Spatial-gate conv kernel size (odd). Default 7. */
+  spatialKernelSize?: number;
+  /** Seed for the PyTorch-default initialisers (omit for random). */
+  seed?: number;
+}
+
+/** The three tensors `Cbam` returns (NHWC). All owned by the caller. */
+export interface CbamOutput {
+  /** [N, H, W, C] gated map: x · a_ch · a_sp */
+  output: tf.Tensor4D;
+  /** [N, C] channel attention a_ch ∈ (0, 1) */
+  channelAttention: tf.Tensor2D;
+  /** [N, H, W, 1] spatial attention a_sp ∈ (0, 1) */
+  spatialAttention: tf.Tensor4D;
+}
+
+/**
+ * CBAM (Woo et al., ECCV 2018), as the reference's `model/cbam.py` computes it (spec §2.1), channels last:
+ * - channel gate: global avg- and max-pooled vectors through one shared MLP (C → ⌊C/r⌋ → C, ReLU, biases), summed
+ *   (avg first), sigmoid → a_ch [N, C]; x ← x · a_ch;
+ * - spatial gate: [max over C, mean over C] (that order) → 7×7 conv, padding 3, no bias → PyTorch batch norm
+ *   (eps 1e-5, momentum 0.01) → sigmoid → a_sp [N, H, W, 1]; x ← x · a_sp.
+ *
+ * `apply` returns `[output, channelAttention, spatialAttention]`. Weights (PyTorch names in brackets):
+ * mlp1_kernel [C, h] (`ChannelGate.mlp.1.weight`ᵀ), mlp1_bias, mlp2_kernel [h, C] (`mlp.3.weight`ᵀ), mlp2_bias,
+ * spatial_conv_kernel [k, k, 2, 1] (`SpatialGate.spatial.conv.weight`, OIHW→HWIO), spatial_bn_{gamma, beta,
+ * running_mean, running_var, num_batches_tracked} (`SpatialGate.spatial.bn.*`). See `CBAM_TORCH_KEYS`.
+ */
+export class Cbam extends tfl.layers.Layer {
+  static className = 'Cbam';
+  readonly reduction: number;
+  readonly spatialKernelSize: number;
+  private readonly seed?: number;
+  private w: {
+    mlp1Kernel: LayerVariable;
+    mlp1Bias: LayerVariable;
+    mlp2Kernel: LayerVariable;
+    mlp2Bias: LayerVariable;
+    spatialKernel: LayerVariable;
+    bn: TorchBnWeights;
+  } | null = null;
+
+  constructor(args: CbamArgs = {}) {
+    super(args);
+    this.reduction = args.reduction ?? 16;
+    this.spatialKernelSize = args.spatialKernelSize ?? 7;
+    this.seed = args.seed;
+    if (!Number.isInteger(this.reduction) || this.reduction < 1) {
+      throw new FerInputError(`Expected reduction to be a positive integer, but got ${this.reduction}.`);
+    }
+    if (!Number.isInteger(this.spatialKernelSize) || this.spatialKernelSize < 1 || this.spatialKernelSize % 2 === 0) {
+      throw new FerInputError(`Expected spatialKernelSize to be a positive odd integer, but got ${this.spatialKernelSize}.`);
+    }
+  }
+
+  override build(inputShape: tfl.Shape | tfl.Shape[]): void {
+    const shape = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as tfl.Shape;
+    const c = shape[shape.length - 1];
+    if (shape.length !== 4 || c == null) {
+      throw new FerInputError(`Cbam '${this.name}' expects [N, H, W, C] input with known C, but got [${shape.join(', ')}].`);
+    }
+    const h = Math.max(1, Math.floor(c / this.reduction));
+    const k = this.spatialKernelSize;
+    const s = (i: number) => (this.seed === undefined ? undefined : this.seed + i);
+    // PyTorch defaults: weights and biases ~ U(±1/√fan_in) (kaiming_uniform a=√5 = varianceScaling(1/3, fanIn)).
+    const kern = (i: number) => tfl.initializers.varianceScaling({ scale: 1 / 3, mode: 'fanIn', distribution: 'uniform', seed: s(i) });
+    const bias = (fanIn: number, i: number) =>
+      tfl.initializers.randomUniform({ minval: -1 / Math.sqrt(fanIn), maxval: 1 / Math.sqrt(fanIn), seed: s(i) });
+    this.w = {
+      mlp1Kernel: this.addWeight('mlp1_kernel', [c, h], 'float32', kern(0)),
+      mlp1Bias: this.addWeight('mlp1_bias', [h], 'float32', bias(c, 1)),
+      mlp2Kernel: this.addWeight('mlp2_kernel', [h, c], 'float32', kern(2)),
+      mlp2Bias: this.addWeight('mlp2_bias', [c], 'float32', bias(h, 3)),
+      spatialKernel: this.addWeight('spatial_conv_kernel', [k, k, 2, 1], 'float32', kern(4)),
+      bn: {
+        gamma: this.addWeight('spatial_bn_gamma', [1], 'float32', tfl.initializers.ones()),
+        beta: this.addWeight('spatial_bn_beta', [1], 'float32', tfl.initializers.zeros()),
+        runningMean: this.addWeight('spatial_bn_running_mean', [1], 'float32', tfl.initializers.zeros(), undefined, false),
+        runningVar: this.addWeight('spatial_bn_running_var', [1], 'float32', tfl.initializers.ones(), undefined, false),
+        numBatchesTracked: this.addWeight('spatial_bn_num_batches_tracked', [], 'float32', tfl.initializers.zeros(), undefined, false),
+      },
+    };
+    this.built = true;
+  }
+
+  override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Kwargs): tf.Tensor[] {
+    const x = (Array.isArray(inputs) ? inputs[0] : inputs) as tf.Tensor4D;
+    const w = this.w;
+    if (!w) throw new Error(`Cbam '${this.name}' was called before build().`);
+    const training = kwargs.training === true;
+    return tf.tidy(() => {
+      const [n, , , c] = x.shape;
+      // Channel gate. [N, H, W, C] -> [N, C] pools; the MLP is shared by both.
+      const mlp = (v: tf.Tensor2D) =>
+        tf.add(tf.matMul(tf.relu(tf.add(tf.matMul(v, w.mlp1Kernel.read() as tf.Tensor2D), w.mlp1Bias.read())), w.mlp2Kernel.read() as tf.Tensor2D), w.mlp2Bias.read());
+      const avg = tf.mean(x, [1, 2]) as tf.Tensor2D;
+      const max = tf.max(x, [1, 2]) as tf.Tensor2D;
+      const channelAttention = tf.sigmoid(tf.add(mlp(avg), mlp(max))) as tf.Tensor2D;
+      const xc = tf.mul(x, tf.reshape(channelAttention, [n, 1, 1, c]));
+      // Spatial gate. [N, H, W, 2] = [max over C, mean over C]; 'same' at stride 1 = symmetric padding (k−1)/2.
+      const pooled = tf.concat([tf.max(xc, 3, true), tf.mean(xc, 3, true)], 3) as tf.Tensor4D;
+      const conv = tf.conv2d(pooled, w.spatialKernel.read() as tf.Tensor4D, 1, 'same');
+      const bn = applyTorchBatchNorm(conv, w.bn, { training, momentum: CBAM_SPATIAL_BN_MOMENTUM });
+      const spatialAttention = tf.sigmoid(bn) as tf.Tensor4D;
+      const output = tf.mul(xc, spatialAttention) as tf.Tensor4D;
+      return [output, channelAttention, spatialAttention];
+    });
+  }
+
+  override computeOutputShape(inputShape: tfl.Shape | tfl.Shape[]): tfl.Shape[] {
+    const s = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as tfl.Shape;
+    return [s, [s[0], s[3]], [s[0], s[1], s[2], 1]];
+  }
+
+  override getConfig(): tf.serialization.ConfigDict {
+    return { ...super.getConfig(), reduction: this.reduction, spatialKernelSize: this.spatialKernelSize };
+  }
+}
+tf.serialization.registerClass(Cbam);
+
+/** Runs a `Cbam` layer eagerly and names its three outputs. Caller owns them. */
+export function applyCbam(layer: Cbam, x: tf.Tensor4D, training: boolean): CbamOutput {
+  const [output, channelAttention, spatialAttention] = layer.apply(x, { training }) as tf.Tensor[];
+  return {
+    output: output as tf.Tensor4D,
+    channelAttention: channelAttention as tf.Tensor2D,
+    spatialAttention: spatialAttention as tf.Tensor4D,
+  };
+}

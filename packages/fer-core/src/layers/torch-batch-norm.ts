@@ -1,0 +1,124 @@
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+import { FerInputError } from '../errors';
+
+type LayerArgs = NonNullable<ConstructorParameters<typeof tfl.layers.Layer>[0]>;
+type Kwargs = { [key: string]: unknown };
+type LayerVariable = tfl.LayerVariable;
+
+/** PyTorch `BatchNorm2d` defaults (`torch/nn/modules/batchnorm.py`): eps 1e-5, momentum 0.1. */
+export const TORCH_BN_EPSILON = 1e-5;
+export const TORCH_BN_MOMENTUM = 0.1;
+
+/** The five tensors of one PyTorch batch norm, as tfjs-layers variables owned by the layer that created them. */
+export interface TorchBnWeights {
+  /** [C] scale (PyTorch `weight`). */
+  gamma: LayerVariable;
+  /** [C] shift (PyTorch `bias`). */
+  beta: LayerVariable;
+  /** [C] */
+  runningMean: LayerVariable;
+  /** [C] running *unbiased* variance, as PyTorch keeps it. */
+  runningVar: LayerVariable;
+  /** [] float32 counter (PyTorch int64 `num_batches_tracked`); +1 per training forward, otherwise unused. */
+  numBatchesTracked: LayerVariable;
+}
+
+export interface TorchBnOptions {
+  /** Batch statistics (and a running-stat update) when true; running statistics when false. */
+  training: boolean;
+  epsilon?: number;
+  /** PyTorch meaning: `running = (1 − momentum)·running + momentum·batch` (Keras' momentum is 1 − this). */
+  momentum?: number;
+}
+
+/**
+ * Batch norm over the last axis with PyTorch's semantics (spec §2.1; fixture manifests `batchnorm_semantics`):
+ * train mode normalises with the batch mean and the *biased* batch variance over all other axes and moves the running
+ * statistics towards the batch mean and the *unbiased* variance (× n/(n−1), n = N·H·W); eval mode uses the running
+ * statistics. Running-stat writes are side effects on `w`; the returned tensor is owned by the caller.
+ * @param x [..., C] float32 (NHWC for images)
+ */
+export function applyTorchBatchNorm(x: tf.Tensor, w: TorchBnWeights, opts: TorchBnOptions): tf.Tensor {
+  const eps = opts.epsilon ?? TORCH_BN_EPSILON;
+  const momentum = opts.momentum ?? TORCH_BN_MOMENTUM;
+  if (!opts.training) {
+    return tf.tidy(() => tf.batchNorm(x, w.runningMean.read(), w.runningVar.read(), w.beta.read(), w.gamma.read(), eps));
+  }
+  const channels = x.shape[x.rank - 1];
+  const n = x.size / channels;
+  if (n < 2) {
+    throw new FerInputError(
+      `Batch norm in training mode needs more than 1 value per channel, but got input of shape [${x.shape.join(', ')}].`,
+      'Use a batch size above 1 (or larger feature maps) when training, or run with training: false.',
+    );
+  }
+  const axes = [...Array(x.rank - 1).keys()];
+  return tf.tidy(() => {
+    const { mean, variance } = tf.moments(x, axes);
+    const y = tf.batchNorm(x, mean, variance, w.beta.read(), w.gamma.read(), eps);
+    // Running statistics are state: nothing downstream of the loss reads them, so no gradient flows through them.
+    w.runningMean.write(tf.add(tf.mul(w.runningMean.read(), 1 - momentum), tf.mul(mean, momentum)));
+    w.runningVar.write(tf.add(tf.mul(w.runningVar.read(), 1 - momentum), tf.mul(variance, (momentum * n) / (n - 1))));
+    w.numBatchesTracked.write(tf.add(w.numBatchesTracked.read(), 1));
+    return y;
+  });
+}
+
+export interface TorchBatchNormArgs extends LayerArgs {
+  /** Default 1e-5 (PyTorch). */
+  epsilon?: number;
+  /** PyTorch meaning (0.1 default; 0.01 in CBAM's spatial gate). Keras momentum = 1 − this. */
+  momentum?: number;
+}
+
+/**
+ * `torch.nn.BatchNorm2d` (affine, tracked running stats) over the last axis, as a tfjs-layers layer.
+ * Weights, in order: gamma, beta, running_mean, running_var, num_batches_tracked. Pass `{ training: true }` to
+ * `apply` for batch statistics; `LayersModel.apply(x, { training })` forwards the flag.
+ */
+export class TorchBatchNorm extends tfl.layers.Layer {
+  static className = 'TorchBatchNorm';
+  readonly epsilon: number;
+  readonly momentum: number;
+  private bn: TorchBnWeights | null = null;
+
+  constructor(args: TorchBatchNormArgs = {}) {
+    super(args);
+    this.epsilon = args.epsilon ?? TORCH_BN_EPSILON;
+    this.momentum = args.momentum ?? TORCH_BN_MOMENTUM;
+    if (!(this.epsilon > 0)) throw new FerInputError(`Expected epsilon to be > 0, but got ${this.epsilon}.`);
+    if (!(this.momentum >= 0 && this.momentum <= 1)) {
+      throw new FerInputError(`Expected momentum (PyTorch meaning) in [0, 1], but got ${this.momentum}.`);
+    }
+  }
+
+  override build(inputShape: tfl.Shape | tfl.Shape[]): void {
+    const shape = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as tfl.Shape;
+    const c = shape[shape.length - 1];
+    if (c == null) throw new FerInputError(`TorchBatchNorm '${this.name}' needs a known channel count, but got shape [${shape.join(', ')}].`);
+    this.bn = {
+      gamma: this.addWeight('gamma', [c], 'float32', tfl.initializers.ones()),
+      beta: this.addWeight('beta', [c], 'float32', tfl.initializers.zeros()),
+      runningMean: this.addWeight('running_mean', [c], 'float32', tfl.initializers.zeros(), undefined, false),
+      runningVar: this.addWeight('running_var', [c], 'float32', tfl.initializers.ones(), undefined, false),
+      numBatchesTracked: this.addWeight('num_batches_tracked', [], 'float32', tfl.initializers.zeros(), undefined, false),
+    };
+    this.built = true;
+  }
+
+  override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Kwargs): tf.Tensor {
+    const x = Array.isArray(inputs) ? inputs[0] : inputs;
+    if (!this.bn) throw new Error(`TorchBatchNorm '${this.name}' was called before build().`);
+    return applyTorchBatchNorm(x, this.bn, { training: kwargs.training === true, epsilon: this.epsilon, momentum: this.momentum });
+  }
+
+  override computeOutputShape(inputShape: tfl.Shape | tfl.Shape[]): tfl.Shape | tfl.Shape[] {
+    return inputShape;
+  }
+
+  override getConfig(): tf.serialization.ConfigDict {
+    return { ...super.getConfig(), epsilon: this.epsilon, momentum: this.momentum };
+  }
+}
+tf.serialization.registerClass(TorchBatchNorm);
