@@ -1,0 +1,72 @@
+import * as tfl from '@tensorflow/tfjs-layers';
+import { Cbam, TorchBatchNorm } from 'fer-core';
+import type { EsrConfig } from './configs';
+
+type Sym = tfl.SymbolicTensor;
+
+/** PyTorch default init for Conv2d/Linear: weight and bias ~ U(±1/√fan_in) (kaiming_uniform with a = √5). */
+function torchInit(fanIn: number, seed: number | undefined, salt: number) {
+  const s = seed === undefined ? undefined : seed * 7919 + salt;
+  return {
+    kernelInitializer: tfl.initializers.varianceScaling({ scale: 1 / 3, mode: 'fanIn', distribution: 'uniform', seed: s }),
+    biasInitializer: tfl.initializers.randomUniform({ minval: -1 / Math.sqrt(fanIn), maxval: 1 / Math.sqrt(fanIn), seed: s === undefined ? undefined : s + 1 }),
+  };
+}
+
+/**
+ * One ESR block: conv (bias, stride 1) → BN (PyTorch semantics) → ReLU → [max-pool 2×2/2] → [CBAM].
+ * Layer names `conv<i>`, `bn<i>`, `relu<i>`, `pool<i>`, `cbam<i>` mirror the PyTorch module names.
+ */
+function block(
+  x: Sym, i: number, inC: number, outC: number, k: number,
+  opts: { pad: boolean; pool: boolean; cbam: boolean; seed?: number; salt: number },
+): { y: Sym; channelAttention?: Sym; spatialAttention?: Sym } {
+  let y = tfl.layers.conv2d({
+    name: `conv${i}`, filters: outC, kernelSize: k, padding: opts.pad ? 'same' : 'valid', useBias: true,
+    ...torchInit(inC * k * k, opts.seed, opts.salt),
+  }).apply(x) as Sym;
+  y = new TorchBatchNorm({ name: `bn${i}` }).apply(y) as Sym;
+  y = tfl.layers.reLU({ name: `relu${i}` }).apply(y) as Sym;
+  if (opts.pool) y = tfl.layers.maxPooling2d({ name: `pool${i}`, poolSize: 2, strides: 2, padding: 'valid' }).apply(y) as Sym;
+  if (!opts.cbam) return { y };
+  const seed = opts.seed === undefined ? undefined : opts.seed * 7919 + opts.salt + 100;
+  const [out, ch, sp] = new Cbam({ name: `cbam${i}`, reduction: 16, seed }).apply(y) as Sym[];
+  return { y: out, channelAttention: ch, spatialAttention: sp };
+}
+
+/**
+ * The shared base (spec §2.2): [N, S, S, 3] → [N, S', S', 128] (96 → 20).
+ * conv5 3→64, conv3 64→128 + pool, conv3 128→128, conv3 128→128 + pool; CBAM after each block in `cbam`.
+ */
+export function buildBase(config: EsrConfig, seed?: number): tfl.LayersModel {
+  const cbam = config.variant === 'cbam';
+  const input = tfl.input({ shape: [null, null, 3], name: 'image' });
+  let x = block(input, 1, 3, 64, 5, { pad: false, pool: false, cbam, seed, salt: 1 }).y;
+  x = block(x, 2, 64, 128, 3, { pad: false, pool: true, cbam, seed, salt: 2 }).y;
+  x = block(x, 3, 128, 128, 3, { pad: false, pool: false, cbam, seed, salt: 3 }).y;
+  x = block(x, 4, 128, 128, 3, { pad: false, pool: true, cbam, seed, salt: 4 }).y;
+  return tfl.model({ name: 'esr_base', inputs: input, outputs: x });
+}
+
+/**
+ * One convolutional branch (spec §2.2): [N, S', S', 128] → outputs
+ * - `cbam`: [logits [N, K], channelAttention [N, 512], spatialAttention [N, h, w, 1]] (last CBAM's attention);
+ * - `original`: [logits] or, with the valence/arousal head, [logits, valenceArousal [N, 2]].
+ */
+export function buildBranch(config: EsrConfig, index: number, seed?: number): tfl.LayersModel {
+  const cbam = config.variant === 'cbam';
+  const input = tfl.input({ shape: [null, null, 128], name: 'shared_features' });
+  let x = block(input, 1, 128, 128, 3, { pad: false, pool: false, cbam, seed, salt: 11 }).y;
+  x = block(x, 2, 128, 256, 3, { pad: false, pool: true, cbam, seed, salt: 12 }).y;
+  x = block(x, 3, 256, 256, 3, { pad: false, pool: false, cbam, seed, salt: 13 }).y;
+  const last = block(x, 4, 256, 512, 3, { pad: true, pool: false, cbam, seed, salt: 14 });
+  const pooled = tfl.layers.globalAveragePooling2d({ name: 'gap', dataFormat: 'channelsLast' }).apply(last.y) as Sym;
+  const logits = tfl.layers.dense({ name: 'fc', units: config.numClasses, ...torchInit(512, seed, 15) }).apply(pooled) as Sym;
+  const outputs: Sym[] = [logits];
+  if (cbam) outputs.push(last.channelAttention!, last.spatialAttention!);
+  else if (config.valenceArousal) {
+    const r = tfl.layers.reLU({ name: 'relu_logits' }).apply(logits) as Sym;
+    outputs.push(tfl.layers.dense({ name: 'fc_dimensional', units: 2, ...torchInit(config.numClasses, seed, 16) }).apply(r) as Sym);
+  }
+  return tfl.model({ name: `esr_branch_${index}`, inputs: input, outputs });
+}
