@@ -1,14 +1,17 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { composedKernel } from './compose';
 import { conv2dBackpropFilterBody, conv2dBackpropInputBody } from './conv2d-backprop';
+import { maxPoolGradWasm, unsortedSegmentSumWasm } from './heap-kernels';
 
 /** Kernels fer-backend registers on wasm (added where tfjs has none, replaced where the stock one is slow or wrong). */
-export const WASM_TRAINING_KERNELS = ['Conv2DBackpropFilter', 'Conv2DBackpropInput'] as const;
+export const WASM_TRAINING_KERNELS = ['Conv2DBackpropFilter', 'Conv2DBackpropInput', 'MaxPoolGrad', 'UnsortedSegmentSum'] as const;
 
 function configs(): tf.KernelConfig[] {
   return [
     composedKernel('Conv2DBackpropFilter', 'wasm', conv2dBackpropFilterBody),
     composedKernel('Conv2DBackpropInput', 'wasm', conv2dBackpropInputBody),
+    maxPoolGradWasm,
+    unsortedSegmentSumWasm,
   ];
 }
 

@@ -1,0 +1,116 @@
+import * as tf from '@tensorflow/tfjs-core';
+
+/** The slice of BackendWasm these kernels use (tfjs-backend-wasm does not export the class type). */
+interface WasmHeapBackend {
+  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
+  typedArrayFromHeap(info: tf.TensorInfo): Float32Array | Int32Array | Uint8Array;
+}
+
+/**
+ * MaxPoolGrad over the wasm heap in JS. The stock wasm kernel gives wrong values for some shapes (seen on 2x2/2 and
+ * 3x3/2 pools); this one routes each dy entry to the first maximum of its window in row-major order, as the cpu
+ * backend does (ties and all), and accumulates where windows overlap. Padding cells never win.
+ */
+export const maxPoolGradWasm: tf.KernelConfig = {
+  kernelName: 'MaxPoolGrad',
+  backendName: 'wasm',
+  kernelFunc: ({ inputs, backend, attrs }) => {
+    const { dy, input } = inputs as { dy: tf.TensorInfo; input: tf.TensorInfo };
+    const { filterSize, strides, pad, dimRoundingMode } = attrs as unknown as tf.MaxPoolGradAttrs;
+    const info = tf.backend_util.computePool2DInfo(
+      input.shape as [number, number, number, number],
+      filterSize,
+      strides,
+      1,
+      pad,
+      dimRoundingMode,
+    );
+    if (dy.shape[1] !== info.outHeight || dy.shape[2] !== info.outWidth) {
+      throw new Error(`MaxPoolGrad: dy has shape [${dy.shape.join(', ')}], expected spatial ${info.outHeight}x${info.outWidth}.`);
+    }
+    const b = backend as unknown as WasmHeapBackend;
+    // Allocate first: a heap allocation may grow (and detach) the heap buffer that the views below read.
+    const out = b.makeOutput(input.shape, 'float32');
+    const x = b.typedArrayFromHeap(input) as Float32Array;
+    const g = b.typedArrayFromHeap(dy) as Float32Array;
+    const dx = b.typedArrayFromHeap(out) as Float32Array;
+    dx.fill(0);
+    const [n, h, w, c] = input.shape;
+    const { outHeight: ho, outWidth: wo, strideHeight: sh, strideWidth: sw } = info;
+    const { filterHeight: kh, filterWidth: kw } = info;
+    const top = info.padInfo.top;
+    const left = info.padInfo.left;
+    const best = new Float32Array(c);
+    const where = new Int32Array(c);
+    for (let bn = 0; bn < n; bn++) {
+      const xb = bn * h * w * c;
+      for (let oy = 0; oy < ho; oy++) {
+        const y0 = oy * sh - top;
+        for (let ox = 0; ox < wo; ox++) {
+          const x0 = ox * sw - left;
+          best.fill(-Infinity);
+          where.fill(-1);
+          for (let a = 0; a < kh; a++) {
+            const iy = y0 + a;
+            if (iy < 0 || iy >= h) continue;
+            for (let bb = 0; bb < kw; bb++) {
+              const ix = x0 + bb;
+              if (ix < 0 || ix >= w) continue;
+              const base = xb + (iy * w + ix) * c;
+              for (let ch = 0; ch < c; ch++) {
+                const v = x[base + ch];
+                if (where[ch] < 0 || v > best[ch]) {
+                  best[ch] = v;
+                  where[ch] = base + ch;
+                }
+              }
+            }
+          }
+          const gb = ((bn * ho + oy) * wo + ox) * c;
+          for (let ch = 0; ch < c; ch++) if (where[ch] >= 0) dx[where[ch]] += g[gb + ch];
+        }
+      }
+    }
+    return out;
+  },
+};
+
+/**
+ * UnsortedSegmentSum (the gradient of gather) over the wasm heap: out[s, ...] = Σ_{i: ids[i] = s} x[i, ...].
+ * `segmentIds` indexes x's leading axis (the only form tfjs' gather gradient produces); ids outside
+ * [0, numSegments) are dropped, as in TensorFlow.
+ */
+export const unsortedSegmentSumWasm: tf.KernelConfig = {
+  kernelName: 'UnsortedSegmentSum',
+  backendName: 'wasm',
+  kernelFunc: ({ inputs, backend, attrs }) => {
+    const { x, segmentIds } = inputs as { x: tf.TensorInfo; segmentIds: tf.TensorInfo };
+    const { numSegments } = attrs as unknown as tf.UnsortedSegmentSumAttrs;
+    if (x.dtype !== 'float32' && x.dtype !== 'int32') {
+      throw new Error(`UnsortedSegmentSum on wasm (fer-backend): expected x of dtype float32 or int32, got ${x.dtype}.`);
+    }
+    const idsShape = segmentIds.shape;
+    if (idsShape.length > x.shape.length || idsShape.some((d, i) => d !== x.shape[i])) {
+      throw new Error(
+        `UnsortedSegmentSum: segmentIds shape [${idsShape.join(', ')}] must be a prefix of x's shape [${x.shape.join(', ')}].`,
+      );
+    }
+    const b = backend as unknown as WasmHeapBackend;
+    const inner = x.shape.slice(idsShape.length).reduce((p, d) => p * d, 1);
+    const outShape = [numSegments, ...x.shape.slice(idsShape.length)];
+    const out = b.makeOutput(outShape, x.dtype);
+    const xs = b.typedArrayFromHeap(x);
+    const ids = b.typedArrayFromHeap(segmentIds);
+    const o = b.typedArrayFromHeap(out);
+    o.fill(0);
+    const count = ids.length;
+    for (let i = 0; i < count; i++) {
+      const s = ids[i];
+      if (s < 0 || s >= numSegments) continue;
+      const src = i * inner;
+      const dst = s * inner;
+      for (let j = 0; j < inner; j++) o[dst + j] += xs[src + j];
+    }
+    return out;
+  },
+};

@@ -1,0 +1,129 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { initBackend, leanBatchNormGradConfig } from 'fer-backend';
+import { expectArrayClose } from 'fer-test-utils';
+import { Prng, host, expectKernelMatchesCpu, KERNEL_TOL } from './helpers';
+
+// Captured before initBackend re-registers fer-backend's override: importing fer-backend imported tfjs-layers,
+// which registered tfjs' stock gradients.
+const stockBatchNormGrad = tf.getGradient('FusedBatchNorm');
+
+beforeAll(async () => {
+  await initBackend({ backend: 'wasm', quiet: true });
+});
+
+describe('MaxPoolGrad on wasm matches the cpu backend', () => {
+  const cases: { k: number; s: number; pad: 'valid' | 'same' | number }[] = [
+    { k: 2, s: 2, pad: 'valid' }, // ESR
+    { k: 3, s: 2, pad: 1 }, // MA-Net stem (PyTorch padding=1)
+    { k: 3, s: 2, pad: 'same' },
+    { k: 3, s: 1, pad: 'same' }, // overlapping windows accumulate
+    { k: 2, s: 1, pad: 'valid' },
+    { k: 5, s: 2, pad: 2 },
+  ];
+  for (const { k, s, pad } of cases) {
+    it(`${k}x${k}/${s} pad ${pad}`, () => {
+      const rng = new Prng(31 * k + s);
+      const n = rng.int(1, 8);
+      const h = rng.odd(k + 2, 21);
+      const w = rng.odd(k + 2, 21);
+      const c = rng.int(1, 64);
+      const info = tf.backend_util.computePool2DInfo([n, h, w, c], k, s, 1, pad);
+      const x = host([n, h, w, c], rng.values(n * h * w * c));
+      const dy = host([n, info.outHeight, info.outWidth, c], rng.values(n * info.outHeight * info.outWidth * c));
+      // The kernel reads only x and dy; `output` is part of its signature, so pass the true forward output.
+      tf.setBackend('cpu');
+      const y = tf.tidy(() => tf.maxPool(tf.tensor4d(x.values, x.shape as [number, number, number, number]), k, s, pad));
+      const output = host(y.shape, y.dataSync() as Float32Array);
+      y.dispose();
+      expectKernelMatchesCpu('MaxPoolGrad', { dy, input: x, output }, { filterSize: k, strides: s, pad }, `x[${n},${h},${w},${c}]`);
+    });
+  }
+
+  it('routes ties to the first maximum, as cpu does', () => {
+    const x = host([1, 2, 2, 1], new Float32Array([1, 1, 1, 1]));
+    const dy = host([1, 1, 1, 1], new Float32Array([5]));
+    const output = host([1, 1, 1, 1], new Float32Array([1]));
+    expectKernelMatchesCpu('MaxPoolGrad', { dy, input: x, output }, { filterSize: 2, strides: 2, pad: 'valid' }, 'ties');
+  });
+});
+
+describe('UnsortedSegmentSum on wasm matches the cpu backend', () => {
+  for (const seed of [1, 2, 3]) {
+    it(`random ids, seed ${seed}`, () => {
+      const rng = new Prng(seed);
+      const count = rng.int(1, 40);
+      const inner = [rng.int(1, 8), rng.int(1, 8)];
+      const numSegments = rng.int(1, 12);
+      const ids = Int32Array.from({ length: count }, () => rng.int(0, numSegments - 1));
+      const x = host([count, ...inner], rng.values(count * inner[0] * inner[1]));
+      expectKernelMatchesCpu('UnsortedSegmentSum', { x, segmentIds: host([count], ids) }, { numSegments }, `seed ${seed}`);
+    });
+  }
+
+  it('gives gather its gradient on wasm', () => {
+    tf.setBackend('wasm');
+    const before = tf.memory().numTensors;
+    const g = tf.tidy(() => {
+      const x = tf.tensor2d([1, 2, 3, 4, 5, 6], [3, 2]);
+      const idx = tf.tensor1d([2, 0, 2], 'int32');
+      return Array.from(tf.grad((t: tf.Tensor) => tf.sum(tf.gather(t, idx)))(x).dataSync());
+    });
+    expect(g).toEqual([1, 1, 0, 0, 2, 2]);
+    expect(tf.memory().numTensors).toBe(before);
+  });
+});
+
+describe('lean FusedBatchNorm gradient', () => {
+  const shapes: { x: number[]; param: number[] }[] = [
+    { x: [4, 7, 5, 16], param: [16] },
+    { x: [8, 3, 3, 64], param: [64] },
+    { x: [6, 1, 1, 10], param: [10] }, // tf.batchNorm runs rank-2 input as [n, 1, 1, c]
+    { x: [2, 5, 5, 3], param: [2, 5, 5, 3] }, // per-element statistics: nothing to reduce
+  ];
+  for (const { x: xs, param } of shapes) {
+    it(`x[${xs}] params[${param}] on wasm equals the stock gradient on cpu`, () => {
+      const rng = new Prng(xs.reduce((a, b) => a * 31 + b, 7));
+      const size = (s: number[]) => s.reduce((a, b) => a * b, 1);
+      const vals = {
+        x: rng.values(size(xs)),
+        dy: rng.values(size(xs)),
+        mean: rng.values(size(param), 0.2),
+        variance: Float32Array.from(rng.values(size(param)), (v) => 0.5 + Math.abs(v)),
+        scale: rng.values(size(param)),
+      };
+      const grads = (backend: string, cfg: tf.GradConfig) => {
+        tf.setBackend(backend);
+        const before = tf.memory().numTensors;
+        const out = tf.tidy(() => {
+          const saved = [tf.tensor(vals.x, xs), tf.tensor(vals.mean, param), tf.tensor(vals.variance, param), tf.tensor(vals.scale, param)];
+          const fns = cfg.gradFunc(tf.tensor(vals.dy, xs), saved, { varianceEpsilon: 1e-5 });
+          return Object.fromEntries(Object.entries(fns).map(([k, f]) => [k, (f as () => tf.Tensor)().dataSync() as Float32Array]));
+        });
+        expect(tf.memory().numTensors).toBe(before);
+        return out;
+      };
+      const ref = grads('cpu', stockBatchNormGrad);
+      const got = grads('wasm', leanBatchNormGradConfig);
+      expect(Object.keys(got).sort()).toEqual(['mean', 'offset', 'scale', 'variance', 'x']);
+      for (const k of Object.keys(got)) expectArrayClose(got[k], ref[k], KERNEL_TOL, `d${k}`);
+    });
+  }
+
+  it('is what initBackend registered, and tf.batchNorm differentiates with it on wasm', () => {
+    expect(tf.getGradient('FusedBatchNorm')).toBe(leanBatchNormGradConfig);
+    tf.setBackend('wasm');
+    const before = tf.memory().numTensors;
+    const g = tf.tidy(() => {
+      const x = tf.tensor4d([1, 2, 3, 4, 5, 6, 7, 8], [2, 2, 2, 1]);
+      const f = (t: tf.Tensor) => {
+        const m = tf.moments(t, [0, 1, 2]);
+        // tfjs saves `scale` for the backward pass, so differentiating tf.batchNorm needs one (stock or lean).
+        return tf.sum(tf.square(tf.batchNorm(t, m.mean, m.variance, tf.zeros([1]), tf.ones([1]), 1e-5)));
+      };
+      return Array.from(tf.grad(f)(x).dataSync());
+    });
+    // Σ xhat² = n·var/(var+eps) is nearly constant in x, so its gradient is ~0 (exactly 0 at eps = 0).
+    for (const v of g) expect(Math.abs(v)).toBeLessThan(1e-4);
+    expect(tf.memory().numTensors).toBe(before);
+  });
+});
