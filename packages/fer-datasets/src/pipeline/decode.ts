@@ -1,0 +1,125 @@
+import { promises as fs } from 'node:fs';
+import sharp from 'sharp';
+import { FerInputError } from 'fer-core';
+import {
+  cropRaw,
+  rawToPixels,
+  resizeBilinear,
+  swapRedBlue,
+  type ChannelOrder,
+  type CropBox,
+  type PixelImage,
+  type RawImage,
+  type ResizeMode,
+} from './image';
+
+// Decoding happens on libvips threads; one image at a time per call keeps memory flat, and the operation cache
+// would hold decoded pixels we never reuse.
+sharp.cache(false);
+
+/** An image that could not be read or decoded; datasets skip and count these. */
+export class ImageDecodeError extends Error {
+  override readonly name = 'ImageDecodeError';
+  constructor(
+    readonly path: string,
+    readonly reason: string,
+  ) {
+    super(`Cannot read image '${path}': ${reason}`);
+  }
+}
+
+export interface LoadImageOptions {
+  /** Output size: a square side or `{ width, height }`. Omit to keep the (cropped) size. */
+  size?: number | { width: number; height: number };
+  /** Face box to cut out first; clipped to the image like numpy slicing. */
+  crop?: CropBox;
+  /** Default `rgb`. `bgr` reproduces the reference's OpenCV path (AffectNet, FER+). */
+  channelOrder?: ChannelOrder;
+  /** Default `bilinear` (OpenCV INTER_LINEAR); `antialias` for PIL-style shrinking. */
+  resize?: ResizeMode;
+}
+
+/**
+ * Decodes JPEG, PNG, TIFF, WebP or GIF (first frame) into 8-bit RGB; grey and palette images are expanded to
+ * 3 equal channels and alpha is dropped. The file is read fully before decoding, so no descriptor stays open.
+ * Throws `ImageDecodeError` for missing, unreadable, truncated or non-image files.
+ */
+export async function decodeImage(input: string | Uint8Array, label = typeof input === 'string' ? input : '<buffer>'): Promise<RawImage> {
+  let bytes: Uint8Array;
+  if (typeof input === 'string') {
+    try {
+      bytes = await fs.readFile(input);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      throw new ImageDecodeError(label, code === 'ENOENT' ? 'file not found' : (e as Error).message);
+    }
+  } else {
+    bytes = input;
+  }
+  try {
+    const { data, info } = await sharp(bytes, { failOn: 'warning' })
+      .removeAlpha()
+      .toColourspace('srgb')
+      .raw()
+      .toBuffer({ resolveWithObject: true });
+    return toRgb(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), info.width, info.height, info.channels);
+  } catch (e) {
+    if (e instanceof ImageDecodeError) throw e;
+    throw new ImageDecodeError(label, (e as Error).message.replace(/\s+/g, ' ').trim() || 'not a decodable image');
+  }
+}
+
+function toRgb(data: Uint8Array, width: number, height: number, channels: number): RawImage {
+  if (channels === 3) return { data: new Uint8Array(data), width, height };
+  const out = new Uint8Array(width * height * 3);
+  for (let i = 0, j = 0; j < out.length; i += channels, j += 3) {
+    out[j] = data[i];
+    out[j + 1] = data[channels >= 3 ? i + 1 : i];
+    out[j + 2] = data[channels >= 3 ? i + 2 : i];
+  }
+  return { data: out, width, height };
+}
+
+function targetSize(size: LoadImageOptions['size'], w: number, h: number): { width: number; height: number } {
+  if (size === undefined) return { width: w, height: h };
+  const s = typeof size === 'number' ? { width: size, height: size } : size;
+  for (const [k, v] of Object.entries(s)) {
+    if (!Number.isInteger(v) || v <= 0) throw new FerInputError(`Expected image ${k} to be a positive integer, but got ${v}.`);
+  }
+  return s;
+}
+
+/**
+ * Decode → crop → resize → channel order → [0, 1] floats (HWC, 3 channels). The low-level entry for
+ * `fer predict` and for tests that want one image's pixels without tfjs.
+ */
+export async function loadImage(input: string | Uint8Array, opts: LoadImageOptions = {}): Promise<PixelImage> {
+  const raw = await decodeImage(input);
+  return rawToModelInput(raw, opts);
+}
+
+/** The crop/resize/channel steps of `loadImage` on an already decoded image. */
+export async function rawToModelInput(raw: RawImage, opts: LoadImageOptions = {}): Promise<PixelImage> {
+  let img = raw;
+  if (opts.crop) img = cropRaw(img, opts.crop);
+  const { width, height } = targetSize(opts.size, img.width, img.height);
+  let out: PixelImage;
+  if (width === img.width && height === img.height) {
+    out = rawToPixels(img);
+  } else if ((opts.resize ?? 'bilinear') === 'bilinear') {
+    out = resizeBilinear(img, width, height);
+  } else {
+    const { data } = await sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } })
+      .resize(width, height, { fit: 'fill', kernel: 'linear' })
+      .raw()
+      .toBuffer({ resolveWithObject: true });
+    out = rawToPixels({ data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width, height });
+  }
+  if (opts.channelOrder === 'bgr') swapRedBlue(out.data);
+  return out;
+}
+
+/** Encodes an 8-bit RGB image as JPEG (quality 95, OpenCV's default, as the reference's preprocessing writes). */
+export async function encodeJpeg(img: RawImage, quality = 95): Promise<Buffer> {
+  return sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } }).jpeg({ quality }).toBuffer();
+}

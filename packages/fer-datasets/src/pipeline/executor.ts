@@ -1,0 +1,174 @@
+/**
+ * Runs batch jobs either in-process (`workers: 0`) or on a pool of worker threads. Workers are created per
+ * iteration and terminated when it ends or is abandoned; they are `unref`'d so a forgotten iterator never keeps
+ * the process alive.
+ *
+ * Loading the worker script: from the built package it is `dist/worker.js` (or `.mjs`). From TypeScript sources
+ * (jest, tsx) it is `worker.ts`, loaded by a small eval'd bootstrap that first installs tsx's require hook, with
+ * `TSX_TSCONFIG_PATH` pointing at the nearest tsconfig.json so workspace imports (`fer-core`) resolve to sources.
+ * When neither is available the executor falls back to in-process work and says so once.
+ */
+import { existsSync } from 'node:fs';
+import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { processJob, type ItemSpec, type JobResult, type PipelineConfig } from './process';
+
+export interface Executor {
+  readonly kind: 'in-process' | 'workers';
+  readonly workers: number;
+  run(items: ItemSpec[]): Promise<JobResult>;
+  /** Terminates workers and rejects unfinished jobs. Idempotent. */
+  close(): Promise<void>;
+}
+
+let live = 0;
+
+/** Worker threads currently alive across all pipelines (for leak tests and diagnostics). */
+export function liveWorkerCount(): number {
+  return live;
+}
+
+interface Launch {
+  source: string;
+  eval: boolean;
+  env?: NodeJS.ProcessEnv;
+}
+
+let launchCache: Launch | null | undefined;
+
+function findUp(dir: string, name: string): string | undefined {
+  for (let d = dir; ; d = path.dirname(d)) {
+    const f = path.join(d, name);
+    if (existsSync(f)) return f;
+    if (path.dirname(d) === d) return undefined;
+  }
+}
+
+/** How to start a worker from wherever this module was loaded; null when it cannot be done. */
+function workerLaunch(): Launch | null {
+  if (launchCache !== undefined) return launchCache;
+  const here = __filename;
+  if (here.endsWith('.ts')) {
+    let tsx: string;
+    try {
+      tsx = require.resolve('tsx/cjs');
+    } catch {
+      return (launchCache = null);
+    }
+    const script = path.join(__dirname, 'worker.ts');
+    const tsconfig = findUp(__dirname, 'tsconfig.json');
+    launchCache = {
+      source: `require(${JSON.stringify(tsx)});\nrequire(${JSON.stringify(script)});`,
+      eval: true,
+      env: tsconfig ? { ...process.env, TSX_TSCONFIG_PATH: tsconfig } : undefined,
+    };
+    return launchCache;
+  }
+  const script = path.join(__dirname, here.endsWith('.mjs') ? 'worker.mjs' : 'worker.js');
+  launchCache = existsSync(script) ? { source: script, eval: false } : null;
+  return launchCache;
+}
+
+let warnedFallback = false;
+
+export function createExecutor(cfg: PipelineConfig, workers: number, warn: (msg: string) => void): Executor {
+  if (workers > 0) {
+    const launch = workerLaunch();
+    if (launch) return new WorkerExecutor(cfg, workers, launch);
+    if (!warnedFallback) {
+      warnedFallback = true;
+      warn(
+        'fer-datasets: worker threads unavailable (running from TypeScript sources without tsx, or dist/worker.js ' +
+          'missing); decoding in the main thread instead. Install tsx or build the package to use workers.',
+      );
+    }
+  }
+  return {
+    kind: 'in-process',
+    workers: 0,
+    run: (items) => processJob(items, cfg),
+    close: async () => {},
+  };
+}
+
+interface Pending {
+  id: number;
+  items: ItemSpec[];
+  resolve: (r: JobResult) => void;
+  reject: (e: Error) => void;
+}
+
+class WorkerExecutor implements Executor {
+  readonly kind = 'workers';
+  private readonly pool: { worker: Worker; job: Pending | null }[] = [];
+  private readonly queue: Pending[] = [];
+  private nextId = 0;
+  private closed = false;
+  private failure: Error | null = null;
+
+  constructor(
+    cfg: PipelineConfig,
+    readonly workers: number,
+    launch: Launch,
+  ) {
+    for (let i = 0; i < workers; i++) {
+      const worker = new Worker(launch.source, { eval: launch.eval, env: launch.env, workerData: { config: cfg } });
+      worker.unref();
+      live++;
+      const slot = { worker, job: null as Pending | null };
+      worker.on('message', (msg: { id: number; images?: Float32Array; errors?: string[]; fatal?: string }) => {
+        const job = slot.job;
+        slot.job = null;
+        if (job && job.id === msg.id) {
+          if (msg.fatal) job.reject(new Error(`fer-datasets worker failed: ${msg.fatal}`));
+          else job.resolve({ images: msg.images!, errors: msg.errors! });
+        }
+        this.dispatch();
+      });
+      worker.on('error', (e) => this.fail(new Error(`fer-datasets worker crashed: ${e.message}`)));
+      worker.once('exit', () => {
+        live--;
+      });
+      this.pool.push(slot);
+    }
+  }
+
+  run(items: ItemSpec[]): Promise<JobResult> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.closed) return Promise.reject(new Error('fer-datasets pipeline is closed.'));
+    return new Promise((resolve, reject) => {
+      this.queue.push({ id: this.nextId++, items, resolve, reject });
+      this.dispatch();
+    });
+  }
+
+  private dispatch(): void {
+    for (const slot of this.pool) {
+      if (slot.job || !this.queue.length || this.closed) continue;
+      const job = this.queue.shift()!;
+      slot.job = job;
+      slot.worker.postMessage({ id: job.id, items: job.items });
+    }
+  }
+
+  private fail(e: Error): void {
+    if (!this.failure) this.failure = e;
+    for (const slot of this.pool) {
+      slot.job?.reject(e);
+      slot.job = null;
+    }
+    for (const j of this.queue.splice(0)) j.reject(e);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const err = new Error('fer-datasets pipeline is closed.');
+    for (const slot of this.pool) {
+      slot.job?.reject(err);
+      slot.job = null;
+    }
+    for (const j of this.queue.splice(0)) j.reject(err);
+    await Promise.all(this.pool.map((s) => s.worker.terminate()));
+  }
+}
