@@ -1,9 +1,10 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { FerInputError, assertShape, type FerModel, type ForwardResult, type LabelSet, type VariableGroup } from 'fer-core';
-import { featureSizes, resolveConfig, type EsrConfig, type EsrConfigName } from './configs';
-import { buildBase, buildBranch } from './layers';
+import { featureSizes, minInputSize, resolveConfig, type EsrConfig, type EsrConfigName } from './configs';
+import { buildBase, buildBranch, runBase, runBranch } from './layers';
 import { vote } from './vote';
+import { saveEsr, type EsrManifest } from './io';
 
 export interface EsrForwardOptions {
   /** Train mode for the whole ensemble: BN batch statistics and running-stat updates everywhere. */
@@ -103,11 +104,8 @@ export class EsrEnsemble implements FerModel {
     const training = opts.training === true;
     const branchesTraining = opts.branchesTraining ?? training;
     return tf.tidy(() => {
-      const shared = this.baseModel.apply(images, { training }) as tf.Tensor4D;
-      const outs = this.branchModels.map((b) => {
-        const o = b.apply(shared, { training: branchesTraining });
-        return Array.isArray(o) ? (o as tf.Tensor[]) : [o as tf.Tensor];
-      });
+      const shared = runBase(this.baseModel, images, training);
+      const outs = this.branchModels.map((b) => runBranch(b, shared, branchesTraining));
       const logits = outs.map((o) => o[0] as tf.Tensor2D);
       const heads: Record<string, tf.Tensor> = {};
       if (this.config.variant === 'cbam') {
@@ -177,6 +175,11 @@ export class EsrEnsemble implements FerModel {
     (this as { config: EsrConfig }).config = config;
   }
 
+  /** Saves to `dir` in tfjs format (see `saveEsr`); reload with `loadEsr(dir)`. */
+  save(dir: string): Promise<EsrManifest> {
+    return saveEsr(this, dir);
+  }
+
   dispose(): void {
     this.parts().forEach(({ model }) => model.dispose());
     this.branchModels = [];
@@ -187,7 +190,7 @@ export class EsrEnsemble implements FerModel {
     const [, h, w] = images.shape;
     if (h !== w || featureSizes(h).branch < 1) {
       throw new FerInputError(
-        `Expected square images of at least 18×18 pixels (ESR uses ${this.config.inputSize}), but got ${h}×${w}.`,
+        `Expected square images of at least ${minInputSize()}×${minInputSize()} pixels (ESR uses ${this.config.inputSize}), but got ${h}×${w}.`,
         `Resize faces to ${this.config.inputSize}×${this.config.inputSize}.`,
       );
     }

@@ -6,3 +6,7 @@ export { buildBase, buildBranch } from './layers';
 export { vote } from './vote';
 export { esrKeyMap, loadTorchStateDict, toTorchStateDict, torchToTfjs, tfjsToTorch } from './weights/from-torch';
 export type { EsrKeyEntry, LoadReport, LoadStateDictOptions } from './weights/from-torch';
+export { saveEsr, loadEsr, saveLayersModel, loadLayersModelFromDir } from './io';
+export type { EsrManifest } from './io';
+export { fromTorchCheckpoint, importTorchCheckpoint, fromTorchStateDicts, toTorchStateDicts, BASE_FILE, branchFile } from './weights/checkpoint';
+export type { FromTorchOptions, TorchImport } from './weights/checkpoint';

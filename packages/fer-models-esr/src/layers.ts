@@ -1,3 +1,4 @@
+import type * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { Cbam, TorchBatchNorm } from 'fer-core';
 import type { EsrConfig } from './configs';
@@ -69,4 +70,45 @@ export function buildBranch(config: EsrConfig, index: number, seed?: number): tf
     outputs.push(tfl.layers.dense({ name: 'fc_dimensional', units: 2, ...torchInit(config.numClasses, seed, 16) }).apply(r) as Sym);
   }
   return tfl.model({ name: `esr_branch_${index}`, inputs: input, outputs });
+}
+
+function layerOf(model: tfl.LayersModel, name: string): tfl.layers.Layer | undefined {
+  return model.layers.find((l) => l.name === name);
+}
+
+/**
+ * Runs the four blocks of a part eagerly, layer by layer, as the PyTorch `forward` does. (`LayersModel.apply` would
+ * also work, but tfjs-layers' executor calls a multi-output layer once per fetched output: the last CBAM would run
+ * three times and move its running statistics three times in train mode.)
+ */
+function runBlocks(model: tfl.LayersModel, x: tf.Tensor, training: boolean): { y: tf.Tensor; ch?: tf.Tensor; sp?: tf.Tensor } {
+  let y = x;
+  let ch: tf.Tensor | undefined;
+  let sp: tf.Tensor | undefined;
+  for (let i = 1; i <= 4; i++) {
+    y = layerOf(model, `conv${i}`)!.apply(y) as tf.Tensor;
+    y = layerOf(model, `bn${i}`)!.apply(y, { training }) as tf.Tensor;
+    y = layerOf(model, `relu${i}`)!.apply(y) as tf.Tensor;
+    const pool = layerOf(model, `pool${i}`);
+    if (pool) y = pool.apply(y) as tf.Tensor;
+    const cbam = layerOf(model, `cbam${i}`);
+    if (cbam) [y, ch, sp] = cbam.apply(y, { training }) as tf.Tensor[];
+  }
+  return { y, ch, sp };
+}
+
+/** Base forward: [N, S, S, 3] → [N, S', S', 128]. Call inside `tf.tidy`. */
+export function runBase(model: tfl.LayersModel, x: tf.Tensor4D, training: boolean): tf.Tensor4D {
+  return runBlocks(model, x, training).y as tf.Tensor4D;
+}
+
+/** Branch forward, same outputs as the branch model's (see `buildBranch`). Call inside `tf.tidy`. */
+export function runBranch(model: tfl.LayersModel, x: tf.Tensor4D, training: boolean): tf.Tensor[] {
+  const { y, ch, sp } = runBlocks(model, x, training);
+  const pooled = layerOf(model, 'gap')!.apply(y) as tf.Tensor;
+  const logits = layerOf(model, 'fc')!.apply(pooled) as tf.Tensor;
+  if (ch && sp) return [logits, ch, sp];
+  const va = layerOf(model, 'fc_dimensional');
+  if (!va) return [logits];
+  return [logits, va.apply(layerOf(model, 'relu_logits')!.apply(logits)) as tf.Tensor];
 }
