@@ -1,4 +1,5 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import * as zlib from 'node:zlib';
 import { TorchFormatError } from './errors';
 
 /**
@@ -67,6 +68,14 @@ let CRC_TABLE: Uint32Array | undefined;
 
 /** CRC-32 (IEEE 802.3, as zip uses); pass the previous value to continue over several chunks. */
 export function crc32(data: Uint8Array, prev = 0): number {
+  // Node >= 20.15 has a native one; the table version below is the fallback.
+  const native = (zlib as { crc32?: (d: Uint8Array, v?: number) => number }).crc32;
+  if (native) return native(data, prev) >>> 0;
+  return crc32Table(data, prev);
+}
+
+/** Table-driven CRC-32, used when `zlib.crc32` is missing (and to test it). */
+export function crc32Table(data: Uint8Array, prev = 0): number {
   if (!CRC_TABLE) {
     CRC_TABLE = new Uint32Array(256);
     for (let n = 0; n < 256; n++) {

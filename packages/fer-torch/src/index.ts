@@ -18,3 +18,5 @@ export {
 } from './state-dict';
 export type { TorchSaveOptions, ModuleMetadata } from './torch-save';
 export { serializeTorchStateDict, writeTorchStateDict, writeSafetensors, torchArchiveName, toModuleMetadata } from './torch-save';
+export type { ConvertedFile, EsrConversion } from './convert';
+export { convertEsrCheckpointFolder, ESR_BASE_FILE, ESR_BRANCH_FILE } from './convert';

@@ -266,6 +266,7 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions = {}): Unpickl
   let stack: unknown[] = [];
   const metastack: unknown[][] = [];
   const memo = new Map<number, unknown>();
+  const allowedValues = new Set<unknown>(globals.values());
   // Objects an allow-listed global created, so BUILD can be routed back to that global.
   const creators = new WeakMap<object, AllowedGlobal>();
   let opPos = pos;
@@ -348,7 +349,7 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions = {}): Unpickl
 
   const callGlobal = (callable: unknown, args: unknown[], how: 'REDUCE' | 'NEWOBJ', kwargs?: PyDict): unknown => {
     if (callable instanceof PickledGlobal) return new PickledObject(callable.module, callable.name, args, kwargs);
-    if (callable && typeof callable === 'object' && 'module' in callable && 'name' in callable) {
+    if (allowedValues.has(callable)) {
       const a = callable as AllowedGlobal;
       const fn = how === 'NEWOBJ' ? (a.newobj ?? a.call) : a.call;
       if (!fn) throw new UnsafePickleError(`${src}: ${how} on '${a.module}.${a.name}' is not supported: it is allow-listed as a value only (byte ${opPos}). Nothing was executed.`);
@@ -424,7 +425,8 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions = {}): Unpickl
       }
       case 0x46: { // FLOAT (text)
         const s = line().trim();
-        const v = Number(s);
+        const special: Record<string, number> = { inf: Infinity, '+inf': Infinity, '-inf': -Infinity, nan: NaN, '-nan': NaN };
+        const v = s.toLowerCase() in special ? special[s.toLowerCase()] : /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(s) ? Number(s) : NaN;
         if (Number.isNaN(v) && !/^[+-]?nan$/i.test(s)) throw fail(`bad FLOAT literal '${s.slice(0, 40)}'`);
         stack.push(v);
         break;

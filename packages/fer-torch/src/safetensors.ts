@@ -71,8 +71,16 @@ export function parseSafetensors(bytes: Uint8Array, source = 'buffer'): Safetens
     tensors.set(name, { dtype, shape: [...shape], data: body.subarray(begin, end) });
   }
   ranges.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
-  for (let i = 1; i < ranges.length; i++) {
-    if (ranges[i][0] < ranges[i - 1][1]) throw fail(`tensors '${ranges[i - 1][2]}' and '${ranges[i][2]}' overlap.`);
+  // As the reference implementation requires: tensors tile the data section exactly, without overlaps or holes.
+  let covered = 0;
+  for (let i = 0; i < ranges.length; i++) {
+    const [begin, end, name] = ranges[i];
+    if (begin < covered) throw fail(`tensors '${ranges[i - 1][2]}' and '${name}' overlap.`);
+    if (begin > covered) throw fail(`bytes ${covered}..${begin} of the data section belong to no tensor (before '${name}'); the offsets are corrupt.`);
+    covered = end;
+  }
+  if (covered !== body.byteLength) {
+    throw fail(`the data section has ${body.byteLength} bytes but the tensors cover ${covered}; the file is truncated or has trailing bytes.`);
   }
   return { tensors, metadata };
 }

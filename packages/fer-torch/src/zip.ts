@@ -239,7 +239,8 @@ function inflateBounded(raw: Uint8Array, entry: ZipEntry, source: string): Uint8
     n += chunk.length;
     if (final) ended = true;
   });
-  const CHUNK = 1 << 16;
+  // Small input chunks bound what one push can inflate to (deflate expands at most ~1032x).
+  const CHUNK = 1 << 10;
   try {
     for (let i = 0; i < raw.length; i += CHUNK) inf.push(raw.subarray(i, Math.min(raw.length, i + CHUNK)), i + CHUNK >= raw.length);
     if (raw.length === 0) inf.push(raw, true);
