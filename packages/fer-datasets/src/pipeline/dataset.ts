@@ -275,7 +275,8 @@ export class ImageDataset implements FerDataset {
         });
         tried += chunk.length;
         failed += chunk.length - ok.length;
-        if ((tried >= 20 || next >= chunks.length) && failed > this.maxBadFraction * tried) {
+        const last = pending.length === 0 && next >= chunks.length;
+        if ((tried >= 20 || last) && failed > this.maxBadFraction * tried) {
           throw new FerInputError(
             `${failed} of ${tried} images tried in ${this.name} could not be read (e.g. ${res.errors.find((e) => e) ?? this.bad.values().next().value}).`,
             'Check the dataset root and that the files are complete images.',

@@ -83,19 +83,37 @@ export function createExecutor(cfg: PipelineConfig, workers: number, warn: (msg:
       );
     }
   }
+  // In-process jobs cannot be interrupted; closing waits for those in flight so no file stays open afterwards.
+  const running = new Set<Promise<unknown>>();
+  let closed = false;
   return {
     kind: 'in-process',
     workers: 0,
-    run: (items) => processJob(items, cfg),
-    close: async () => {},
+    run: (items) => {
+      if (closed) return Promise.reject(new Error('fer-datasets pipeline is closed.'));
+      const p = processJob(items, cfg);
+      running.add(p);
+      const forget = () => running.delete(p);
+      p.then(forget, forget);
+      return p;
+    },
+    close: async () => {
+      closed = true;
+      await Promise.allSettled([...running]);
+    },
   };
 }
+
+/** How long `close()` lets a worker finish its current job (so its open files are closed) before terminating it. */
+const DRAIN_MS = 10_000;
 
 interface Pending {
   id: number;
   items: ItemSpec[];
   resolve: (r: JobResult) => void;
   reject: (e: Error) => void;
+  /** Settles when the job's answer arrives (or it fails). */
+  settled: Promise<void>;
 }
 
 class WorkerExecutor implements Executor {
@@ -137,7 +155,15 @@ class WorkerExecutor implements Executor {
     if (this.failure) return Promise.reject(this.failure);
     if (this.closed) return Promise.reject(new Error('fer-datasets pipeline is closed.'));
     return new Promise((resolve, reject) => {
-      this.queue.push({ id: this.nextId++, items, resolve, reject });
+      let done!: () => void;
+      const settled = new Promise<void>((r) => (done = r));
+      this.queue.push({
+        id: this.nextId++,
+        items,
+        resolve: (r) => (done(), resolve(r)),
+        reject: (e) => (done(), reject(e)),
+        settled,
+      });
       this.dispatch();
     });
   }
@@ -164,11 +190,18 @@ class WorkerExecutor implements Executor {
     if (this.closed) return;
     this.closed = true;
     const err = new Error('fer-datasets pipeline is closed.');
+    for (const j of this.queue.splice(0)) j.reject(err);
+    // Let each busy worker finish its job (terminating mid-read could strand a file descriptor), then stop it.
+    const busy = this.pool.filter((s) => s.job).map((s) => s.job!.settled);
+    if (busy.length && !this.failure) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([Promise.allSettled(busy), new Promise((r) => (timer = setTimeout(r, DRAIN_MS)))]);
+      clearTimeout(timer);
+    }
     for (const slot of this.pool) {
       slot.job?.reject(err);
       slot.job = null;
     }
-    for (const j of this.queue.splice(0)) j.reject(err);
     await Promise.all(this.pool.map((s) => s.worker.terminate()));
   }
 }

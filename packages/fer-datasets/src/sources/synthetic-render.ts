@@ -65,12 +65,33 @@ function mix(a: Rgb, b: Rgb, t: number): Rgb {
   return [a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t, a[2] + (b[2] - a[2]) * t];
 }
 
+/** dst ← dst + (c − dst)·t, in place (no allocation in the pixel loop). */
+function blend(dst: Float64Array, c: ArrayLike<number>, t: number): void {
+  dst[0] += (c[0] - dst[0]) * t;
+  dst[1] += (c[1] - dst[1]) * t;
+  dst[2] += (c[2] - dst[2]) * t;
+}
+
+/** dst ← dst·(1 − t·(1 − f)): darken by factor f with weight t, in place. */
+function darken(dst: Float64Array, f: number, t: number): void {
+  const m = 1 - t * (1 - f);
+  dst[0] *= m;
+  dst[1] *= m;
+  dst[2] *= m;
+}
+
 function randomColour(rng: Rng): Rgb {
   return [rng.next(), rng.next(), rng.next()];
 }
 
 const SKIN_LIGHT: Rgb = [0.96, 0.83, 0.72];
 const SKIN_DARK: Rgb = [0.36, 0.22, 0.14];
+const SCLERA: Rgb = [0.95, 0.95, 0.93];
+const PUPIL: Rgb = [0.02, 0.02, 0.02];
+const LID: Rgb = [0.15, 0.1, 0.08];
+const NOSTRIL: Rgb = [0.2, 0.1, 0.08];
+const TEETH: Rgb = [0.92, 0.9, 0.85];
+const MOUTH: Rgb = [0.18, 0.03, 0.04];
 
 /** Coverage of a shape with signed distance `d` (negative inside) for an antialiasing width `aa`. */
 function cover(d: number, aa: number): number {
@@ -143,16 +164,22 @@ export function renderSyntheticFace(emotion: Emotion, seed: number, size: number
   const eyeY = -0.12;
   const browY = -0.34;
 
+  const col = new Float64Array(3);
+  const face = new Float64Array(3);
   let o = 0;
   for (let py = 0; py < size; py++) {
     for (let px = 0; px < size; px++, o += 3) {
       const x = (px + 0.5) / size;
       const y = (py + 0.5) / size;
       // Background: gradient plus clutter blobs.
-      let col = mix(bg0, bg1, 0.5 + 0.5 * ((x - 0.5) * gx + (y - 0.5) * gy) * 1.4);
+      const g = 0.5 + 0.5 * ((x - 0.5) * gx + (y - 0.5) * gy) * 1.4;
+      col[0] = bg0[0] + (bg1[0] - bg0[0]) * g;
+      col[1] = bg0[1] + (bg1[1] - bg0[1]) * g;
+      col[2] = bg0[2] + (bg1[2] - bg0[2]) * g;
       for (const c of clutter) {
+        if (Math.abs(x - c.x) > c.a + 0.02 || Math.abs(y - c.y) > c.b + 0.02) continue;
         const k = cover(ellipseSd(x - c.x, y - c.y, c.a, c.b), 1.5 / size);
-        if (k > 0) col = mix(col, c.c, k);
+        if (k > 0) blend(col, c.c, k);
       }
       // Face-local coordinates (v downward, face half-height 1).
       const dx = (x - cx) / scale;
@@ -162,12 +189,14 @@ export function renderSyntheticFace(emotion: Emotion, seed: number, size: number
       const head = cover(ellipseSd(u, v, 0.78, 1.0), aa);
       if (hasHair) {
         const hairK = cover(ellipseSd(u, v + 0.08, 0.86, 1.05), aa) * cover(v - hairline - 0.08 * Math.sin(u * 6), aa);
-        if (hairK > 0) col = mix(col, hair, hairK);
+        if (hairK > 0) blend(col, hair, hairK);
       }
       if (head > 0) {
         const shade = ambient * (1 + light * (u * lx + v * ly) * 0.6);
-        let face: Rgb = [skin[0] * shade, skin[1] * shade, skin[2] * shade];
-        if (hasHair) face = mix(face, hair, cover(v - hairline - 0.08 * Math.sin(u * 6), aa));
+        face[0] = skin[0] * shade;
+        face[1] = skin[1] * shade;
+        face[2] = skin[2] * shade;
+        if (hasHair) blend(face, hair, cover(v - hairline - 0.08 * Math.sin(u * 6), aa));
         // Features in yaw-shifted coordinates.
         const fu = (u - fshift) / fs;
         const fv = v;
@@ -178,33 +207,33 @@ export function renderSyntheticFace(emotion: Emotion, seed: number, size: number
           const ed = ellipseSd(fu - ex0, fv - eyeY, 0.14, eh);
           const ek = cover(ed, aa);
           if (ek > 0) {
-            face = mix(face, [0.95, 0.95, 0.93], ek);
+            blend(face, SCLERA, ek);
             const ik = cover(Math.sqrt((fu - ex0 - gazeX) ** 2 + (fv - eyeY - gazeY) ** 2) - 0.06, aa) * ek;
-            if (ik > 0) face = mix(face, iris, ik);
+            if (ik > 0) blend(face, iris, ik);
             const pk = cover(Math.sqrt((fu - ex0 - gazeX) ** 2 + (fv - eyeY - gazeY) ** 2) - 0.025, aa) * ek;
-            if (pk > 0) face = mix(face, [0.02, 0.02, 0.02], pk);
+            if (pk > 0) blend(face, PUPIL, pk);
           }
           // Eye outline (lids).
           const lk = cover(Math.abs(ed) - 0.012, aa) * 0.8;
-          if (lk > 0) face = mix(face, [0.15, 0.1, 0.08], lk);
+          if (lk > 0) blend(face, LID, lk);
           // Brow: inner end near the centre line.
           const bi = browY + ex.browInner;
           const bo = browY + ex.browOuter;
           const bd = segmentDist(fu, fv, side * 0.1, bi, side * 0.5, bo) - 0.035;
           const bk = cover(bd, aa);
-          if (bk > 0) face = mix(face, hair, bk * 0.95);
+          if (bk > 0) blend(face, hair, bk * 0.95);
         }
         // Nose: a soft shadow line and nostrils; wrinkles for disgust.
         const nearNose = fv > -0.1 && fv < 0.4 && Math.abs(fu) < 0.35;
         const nk = !nearNose ? 0 : cover(segmentDist(fu, fv, 0.03, 0.0, 0.07, 0.2) - 0.018, aa) * 0.35;
-        if (nk > 0) face = mix(face, [face[0] * 0.6, face[1] * 0.6, face[2] * 0.6], nk);
+        if (nk > 0) darken(face, 0.6, nk);
         for (const side of nearNose ? [-1, 1] : []) {
           const rk = cover(ellipseSd(fu - side * 0.07, fv - 0.24, 0.035, 0.022), aa) * 0.6;
-          if (rk > 0) face = mix(face, [0.2, 0.1, 0.08], rk);
+          if (rk > 0) blend(face, NOSTRIL, rk);
           if (ex.wrinkle > 0.05) {
             for (let w = 0; w < 3; w++) {
               const wk = cover(segmentDist(fu, fv, side * 0.1, 0.02 + w * 0.05, side * 0.2, -0.02 + w * 0.05) - 0.01, aa) * Math.min(1, ex.wrinkle) * 0.7;
-              if (wk > 0) face = mix(face, [face[0] * 0.45, face[1] * 0.45, face[2] * 0.45], wk);
+              if (wk > 0) darken(face, 0.45, wk);
             }
           }
         }
@@ -223,13 +252,13 @@ export function renderSyntheticFace(emotion: Emotion, seed: number, size: number
             const ik = cover(inside, aa);
             if (ik > 0) {
               const teeth = ex.teeth && fv < mid - half + Math.min(0.06, half);
-              face = mix(face, teeth ? [0.92, 0.9, 0.85] : [0.18, 0.03, 0.04], ik);
+              blend(face, teeth ? TEETH : MOUTH, ik);
             }
           }
           const lk = cover(Math.max(Math.abs(Math.abs(fv - mid) - half) - 0.022, edge), aa);
-          if (lk > 0) face = mix(face, lip, lk);
+          if (lk > 0) blend(face, lip, lk);
         }
-        col = mix(col, face, head);
+        blend(col, face, head);
       }
       img.data[o] = col[0];
       img.data[o + 1] = col[1];
@@ -238,9 +267,16 @@ export function renderSyntheticFace(emotion: Emotion, seed: number, size: number
   }
   // Sensor noise, then clip.
   const d = img.data;
-  for (let i = 0; i < d.length; i++) {
-    const n = d[i] + noise * rng.normal();
-    d[i] = n < 0 ? 0 : n > 1 ? 1 : n;
+  for (let i = 0; i < d.length; i += 2) {
+    // Box-Muller, using both outputs.
+    const r = noise * Math.sqrt(-2 * Math.log(1 - rng.next()));
+    const t = 2 * Math.PI * rng.next();
+    const a = d[i] + r * Math.cos(t);
+    d[i] = a < 0 ? 0 : a > 1 ? 1 : a;
+    if (i + 1 < d.length) {
+      const b = d[i + 1] + r * Math.sin(t);
+      d[i + 1] = b < 0 ? 0 : b > 1 ? 1 : b;
+    }
   }
   return img;
 }
