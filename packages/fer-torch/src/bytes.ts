@@ -34,10 +34,18 @@ export function bytesSource(bytes: Uint8Array, name = 'buffer'): ByteSource {
 }
 
 export function fileSource(path: string): ByteSource {
-  const fd = openSync(path, 'r');
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new TorchFormatError(`Cannot open checkpoint ${path}: ${code === 'ENOENT' ? 'no such file' : (e as Error).message}. Check the path.`);
+  }
   let size: number;
   try {
-    size = fstatSync(fd).size;
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new TorchFormatError(`Cannot read checkpoint ${path}: it is not a regular file (a folder?). Pass the .pt/.pth/.safetensors file itself.`);
+    size = st.size;
   } catch (e) {
     closeSync(fd);
     throw e;

@@ -120,3 +120,10 @@ describe('legacy format with storage views', () => {
     expect(values(sd.get('b'))).toEqual([4, 5, 6]);
   });
 });
+
+describe('paths', () => {
+  it('say what is wrong with a missing file or a folder', async () => {
+    await expect(readTorchFile('/nonexistent/weights.pt')).rejects.toThrow(/Cannot open checkpoint \/nonexistent\/weights\.pt: no such file/);
+    await expect(readTorchFile(__dirname)).rejects.toThrow(/not a regular file/);
+  });
+});
