@@ -15,10 +15,13 @@ const BN_MOMENTUM = 0.1;
 export class ManetBuilder {
   private seedCounter = 0;
 
-  constructor(private readonly seed: number | null) {}
+  constructor(
+    private readonly seed: number | null,
+    private readonly convInit: 'kaiming' | 'zeros' = 'kaiming',
+  ) {}
 
   private nextSeed(): number | undefined {
-    return this.seed === null ? undefined : this.seed * 1000 + this.seedCounter++;
+    return this.seed === null ? undefined : this.seed * 10000 + 8 * this.seedCounter++; // Cbam uses seed + 0..4
   }
 
   /**
@@ -38,7 +41,10 @@ export class ManetBuilder {
         padding,
         useBias: false,
         name,
-        kernelInitializer: tfl.initializers.varianceScaling({ scale: 2, mode: 'fanOut', distribution: 'normal', seed: this.nextSeed() }),
+        kernelInitializer:
+          this.convInit === 'zeros'
+            ? tfl.initializers.zeros()
+            : tfl.initializers.varianceScaling({ scale: 2, mode: 'fanOut', distribution: 'normal', seed: this.nextSeed() }),
       })
       .apply(x) as Sym;
   }
@@ -89,7 +95,7 @@ export class ManetBuilder {
     let out = this.relu(this.bn(this.conv(x, `${prefix}.conv1`, planes, 3, stride, 1), `${prefix}.bn1`), `${prefix}.relu1`);
     out = this.bn(this.conv(out, `${prefix}.conv2`, planes, 3, 1, 1), `${prefix}.bn2`);
     if (attention) {
-      const gated = new Cbam({ name: `${prefix}.cbam`, reduction: 16 }).apply(out);
+      const gated = new Cbam({ name: `${prefix}.cbam`, reduction: 16, seed: this.nextSeed() }).apply(out);
       out = (Array.isArray(gated) ? gated[0] : gated) as Sym;
     }
     return this.relu(this.add([out, this.shortcut(x, prefix, planes, stride)], `${prefix}.add`), `${prefix}.relu2`);

@@ -78,6 +78,11 @@ export interface ManetOptions {
   seed?: number;
   /** Model name (tfjs). Default 'manet'. */
   name?: string;
+  /**
+   * Conv initialisation: 'kaiming' (default; the reference's Kaiming-normal, fan_out) or 'zeros', which skips the
+   * random draw for weights a checkpoint overwrites anyway (about 50M values). The heads are always PyTorch-default.
+   */
+  convInit?: 'kaiming' | 'zeros';
 }
 
 export interface ResolvedManetConfig {
@@ -86,6 +91,7 @@ export interface ResolvedManetConfig {
   msScaleOrder: MsScaleOrder;
   seed: number | null;
   name: string;
+  convInit: 'kaiming' | 'zeros';
 }
 
 /** Fills the defaults in one place and validates the options (errors name what to fix). */
@@ -100,5 +106,6 @@ export function resolveConfig(opts: ManetOptions = {}): ResolvedManetConfig {
   }
   const msScaleOrder = parseChoice('msScaleOrder', opts.msScaleOrder ?? 'forward', MS_SCALE_ORDERS);
   if (opts.seed !== undefined && !Number.isInteger(opts.seed)) throw new Error(`Expected seed to be an integer, but got ${opts.seed}.`);
-  return { numClasses, labels, msScaleOrder, seed: opts.seed ?? null, name: opts.name ?? 'manet' };
+  const convInit = parseChoice('convInit', opts.convInit ?? 'kaiming', ['kaiming', 'zeros'] as const);
+  return { numClasses, labels, msScaleOrder, seed: opts.seed ?? null, name: opts.name ?? 'manet', convInit };
 }

@@ -26,7 +26,7 @@ const PATCH_CROPS: ReadonlyArray<[[number, number], [number, number]]> = [
  * local maps p1..p4 [B, 7, 7, 512].
  */
 export function buildManetModel(config: ResolvedManetConfig): tfl.LayersModel {
-  const b = new ManetBuilder(config.seed);
+  const b = new ManetBuilder(config.seed, config.convInit);
   const input = tfl.input({ shape: [MANET_INPUT_SIZE, MANET_INPUT_SIZE, 3], name: 'image' });
   let x = b.stem(input); // [B, 56, 56, 64]
   x = b.stage(x, 'layer1', 64, 1, (y, p, c, s) => b.basicBlock(y, p, c, s, false));

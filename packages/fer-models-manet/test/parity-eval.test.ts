@@ -21,7 +21,7 @@ describeIfExists(FIXTURE_DIR, 'MA-Net parity (eval mode)', () => {
     await initBackend({ backend: 'wasm' });
     fx = loadFixture('manet');
     entries = analyticEntries(7);
-    manet = createManet({ numClasses: 7, seed: 3 });
+    manet = createManet({ numClasses: 7, convInit: 'zeros', seed: 3 });
     loadTorchStateDict(manet, analyticStateDict(entries), { source: 'analytic weights' });
     const nchw = await fx.tensor('data.safetensors', 'input/x');
     x = tf.transpose(nchw, [0, 2, 3, 1]) as tf.Tensor4D; // NCHW -> NHWC

@@ -152,7 +152,8 @@ export async function fromMsCeleb(checkpoint: string | ReadonlyMap<string, RawTe
   const source = typeof checkpoint === 'string' ? checkpoint : 'MS-Celeb state dict';
   const tensors = typeof checkpoint === 'string' ? await readCheckpoint(checkpoint) : checkpoint;
   const hasPrefix = [...tensors.keys()].some((k) => k.startsWith('module.'));
-  const manet = createManet(opts);
+  // Backbone weights are overwritten: skip their random draw unless some may stay (allowMissing).
+  const manet = createManet({ convInit: opts.allowMissing ? 'kaiming' : 'zeros', ...opts });
   try {
     const report = loadTorchStateDict(manet, tensors, {
       stripPrefix: hasPrefix ? 'module.' : undefined,
