@@ -1,10 +1,13 @@
 import { defineConfig } from 'tsup';
 
 export default defineConfig({
-  entry: ['src/index.ts'],
+  // The worker is its own entry: executor.ts starts dist/worker.js (or .mjs) next to the bundle.
+  entry: { index: 'src/index.ts', worker: 'src/pipeline/worker.ts' },
   format: ['esm', 'cjs'],
-  dts: true,
+  dts: { entry: { index: 'src/index.ts' } },
   clean: true,
   sourcemap: true,
   target: 'node20',
+  // __dirname/__filename in the ESM build (the executor locates the worker script with them).
+  shims: true,
 });
