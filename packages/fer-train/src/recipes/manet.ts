@@ -1,0 +1,51 @@
+import type { FerDataset } from 'fer-core';
+import type { Manet } from 'fer-models-manet';
+import { fileSaveHandler } from '../io/layers-files';
+import { manetLoss } from '../loss';
+import type { DiversityMode } from '../loss-types';
+import type { TrainingPlan } from '../schedule/plans';
+import { Trainer, type TrainEvent, type TrainResult } from '../trainer';
+
+export interface TrainManetOptions {
+  /** `manetPlan({ dataset })`. */
+  plan: TrainingPlan;
+  /** `fromMsCeleb(path, { numClasses })` when the MS-Celeb checkpoint is given, else `createManet({ numClasses, seed })`. */
+  createModel(): Manet | Promise<Manet>;
+  train: FerDataset;
+  validation: FerDataset;
+  test?: FerDataset;
+  diversity: DiversityMode;
+  /** Head-1 weight (reference 0.6) in the loss and the combined prediction. */
+  beta?: number;
+  outDir: string;
+  seed?: number;
+  /** Micro-batch for gradient accumulation up to the plan's batch (128): see `StepOptions.microBatch`. */
+  microBatch?: number;
+  resume?: boolean;
+  checkpointEverySteps?: number;
+  maxSteps?: number;
+  plots?: boolean;
+  onEvent?: (e: TrainEvent) => void;
+}
+
+/** Fine-tunes a diversified MA-Net with a `manet_*` plan. */
+export function trainManet(o: TrainManetOptions): Promise<TrainResult<Manet>> {
+  const beta = o.beta ?? 0.6;
+  return new Trainer<Manet>({
+    plan: o.plan,
+    model: { create: o.createModel, save: async (m, dir) => void (await m.save(fileSaveHandler(dir))) },
+    trainData: () => o.train,
+    validation: o.validation,
+    test: o.test,
+    loss: () => (out, y) => manetLoss(out, y, { diversity: o.diversity, beta }),
+    evaluation: () => ({ combine: { kind: 'weighted', weights: [beta, 1 - beta] }, diversityHead: 'globalFeatures' }),
+    outDir: o.outDir,
+    seed: o.seed,
+    microBatch: o.microBatch,
+    resume: o.resume,
+    checkpointEverySteps: o.checkpointEverySteps,
+    maxSteps: o.maxSteps,
+    plots: o.plots,
+    onEvent: o.onEvent,
+  }).run();
+}
