@@ -13,7 +13,7 @@ export type { ZipEntry, ZipReadOptions } from './zip';
 export { ZipReader } from './zip';
 export type { StateDict, ReadStateDictOptions, KeyFilter, LoadReport, ShapeMismatch } from './state-dict';
 export {
-  readStateDict, extractStateDict, stateDictMetadata, stripPrefix, addPrefix, selectKeys, dropKeys, renameKeys,
+  readStateDict, extractStateDict, moduleStateDict, stateDictMetadata, stripPrefix, addPrefix, selectKeys, dropKeys, renameKeys,
   oihwToHwio, hwioToOihw, linearToTfjs, linearToTorch, loadReport, assertLoadable, assertStateDict,
 } from './state-dict';
 export type { TorchSaveOptions, ModuleMetadata } from './torch-save';

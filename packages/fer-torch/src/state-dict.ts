@@ -1,5 +1,5 @@
 import { StateDictError } from './errors';
-import { PyDict, describeValue } from './pickle';
+import { PickledObject, PyDict, describeValue } from './pickle';
 import { assertRawTensor, transposeRaw, type RawTensor } from './tensor';
 import { isRawTensor, readTorchFile, type ReadTorchOptions } from './torch-load';
 
@@ -20,6 +20,37 @@ function isTensorDict(x: unknown): x is Map<unknown, unknown> {
   return x instanceof Map && [...x.values()].every(isRawTensor);
 }
 
+function moduleState(x: unknown): Map<unknown, unknown> | undefined {
+  if (!(x instanceof PickledObject) || !(x.state instanceof Map)) return undefined;
+  return x.state.has('_parameters') && x.state.has('_modules') ? x.state : undefined;
+}
+
+/**
+ * The state dict of a whole pickled `nn.Module` (`torch.save(model)`, read with `unknownGlobals: 'inert'`), built as
+ * `Module.state_dict()` does: parameters, then persistent buffers, then each child under `<name>.`.
+ */
+export function moduleStateDict(module: unknown, prefix = '', out: StateDict = new Map(), depth = 0): StateDict {
+  const st = moduleState(module);
+  if (!st) throw new StateDictError(`expected a pickled nn.Module, got ${describeValue(module)}.`);
+  if (depth > 1000) throw new StateDictError('module nesting deeper than 1000 levels; the file is corrupt or crafted.');
+  const nonPersistent = st.get('_non_persistent_buffers_set');
+  const skip = nonPersistent instanceof Set ? nonPersistent : new Set();
+  for (const field of ['_parameters', '_buffers']) {
+    const d = st.get(field);
+    if (!(d instanceof Map)) continue;
+    for (const [name, t] of d) {
+      if (t === null || (field === '_buffers' && skip.has(name))) continue;
+      if (!isRawTensor(t)) throw new StateDictError(`${prefix}${String(name)} in ${field} is ${describeValue(t)}, not a tensor.`);
+      out.set(`${prefix}${String(name)}`, t);
+    }
+  }
+  const children = st.get('_modules');
+  if (children instanceof Map) {
+    for (const [name, child] of children) if (child !== null) moduleStateDict(child, `${prefix}${String(name)}.`, out, depth + 1);
+  }
+  return out;
+}
+
 /**
  * Picks the state dict out of an unpickled checkpoint: the object itself when it maps names to tensors, else
  * `obj[key]`, else the first of `state_dict`, `model_state_dict`, `model`, `net`, `module` that does.
@@ -34,7 +65,7 @@ export function extractStateDict(obj: unknown, opts: { key?: string; source?: st
     }
     sd = obj.get(opts.key);
   } else if (!isTensorDict(obj) && obj instanceof Map) {
-    const found = WEIGHT_KEYS.find((k) => isTensorDict(obj.get(k)));
+    const found = WEIGHT_KEYS.find((k) => isTensorDict(obj.get(k)) || moduleState(obj.get(k)));
     if (found === undefined) {
       throw new StateDictError(
         `${src}: expected a state dict (names → tensors), but the file holds a dict with the keys ` +
@@ -43,6 +74,7 @@ export function extractStateDict(obj: unknown, opts: { key?: string; source?: st
     }
     sd = obj.get(found);
   }
+  if (moduleState(sd)) return moduleStateDict(sd);
   if (!(sd instanceof Map)) throw new StateDictError(`${src}: expected a state dict (names → tensors), got ${describeValue(sd)}.`);
   const out: StateDict = new Map();
   for (const [k, v] of sd) {

@@ -314,7 +314,9 @@ function readLegacyCheckpoint(bytes: Uint8Array, name: string, opts: ReadTorchOp
   const parsePid = (pid: unknown) => {
     if (!Array.isArray(pid)) throw new TorchFormatError(`${source}: unsupported persistent id ${describeValue(pid)}.`);
     if (pid[0] === 'module') {
-      throw new UnsafePickleError(`${source}: the file pickles a whole nn.Module (class source code), not a state dict. In Python, save model.state_dict() instead.`);
+      // ('module', class, source file, source code): the class is already an inert record (or was refused).
+      if (opts.unknownGlobals === 'inert') return { moduleClass: pid[1] as unknown };
+      throw new UnsafePickleError(`${source}: the file pickles a whole nn.Module with its source code, not a state dict. In Python, save model.state_dict() instead, or read it with { unknownGlobals: 'inert' }.`);
     }
     if (pid[0] !== 'storage' || pid.length !== 6) {
       throw new TorchFormatError(`${source}: unsupported persistent id ${describeValue(pid)}; expected ('storage', type, key, location, numel, view).`);
@@ -338,6 +340,7 @@ function readLegacyCheckpoint(bytes: Uint8Array, name: string, opts: ReadTorchOp
     offset: mainStart,
     persistentLoad: (pid) => {
       const p = parsePid(pid);
+      if ('moduleClass' in p) return p.moduleClass;
       const info = infos.get(p.key);
       if (info && (info.dtype !== p.dtype || info.numel !== p.numel)) throw new TorchFormatError(`${source}: storage '${p.key}' is declared twice with different types or sizes.`);
       const i = info ?? { dtype: p.dtype, numel: p.numel, views: [] };
@@ -384,6 +387,7 @@ function readLegacyCheckpoint(bytes: Uint8Array, name: string, opts: ReadTorchOp
     offset: mainStart,
     persistentLoad: (pid) => {
       const p = parsePid(pid);
+      if ('moduleClass' in p) return p.moduleClass;
       const refKey = p.view ? `${p.key}/${p.view.key}` : p.key;
       let ref = refs.get(refKey);
       if (!ref) {

@@ -8,6 +8,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import {
+  UnsafePickleError,
   ZipReader,
   convertEsrCheckpointFolder,
   readSafetensors,
@@ -230,8 +231,12 @@ c['param'] = torch.nn.Parameter(torch.ones(2))
 torch.save(c, os.path.join(d, 'py_zip.pt'))
 torch.save(c, os.path.join(d, 'py_legacy.pt'), _use_new_zipfile_serialization=False)
 torch.save({'epoch': 3, 'state_dict': c, 'best_acc': 61.5, 'optimizer': {'param_groups': [{'lr': 0.1}]}}, os.path.join(d, 'py_ckpt.pth.tar'))
+m = torch.nn.Sequential(collections.OrderedDict([('conv', torch.nn.Conv2d(1, 2, 3)), ('bn', torch.nn.BatchNorm2d(2))]))
+m.register_buffer('scratch', torch.ones(1), persistent=False)
+torch.save(m, os.path.join(d, 'py_model.pt'))
+torch.save(m, os.path.join(d, 'py_model_legacy.pt'), _use_new_zipfile_serialization=False)
 desc = lambda t: [str(t.dtype).replace('torch.', ''), list(t.shape), t.detach().double().flatten().tolist()]
-out = {'python': {k: desc(v) for k, v in c.items()}, 'ours': {}}
+out = {'python': {k: desc(v) for k, v in c.items()}, 'model': {k: desc(v) for k, v in m.state_dict().items()}, 'ours': {}}
 for f in sorted(os.listdir(d)):
     if f.startswith('ts_'):
         obj = torch.load(os.path.join(d, f), weights_only=True)
@@ -246,6 +251,7 @@ describeIfTorch(`PyTorch interop (${PYTHON} with torch)`, () => {
   let dir: string;
   let result: {
     python: Record<string, [string, number[], number[]]>;
+    model: Record<string, [string, number[], number[]]>;
     ours: Record<string, Record<string, unknown>>;
   };
   beforeAll(() => {
@@ -279,6 +285,16 @@ describeIfTorch(`PyTorch interop (${PYTHON} with torch)`, () => {
       const t = sd.get(k) as RawTensor;
       expect([k, t.dtype, t.shape]).toEqual([k, dtype, shape]);
       expect([k, exactValues(t)]).toEqual([k, vals]);
+    }
+  });
+
+  it.each(['py_model.pt', 'py_model_legacy.pt'])('rebuilds state_dict() from a whole pickled nn.Module (%s), only in inert mode', async (f) => {
+    await expect(readStateDict(path.join(dir, f))).rejects.toThrow(UnsafePickleError);
+    const sd = await readStateDict(path.join(dir, f), { unknownGlobals: 'inert' });
+    expect([...sd.keys()]).toEqual(Object.keys(result.model));
+    for (const [k, [dtype, shape, vals]] of Object.entries(result.model)) {
+      const t = sd.get(k) as RawTensor;
+      expect([k, t.dtype, t.shape, exactValues(t)]).toEqual([k, dtype, shape, vals]);
     }
   });
 
