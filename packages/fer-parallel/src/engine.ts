@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import { Worker, type ResourceLimits } from 'node:worker_threads';
 import { FerInputError, assertPositiveInt, parseChoice } from 'fer-core';
-import type { Chunk, DisposeReply, GradsReply, InitReply, Reply, ReplyBody, Request, RequestBody, WeightsReply } from './protocol';
+import type { Chunk, DisposeReply, GradsReply, InferReply, InitReply, Reply, ReplyBody, Request, RequestBody, WeightsReply } from './protocol';
 import type { BatchGradients, HostBatch, StateSync, TaskSpec, VariableInfo, WorkerMemory } from './types';
 
 export interface DataParallelOptions {
@@ -272,6 +272,30 @@ export class DataParallel {
     }
     this.reconcileState(replies, active.map((hd) => plan[hd.index].reduce((a, ch) => a + ch.count, 0) / n), active.length);
     return { loss, terms, grads: this.views(g), flat: g, count: n, workerMs: replies.map((r) => r.ms) };
+  }
+
+  /**
+   * Inference with the replicas' `infer` (eval mode): the batch is sharded as in `computeGradients` and the
+   * image-major outputs are concatenated in batch order. Returns a fresh array owned by the caller.
+   */
+  async infer(batch: HostBatch): Promise<{ outputs: Float32Array; rowSize: number; workerMs: number[] }> {
+    this.checkLive();
+    const [n, h, w, c] = this.checkBatch(batch);
+    const plan = planShards(n, this.numWorkers, this.opts.microBatch ?? Math.ceil(n / this.numWorkers));
+    const { images, labels } = this.stage(batch);
+    const state = this.pendingState ?? undefined;
+    this.pendingState = null;
+    const active = this.handles.filter((_, i) => plan[i].length > 0);
+    const replies = await Promise.all(
+      active.map((hd) => hd.request<InferReply>({ type: 'infer', images, labels, image: [h, w, c], chunks: plan[hd.index], state }, 'infer')),
+    );
+    const outputs = new Float32Array(replies.reduce((a, r) => a + r.flat.length, 0));
+    let off = 0;
+    for (const r of replies) {
+      outputs.set(r.flat, off);
+      off += r.flat.length;
+    }
+    return { outputs, rowSize: outputs.length / n, workerMs: replies.map((r) => r.ms) };
   }
 
   /**

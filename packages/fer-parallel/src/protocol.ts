@@ -21,6 +21,15 @@ export type Request =
       chunks: Chunk[];
       state?: Float32Array;
     }
+  | {
+      id: number;
+      type: 'infer';
+      images: Float32Array;
+      labels: Int32Array;
+      image: [number, number, number];
+      chunks: Chunk[];
+      state?: Float32Array;
+    }
   | { id: number; type: 'setWeights'; flat?: Float32Array; state?: Float32Array }
   | { id: number; type: 'getWeights' }
   | { id: number; type: 'memory' }
@@ -45,6 +54,12 @@ export interface GradsReply {
   ms: number;
 }
 
+export interface InferReply {
+  /** Image-major outputs of the worker's chunks, concatenated. */
+  flat: Float32Array;
+  ms: number;
+}
+
 export interface WeightsReply {
   flat: Float32Array;
   state: Float32Array;
@@ -55,7 +70,7 @@ export interface DisposeReply {
   leaked: number;
 }
 
-export type ReplyBody = InitReply | GradsReply | WeightsReply | WorkerMemory | DisposeReply | null;
+export type ReplyBody = InitReply | GradsReply | InferReply | WeightsReply | WorkerMemory | DisposeReply | null;
 
 export type Reply =
   | { id: number; ok: true; body: ReplyBody }

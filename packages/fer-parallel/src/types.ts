@@ -47,6 +47,11 @@ export interface Replica {
   state?: tf.Variable[];
   /** Gradients of the mean loss over `batch` with respect to `variables`. */
   computeGradients(batch: ShardBatch): ReplicaGradients | Promise<ReplicaGradients>;
+  /**
+   * Optional inference (eval mode) on `batch`: `shape[0]` rows of equal length, image-major (e.g. logits
+   * [n, K] flattened). Tensors returned are read and disposed by the worker.
+   */
+  infer?(batch: ShardBatch): Float32Array | tf.Tensor | Promise<Float32Array | tf.Tensor>;
   /** Releases the replica's tensors (the worker then checks for leaks). */
   dispose?(): void;
 }

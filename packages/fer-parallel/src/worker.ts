@@ -7,7 +7,7 @@ import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
-import type { Chunk, GradsReply, InitReply, Reply, ReplyBody, Request } from './protocol';
+import type { Chunk, GradsReply, InferReply, InitReply, Reply, ReplyBody, Request } from './protocol';
 import type { CreateReplica, Replica, ShardBatch, TaskSpec, WorkerMemory } from './types';
 
 let replica: Replica | null = null;
@@ -154,12 +154,42 @@ async function grads(req: Extract<Request, { type: 'grads' }>): Promise<GradsRep
   return { loss, terms, flat: acc, state, ms: performance.now() - t0 };
 }
 
+async function infer(req: Extract<Request, { type: 'infer' }>): Promise<InferReply> {
+  const r = need();
+  if (typeof r.infer !== 'function') throw new Error("The task's replica has no infer(batch) method; add one to run inference in parallel.");
+  const t0 = performance.now();
+  if (req.state) setFlat(r.state ?? [], req.state, 'state');
+  const [h, w, c] = req.image;
+  const px = h * w * c;
+  const parts: Float32Array[] = [];
+  for (const ch of req.chunks) {
+    const out = await r.infer({
+      images: req.images.subarray(ch.start * px, (ch.start + ch.count) * px),
+      shape: [ch.count, h, w, c],
+      labels: req.labels.subarray(ch.start, ch.start + ch.count),
+    });
+    const vals = out instanceof tf.Tensor ? ((await out.data()) as Float32Array) : out;
+    if (out instanceof tf.Tensor) out.dispose();
+    if (vals.length % ch.count !== 0) throw new Error(`Expected infer() to return ${ch.count} equal rows, but got ${vals.length} values.`);
+    parts.push(vals);
+  }
+  const flat = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
+  let off = 0;
+  for (const p of parts) {
+    flat.set(p, off);
+    off += p.length;
+  }
+  return { flat, ms: performance.now() - t0 };
+}
+
 async function handle(req: Request): Promise<ReplyBody> {
   switch (req.type) {
     case 'init':
       return init(req);
     case 'grads':
       return grads(req);
+    case 'infer':
+      return infer(req);
     case 'setWeights': {
       const r = need();
       if (req.flat) setFlat(r.variables, req.flat, 'weights');

@@ -10,7 +10,7 @@ import { crossEntropy, parseChoice, type ForwardResult } from 'fer-core';
 import { diversityLoss } from 'fer-diversity-loss';
 import { createEsr, type EsrConfigName } from 'fer-models-esr';
 import type { Replica, ReplicaContext } from '../types';
-import { gradientsOf, type TaskLoss } from './replica-utils';
+import { gradientsOf, logitsOf, type TaskLoss } from './replica-utils';
 import type { EsrTaskConfig, TaskDiversity } from './specs';
 
 const DIVERSITIES: readonly TaskDiversity[] = ['reference', 'dpp', 'none'];
@@ -43,6 +43,7 @@ export async function createReplica(config: EsrTaskConfig = {}, _ctx?: ReplicaCo
     state: stateOf(esr.parts().map((p) => p.model)),
     computeGradients: (batch) =>
       gradientsOf(batch, variables, (x) => esr.forward(x, { training: true }), (out, y) => esrTaskLoss(out, y, diversity)),
+    infer: (batch) => logitsOf(batch, (x) => esr.forward(x, { training: false })),
     dispose: () => esr.dispose(),
   };
 }

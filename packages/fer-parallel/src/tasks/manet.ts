@@ -9,7 +9,7 @@ import { crossEntropy, parseChoice, type ForwardResult } from 'fer-core';
 import { diversityLoss, manetChannelHeads, manetSpatialHeads } from 'fer-diversity-loss';
 import { createManet } from 'fer-models-manet';
 import type { Replica, ReplicaContext } from '../types';
-import { gradientsOf, type TaskLoss } from './replica-utils';
+import { gradientsOf, logitsOf, type TaskLoss } from './replica-utils';
 import type { ManetTaskConfig, TaskDiversity } from './specs';
 
 const DIVERSITIES: readonly TaskDiversity[] = ['reference', 'dpp', 'none'];
@@ -38,6 +38,7 @@ export async function createReplica(config: ManetTaskConfig = {}, _ctx?: Replica
     groups: variables.map(() => 'manet'),
     state: manet.nonTrainableVariables(),
     computeGradients: (batch) => gradientsOf(batch, variables, (x) => manet.forward(x, { training: true }), (out, y) => manetTaskLoss(out, y, diversity, config.beta ?? 0.6)),
+    infer: (batch) => logitsOf(batch, (x) => manet.forward(x, { training: false })),
     dispose: () => manet.dispose(),
   };
 }

@@ -41,3 +41,14 @@ export async function gradientsOf(
     tf.dispose([x, y, ...(readout ? [readout] : [])]);
   }
 }
+
+/**
+ * Eval-mode forward on one batch: the logits of every branch or head, image-major [B, heads, K] (flattened).
+ * The caller (the worker) reads and disposes the returned tensor.
+ */
+export function logitsOf(batch: ShardBatch, forward: (x: tf.Tensor4D) => ForwardResult): tf.Tensor {
+  return tf.tidy(() => {
+    const out = forward(tf.tensor4d(batch.images, batch.shape));
+    return tf.stack(out.logits, 1);
+  });
+}
