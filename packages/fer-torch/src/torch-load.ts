@@ -19,8 +19,9 @@ export interface ReadTorchOptions extends ZipReadOptions {
    */
   unknownGlobals?: UnknownGlobals;
   /**
-   * Largest tensor (bytes) that may be materialised from a smaller storage through zero strides (`expand`).
-   * Default 256 MiB. Tensors no larger than their storage are always accepted.
+   * Extra bytes that views may cost beyond the file's own size (default 256 MiB). Views are materialised as
+   * copies, so a tensor expanded by zero strides, or one storage viewed by many tensors, could otherwise turn a
+   * small file into a huge allocation. Copies are counted against `file size + maxExpandedBytes`.
    */
   maxExpandedBytes?: number;
 }
@@ -86,7 +87,15 @@ function asIndexTuple(x: unknown, what: string, source: string): number[] {
   return x.map((v, i) => asIndex(v, `${what}[${i}]`, source));
 }
 
-function rebuildTensor(args: unknown[], source: string, maxExpandedBytes: number): RawTensor | typeof PENDING {
+/** Bytes that view copies may still allocate during one read. */
+interface CopyBudget {
+  left: number;
+  readonly limit: number;
+  readonly maxExpandedBytes: number;
+}
+
+function rebuildTensor(args: unknown[], source: string, budget: CopyBudget): RawTensor | typeof PENDING {
+  const maxExpandedBytes = budget.maxExpandedBytes;
   if (args.length < 4) throw new TorchFormatError(`${source}: _rebuild_tensor_v2 expects at least 4 arguments, got ${args.length}.`);
   const [storage, offsetIn, sizeIn, strideIn] = args;
   if (!(storage instanceof StorageRef)) {
@@ -129,14 +138,22 @@ function rebuildTensor(args: unknown[], source: string, maxExpandedBytes: number
     storage.claimed = true; // the first full, contiguous view takes the storage buffer itself
     return { dtype: storage.dtype, shape, data: storage.bytes };
   }
+  if (outBytes > budget.left) {
+    throw new TorchFormatError(
+      `${source}: materialising views of storage '${storage.key}' would copy more than ${budget.limit} bytes in total ` +
+        '(the file size plus maxExpandedBytes): many tensors view the same storage, which a small crafted file can use ' +
+        'to exhaust memory. Raise maxExpandedBytes if the file is genuine.',
+    );
+  }
+  budget.left -= outBytes;
   return { dtype: storage.dtype, shape, data: gatherStrided(storage.bytes, item, offset, shape, stride) };
 }
 
-function torchGlobals(source: string, maxExpandedBytes: number): Map<string, AllowedGlobal> {
+function torchGlobals(source: string, budget: CopyBudget): Map<string, AllowedGlobal> {
   const m = new Map<string, AllowedGlobal>(BASE_GLOBALS);
   const add = (module: string, name: string, impl: Omit<AllowedGlobal, 'module' | 'name'> & Record<string, unknown>) =>
     m.set(`${module}.${name}`, { module, name, ...impl });
-  const rebuild = (a: unknown[]) => rebuildTensor(a, source, maxExpandedBytes);
+  const rebuild = (a: unknown[]) => rebuildTensor(a, source, budget);
   add('torch._utils', '_rebuild_tensor_v2', { call: rebuild });
   add('torch._utils', '_rebuild_tensor', { call: rebuild });
   add('torch._utils', '_rebuild_parameter', { call: (a) => a[0] });
@@ -160,6 +177,10 @@ function torchGlobals(source: string, maxExpandedBytes: number): Map<string, All
   }
   for (const [name, dtype] of Object.entries(TORCH_DTYPES)) add('torch', name, { value: dtype });
   return m;
+}
+
+function copyBudget(fileSize: number, maxExpandedBytes: number): CopyBudget {
+  return { left: fileSize + maxExpandedBytes, limit: fileSize + maxExpandedBytes, maxExpandedBytes };
 }
 
 export function sniffFormat(head: Uint8Array, size: number): TorchFileFormat {
@@ -279,7 +300,7 @@ function readZipCheckpoint(src: ByteSource, opts: ReadTorchOptions): unknown {
     return ref;
   };
   const { value } = unpickle(zip.read(pkls[0]), {
-    globals: torchGlobals(source, maxExpanded),
+    globals: torchGlobals(source, copyBudget(src.size, maxExpanded)),
     unknownGlobals: opts.unknownGlobals,
     persistentLoad,
     source,
@@ -307,7 +328,7 @@ function readLegacyCheckpoint(bytes: Uint8Array, name: string, opts: ReadTorchOp
   const bigEndian = sys.value.get('little_endian') === false;
   const mainStart = sys.end;
   const source = `${name} (legacy format)`;
-  const globals = torchGlobals(source, maxExpanded);
+  const globals = torchGlobals(source, copyBudget(bytes.byteLength, maxExpanded));
 
   // Pass 1: learn every storage's dtype and size (the data follows the pickle).
   const infos = new Map<string, LegacyStorageInfo>();

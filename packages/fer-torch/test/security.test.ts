@@ -258,6 +258,28 @@ describe('hostile zip archives', () => {
     expect(err.message).toMatch(/would expand storage '0' \(4 bytes\) to 4294967296 bytes, over maxExpandedBytes/);
   });
 
+  it('refuses a small file whose many tensors view one storage (copy amplification)', async () => {
+    // 20,000 list items, each REDUCE(BINGET func, BINGET args): 5 pickle bytes per 256 KiB copy.
+    const n = 1 << 16;
+    const func = global('torch._utils', '_rebuild_tensor_v2');
+    const args = [MARK, ...tensorOps('FloatStorage', '0', n, 0, [n], [1]).slice(func.length + 1, -1)];
+    const bomb = pk(
+      ...PROTO2, EMPTY_LIST, MARK,
+      ...func, 0x71, 0, ...args, 0x71, 1, REDUCE,
+      ...Array.from({ length: 20000 }, () => [0x68, 0, 0x68, 1, REDUCE]).flat(),
+      APPENDS, STOP,
+    );
+    const file = torchZip(bomb, { '0': new Uint8Array(n * 4) });
+    expect(file.length).toBeLessThan(400 * 1024);
+    const err = await expectRefusedWithin(() => readTorchFile(file, { maxExpandedBytes: 8 * 1024 ** 2 }), 48 * 1024 ** 2);
+    expect(err.message).toMatch(/would copy more than \d+ bytes in total/);
+    // the same views within budget are fine
+    const ok = pk(...PROTO2, EMPTY_LIST, MARK, ...func, 0x71, 0, ...args, 0x71, 1, REDUCE, 0x68, 0, 0x68, 1, REDUCE, APPENDS, STOP);
+    const two = (await readTorchFile(torchZip(ok, { '0': new Uint8Array(n * 4) }))) as Array<{ data: Uint8Array }>;
+    expect(two).toHaveLength(2);
+    expect(two[0].data).not.toBe(two[1].data);
+  });
+
   it('refuses TorchScript archives and non-checkpoints with a hint', async () => {
     const { writeTorchZip } = await import('../src/zip');
     const ts = writeTorchZip([{ name: 'm/constants.pkl', data: pk(...PROTO2, EMPTY_TUPLE, STOP) }, { name: 'm/code/m.py', data: pk('x') }]);
