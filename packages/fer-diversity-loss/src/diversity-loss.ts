@@ -79,18 +79,17 @@ export function resolveDiversityOptions(options: DiversityOptions = {}): Resolve
 }
 
 /**
- * Reduces a similarity matrix S [n, n] to the scalar loss, with an explicit gradient dL/dS (so the whole loss
- * needs no registered gradients). −logdet follows `torch.logdet`: NaN (gradient 0) when det < 0, +inf when
- * det = 0. The caller owns the result.
+ * Reduces a similarity matrix S [n, n] to the scalar loss (the `reduction`, `epsilon` and `detGradient` of the
+ * resolved options; preset 'dpp' unless given), with an explicit gradient dL/dS, so the whole loss needs no
+ * registered gradients. −logdet follows `torch.logdet`: NaN (gradient 0) when det < 0, +inf when det = 0.
+ * The caller owns the result.
  */
-export function reduceSimilarity(
-  s: tf.Tensor2D,
-  o: Pick<ResolvedDiversityOptions, 'reduction' | 'epsilon' | 'detGradient'>,
-): tf.Scalar {
-  const n = s.shape[0];
-  if (s.rank !== 2 || s.shape[1] !== n) {
-    throw new DiversityInputError(`Expected a similarity matrix of shape [n, n], but got [${s.shape.join(', ')}].`);
+export function reduceSimilarity(s: tf.Tensor2D, options: DiversityOptions = {}): tf.Scalar {
+  if (!(s instanceof tf.Tensor) || s.rank !== 2 || s.shape[0] !== s.shape[1] || s.shape[0] < 1 || s.dtype !== 'float32') {
+    throw expected('the similarity matrix', 'a float32 tensor of shape [n, n]', s, 'Build it with similarityMatrix(heads).');
   }
+  const o = resolveDiversityOptions(options);
+  const n = s.shape[0];
   return customOp([s], ([x], save) => {
     if (o.reduction === 'sum') {
       return {
