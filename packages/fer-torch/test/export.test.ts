@@ -8,6 +8,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import {
+  PickledObject,
   UnsafePickleError,
   ZipReader,
   convertEsrCheckpointFolder,
@@ -205,7 +206,8 @@ const PYTHON = '/usr/bin/python3';
 const hasTorch =
   existsSync(PYTHON) &&
   spawnSync(PYTHON, ['-c', 'import importlib.util, sys; sys.exit(0 if importlib.util.find_spec("torch") else 1)'], { timeout: 60_000 }).status === 0;
-const describeIfTorch = hasTorch ? describe : describe.skip;
+const describeIfTorch = (name: string, fn: () => void) =>
+  hasTorch ? describe(name, fn) : describe.skip(`${name} [skipped: ${PYTHON} has no torch; apt-get install -y python3-torch to run]`, fn);
 
 const PY_SCRIPT = String.raw`
 import collections, json, os, sys, torch
@@ -230,7 +232,19 @@ c['expanded'] = torch.tensor([1.0, 2.0]).expand(3, 2)
 c['param'] = torch.nn.Parameter(torch.ones(2))
 torch.save(c, os.path.join(d, 'py_zip.pt'))
 torch.save(c, os.path.join(d, 'py_legacy.pt'), _use_new_zipfile_serialization=False)
-torch.save({'epoch': 3, 'state_dict': c, 'best_acc': 61.5, 'optimizer': {'param_groups': [{'lr': 0.1}]}}, os.path.join(d, 'py_ckpt.pth.tar'))
+import numpy as np
+class RecorderMeter:  # as in MA-Net's main.py: numpy arrays of per-epoch losses and accuracies
+    def __init__(self, total_epoch):
+        self.total_epoch, self.current_epoch = total_epoch, 0
+        self.epoch_losses = np.zeros((total_epoch, 2), dtype=np.float32)
+        self.epoch_accuracy = np.zeros((total_epoch, 2), dtype=np.float32)
+net = torch.nn.Linear(3, 2)
+opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+net(torch.ones(1, 3)).sum().backward()
+opt.step()
+ckpt = {'epoch': 3, 'state_dict': c, 'best_acc': torch.tensor(61.5), 'optimizer': opt.state_dict(), 'recorder': RecorderMeter(4)}
+torch.save(ckpt, os.path.join(d, 'py_ckpt.pth.tar'))
+torch.save(ckpt, os.path.join(d, 'py_ckpt_legacy.pth.tar'), _use_new_zipfile_serialization=False)
 m = torch.nn.Sequential(collections.OrderedDict([('conv', torch.nn.Conv2d(1, 2, 3)), ('bn', torch.nn.BatchNorm2d(2))]))
 m.register_buffer('scratch', torch.ones(1), persistent=False)
 torch.save(m, os.path.join(d, 'py_model.pt'))
@@ -298,10 +312,19 @@ describeIfTorch(`PyTorch interop (${PYTHON} with torch)`, () => {
     }
   });
 
-  it('reads a training checkpoint written by torch.save', async () => {
-    const tree = (await readTorchFile(path.join(dir, 'py_ckpt.pth.tar'))) as Map<string, unknown>;
-    expect([tree.get('epoch'), tree.get('best_acc')]).toEqual([3, 61.5]);
-    const sd = await readStateDict(path.join(dir, 'py_ckpt.pth.tar'));
+  it.each(['py_ckpt.pth.tar', 'py_ckpt_legacy.pth.tar'])('reads a training checkpoint with a RecorderMeter and SGD state (%s)', async (f) => {
+    const file = path.join(dir, f);
+    await expect(readStateDict(file, { key: 'state_dict' })).rejects.toThrow(/__main__\.RecorderMeter|numpy/);
+    const sd = await readStateDict(file, { key: 'state_dict', unknownGlobals: 'inert' });
     expect([...sd.keys()]).toEqual(Object.keys(result.python));
+    const tree = (await readTorchFile(file, { unknownGlobals: 'inert' })) as Map<string, unknown>;
+    expect(tree.get('epoch')).toBe(3);
+    expect(exactValues(tree.get('best_acc') as RawTensor)).toEqual([61.5]);
+    const rec = tree.get('recorder') as PickledObject;
+    expect(rec.qualifiedName).toBe('__main__.RecorderMeter');
+    expect((rec.state as Map<string, unknown>).get('total_epoch')).toBe(4);
+    const optState = (tree.get('optimizer') as Map<string, Map<number, Map<string, RawTensor>>>).get('state');
+    expect([...(optState?.keys() ?? [])]).toEqual([0, 1]);
+    expect(optState?.get(0)?.get('momentum_buffer')?.shape).toEqual([2, 3]);
   });
 });
