@@ -42,13 +42,13 @@ const BASE: Record<Emotion, Omit<Expression, 'teeth'> & { teeth: number }> = {
 function expressionFor(emotion: Emotion, rng: Rng): Expression {
   const b = BASE[emotion];
   const j = (x: number, s: number) => x + s * rng.normal();
-  let cornerL = j(b.cornerL, 0.035);
-  let cornerR = j(b.cornerR, 0.035);
+  let cornerL = j(1.3 * b.cornerL, 0.03);
+  let cornerR = j(1.3 * b.cornerR, 0.03);
   // Contempt's raised corner is on a random side (and flips are an augmentation anyway).
   if (emotion === 'contempt' && rng.next() < 0.5) [cornerL, cornerR] = [cornerR, cornerL];
   return {
-    browInner: j(b.browInner, 0.035),
-    browOuter: j(b.browOuter, 0.03),
+    browInner: j(1.3 * b.browInner, 0.03),
+    browOuter: j(1.3 * b.browOuter, 0.025),
     eyeOpen: Math.max(0.25, j(b.eyeOpen, 0.12)),
     cornerL,
     cornerR,
@@ -124,11 +124,11 @@ export function renderSyntheticFace(emotion: Emotion, seed: number, size: number
   const ex = expressionFor(emotion, rng);
 
   // Pose and appearance.
-  const roll = rng.uniform(-0.35, 0.35); // ±20°
-  const scale = rng.uniform(0.33, 0.45); // face half-height as a fraction of the image
-  const cx = 0.5 + rng.uniform(-0.07, 0.07);
-  const cy = 0.52 + rng.uniform(-0.07, 0.07);
-  const yaw = rng.uniform(-0.25, 0.25);
+  const roll = rng.uniform(-0.26, 0.26); // ±15°
+  const scale = rng.uniform(0.36, 0.46); // face half-height as a fraction of the image
+  const cx = 0.5 + rng.uniform(-0.05, 0.05);
+  const cy = 0.52 + rng.uniform(-0.05, 0.05);
+  const yaw = rng.uniform(-0.2, 0.2);
   const skin = mix(SKIN_LIGHT, SKIN_DARK, rng.next() ** 1.2);
   const hair: Rgb = mix([0.05, 0.04, 0.03], [0.75, 0.6, 0.35], rng.next() ** 2);
   const hasHair = rng.next() < 0.75;
@@ -137,15 +137,15 @@ export function renderSyntheticFace(emotion: Emotion, seed: number, size: number
   const iris = mix([0.1, 0.07, 0.05], [0.3, 0.45, 0.6], rng.next());
   const gazeX = rng.uniform(-0.03, 0.03);
   const gazeY = rng.uniform(-0.015, 0.015);
-  const bg0 = randomColour(rng);
-  const bg1 = mix(bg0, randomColour(rng), rng.uniform(0.3, 1));
+  const bg0 = mix(randomColour(rng), [0.5, 0.5, 0.5], rng.uniform(0.2, 0.6));
+  const bg1 = mix(bg0, randomColour(rng), rng.uniform(0.2, 0.7));
   const gradAngle = rng.uniform(0, 2 * Math.PI);
   const lightAngle = rng.uniform(0, 2 * Math.PI);
   const light = rng.uniform(0, 0.55);
   const ambient = rng.uniform(0.65, 1.15);
-  const noise = rng.uniform(0.005, 0.05);
+  const noise = rng.uniform(0.005, 0.03);
   const clutter: { x: number; y: number; a: number; b: number; c: Rgb }[] = [];
-  const nClutter = rng.int(4);
+  const nClutter = rng.int(3);
   for (let k = 0; k < nClutter; k++) {
     clutter.push({ x: rng.next(), y: rng.next(), a: rng.uniform(0.05, 0.25), b: rng.uniform(0.05, 0.25), c: randomColour(rng) });
   }
@@ -219,7 +219,7 @@ export function renderSyntheticFace(emotion: Emotion, seed: number, size: number
           // Brow: inner end near the centre line.
           const bi = browY + ex.browInner;
           const bo = browY + ex.browOuter;
-          const bd = segmentDist(fu, fv, side * 0.1, bi, side * 0.5, bo) - 0.035;
+          const bd = segmentDist(fu, fv, side * 0.1, bi, side * 0.5, bo) - 0.045;
           const bk = cover(bd, aa);
           if (bk > 0) blend(face, hair, bk * 0.95);
         }
@@ -255,7 +255,7 @@ export function renderSyntheticFace(emotion: Emotion, seed: number, size: number
               blend(face, teeth ? TEETH : MOUTH, ik);
             }
           }
-          const lk = cover(Math.max(Math.abs(Math.abs(fv - mid) - half) - 0.022, edge), aa);
+          const lk = cover(Math.max(Math.abs(Math.abs(fv - mid) - half) - 0.03, edge), aa);
           if (lk > 0) blend(face, lip, lk);
         }
         blend(col, face, head);
