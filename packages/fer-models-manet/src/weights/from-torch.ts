@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { FerInputError, type TorchTransform } from 'fer-core';
-import { readSafetensors, toFloat32, type RawTensor } from 'fer-torch';
+import { loadReport, readStateDict, toFloat32, type LoadReport, type RawTensor } from 'fer-torch';
 import { createManet, type Manet } from '../manet';
 import type { ManetOptions } from '../configs';
 import { MANET_HEAD_KEYS, manetTorchEntries, type ManetTorchEntry } from './torch-keys';
@@ -21,6 +21,8 @@ export interface ManetLoadReport {
   missing: string[];
   /** Heads initialised fresh: `fc_1`, `fc_2` with [numClasses, 512] weights. */
   freshHeads: string[];
+  /** fer-torch's PyTorch-style comparison (matched / missing / unexpected / shape mismatches) of what was loaded. */
+  torch: LoadReport;
 }
 
 export interface LoadTorchOptions {
@@ -93,7 +95,12 @@ export function loadTorchStateDict(manet: ManetLike, stateDict: ReadonlyMap<stri
   const vars = variablesByName(manet.model);
 
   const renamed = new Map<string, RawTensor>();
-  for (const [k, t] of stateDict) renamed.set(prefix !== null && k.startsWith(prefix) ? k.slice(prefix.length) : k, t);
+  for (const [k, t] of stateDict) {
+    const key = prefix !== null && k.startsWith(prefix) ? k.slice(prefix.length) : k;
+    // Some converters store the 0-d num_batches_tracked as [1]; it is the same single counter.
+    const scalar = byKey.get(key)?.shape.length === 0 && t.shape.length === 1 && t.shape[0] === 1;
+    renamed.set(key, scalar ? { ...t, shape: [] } : t);
+  }
 
   const unexpected = [...renamed.keys()].filter((k) => !byKey.has(k) && !drop.has(k));
   if (unexpected.length > 0) {
@@ -111,15 +118,15 @@ export function loadTorchStateDict(manet: ManetLike, stateDict: ReadonlyMap<stri
     );
   }
   // Validate every shape before writing anything.
-  for (const [key, t] of renamed) {
-    const e = byKey.get(key);
-    if (!e || drop.has(key)) continue;
-    if (t.shape.length !== e.shape.length || t.shape.some((d, i) => d !== e.shape[i])) {
-      throw new FerInputError(
-        `${source}: '${key}' has shape [${t.shape.join(', ')}], but MA-Net needs [${e.shape.join(', ')}].`,
-        key.startsWith('fc_') ? `Drop the heads (drop: ${JSON.stringify(MANET_HEAD_KEYS)}) or build the model with numClasses ${t.shape[0]}.` : undefined,
-      );
-    }
+  const kept = new Map([...renamed].filter(([k]) => !drop.has(k)));
+  const torch = loadReport(new Map(entries.filter((e) => !drop.has(e.key)).map((e) => [e.key, e.shape])), kept, { strict: !opts.allowMissing });
+  const bad = torch.shapeMismatches[0];
+  if (bad) {
+    throw new FerInputError(
+      `${source}: '${bad.key}' has shape [${bad.actual.join(', ')}], but MA-Net needs [${bad.expected.join(', ')}]` +
+        (torch.shapeMismatches.length > 1 ? ` (and ${torch.shapeMismatches.length - 1} more mismatches).` : '.'),
+      bad.key.startsWith('fc_') ? `Drop the heads (drop: ${JSON.stringify(MANET_HEAD_KEYS)}) or build the model with numClasses ${bad.actual[0]}.` : undefined,
+    );
   }
   let loaded = 0;
   let values = 0;
@@ -129,12 +136,20 @@ export function loadTorchStateDict(manet: ManetLike, stateDict: ReadonlyMap<stri
     const v = vars.get(`${e.layer}/${e.weight}`);
     if (!v) throw new Error(`The model has no variable '${e.layer}/${e.weight}' for '${key}'.`);
     tf.tidy(() => {
-      v.write(torchToTfjs(tf.tensor(toFloat32(t), t.shape, 'float32'), e.transform));
+      v.write(torchToTfjs(tf.tensor(floatValues(t), t.shape, 'float32'), e.transform));
     });
     loaded++;
     values += t.shape.reduce((a, b) => a * b, 1);
   }
-  return { source, strippedPrefix: prefix, loaded, values, dropped, missing, freshHeads: [] };
+  return { source, strippedPrefix: prefix, loaded, values, dropped, missing, freshHeads: [], torch };
+}
+
+/** float32 values of a raw tensor: a fast copy for aligned little-endian float32, else fer-torch's conversion. */
+function floatValues(t: RawTensor): Float32Array {
+  if (t.dtype === 'float32' && t.data.byteOffset % 4 === 0 && new Uint8Array(new Uint16Array([1]).buffer)[0] === 1) {
+    return new Float32Array(t.data.buffer, t.data.byteOffset, t.data.byteLength / 4).slice();
+  }
+  return toFloat32(t);
 }
 
 export interface FromMsCelebOptions extends ManetOptions {
@@ -145,8 +160,8 @@ export interface FromMsCelebOptions extends ManetOptions {
 /**
  * MA-Net initialised from the MS-Celeb-1M checkpoint (spec §2.5): the `state_dict` with `module.` prefixes is loaded
  * strictly, the 12,666-class heads are dropped, and `fc_1`/`fc_2` are fresh `Linear(512, numClasses)` layers with
- * PyTorch's default init. Accepts a converted `.safetensors` file (keys with or without `module.`) or the tensors
- * themselves. The returned model (owned by the caller) carries the `loadReport`.
+ * PyTorch's default init. Accepts the genuine `Pretrained_on_MSCeleb.pth.tar` (torch.save zip or legacy format,
+ * `{'state_dict': …}`), a converted `.safetensors` file (keys with or without `module.`), or the tensors themselves. The returned model (owned by the caller) carries the `loadReport`.
  */
 export async function fromMsCeleb(checkpoint: string | ReadonlyMap<string, RawTensor>, opts: FromMsCelebOptions = {}): Promise<Manet & { loadReport: ManetLoadReport }> {
   const source = typeof checkpoint === 'string' ? checkpoint : 'MS-Celeb state dict';
@@ -169,7 +184,10 @@ export async function fromMsCeleb(checkpoint: string | ReadonlyMap<string, RawTe
   }
 }
 
+/**
+ * torch.save zip or legacy file, or safetensors (sniffed). The genuine file pickles the training script's
+ * RecorderMeter next to `state_dict` (spec §2.5), so unknown globals are kept inert, never executed.
+ */
 async function readCheckpoint(file: string): Promise<ReadonlyMap<string, RawTensor>> {
-  if (file.endsWith('.safetensors')) return (await readSafetensors(file)).tensors;
-  throw new FerInputError(`Cannot read '${file}': expected a .safetensors file.`, 'Convert the PyTorch checkpoint to safetensors first.');
+  return readStateDict(file, { unknownGlobals: 'inert' });
 }
