@@ -1,0 +1,312 @@
+/**
+ * `pnpm bench speed [flags]`: training and inference speed of ESR and MA-Net on our default backend (wasm), one
+ * worker and two data-parallel workers, beside PyTorch on the same CPU (../shared/bench/torch_bench.py) when
+ * `/usr/bin/python3 -c "import torch"` works. Prints images/s, ours/PyTorch ratios and peak memory. Never asserts
+ * timings: the machine may be shared, so the load average is printed with the table.
+ *
+ * Measures (issue 9): esr1-train (ESR base + 1 branch, batch 32), esr9-train (9 branches, batch 32), esr9-infer
+ * (ESR-9 eval forward, batch 32), manet-train (MA-Net 224×224, effective batch 128, accumulated).
+ *
+ * Flags:
+ *   --only=esr1-train,esr9-train,esr9-infer,manet-train   measures to run (default all)
+ *   --workers=1,2          our variants (default both)
+ *   --quick                1 timed run per case; MA-Net at effective batch 32
+ *   --runs=N               timed runs per ESR case (default 3; MA-Net: 1)
+ *   --manet-batch=N        MA-Net effective batch (default 128)
+ *   --micro-esr1=N --micro-esr9=N --micro-manet=N   micro-batch per worker (defaults 16, 8, 8: what fits the heap)
+ *   --no-torch             skip PyTorch
+ *   --json=FILE            also write all results as JSON
+ *
+ * Each of our cases runs in a fresh child process (`--child=<json>`), so its peak RSS and wasm heaps are its own.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { DataParallel, FlatSgd, esrTask, manetTask, type SgdGroupOptions, type TaskSpec } from 'fer-parallel';
+
+type Measure = 'esr1-train' | 'esr9-train' | 'esr9-infer' | 'manet-train';
+const MEASURES: readonly Measure[] = ['esr1-train', 'esr9-train', 'esr9-infer', 'manet-train'];
+
+/** One of our cases, as sent to a child process. */
+interface CaseSpec {
+  measure: Measure;
+  workers: number;
+  batch: number;
+  microBatch: number;
+  runs: number;
+}
+
+interface CaseResult extends CaseSpec {
+  msMedian: number;
+  msMin: number;
+  msMax: number;
+  imgPerS: number;
+  /** Median of the slowest worker's compute time per step; the rest is summing, SGD and broadcast. */
+  workerMsMedian: number;
+  peakRssMb: number;
+  wasmHeapMb: (number | null)[];
+  startupMs: number;
+  error?: string;
+}
+
+interface TorchRecord {
+  model: string;
+  mode: string;
+  batch: number;
+  ms_median: number;
+  img_per_s: number;
+  framework: string;
+  threads: number;
+}
+
+const REPO = path.resolve(__dirname, '..');
+const TORCH_BENCH = path.join(process.env.FER_SHARED_DIR ?? path.resolve(REPO, '../shared'), 'bench', 'torch_bench.py');
+
+function flag(flags: string[], name: string): string | undefined {
+  const f = flags.find((a) => a === `--${name}` || a.startsWith(`--${name}=`));
+  if (!f) return undefined;
+  return f.includes('=') ? f.slice(f.indexOf('=') + 1) : '';
+}
+
+function intFlag(flags: string[], name: string, dflt: number): number {
+  const v = flag(flags, name);
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`Expected --${name} to be a positive integer, but got '${v}'.`);
+  return n;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
+/** Deterministic pseudo-random batch (uniform [0, 1) images, labels mod k), in shared memory. */
+function makeBatch(n: number, size: number, classes: number) {
+  const images = new Float32Array(new SharedArrayBuffer(n * size * size * 3 * 4));
+  let s = 12345;
+  for (let i = 0; i < images.length; i++) {
+    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+    images[i] = (s >>> 8) / 16777216;
+  }
+  const labels = new Int32Array(new SharedArrayBuffer(n * 4));
+  for (let i = 0; i < n; i++) labels[i] = (i * 5 + 3) % classes;
+  return { images, labels, shape: [n, size, size, 3] as [number, number, number, number] };
+}
+
+function taskOf(m: Measure): { task: TaskSpec; size: number; classes: number; sgd: SgdGroupOptions | Record<string, SgdGroupOptions> } {
+  switch (m) {
+    case 'esr1-train':
+      return { task: esrTask({ branches: 1, seed: 0 }), size: 96, classes: 8, sgd: { lr: 0.1, momentum: 0.9 } };
+    case 'esr9-train':
+    case 'esr9-infer': {
+      // esr_affectnet.py: base 0.01, newest branch 0.1, older branches 0.01.
+      const groups: Record<string, SgdGroupOptions> = { base: { lr: 0.01, momentum: 0.9 } };
+      for (let b = 1; b <= 9; b++) groups[`branch_${b}`] = { lr: b === 9 ? 0.1 : 0.01, momentum: 0.9 };
+      return { task: esrTask({ branches: 9, seed: 0 }), size: 96, classes: 8, sgd: groups };
+    }
+    case 'manet-train':
+      return { task: manetTask({ numClasses: 7, seed: 0 }), size: 224, classes: 7, sgd: { lr: 0.01, momentum: 0.9, weightDecay: 1e-4 } };
+  }
+}
+
+/** Runs one case in this process (the child side). */
+async function runCase(c: CaseSpec): Promise<CaseResult> {
+  const { task, size, classes, sgd } = taskOf(c.measure);
+  const t0 = performance.now();
+  const dp = await DataParallel.create({ task, workers: c.workers, microBatch: c.microBatch });
+  const startupMs = performance.now() - t0;
+  try {
+    const batch = makeBatch(c.batch, size, classes);
+    const opt = new FlatSgd(dp.variables, sgd);
+    const infer = c.measure === 'esr9-infer';
+    const step = async (b: typeof batch): Promise<number> => {
+      if (infer) return Math.max(...(await dp.infer(b)).workerMs);
+      const g = await dp.computeGradients(b);
+      opt.step(dp.weights, g.grads);
+      await dp.setWeights();
+      return Math.max(...g.workerMs);
+    };
+    // Warm-up: one micro-batch per worker is enough to compile every kernel path (a full MA-Net step is minutes).
+    await step(makeBatch(Math.min(c.batch, c.microBatch * c.workers), size, classes));
+    const times: number[] = [];
+    const workerTimes: number[] = [];
+    for (let r = 0; r < c.runs; r++) {
+      const t = performance.now();
+      workerTimes.push(await step(batch));
+      times.push(performance.now() - t);
+      process.stderr.write(`  ${c.measure} ${c.workers}w run ${r + 1}/${c.runs}: ${(times[r] / 1000).toFixed(2)} s\n`);
+    }
+    const mem = await dp.memory();
+    const ms = median(times);
+    return {
+      ...c,
+      msMedian: ms,
+      msMin: Math.min(...times),
+      msMax: Math.max(...times),
+      imgPerS: (c.batch * 1000) / ms,
+      workerMsMedian: median(workerTimes),
+      peakRssMb: process.resourceUsage().maxRSS / 1024,
+      wasmHeapMb: mem.map((m) => (m.wasmHeapBytes === null ? null : m.wasmHeapBytes / 2 ** 20)),
+      startupMs,
+    };
+  } finally {
+    await dp.dispose();
+  }
+}
+
+/** Runs a case in a fresh child process and parses its result line. */
+function runChild(c: CaseSpec): Promise<CaseResult> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', __filename, `--child=${JSON.stringify(c)}`], {
+      cwd: REPO,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => {
+      const s = String(d);
+      err += s;
+      for (const line of s.split('\n')) if (/^\s+\S+ \dw run /.test(line)) process.stderr.write(`${line}\n`);
+    });
+    child.on('close', (code) => {
+      const line = out.split('\n').find((l) => l.startsWith('@@RESULT '));
+      if (line) return resolve(JSON.parse(line.slice(9)));
+      const why = (err.split('\n').find((l) => /Error|abort|memory/i.test(l)) ?? `exit code ${code}`).trim();
+      resolve({ ...c, msMedian: NaN, msMin: NaN, msMax: NaN, imgPerS: NaN, workerMsMedian: NaN, peakRssMb: NaN, wasmHeapMb: [], startupMs: NaN, error: why });
+    });
+  });
+}
+
+function torchAvailable(): boolean {
+  if (!existsSync(TORCH_BENCH)) return false;
+  return spawnSync('/usr/bin/python3', ['-c', 'import torch'], { stdio: 'ignore' }).status === 0;
+}
+
+/** Runs torch_bench.py once for everything needed; returns its records and its peak RSS (MB) if measurable. */
+function runTorch(models: string[], modes: string[], runs: number, manetBatch: number): { records: TorchRecord[]; peakRssMb: number | null } {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'fer-speed-'));
+  const json = path.join(dir, 'torch.json');
+  const args = [TORCH_BENCH, '--bench', '--json', json, '--only', models.join(','), '--modes', modes.join(','), '--runs', String(runs), '--esr-batch', '32', '--manet-batch', String(manetBatch)];
+  const useTime = existsSync('/usr/bin/time');
+  const r = useTime
+    ? spawnSync('/usr/bin/time', ['-f', '@@MAXRSS %M', '/usr/bin/python3', ...args], { cwd: path.dirname(TORCH_BENCH), encoding: 'utf8', maxBuffer: 1 << 26 })
+    : spawnSync('/usr/bin/python3', args, { cwd: path.dirname(TORCH_BENCH), encoding: 'utf8', maxBuffer: 1 << 26 });
+  try {
+    if (r.status !== 0) throw new Error(`torch_bench.py failed (exit ${r.status}): ${String(r.stderr).split('\n').slice(-5).join(' ')}`);
+    const m = /@@MAXRSS (\d+)/.exec(String(r.stderr));
+    return { records: JSON.parse(readFileSync(json, 'utf8')), peakRssMb: m ? Number(m[1]) / 1024 : null };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const TORCH_KEY: Record<Measure, [string, string]> = {
+  'esr1-train': ['esr1', 'train'],
+  'esr9-train': ['esr9', 'train'],
+  'esr9-infer': ['esr9', 'fwd'],
+  'manet-train': ['manet', 'train'],
+};
+
+function fmt(x: number | null | undefined, d = 2): string {
+  return x === null || x === undefined || Number.isNaN(x) ? '–' : x.toFixed(d);
+}
+
+export async function run(flags: string[]): Promise<void> {
+  const quick = flag(flags, 'quick') !== undefined;
+  const only = (flag(flags, 'only') ?? MEASURES.join(',')).split(',').filter(Boolean) as Measure[];
+  const bad = only.filter((m) => !MEASURES.includes(m));
+  if (bad.length) throw new Error(`Unknown measure ${bad.join(', ')}. Valid: ${MEASURES.join(', ')}.`);
+  const workerSets = (flag(flags, 'workers') ?? '1,2').split(',').map(Number);
+  if (workerSets.some((w) => !Number.isInteger(w) || w < 1)) throw new Error(`Expected --workers like 1,2, but got '${flag(flags, 'workers')}'.`);
+  const runs = intFlag(flags, 'runs', quick ? 1 : 3);
+  const manetBatch = intFlag(flags, 'manet-batch', quick ? 32 : 128);
+  const micro: Record<Measure, number> = {
+    'esr1-train': intFlag(flags, 'micro-esr1', 16),
+    'esr9-train': intFlag(flags, 'micro-esr9', 8),
+    'esr9-infer': 16,
+    'manet-train': intFlag(flags, 'micro-manet', 8),
+  };
+  const withTorch = flag(flags, 'no-torch') === undefined && torchAvailable();
+  const load0 = os.loadavg();
+  const started = Date.now();
+  console.log(`speed: ${only.join(', ')}; workers ${workerSets.join(', ')}; ${runs} run(s) (MA-Net 1) after 1 warm-up; load average ${load0.map((l) => l.toFixed(2)).join(' ')}`);
+
+  let torch: { records: TorchRecord[]; peakRssMb: number | null } | null = null;
+  if (withTorch) {
+    const models = [...new Set(only.map((m) => TORCH_KEY[m][0]))];
+    const modes = [...new Set(only.map((m) => TORCH_KEY[m][1]))];
+    console.log(`PyTorch: torch_bench.py --only ${models.join(',')} --modes ${modes.join(',')} --runs ${runs} --manet-batch ${manetBatch} ...`);
+    try {
+      torch = runTorch(models, modes, runs, manetBatch);
+    } catch (e) {
+      console.log(`PyTorch side failed: ${(e as Error).message}`);
+    }
+  } else {
+    console.log('PyTorch side skipped (--no-torch, or /usr/bin/python3 cannot import torch, or torch_bench.py not found).');
+  }
+
+  const results: CaseResult[] = [];
+  for (const m of only) {
+    for (const w of workerSets) {
+      const batch = m === 'manet-train' ? manetBatch : 32;
+      const c: CaseSpec = { measure: m, workers: w, batch, microBatch: Math.min(micro[m], Math.ceil(batch / w)), runs: m === 'manet-train' ? 1 : runs };
+      console.log(`ours: ${m}, ${w} worker(s), batch ${batch}, micro-batch ${c.microBatch}...`);
+      results.push(await runChild(c));
+    }
+  }
+
+  const rows: string[] = [];
+  const head = ['measure', 'batch', 'PyTorch img/s', ...workerSets.flatMap((w) => [`ours ${w}w img/s`, `ratio ${w}w`]), 'peak RSS MB (ours ' + workerSets.map((w) => `${w}w`).join('/') + '; torch)', 'wasm heap MB/worker'];
+  rows.push(`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`);
+  for (const m of only) {
+    const [tm, tmode] = TORCH_KEY[m];
+    const t = torch?.records.find((r) => r.model === tm && r.mode === tmode);
+    const ours = workerSets.map((w) => results.find((r) => r.measure === m && r.workers === w)!);
+    const cells = ours.flatMap((r) => [r.error ? `failed: ${r.error.slice(0, 60)}` : fmt(r.imgPerS), t && !r.error ? fmt(r.imgPerS / t.img_per_s) : '–']);
+    const rss = `${ours.map((r) => fmt(r.peakRssMb, 0)).join('/')}; ${fmt(torch?.peakRssMb, 0)}`;
+    const heap = ours.map((r) => r.wasmHeapMb.map((h) => fmt(h, 0)).join('+') || '–').join(' / ');
+    rows.push(`| ${m} | ${ours[0].batch} | ${t ? fmt(t.img_per_s) : '–'} | ${cells.join(' | ')} | ${rss} | ${heap} |`);
+  }
+  const load1 = os.loadavg();
+  console.log('\n' + rows.join('\n'));
+  console.log(
+    `\nimg/s = batch / median step time (forward, backward, gradient sum, SGD and weight broadcast; inference: forward only). ` +
+      `PyTorch: ${torch?.records[0]?.framework ?? 'n/a'}, ${torch?.records[0]?.threads ?? '-'} threads; torch peak RSS covers its whole run. ` +
+      `Load average before ${load0.map((l) => l.toFixed(2)).join(' ')}, after ${load1.map((l) => l.toFixed(2)).join(' ')} on ${os.cpus().length} CPUs ` +
+      `(ratios are only meaningful on an otherwise idle machine). Wall time ${((Date.now() - started) / 60000).toFixed(1)} min.`,
+  );
+  for (const r of results) {
+    if (r.error) continue;
+    const overhead = r.msMedian - r.workerMsMedian;
+    console.log(
+      `  ${r.measure} ${r.workers}w: step ${fmt(r.msMedian / 1000)} s (min ${fmt(r.msMin / 1000)}, max ${fmt(r.msMax / 1000)}), slowest worker ${fmt(r.workerMsMedian / 1000)} s, ` +
+        `engine overhead ${fmt(overhead, 0)} ms, micro-batch ${r.microBatch}, start-up ${fmt(r.startupMs / 1000, 1)} s`,
+    );
+  }
+  const jsonOut = flag(flags, 'json');
+  if (jsonOut) writeFileSync(jsonOut, JSON.stringify({ ours: results, torch, load: { before: load0, after: load1 } }, null, 2));
+}
+
+if (require.main === module) {
+  const arg = process.argv.find((a) => a.startsWith('--child='));
+  if (!arg) {
+    run(process.argv.slice(2)).catch((e) => {
+      console.error(e);
+      process.exit(1);
+    });
+  } else {
+    runCase(JSON.parse(arg.slice('--child='.length)) as CaseSpec).then(
+      (r) => {
+        console.log(`@@RESULT ${JSON.stringify(r)}`);
+        process.exit(0);
+      },
+      (e) => {
+        console.error(e);
+        process.exit(1);
+      },
+    );
+  }
+}
