@@ -4,7 +4,8 @@
  *
  * The factorisation is Gaussian elimination with partial pivoting, vectorised over the batch (one loop step per
  * column, no per-element scalar work). Its arithmetic follows LAPACK's `sgetrf2` + `sgetrs` with the reference
- * BLAS, which is what PyTorch 1.13 on CPU ran for the paper's `torch.det` / `torch.logdet`:
+ * BLAS, which is what the fixtures' PyTorch 1.13 (Debian, CPU) evidently ran for `torch.det` / `torch.logdet`
+ * (inferred from their NaN/±inf gradient patterns, which an OpenBLAS-style solve does not reproduce):
  * - pivot = first row of largest |value| in the column (`isamax`);
  * - multipliers are `x * (1 / pivot)` when |pivot| ≥ the smallest normal float, else `x / pivot` (`sgetrf2`);
  *   a zero pivot leaves the column unscaled;
