@@ -16,6 +16,12 @@ export interface ReadStateDictOptions extends ReadTorchOptions {
 /** Entries that commonly hold the weights in training checkpoints, tried in this order when `key` is not given. */
 const WEIGHT_KEYS = ['state_dict', 'model_state_dict', 'model', 'net', 'module'];
 
+/** At most 20 keys, for error messages. */
+function keyList(m: Map<unknown, unknown>): string {
+  const keys = [...m.keys()].map(String);
+  return keys.length > 20 ? `${keys.slice(0, 20).join(', ')}, … (${keys.length} in all)` : keys.join(', ');
+}
+
 function isTensorDict(x: unknown): x is Map<unknown, unknown> {
   return x instanceof Map && [...x.values()].every(isRawTensor);
 }
@@ -60,7 +66,7 @@ export function extractStateDict(obj: unknown, opts: { key?: string; source?: st
   let sd: unknown = obj;
   if (opts.key !== undefined) {
     if (!(obj instanceof Map) || !obj.has(opts.key)) {
-      const keys = obj instanceof Map ? [...obj.keys()].map(String).join(', ') : describeValue(obj);
+      const keys = obj instanceof Map ? keyList(obj) : describeValue(obj);
       throw new StateDictError(`${src}: expected a dict with the entry '${opts.key}', but the file holds ${obj instanceof Map ? `the keys ${keys}` : keys}. Pass one of those as { key }.`);
     }
     sd = obj.get(opts.key);
@@ -69,7 +75,7 @@ export function extractStateDict(obj: unknown, opts: { key?: string; source?: st
     if (found === undefined) {
       throw new StateDictError(
         `${src}: expected a state dict (names → tensors), but the file holds a dict with the keys ` +
-          `${[...obj.keys()].map(String).join(', ')}. Pass the entry that holds the weights as { key }.`,
+          `${keyList(obj)}. Pass the entry that holds the weights as { key }.`,
       );
     }
     sd = obj.get(found);

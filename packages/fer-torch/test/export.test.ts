@@ -245,6 +245,9 @@ opt.step()
 ckpt = {'epoch': 3, 'state_dict': c, 'best_acc': torch.tensor(61.5), 'optimizer': opt.state_dict(), 'recorder': RecorderMeter(4)}
 torch.save(ckpt, os.path.join(d, 'py_ckpt.pth.tar'))
 torch.save(ckpt, os.path.join(d, 'py_ckpt_legacy.pth.tar'), _use_new_zipfile_serialization=False)
+big = collections.OrderedDict((f'layer{i}.weight', torch.full((2,), float(i))) for i in range(1100))
+big['layer7.weight'] = torch.tensor(3, dtype=torch.int64)
+torch.save(big, os.path.join(d, 'py_big.pt'))
 m = torch.nn.Sequential(collections.OrderedDict([('conv', torch.nn.Conv2d(1, 2, 3)), ('bn', torch.nn.BatchNorm2d(2))]))
 m.register_buffer('scratch', torch.ones(1), persistent=False)
 torch.save(m, os.path.join(d, 'py_model.pt'))
@@ -300,6 +303,13 @@ describeIfTorch(`PyTorch interop (${PYTHON} with torch)`, () => {
       expect([k, t.dtype, t.shape]).toEqual([k, dtype, shape]);
       expect([k, exactValues(t)]).toEqual([k, vals]);
     }
+  });
+
+  it('re-exports a 1100-tensor dict byte-identical to torch.save (memo past 256, SETITEMS batches of 1000)', async () => {
+    const file = path.join(dir, 'py_big.pt');
+    const sd = await readStateDict(file);
+    expect(sd.size).toBe(1100);
+    expect(Buffer.from(serializeTorchStateDict(sd, { archiveName: 'py_big' })).equals(readFileSync(file))).toBe(true);
   });
 
   it.each(['py_model.pt', 'py_model_legacy.pt'])('rebuilds state_dict() from a whole pickled nn.Module (%s), only in inert mode', async (f) => {
