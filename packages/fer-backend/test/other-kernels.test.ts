@@ -127,3 +127,43 @@ describe('lean FusedBatchNorm gradient', () => {
     expect(tf.memory().numTensors).toBe(before);
   });
 });
+
+describe('Sum / Mean / Max over non-innermost axes on wasm match the cpu backend', () => {
+  const cases: { shape: number[]; axis: number[]; keepDims: boolean }[] = [
+    { shape: [5, 9, 7, 33], axis: [0, 1, 2], keepDims: false }, // batch-norm statistics
+    { shape: [3, 11, 9, 64], axis: [1, 2], keepDims: true }, // global pooling
+    { shape: [4, 7, 5, 6], axis: [0], keepDims: false },
+    { shape: [4, 7, 5, 6], axis: [1], keepDims: true },
+    { shape: [4, 7, 5, 6], axis: [3], keepDims: true }, // innermost: delegated to the stock kernel
+    { shape: [4, 7, 5, 6], axis: [0, 2], keepDims: false }, // not contiguous: delegated
+  ];
+  for (const kernel of ['Sum', 'Mean', 'Max']) {
+    for (const { shape, axis, keepDims } of cases) {
+      it(`${kernel} x[${shape}] axis [${axis}] keepDims ${keepDims}`, () => {
+        const rng = new Prng(shape.length * 97 + axis[0] * 13 + axis.length);
+        const x = host(shape, rng.values(shape.reduce((a, b) => a * b, 1)));
+        const attrs = kernel === 'Max' ? { reductionIndices: axis, keepDims } : { axis, keepDims };
+        expectKernelMatchesCpu(kernel, { x }, attrs, `x[${shape}]`);
+      });
+    }
+  }
+
+  it('Max propagates NaN like cpu', () => {
+    const x = host([3, 2], new Float32Array([1, NaN, 5, 2, 3, 4]));
+    expectKernelMatchesCpu('Max', { x }, { reductionIndices: [0], keepDims: false }, 'NaN');
+  });
+});
+
+describe('Identity on wasm', () => {
+  it('returns the input values without copying them, and frees them only with the last reference', () => {
+    tf.setBackend('wasm');
+    const before = tf.memory().numTensors;
+    const x = tf.tensor2d([1, 2, 3, 4], [2, 2]);
+    const y = tf.engine().runKernel('Identity', { x }, {}) as tf.Tensor;
+    expect(y.dataId).toBe(x.dataId);
+    x.dispose();
+    expect(Array.from(y.dataSync())).toEqual([1, 2, 3, 4]);
+    y.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+  });
+});

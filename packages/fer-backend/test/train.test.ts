@@ -32,9 +32,9 @@ function buildNet(rng: Prng): Net {
   const b2 = v([16], 0);
   const wd = v([3 * 3 * 16, CLASSES], (n) => rng.values(n, 0.1));
   const bd = v([CLASSES], 0);
-  const bnRelu = (x: tf.Tensor4D, g: tf.Tensor, b: tf.Tensor) => {
+  const bnRelu = (x: tf.Tensor4D, g: tf.Tensor, b: tf.Tensor): tf.Tensor4D => {
     const m = tf.moments(x, [0, 1, 2]);
-    return tf.relu(tf.batchNorm(x, m.mean, m.variance, b, g, 1e-5));
+    return tf.relu(tf.batchNorm(x, m.mean, m.variance, b, g, 1e-5)) as tf.Tensor4D;
   };
   return {
     vars: [w1, g1, b1, w2, g2, b2, wd, bd],

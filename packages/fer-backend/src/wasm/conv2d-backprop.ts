@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { window2d } from './compose';
+import { rotatedSubFilter, tapRows } from './heap';
 
 type Pad = 'valid' | 'same' | number | [[number, number], [number, number], [number, number], [number, number]];
 
@@ -38,8 +39,10 @@ function geometry(
 
 /**
  * dW[a, b, i, o] = Σ_{n, y, x} xpad[n, y·sH + a, x·sW + b, i] · dy[n, y, x, o].
- * One non-transposed [Ci, M] x [M, Co] matMul per filter tap (M = N·Ho·Wo), so every product takes XNNPACK's fast
- * path; `x` is transposed once to [Ci, N, H, W] so each tap is a (strided) slice, not a transpose.
+ * `x` is transposed once to [Ci, N, H, W]; per filter tap, the tap's window is copied out as [Ci, M]
+ * (M = N·Ho·Wo; row runs on the wasm heap) and multiplied by dy [M, Co]. Both matMul operands are non-transposed
+ * (XNNPACK's fast path) and dy, the packed "weights" operand, is the same tensor for every tap. No buffer is
+ * larger than the input.
  */
 export function conv2dBackpropFilterBody(inputs: Record<string, tf.Tensor>, attrs: Record<string, unknown>): tf.Tensor {
   const x = inputs.x as tf.Tensor4D;
@@ -53,26 +56,23 @@ export function conv2dBackpropFilterBody(inputs: Record<string, tf.Tensor>, attr
       `Conv2DBackpropFilter: dy has shape [${dy.shape.join(', ')}], expected [${n}, ${info.outHeight}, ${info.outWidth}, ${co}] for this input, filter, stride and padding.`,
     );
   }
-  // Rows the taps read: from -top to (ho-1)·sH + kh - 1 of x's index space (zero outside x).
-  const hSpan = (ho - 1) * sH + kh;
-  const wSpan = (wo - 1) * sW + kw;
-  const xp = window2d(x, -info.padInfo.top, hSpan, -info.padInfo.left, wSpan);
-  const xT = tf.transpose(xp, [3, 0, 1, 2]); // [Ci, N, Hs, Ws]
   const m = n * ho * wo;
   const dy2 = tf.reshape(dy, [m, co]);
+  // Rows the taps read: from -top to (ho-1)·sH + kh - 1 of x's index space (zero outside x).
+  const hs = (ho - 1) * sH + kh;
+  const ws = (wo - 1) * sW + kw;
+  const xp = window2d(x, -info.padInfo.top, hs, -info.padInfo.left, ws);
   if (kh === 1 && kw === 1 && sH === 1 && sW === 1) {
-    return tf.reshape(tf.matMul(tf.reshape(xT, [ci, m]), dy2), filterShape);
+    return tf.reshape(tf.matMul(tf.transpose(tf.reshape(xp, [m, ci])), dy2), filterShape);
   }
+  // [Ci·N, Hs, Ws, 1]: each (channel, image) plane is one "image" of one channel for tapRows.
+  const planes = tf.reshape(tf.transpose(xp, [3, 0, 1, 2]), [ci * n, hs, ws, 1]) as tf.Tensor4D;
   const taps: tf.Tensor[] = [];
   for (let a = 0; a < kh; a++) {
     for (let b = 0; b < kw; b++) {
-      const tap =
-        sH === 1 && sW === 1
-          ? tf.slice(xT, [0, 0, a, b], [ci, n, ho, wo])
-          : tf.stridedSlice(xT, [0, 0, a, b], [ci, n, a + (ho - 1) * sH + 1, b + (wo - 1) * sW + 1], [1, 1, sH, sW]);
-      const prod = tf.matMul(tf.reshape(tap, [ci, m]), dy2); // [Ci, Co]
-      tap.dispose();
-      taps.push(prod);
+      const rows = tapRows(planes, a, b, sH, sW, ho, wo);
+      taps.push(tf.matMul(tf.reshape(rows, [ci, m]), dy2)); // [Ci, Co]
+      rows.dispose();
     }
   }
   return tf.reshape(tf.stack(taps), filterShape);
@@ -112,14 +112,9 @@ export function conv2dBackpropInputBody(inputs: Record<string, tf.Tensor>, attrs
         phases.push(tf.zeros([n, mCountH, mCountW, ci]));
         continue;
       }
-      let sub: tf.Tensor4D = filter;
-      if (sH !== 1 || sW !== 1) {
-        sub = tf.stridedSlice(filter, [ry, rx, 0, 0], [kh, kw, ci, co], [sH, sW, 1, 1]) as tf.Tensor4D;
-      }
-      // Rotate 180° and swap channels: [tH, tW, Co, Ci].
-      const rot = tf.transpose(tf.reverse(sub, [0, 1]), [0, 1, 3, 2]) as tf.Tensor4D;
-      const win = window2d(dy, mLoH - (tH - 1), mCountH + tH - 1, mLoW - (tW - 1), mCountW + tW - 1);
-      phases.push(tf.conv2d(win, rot, 1, 'valid'));
+      const rot = rotatedSubFilter(filter, ry, rx, sH, sW); // [tH, tW, Co, Ci]
+      phases.push(convOverWindow(dy, rot, mLoH - (tH - 1), mCountH + tH - 1, mLoW - (tW - 1), mCountW + tW - 1));
+      rot.dispose();
     }
   }
   if (phases.length === 1) {
@@ -132,4 +127,27 @@ export function conv2dBackpropInputBody(inputs: Record<string, tf.Tensor>, attrs
   const stacked = tf.reshape(tf.stack(phases), [sH, sW, n, mCountH, mCountW, ci]);
   const inter = tf.reshape(tf.transpose(stacked, [2, 3, 0, 4, 1, 5]), [n, mCountH * sH, mCountW * sW, ci]);
   return tf.slice(inter, [0, top - mLoH * sH, left - mLoW * sW, 0], [n, h, w, ci]);
+}
+
+/**
+ * A stride-1 'valid' conv2d over rows [top, top + height) x columns [left, left + width) of `x`, reading zeros
+ * outside it: the part inside is sliced (only when the window cuts into x), the part outside becomes the conv's
+ * own explicit padding, so XNNPACK pads on the fly instead of tfjs copying a padded tensor.
+ */
+function convOverWindow(x: tf.Tensor4D, filter: tf.Tensor4D, top: number, height: number, left: number, width: number): tf.Tensor4D {
+  const [n, h, w, c] = x.shape;
+  const [fh, fw, , co] = filter.shape;
+  const r0 = Math.max(0, top);
+  const r1 = Math.min(h, top + height);
+  const c0 = Math.max(0, left);
+  const c1 = Math.min(w, left + width);
+  if (r1 <= r0 || c1 <= c0) return tf.zeros([n, height - fh + 1, width - fw + 1, co]);
+  const inside = r0 !== 0 || r1 !== h || c0 !== 0 || c1 !== w ? tf.slice(x, [0, r0, c0, 0], [n, r1 - r0, c1 - c0, c]) : x;
+  const pad: [[number, number], [number, number], [number, number], [number, number]] = [
+    [0, 0],
+    [r0 - top, top + height - r1],
+    [c0 - left, left + width - c1],
+    [0, 0],
+  ];
+  return tf.conv2d(inside, filter, 1, pad);
 }

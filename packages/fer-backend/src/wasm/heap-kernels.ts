@@ -40,34 +40,30 @@ export const maxPoolGradWasm: tf.KernelConfig = {
     const { filterHeight: kh, filterWidth: kw } = info;
     const top = info.padInfo.top;
     const left = info.padInfo.left;
-    const best = new Float32Array(c);
-    const where = new Int32Array(c);
     for (let bn = 0; bn < n; bn++) {
       const xb = bn * h * w * c;
       for (let oy = 0; oy < ho; oy++) {
-        const y0 = oy * sh - top;
+        const ya = Math.max(0, oy * sh - top);
+        const yb = Math.min(h, oy * sh - top + kh);
         for (let ox = 0; ox < wo; ox++) {
-          const x0 = ox * sw - left;
-          best.fill(-Infinity);
-          where.fill(-1);
-          for (let a = 0; a < kh; a++) {
-            const iy = y0 + a;
-            if (iy < 0 || iy >= h) continue;
-            for (let bb = 0; bb < kw; bb++) {
-              const ix = x0 + bb;
-              if (ix < 0 || ix >= w) continue;
-              const base = xb + (iy * w + ix) * c;
-              for (let ch = 0; ch < c; ch++) {
-                const v = x[base + ch];
-                if (where[ch] < 0 || v > best[ch]) {
-                  best[ch] = v;
-                  where[ch] = base + ch;
+          const xa = Math.max(0, ox * sw - left);
+          const xe = Math.min(w, ox * sw - left + kw);
+          const gb = ((bn * ho + oy) * wo + ox) * c;
+          for (let ch = 0; ch < c; ch++) {
+            let bv = -Infinity;
+            let bi = -1;
+            for (let iy = ya; iy < yb; iy++) {
+              let p = xb + (iy * w + xa) * c + ch;
+              for (let ix = xa; ix < xe; ix++, p += c) {
+                const v = x[p];
+                if (bi < 0 || v > bv) {
+                  bv = v;
+                  bi = p;
                 }
               }
             }
+            if (bi >= 0) dx[bi] += g[gb + ch];
           }
-          const gb = ((bn * ho + oy) * wo + ox) * c;
-          for (let ch = 0; ch < c; ch++) if (where[ch] >= 0) dx[where[ch]] += g[gb + ch];
         }
       }
     }

@@ -2,9 +2,37 @@ import * as tf from '@tensorflow/tfjs-core';
 import { composedKernel } from './compose';
 import { conv2dBackpropFilterBody, conv2dBackpropInputBody } from './conv2d-backprop';
 import { maxPoolGradWasm, unsortedSegmentSumWasm } from './heap-kernels';
+import { identityWasm, reductionKernel } from './reductions';
 
 /** Kernels fer-backend registers on wasm (added where tfjs has none, replaced where the stock one is slow or wrong). */
-export const WASM_TRAINING_KERNELS = ['Conv2DBackpropFilter', 'Conv2DBackpropInput', 'MaxPoolGrad', 'UnsortedSegmentSum'] as const;
+export const WASM_TRAINING_KERNELS = [
+  'Conv2DBackpropFilter',
+  'Conv2DBackpropInput',
+  'MaxPoolGrad',
+  'UnsortedSegmentSum',
+  'Sum',
+  'Mean',
+  'Max',
+  'Identity',
+] as const;
+
+const MARK = Symbol.for('fer-backend.kernel');
+/** Stock wasm kernels that fer-backend's versions delegate to for the cases they do not handle. */
+const stockKernels = new Map<string, tf.KernelConfig>();
+
+function stock(name: string): tf.KernelConfig {
+  const current = tf.getKernel(name, 'wasm');
+  if (current && !(current as unknown as Record<symbol, boolean>)[MARK]) stockKernels.set(name, current);
+  const cfg = stockKernels.get(name);
+  if (!cfg) throw new Error(`fer-backend: the stock wasm kernel '${name}' is missing; is @tensorflow/tfjs-backend-wasm 4.x installed?`);
+  return cfg;
+}
+
+/** A kernel that handles some cases itself and delegates the rest to the stock one (whose setup must still run). */
+function wrapStock(name: string, make: (stockFunc: tf.KernelFunc) => tf.KernelFunc): tf.KernelConfig {
+  const s = stock(name);
+  return { kernelName: name, backendName: 'wasm', kernelFunc: make(s.kernelFunc), setupFunc: s.setupFunc, disposeFunc: s.disposeFunc };
+}
 
 function configs(): tf.KernelConfig[] {
   return [
@@ -12,6 +40,10 @@ function configs(): tf.KernelConfig[] {
     composedKernel('Conv2DBackpropInput', 'wasm', conv2dBackpropInputBody),
     maxPoolGradWasm,
     unsortedSegmentSumWasm,
+    wrapStock('Sum', (f) => reductionKernel('sum', f)),
+    wrapStock('Mean', (f) => reductionKernel('mean', f)),
+    wrapStock('Max', (f) => reductionKernel('max', f)),
+    identityWasm,
   ];
 }
 
@@ -23,7 +55,7 @@ export function registerWasmTrainingKernels(): string[] {
   const names: string[] = [];
   for (const cfg of configs()) {
     if (tf.getKernel(cfg.kernelName, cfg.backendName)) tf.unregisterKernel(cfg.kernelName, cfg.backendName);
-    tf.registerKernel(cfg);
+    tf.registerKernel({ ...cfg, [MARK]: true } as tf.KernelConfig);
     names.push(cfg.kernelName);
   }
   return names;

@@ -1,0 +1,95 @@
+import * as tf from '@tensorflow/tfjs-core';
+
+/** The slice of BackendWasm that fer-backend uses (tfjs-backend-wasm does not export the class type). */
+export interface WasmHeapBackend {
+  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
+  typedArrayFromHeap(info: tf.TensorInfo): Float32Array | Int32Array | Uint8Array;
+  incRef(dataId: tf.DataId): void;
+  dataIdMap: { get(dataId: tf.DataId): { memoryOffset: number } };
+  wasm: { HEAPU8: Uint8Array };
+}
+
+export function wasmBackend(): WasmHeapBackend {
+  const b = tf.backend() as unknown as WasmHeapBackend;
+  if (typeof b.typedArrayFromHeap !== 'function') {
+    throw new Error(`fer-backend: a wasm kernel ran while the active backend is '${tf.getBackend()}'.`);
+  }
+  return b;
+}
+
+/**
+ * The rows a conv filter tap (a, b) reads from `x` [n, h, w, c] (already padded so that the window starts at
+ * (0, 0)): x[:, a + s_h·y, b + s_w·x, :] for y < outH, x < outW, as a fresh [n·outH·outW, c] tensor. Copies
+ * contiguous runs on the wasm heap (whole output rows when the width stride is 1), which is far cheaper than
+ * tfjs' Slice/StridedSlice on this layout. Caller owns the result.
+ */
+export function tapRows(
+  x: tf.Tensor4D,
+  a: number,
+  b: number,
+  sH: number,
+  sW: number,
+  outH: number,
+  outW: number,
+): tf.Tensor2D {
+  const [n, h, w, c] = x.shape;
+  if (a + sH * (outH - 1) >= h || b + sW * (outW - 1) >= w) {
+    throw new Error(`tapRows: tap (${a}, ${b}) with ${outH}x${outW} outputs reads outside a ${h}x${w} input.`);
+  }
+  const be = wasmBackend();
+  const out = be.makeOutput([n * outH * outW, c], 'float32');
+  // After the allocation: it may have grown (and replaced) the heap buffer.
+  const heap = new Float32Array(be.wasm.HEAPU8.buffer);
+  const src = be.dataIdMap.get(x.dataId).memoryOffset / 4;
+  let dst = be.dataIdMap.get(out.dataId).memoryOffset / 4;
+  const rowLen = outW * c;
+  for (let bn = 0; bn < n; bn++) {
+    for (let y = 0; y < outH; y++) {
+      const rowStart = src + ((bn * h + a + sH * y) * w + b) * c;
+      if (sW === 1) {
+        heap.copyWithin(dst, rowStart, rowStart + rowLen);
+        dst += rowLen;
+      } else if (c >= 16) {
+        for (let xx = 0; xx < outW; xx++) {
+          const p = rowStart + sW * xx * c;
+          heap.copyWithin(dst, p, p + c);
+          dst += c;
+        }
+      } else {
+        for (let xx = 0; xx < outW; xx++) {
+          const p = rowStart + sW * xx * c;
+          for (let k = 0; k < c; k++) heap[dst++] = heap[p + k];
+        }
+      }
+    }
+  }
+  return tf.engine().makeTensorFromTensorInfo(out) as tf.Tensor2D;
+}
+
+/**
+ * The sub-filter of `filter` [kh, kw, Ci, Co] for output phase (ry, rx) of a stride-(sH, sW) conv, rotated 180°
+ * and with in/out channels swapped: out[t, u, o, i] = filter[ry + sH·(tH−1−t), rx + sW·(tW−1−u), i, o], shape
+ * [tH, tW, Co, Ci]. One pass over the heap instead of stridedSlice + reverse + transpose. Caller owns the result.
+ */
+export function rotatedSubFilter(filter: tf.Tensor4D, ry: number, rx: number, sH: number, sW: number): tf.Tensor4D {
+  const [kh, kw, ci, co] = filter.shape;
+  const tH = Math.ceil((kh - ry) / sH);
+  const tW = Math.ceil((kw - rx) / sW);
+  const be = wasmBackend();
+  const out = be.makeOutput([tH, tW, co, ci], 'float32');
+  const heap = new Float32Array(be.wasm.HEAPU8.buffer);
+  const src = be.dataIdMap.get(filter.dataId).memoryOffset / 4;
+  const dst = be.dataIdMap.get(out.dataId).memoryOffset / 4;
+  const block = ci * co;
+  for (let t = 0; t < tH; t++) {
+    for (let u = 0; u < tW; u++) {
+      const from = src + ((ry + sH * (tH - 1 - t)) * kw + (rx + sW * (tW - 1 - u))) * block;
+      const to = dst + (t * tW + u) * block;
+      for (let i = 0; i < ci; i++) {
+        const row = from + i * co;
+        for (let o = 0; o < co; o++) heap[to + o * ci + i] = heap[row + o];
+      }
+    }
+  }
+  return tf.engine().makeTensorFromTensorInfo(out) as tf.Tensor4D;
+}

@@ -1,0 +1,81 @@
+import * as tf from '@tensorflow/tfjs-core';
+import type { WasmHeapBackend } from './heap';
+
+type Reducer = 'sum' | 'mean' | 'max';
+
+/**
+ * Sum, Mean and Max over a contiguous block of axes that is not innermost (e.g. [0, 1, 2] of NHWC: per-channel
+ * batch statistics; [1, 2]: global pooling): out[o, i] = reduce_m x[o, m, i]. The stock wasm kernels first
+ * transpose the whole input so the axes become innermost; this is one JS pass over the heap, accumulating
+ * in float64 as the cpu backend does. (A ones[1, m] x x[m, i] matMul is faster only when x is reused: XNNPACK
+ * packs its weights operand on every new tensor, which costs more than the sum.) Other cases (innermost axes, non-float32) go to the stock
+ * kernel, captured at registration.
+ */
+export function reductionKernel(kind: Reducer, stock: tf.KernelFunc): tf.KernelFunc {
+  return (args) => {
+    const { inputs, backend, attrs } = args;
+    const x = inputs.x as tf.TensorInfo;
+    // Max names its axes `reductionIndices`; Sum and Mean name them `axis`.
+    const a = attrs as unknown as { axis?: number | number[]; reductionIndices?: number | number[]; keepDims: boolean };
+    const axis = kind === 'max' ? a.reductionIndices : a.axis;
+    const keepDims = a.keepDims;
+    const rank = x.shape.length;
+    const axes = tf.util.parseAxisParam(axis, x.shape).slice().sort((a, b) => a - b);
+    const contiguous = axes.length > 0 && axes.every((a, i) => i === 0 || a === axes[i - 1] + 1);
+    const last = axes[axes.length - 1];
+    if (x.dtype !== 'float32' || !contiguous || last === rank - 1 || tf.util.sizeFromShape(x.shape) === 0) {
+      return stock(args);
+    }
+    const outer = x.shape.slice(0, axes[0]).reduce((p, d) => p * d, 1);
+    const mid = x.shape.slice(axes[0], last + 1).reduce((p, d) => p * d, 1);
+    const inner = x.shape.slice(last + 1).reduce((p, d) => p * d, 1);
+    const outShape = keepDims
+      ? x.shape.map((d, i) => (axes.includes(i) ? 1 : d))
+      : x.shape.filter((_, i) => !axes.includes(i));
+    const be = backend as unknown as WasmHeapBackend;
+    const out = be.makeOutput(outShape, 'float32');
+    const xs = be.typedArrayFromHeap(x) as Float32Array;
+    const o = be.typedArrayFromHeap(out) as Float32Array;
+    const acc = new Float64Array(inner);
+    for (let p = 0; p < outer; p++) {
+      const base = p * mid * inner;
+      if (kind === 'max') {
+        for (let i = 0; i < inner; i++) acc[i] = xs[base + i];
+        for (let m = 1; m < mid; m++) {
+          const row = base + m * inner;
+          for (let i = 0; i < inner; i++) {
+            const v = xs[row + i];
+            if (v > acc[i] || v !== v) acc[i] = v;
+          }
+        }
+      } else {
+        acc.fill(0);
+        let m = 0;
+        for (; m + 4 <= mid; m += 4) {
+          const r = base + m * inner;
+          const r2 = r + 2 * inner;
+          for (let i = 0; i < inner; i++) acc[i] += xs[r + i] + xs[r + inner + i] + (xs[r2 + i] + xs[r2 + inner + i]);
+        }
+        for (; m < mid; m++) {
+          const row = base + m * inner;
+          for (let i = 0; i < inner; i++) acc[i] += xs[row + i];
+        }
+        if (kind === 'mean') for (let i = 0; i < inner; i++) acc[i] /= mid;
+      }
+      o.set(acc, p * inner);
+    }
+    return out;
+  };
+}
+
+/** Identity without a copy: tfjs tensors are immutable, so the output can share the input's heap buffer. */
+export const identityWasm: tf.KernelConfig = {
+  kernelName: 'Identity',
+  backendName: 'wasm',
+  kernelFunc: ({ inputs, backend }) => {
+    const x = inputs.x as tf.TensorInfo;
+    if (x.dtype === 'string') throw new Error('Identity (fer-backend, wasm): string tensors are not supported.');
+    (backend as unknown as WasmHeapBackend).incRef(x.dataId);
+    return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+  },
+};
