@@ -16,7 +16,7 @@ import {
   roundHalfEven,
   sampleErasingBox,
 } from './augment';
-import { newPixelImage, resizeBilinear, type PixelImage } from './image';
+import { clonePixels, newPixelImage, resizeBilinear, type PixelImage } from './image';
 
 /** A w×h image whose pixel (x, y) holds (x, y, 100 + x + y·w) / 1000 so every pixel is identifiable. */
 function coords(w: number, h: number): PixelImage {
@@ -57,9 +57,9 @@ function argmaxPixel(img: PixelImage): [number, number] {
 }
 
 describe('geometry', () => {
-  test('hflip mirrors every pixel exactly', () => {
+  test('hflip mirrors every pixel exactly (in place)', () => {
     const img = coords(7, 5);
-    const out = hflip(img);
+    const out = hflip(coords(7, 5));
     for (let y = 0; y < 5; y++) for (let x = 0; x < 7; x++) expect(px(out, x, y)).toEqual(px(img, 6 - x, y));
   });
 
@@ -207,7 +207,7 @@ describe('pipelines', () => {
     let flips = 0;
     const img = marked(16, 16, 1, 8);
     for (let s = 0; s < 400; s++) {
-      const out = applyTransform([{ op: 'hflip', p: 0.5 }], img, new Rng(s));
+      const out = applyTransform([{ op: 'hflip', p: 0.5 }], clonePixels(img), new Rng(s));
       if (argmaxPixel(out)[0] === 14) flips++;
     }
     expect(flips).toBeGreaterThan(160);

@@ -165,20 +165,24 @@ export function adjustContrast(img: PixelImage, factor: number): PixelImage {
   return img;
 }
 
-/** Mirror left-right (exact). Returns a new image. */
+/** Mirror left-right (exact), in place. */
 export function hflip(img: PixelImage): PixelImage {
-  const { width: w, height: h } = img;
-  const out = newPixelImage(w, h);
+  const { width: w, height: h, data: d } = img;
   for (let y = 0; y < h; y++) {
-    for (let x = 0; x < w; x++) {
-      const s = (y * w + x) * 3;
-      const t = (y * w + (w - 1 - x)) * 3;
-      out.data[t] = img.data[s];
-      out.data[t + 1] = img.data[s + 1];
-      out.data[t + 2] = img.data[s + 2];
+    const row = y * w * 3;
+    for (let a = row, b = row + (w - 1) * 3; a < b; a += 3, b -= 3) {
+      const r = d[a];
+      const g = d[a + 1];
+      const bl = d[a + 2];
+      d[a] = d[b];
+      d[a + 1] = d[b + 1];
+      d[a + 2] = d[b + 2];
+      d[b] = r;
+      d[b + 1] = g;
+      d[b + 2] = bl;
     }
   }
-  return out;
+  return img;
 }
 
 export interface AffineParams {
@@ -257,12 +261,21 @@ export function warpAffine(img: PixelImage, m: readonly number[], interpolation:
       const xb = (x0 + 1 < 0 ? 0 : x0 + 1 >= w ? w - 1 : x0 + 1) * 3;
       const r0 = (y0 < 0 ? 0 : y0 >= h ? h - 1 : y0) * w * 3;
       const hasNext = y0 + 1 >= 0 && y0 + 1 < h;
-      const r1 = (hasNext ? y0 + 1 : 0) * w * 3;
-      for (let k = 0; k < 3; k++) {
-        const v1 = src[r0 + xa + k] + (src[r0 + xb + k] - src[r0 + xa + k]) * dx;
-        const v2 = hasNext ? src[r1 + xa + k] + (src[r1 + xb + k] - src[r1 + xa + k]) * dx : v1;
-        dst[o + k] = v1 + (v2 - v1) * dy;
-      }
+      const r1 = hasNext ? (y0 + 1) * w * 3 : r0;
+      // Without a next row PIL uses v2 = v1, which r1 = r0 reproduces.
+      const a0 = r0 + xa;
+      const b0 = r0 + xb;
+      const a1 = r1 + xa;
+      const b1 = r1 + xb;
+      let v1 = src[a0] + (src[b0] - src[a0]) * dx;
+      let v2 = src[a1] + (src[b1] - src[a1]) * dx;
+      dst[o] = v1 + (v2 - v1) * dy;
+      v1 = src[a0 + 1] + (src[b0 + 1] - src[a0 + 1]) * dx;
+      v2 = src[a1 + 1] + (src[b1 + 1] - src[a1 + 1]) * dx;
+      dst[o + 1] = v1 + (v2 - v1) * dy;
+      v1 = src[a0 + 2] + (src[b0 + 2] - src[a0 + 2]) * dx;
+      v2 = src[a1 + 2] + (src[b1 + 2] - src[a1 + 2]) * dx;
+      dst[o + 2] = v1 + (v2 - v1) * dy;
     }
   }
   return out;

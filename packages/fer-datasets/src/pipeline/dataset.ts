@@ -52,7 +52,7 @@ export interface PipelineOptions {
   capSeed?: number;
   /** `epoch`: redraw the capped subset at every `batches()` call from (capSeed, epoch). Default `manual`. */
   redrawCap?: 'manual' | 'epoch';
-  /** Decoding worker threads; 0 decodes in the calling thread. Default min(2, cores − 1). */
+  /** Decoding worker threads; 0 decodes in the calling thread. Default min(2, cores − 1) (0 under jest from sources). */
   workers?: number;
   /** Batches decoded ahead of the consumer. Default max(2, 2 · workers). */
   prefetch?: number;
@@ -78,7 +78,12 @@ export interface SamplePixels {
   record: SampleRecord;
 }
 
+/**
+ * min(2, cores − 1) worker threads; 0 under jest when running from TypeScript sources, where each worker would
+ * have to compile the sources again (about a second per `batches()` call). Pass `workers` to override.
+ */
 function defaultWorkers(): number {
+  if (process.env.JEST_WORKER_ID !== undefined && __filename.endsWith('.ts')) return 0;
   const cores = typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
   return Math.max(0, Math.min(2, cores - 1));
 }

@@ -120,15 +120,23 @@ export function resizeBilinear(img: RawImage, width: number, height: number, sca
     const r0 = y0 * sw * 3;
     const r1 = Math.min(y0 + 1, sh - 1) * sw * 3;
     let o = y * width * 3;
-    for (let x = 0; x < width; x++) {
+    for (let x = 0; x < width; x++, o += 3) {
       const a = xs[2 * x];
       const b = xs[2 * x + 1];
       const wx = xf[x];
-      for (let c = 0; c < 3; c++) {
-        const top = src[r0 + a + c] + (src[r0 + b + c] - src[r0 + a + c]) * wx;
-        const bot = src[r1 + a + c] + (src[r1 + b + c] - src[r1 + a + c]) * wx;
-        dst[o++] = (top + (bot - top) * wy) * scale;
-      }
+      const ta = r0 + a;
+      const tb = r0 + b;
+      const ba = r1 + a;
+      const bb = r1 + b;
+      let top = src[ta] + (src[tb] - src[ta]) * wx;
+      let bot = src[ba] + (src[bb] - src[ba]) * wx;
+      dst[o] = (top + (bot - top) * wy) * scale;
+      top = src[ta + 1] + (src[tb + 1] - src[ta + 1]) * wx;
+      bot = src[ba + 1] + (src[bb + 1] - src[ba + 1]) * wx;
+      dst[o + 1] = (top + (bot - top) * wy) * scale;
+      top = src[ta + 2] + (src[tb + 2] - src[ta + 2]) * wx;
+      bot = src[ba + 2] + (src[bb + 2] - src[ba + 2]) * wx;
+      dst[o + 2] = (top + (bot - top) * wy) * scale;
     }
   }
   return out;
