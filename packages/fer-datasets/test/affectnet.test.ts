@@ -2,7 +2,9 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import sharp from 'sharp';
-import { DATA_DIR, describeIfExists } from 'fer-test-utils';
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import { DATA_DIR, describeIfExists, expectNoLeak } from 'fer-test-utils';
 import { affectNet, affectNetFileName, decodeImage, parseAffectNetFileName, preprocessAffectNet } from 'fer-datasets';
 
 const ROOT = path.join(DATA_DIR, 'affectnet-mini');
@@ -116,6 +118,21 @@ describeIfExists(ROOT, 'AffectNet on ../shared/data/affectnet-mini', () => {
     const one = await capped.sample(0);
     expect([one.image.width, one.image.height, one.image.data.length]).toEqual([96, 96, 96 * 96 * 3]);
     expect(one.label).toBe(capped.labels.indexOf(one.record.emotion));
+
+    // Batches: BGR by default (the reference's OpenCV path), the caller disposes them, nothing else leaks.
+    const rgb = await affectNet({ root, split: 'train', cap: 1, channelOrder: 'rgb', workers: 0, ...quiet });
+    const bgr = await affectNet({ root, split: 'train', cap: 1, workers: 0, ...quiet });
+    const [x, y] = await Promise.all([rgb.sample(0), bgr.sample(0)]);
+    for (let i = 0; i < x.image.data.length; i += 3) {
+      if (x.image.data[i] !== y.image.data[i + 2] || x.image.data[i + 2] !== y.image.data[i]) throw new Error(`not swapped at ${i}`);
+    }
+    await expectNoLeak(async () => {
+      for await (const b of capped.batches({ batchSize: 16, seed: 3 })) {
+        expect(b.images.shape).toEqual([16, 96, 96, 3]);
+        tf.dispose([b.images, b.labels]);
+        break;
+      }
+    }, { returned: 0 });
 
     await expect(affectNet({ root, split: 'validation' })).rejects.toThrow(/AffectNet split 'validation' not found/);
   });
