@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
@@ -65,6 +66,29 @@ describeIfExists(ROOT, 'FER+ on ../shared/data/ferplus', () => {
     );
     await expect(ferPlus({ root: ROOT, split: 'valid', ...quiet })).rejects.toThrow(/FER2013Valid does not exist/);
     await expect(ferPlus({ root: '/nonexistent/ferplus', split: 'test' })).rejects.toThrow(/FER\+ root not found/);
+  });
+
+  test('some images missing: reported once with their label.csv rows, the rest loads', async () => {
+    const tmp = mkdtempSync(path.join(tmpdir(), 'fer-ferplus-'));
+    try {
+      const rows = readFileSync(path.join(ROOT, 'Labels', 'FER2013Test', 'label.csv'), 'utf8').trim().split('\n').slice(0, 20);
+      mkdirSync(path.join(tmp, 'Labels', 'FER2013Test'), { recursive: true });
+      mkdirSync(path.join(tmp, 'Images', 'FER2013Test'), { recursive: true });
+      writeFileSync(path.join(tmp, 'Labels', 'FER2013Test', 'label.csv'), rows.join('\n') + '\nbroken-row\n');
+      const files = rows.map((r) => r.split(',')[0]);
+      files.slice(3).forEach((f) => symlinkSync(path.join(ROOT, 'Images', 'FER2013Test', f), path.join(tmp, 'Images', 'FER2013Test', f)));
+      const warnings: string[] = [];
+      const ds = await ferPlus({ root: tmp, split: 'test', workers: 0, onWarning: (m) => warnings.push(m) });
+      const labelled = (await readFerPlusLabels(tmp, 'test')).labels;
+      const missingKept = [0, 1, 2].filter((i) => labelled[i] >= 0);
+      expect(ds.problems.filter((p) => p.kind === 'missing-file').map((p) => p.row)).toEqual(missingKept);
+      expect(ds.problems.filter((p) => p.kind === 'malformed-row').map((p) => p.row)).toEqual([20]);
+      expect(ds.size).toBe(labelled.filter((l) => l >= 0).length - missingKept.length);
+      expect(warnings).toHaveLength(1);
+      expect(warnings[0]).toMatch(/missing-file × \d+: row 0: fer\d+\.png listed in label\.csv is missing/);
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
   });
 
   test('batches: grey → 3 equal channels, 96×96 in [0, 1], soft labels, capped subset, no leak', async () => {
