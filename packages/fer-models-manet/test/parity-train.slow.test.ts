@@ -16,6 +16,7 @@
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { crossEntropy } from 'fer-core';
+import { diversityLoss, manetChannelHeads, manetGlobalHeads, manetSpatialHeads, type DiversityReduction } from 'fer-diversity-loss';
 import { initBackend } from 'fer-backend';
 import { REFERENCE_DIR, describeIfExists, expectTensorClose, loadFixture, type Fixture } from 'fer-test-utils';
 import { createManet, loadTorchStateDict, tfjsToTorch, torchParameter, type Manet } from '../src';
@@ -124,11 +125,14 @@ describeIfExists(FIXTURE_DIR, 'MA-Net parity (train mode, one SGD step)', () => 
       const ce1 = crossEntropy(out.logits[0], labels);
       const ce2 = crossEntropy(out.logits[1], labels);
       const ceWeighted = tf.add(tf.mul(BETA, ce1), tf.mul(1 - BETA, ce2));
-      const keep = { out1: out.logits[0], out2: out.logits[1], global: out.heads.globalFeatures, local: out.heads.localFeatures, ce1, ce2, ceWeighted };
+      // BranchDiversity(local, 'spatial'), BranchDiversity(local, 'channel'), FeatDiversity(global): −det, γ 10.
+      const { localFeatures, globalFeatures } = out.heads;
+      const bdivSpatial = diversityLoss(manetSpatialHeads(localFeatures), { preset: 'reference' });
+      const bdivChannel = diversityLoss(manetChannelHeads(localFeatures), { preset: 'reference' });
+      const fdiv = diversityLoss(manetGlobalHeads(globalFeatures), { preset: 'reference' });
+      const keep = { out1: out.logits[0], out2: out.logits[1], global: globalFeatures, local: localFeatures, ce1, ce2, ceWeighted, bdivSpatial, bdivChannel, fdiv };
       for (const [k, t] of Object.entries(keep)) ours[k] = tf.keep(t);
-      // The reference's three diversity terms are exactly −0 here (underflow, manifest loss.values), with zero
-      // gradient, so the total is the weighted CE. fer-diversity-loss computes them for the trainer.
-      return ceWeighted as tf.Scalar;
+      return tf.addN([ceWeighted, bdivSpatial, bdivChannel, fdiv]) as tf.Scalar;
     }, vars);
     ours.total = step.value;
     grads = step.grads;
@@ -169,8 +173,37 @@ describeIfExists(FIXTURE_DIR, 'MA-Net parity (train mode, one SGD step)', () => 
     await compare(ce1, 'train/loss_ce_1');
     await compare(ce2, 'train/loss_ce_2');
     await compare(weighted, 'train/loss_ce_weighted');
-    await compare(weighted, 'train/loss_total'); // + three −0 terms
+    await compare(weighted, 'train/loss_total'); // + three −0 terms (next test)
     tf.dispose([out1, out2, ce1, ce2, weighted]);
+  });
+
+  test('diversity terms as the reference composes them: the underflow edge values (−0, +inf) reproduced', async () => {
+    // Our train-mode features are as far from PyTorch's as the chaos allows, but the patches and the two branches
+    // stay far apart, so every kernel exp(−10·d) underflows (or nearly) exactly as in the reference.
+    for (const name of ['bdivSpatial', 'bdivChannel', 'fdiv']) expect(Object.is(ours[name].dataSync()[0], -0)).toBe(true);
+    const loss = (name: string) => fx.manifest.loss.values[name];
+    expect([loss('bdiv_spatial_det'), loss('bdiv_channel_det'), loss('fdiv_det')].every((v: number) => Object.is(v, -0))).toBe(true);
+    const term = (heads: tf.Tensor, reduction: DiversityReduction) => {
+      const v = diversityLoss(heads, { preset: 'reference', reduction });
+      const out = v.dataSync()[0];
+      tf.dispose([v, heads]);
+      return out;
+    };
+    const local = ours.local;
+    const all = fx.manifest.loss.all_diversity_values;
+    // channel and global: every kernel is exactly 0 -> direct 0, −det −0, −logdet +inf (torch: log 0 = −inf).
+    expect(term(manetChannelHeads(local), 'sum')).toBe(0);
+    expect(term(manetChannelHeads(local), 'negLogDet')).toBe(Infinity);
+    expect(term(manetGlobalHeads(ours.global), 'sum')).toBe(0);
+    expect(term(manetGlobalHeads(ours.global), 'negLogDet')).toBe(Infinity);
+    expect([all.bdiv_channel_direct, all.bdiv_channel_neg_logdet, all.fdiv_direct, all.fdiv_neg_logdet]).toEqual([0, 'Infinity', 0, 'Infinity']);
+    // spatial: S holds subnormal-to-tiny kernels (direct 1.8e-18), det underflows to 0 but −logdet stays finite
+    // (209.15). Both depend on the chaotic features through exp(−10·d), so only their scale can agree.
+    const direct = term(manetSpatialHeads(local), 'sum');
+    const negLogDet = term(manetSpatialHeads(local), 'negLogDet');
+    expect(Math.abs(Math.log10(direct) - Math.log10(all.bdiv_spatial_direct))).toBeLessThan(3);
+    expect(Number.isFinite(negLogDet) && Math.abs(negLogDet - all.bdiv_spatial_neg_logdet) < 0.25 * all.bdiv_spatial_neg_logdet).toBe(true);
+    await compare(tf.tensor(Object.is(ours.bdivSpatial.dataSync()[0], -0) ? -0 : NaN), 'train/bdiv_spatial_neg_det');
   });
 
   test('chaotic: train-mode outputs and losses within the measured float32 sensitivity', async () => {
