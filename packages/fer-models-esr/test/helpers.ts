@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as fert from 'fer-torch';
 import type { RawTensor } from 'fer-torch';
 import type { Fixture } from 'fer-test-utils';
+import { crossEntropy } from 'fer-core';
 import { createEsr, esrKeyMap, loadTorchStateDict, type EsrEnsemble } from 'fer-models-esr';
 
 type ReadStateDict = (file: string) => Promise<Map<string, RawTensor>>;
@@ -60,4 +61,52 @@ export function tolerance(fx: Fixture, file: string, name: string, ref?: ArrayLi
 /** PyTorch layout of a tfjs weight value (as stored in the fixtures). Caller owns. */
 export function toTorchLayout(v: tf.Tensor, transform: 'conv' | 'linear' | 'copy' | 'count'): tf.Tensor {
   return tf.tidy(() => (transform === 'conv' ? tf.transpose(v, [3, 2, 0, 1]) : transform === 'linear' ? tf.transpose(v) : tf.clone(v)));
+}
+
+/**
+ * The reference's `BranchDiversity(...).det_div` (spec §3.1) restated for 2 or 3 heads, so the loss tests do not
+ * depend on fer-diversity-loss: S_ij = mean_b exp(−10·‖X_i[b] − X_j[b]‖²), zero diagonal, value −det(S).
+ * n = 2: −det = S01·S10; n = 3: −det = −(S01·S12·S20 + S02·S21·S10). Scalar, owned by the caller.
+ */
+export function referenceNegDet(stack: tf.Tensor): tf.Scalar {
+  return tf.tidy(() => {
+    const n = stack.shape[0];
+    const flat = tf.reshape(stack, [n, stack.shape[1] as number, -1]);
+    const heads = tf.unstack(flat);
+    const s = (i: number, j: number) => tf.mean(tf.exp(tf.mul(-10, tf.sum(tf.square(tf.sub(heads[i], heads[j])), 1))));
+    if (n === 2) return tf.mul(s(0, 1), s(1, 0)) as tf.Scalar;
+    if (n === 3) return tf.neg(tf.add(tf.mul(tf.mul(s(0, 1), s(1, 2)), s(2, 0)), tf.mul(tf.mul(s(0, 2), s(2, 1)), s(1, 0)))) as tf.Scalar;
+    throw new Error(`referenceNegDet handles 2 or 3 heads, got ${n}`);
+  });
+}
+
+/** The esr_affectnet.py loss: Σ CE + (−det spatial) + (−det channel) (diversity only with > 1 branch). */
+export function referenceLoss(out: { logits: tf.Tensor2D[]; heads: Record<string, tf.Tensor> }, y: tf.Tensor1D): { total: tf.Scalar; terms: tf.Scalar[] } {
+  const ces = out.logits.map((l) => crossEntropy(l, y));
+  const divs = out.logits.length > 1 ? [referenceNegDet(out.heads.spatialAttention), referenceNegDet(out.heads.channelAttention)] : [];
+  const terms = [...ces, ...divs];
+  return { total: tf.addN(terms) as tf.Scalar, terms };
+}
+
+/** PyTorch SGD with momentum (no dampening, no Nesterov): buf ← m·buf + g (buf₁ = g); p ← p − lr·buf. */
+export class TorchSgd {
+  private bufs = new Map<string, tf.Tensor>();
+  constructor(private readonly momentum = 0.9) {}
+  step(groups: { lr: number; variables: tf.Variable[] }[], grads: tf.NamedTensorMap): void {
+    for (const { lr, variables } of groups) {
+      for (const v of variables) {
+        const g = grads[v.name];
+        if (!g) throw new Error(`no gradient for ${v.name}`);
+        const prev = this.bufs.get(v.name);
+        const buf = tf.tidy(() => (prev ? tf.add(tf.mul(prev, this.momentum), g) : tf.clone(g)));
+        prev?.dispose();
+        this.bufs.set(v.name, buf);
+        tf.tidy(() => v.assign(tf.sub(v, tf.mul(buf, lr))));
+      }
+    }
+  }
+  dispose(): void {
+    this.bufs.forEach((b) => b.dispose());
+    this.bufs.clear();
+  }
 }

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { FerInputError } from '../errors';
+import { stagedMean } from '../tensor/reduce';
 import { applyTorchBatchNorm, type TorchBnWeights } from './torch-batch-norm';
 
 type LayerArgs = NonNullable<ConstructorParameters<typeof tfl.layers.Layer>[0]>;
@@ -108,7 +109,7 @@ export class Cbam extends tfl.layers.Layer {
       // Channel gate. [N, H, W, C] -> [N, C] pools; the MLP is shared by both.
       const mlp = (v: tf.Tensor2D) =>
         tf.add(tf.matMul(tf.relu(tf.add(tf.matMul(v, w.mlp1Kernel.read() as tf.Tensor2D), w.mlp1Bias.read())), w.mlp2Kernel.read() as tf.Tensor2D), w.mlp2Bias.read());
-      const avg = tf.mean(x, [1, 2]) as tf.Tensor2D;
+      const avg = stagedMean(x, [1, 2]) as tf.Tensor2D;
       const max = tf.max(x, [1, 2]) as tf.Tensor2D;
       const channelAttention = tf.sigmoid(tf.add(mlp(avg), mlp(max))) as tf.Tensor2D;
       const xc = tf.mul(x, tf.reshape(channelAttention, [n, 1, 1, c]));

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { FerInputError } from '../errors';
+import { stagedMean } from '../tensor/reduce';
 
 type LayerArgs = NonNullable<ConstructorParameters<typeof tfl.layers.Layer>[0]>;
 type Kwargs = { [key: string]: unknown };
@@ -55,7 +56,9 @@ export function applyTorchBatchNorm(x: tf.Tensor, w: TorchBnWeights, opts: Torch
   }
   const axes = [...Array(x.rank - 1).keys()];
   return tf.tidy(() => {
-    const { mean, variance } = tf.moments(x, axes);
+    const mean = stagedMean(x, axes);
+    // square(sub) rather than squaredDifference: tfjs' SquaredDifference gradient does not reduce broadcast axes.
+    const variance = stagedMean(tf.square(tf.sub(x, mean)), axes);
     const y = tf.batchNorm(x, mean, variance, w.beta.read(), w.gamma.read(), eps);
     // Running statistics are state: nothing downstream of the loss reads them, so no gradient flows through them.
     w.runningMean.write(tf.add(tf.mul(w.runningMean.read(), 1 - momentum), tf.mul(mean, momentum)));

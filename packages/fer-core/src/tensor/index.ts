@@ -1,1 +1,2 @@
 export { crossEntropy, sumCrossEntropy } from './losses';
+export { stagedSum, stagedMean } from './reduce';
