@@ -16,6 +16,8 @@
  *   --micro-esr1=N --micro-esr9=N --micro-manet=N   micro-batch per worker (defaults 16, 8, 8: what fits the heap)
  *   --no-torch             skip PyTorch
  *   --json=FILE            also write all results as JSON
+ *   --profile=esr1|esr9|manet   instead: per-kernel times of one training micro-batch (in one process, wasm);
+ *                          --batch=N sets the micro-batch, --detail=KERNEL lists that kernel's calls with shapes
  *
  * Each of our cases runs in a fresh child process (`--child=<json>`), so its peak RSS and wasm heaps are its own.
  */
@@ -156,6 +158,45 @@ async function runCase(c: CaseSpec): Promise<CaseResult> {
   }
 }
 
+/** Per-kernel time of one training micro-batch of a built-in task, in this process (the child side of --profile). */
+async function profileCase(model: 'esr1' | 'esr9' | 'manet', batch: number): Promise<void> {
+  const tf = await import('@tensorflow/tfjs-core');
+  const measure: Measure = model === 'manet' ? 'manet-train' : (`${model}-train` as Measure);
+  const { task, size, classes } = taskOf(measure);
+  const mod = (await import(task.module)) as { createReplica: (c: unknown) => Promise<import('fer-parallel').Replica> };
+  const replica = await mod.createReplica(task.config);
+  const b = makeBatch(batch, size, classes);
+  const shard = { images: b.images, shape: b.shape, labels: b.labels };
+  const once = async () => tf.dispose((await replica.computeGradients(shard)).grads.filter((g): g is import('@tensorflow/tfjs-core').Tensor => g instanceof tf.Tensor));
+  await once(); // warm-up
+  const t0 = performance.now();
+  const info = await tf.profile(once);
+  const wall = performance.now() - t0;
+  const agg = new Map<string, { ms: number; n: number }>();
+  for (const k of info.kernels) {
+    const ms = Number(await k.kernelTimeMs) || 0;
+    const a = agg.get(k.name) ?? { ms: 0, n: 0 };
+    a.ms += ms;
+    a.n += 1;
+    agg.set(k.name, a);
+  }
+  const total = [...agg.values()].reduce((x, a) => x + a.ms, 0);
+  console.log(`profile ${model}, micro-batch ${batch}, backend ${tf.getBackend()}: wall ${(wall / 1000).toFixed(2)} s (profiling adds overhead), kernels ${(total / 1000).toFixed(2)} s, peak heap ${(info.peakBytes / 2 ** 20).toFixed(0)} MB`);
+  console.log('| kernel | calls | ms | share |\n|---|---:|---:|---:|');
+  for (const [name, a] of [...agg.entries()].sort((x, y) => y[1].ms - x[1].ms).slice(0, 25)) {
+    console.log(`| ${name} | ${a.n} | ${a.ms.toFixed(0)} | ${((100 * a.ms) / total).toFixed(1)}% |`);
+  }
+  const detail = flagDetail;
+  if (detail) {
+    for (const k of info.kernels.filter((x) => x.name === detail)) {
+      console.log(`  ${detail} ${JSON.stringify(k.inputShapes)} -> ${JSON.stringify(k.outputShapes)}: ${(Number(await k.kernelTimeMs) || 0).toFixed(0)} ms`);
+    }
+  }
+  replica.dispose?.();
+}
+
+let flagDetail: string | undefined;
+
 /** Runs a case in a fresh child process and parses its result line. */
 function runChild(c: CaseSpec): Promise<CaseResult> {
   return new Promise((resolve) => {
@@ -215,6 +256,14 @@ function fmt(x: number | null | undefined, d = 2): string {
 }
 
 export async function run(flags: string[]): Promise<void> {
+  const prof = flag(flags, 'profile');
+  if (prof !== undefined) {
+    const model = (prof || 'esr1') as 'esr1' | 'esr9' | 'manet';
+    if (!['esr1', 'esr9', 'manet'].includes(model)) throw new Error(`Expected --profile=esr1|esr9|manet, but got '${prof}'.`);
+    flagDetail = flag(flags, 'detail');
+    await profileCase(model, intFlag(flags, 'batch', model === 'esr1' ? 16 : 8));
+    return;
+  }
   const quick = flag(flags, 'quick') !== undefined;
   const only = (flag(flags, 'only') ?? MEASURES.join(',')).split(',').filter(Boolean) as Measure[];
   const bad = only.filter((m) => !MEASURES.includes(m));
