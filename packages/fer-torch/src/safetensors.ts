@@ -90,9 +90,15 @@ export async function readSafetensors(file: string): Promise<SafetensorsFile> {
   return parseSafetensors(bytes, file);
 }
 
-/** Serialises tensors (sorted by name, as the Python writer does) with an 8-byte-aligned header. */
+/**
+ * Serialises tensors with an 8-byte-aligned header. Like the reference (Rust) writer, tensors are ordered by element
+ * size, largest first, then by name, so every tensor starts at a multiple of its element size in the file and a
+ * reader can view it as a typed array without copying.
+ */
 export function serializeSafetensors(tensors: Map<string, RawTensor> | Record<string, RawTensor>, metadata?: Record<string, string>): Uint8Array {
-  const entries = (tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors)).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const entries = (tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors)).sort(
+    ([a, ta], [b, tb]) => DTYPE_SIZE[tb.dtype] - DTYPE_SIZE[ta.dtype] || (a < b ? -1 : a > b ? 1 : 0),
+  );
   const header: Record<string, unknown> = {};
   if (metadata && Object.keys(metadata).length) header.__metadata__ = metadata;
   let offset = 0;
