@@ -319,7 +319,7 @@ export async function writeTorchStateDict(file: string, sd: ReadonlyMap<string, 
   await writeAtomic(file, serializeTorchStateDict(sd, { ...opts, archiveName: opts.archiveName ?? torchArchiveName(file) }));
 }
 
-/** Writes tensors as a safetensors file (keys sorted, 8-byte aligned header), atomically. */
+/** Writes tensors as a safetensors file (largest element size first, then by name; every tensor aligned), atomically. */
 export async function writeSafetensors(file: string, tensors: ReadonlyMap<string, RawTensor>, metadata?: Record<string, string>): Promise<void> {
   await writeAtomic(file, serializeSafetensors(new Map(tensors), metadata));
 }
