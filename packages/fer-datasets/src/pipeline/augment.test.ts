@@ -130,7 +130,7 @@ describe('colour', () => {
 
   test('contrast blends with the rounded mean luma of the channels as stored', () => {
     const img = newPixelImage(2, 1);
-    // luma (0.299, 0.587, 0.114)·255: pixel 0 = (255, 0, 0) → 76.245 → 76; pixel 1 = (0, 0, 255) → 29.07 → 29. Mean 52.5 → 53.
+    // luma (0.299, 0.587, 0.114)·255: pixel 0 = (255, 0, 0) → 76.245; pixel 1 = (0, 0, 255) → 29.07. Mean 52.66 → 53.
     img.data.set([1, 0, 0, 0, 0, 1]);
     adjustContrast(img, 0.5);
     const m = 53 / 255;

@@ -146,22 +146,29 @@ export function roundHalfEven(x: number): number {
 /** PIL `ImageEnhance.Brightness`: x · factor, clipped to [0, 1]. In place. */
 export function adjustBrightness(img: PixelImage, factor: number): PixelImage {
   const d = img.data;
-  for (let i = 0; i < d.length; i++) d[i] = Math.min(1, Math.max(0, d[i] * factor));
+  const f = Math.max(0, factor);
+  for (let i = 0; i < d.length; i++) {
+    const v = d[i] * f;
+    d[i] = v > 1 ? 1 : v < 0 ? 0 : v;
+  }
   return img;
 }
 
 /**
  * PIL `ImageEnhance.Contrast`: blend with a uniform grey equal to the rounded mean luma (0.299, 0.587, 0.114 on
- * the channels *as stored*, so BGR data uses swapped weights, spec §8 defect 17), clipped. In place.
+ * the channels *as stored*, so BGR data uses swapped weights, spec §8 defect 17), clipped. In place. (PIL rounds
+ * each pixel's luma before averaging; averaging unrounded values moves the mean by < 0.5 grey levels.)
  */
 export function adjustContrast(img: PixelImage, factor: number): PixelImage {
   const d = img.data;
   let sum = 0;
-  for (let i = 0; i < d.length; i += 3) {
-    sum += Math.round((0.299 * d[i] + 0.587 * d[i + 1] + 0.114 * d[i + 2]) * 255);
+  for (let i = 0; i < d.length; i += 3) sum += 0.299 * d[i] + 0.587 * d[i + 1] + 0.114 * d[i + 2];
+  const mean = Math.floor((sum * 255) / (d.length / 3) + 0.5) / 255;
+  const base = mean * (1 - factor);
+  for (let i = 0; i < d.length; i++) {
+    const v = base + factor * d[i];
+    d[i] = v > 1 ? 1 : v < 0 ? 0 : v;
   }
-  const mean = Math.floor(sum / (d.length / 3) + 0.5) / 255;
-  for (let i = 0; i < d.length; i++) d[i] = Math.min(1, Math.max(0, mean + factor * (d[i] - mean)));
   return img;
 }
 

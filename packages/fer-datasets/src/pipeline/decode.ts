@@ -70,7 +70,7 @@ export async function decodeImage(input: string | Uint8Array, label = typeof inp
 }
 
 function toRgb(data: Uint8Array, width: number, height: number, channels: number): RawImage {
-  if (channels === 3) return { data: new Uint8Array(data), width, height };
+  if (channels === 3) return { data, width, height };
   const out = new Uint8Array(width * height * 3);
   for (let i = 0, j = 0; j < out.length; i += channels, j += 3) {
     out[j] = data[i];
