@@ -176,8 +176,11 @@ async function profileStep(batch: number): Promise<void> {
     tf.registerKernel(k);
   }
   const totalMs = (c.user + c.system) / 1000;
+  const kernelMs = [...rows.values()].reduce((t, r) => t + r.us / 1000, 0);
   const sorted = [...rows.entries()].sort((a, b) => b[1].us - a[1].us).slice(0, 22);
-  console.log(`wasm training-step profile, batch ${batch}: ${totalMs.toFixed(0)} CPU-ms in all; per kernel, exclusive of nested kernels:`);
+  console.log(
+    `wasm training-step profile, batch ${batch}: ${totalMs.toFixed(0)} CPU-ms in all, ${kernelMs.toFixed(0)} in kernels; per kernel, exclusive of nested kernels:`,
+  );
   for (const [name, r] of sorted) {
     console.log(`  ${name.padEnd(24)} ${(r.us / 1000).toFixed(0).padStart(7)} ms ${((100 * r.us) / 1000 / totalMs).toFixed(1).padStart(5)}%  x${r.n}`);
   }

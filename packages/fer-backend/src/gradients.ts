@@ -43,11 +43,37 @@ export const leanBatchNormGradConfig: tf.GradConfig = {
   },
 };
 
+/** dy of a reduction over `axis` of x, broadcast back to x's shape and scaled: no full-size `ones` tensor. */
+function reductionGrad(dy: tf.Tensor, x: tf.Tensor, axis: unknown, scaleBySize: boolean): tf.Tensor {
+  const axes = tf.util.parseAxisParam((axis ?? x.shape.map((_, i) => i)) as number | number[], x.shape);
+  const expanded = x.shape.map((d, i) => (axes.includes(i) ? 1 : d));
+  const size = axes.reduce((p, a) => p * x.shape[a], 1);
+  const g = tf.reshape(dy, expanded);
+  return tf.broadcastTo(scaleBySize ? tf.div(g, tf.scalar(size)) : g, x.shape);
+}
+
+/**
+ * `Sum` and `Mean` gradients that broadcast dy with one Tile instead of building a full-size `ones` tensor in
+ * JavaScript and multiplying (and, for Mean, dividing) by it, as tfjs core's versions do; same values.
+ */
+export const sumGradConfig: tf.GradConfig = {
+  kernelName: 'Sum',
+  inputsToSave: ['x'],
+  gradFunc: (dy, saved, attrs) => ({ x: () => reductionGrad(dy as tf.Tensor, saved[0], (attrs as { axis?: unknown }).axis, false) }),
+};
+export const meanGradConfig: tf.GradConfig = {
+  kernelName: 'Mean',
+  inputsToSave: ['x'],
+  gradFunc: (dy, saved, attrs) => ({ x: () => reductionGrad(dy as tf.Tensor, saved[0], (attrs as { axis?: unknown }).axis, true) }),
+};
+
+const OVERRIDES = [leanBatchNormGradConfig, sumGradConfig, meanGradConfig];
+
 /**
  * (Re)registers fer-backend's gradient overrides into tfjs' global gradient registry. Call it after anything that
  * registers the stock gradients (importing `@tensorflow/tfjs-layers` does, at import): `initBackend` does so.
  */
 export function registerGradientOverrides(): string[] {
-  tf.registerGradient(leanBatchNormGradConfig);
-  return [leanBatchNormGradConfig.kernelName];
+  for (const g of OVERRIDES) tf.registerGradient(g);
+  return OVERRIDES.map((g) => g.kernelName);
 }

@@ -1,11 +1,12 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { initBackend, leanBatchNormGradConfig } from 'fer-backend';
+import { initBackend, leanBatchNormGradConfig, meanGradConfig, sumGradConfig } from 'fer-backend';
 import { expectArrayClose } from 'fer-test-utils';
-import { Prng, host, expectKernelMatchesCpu, KERNEL_TOL } from './helpers';
+import { Prng, host, expectKernelMatchesCpu, runKernelOn, KERNEL_TOL, type HostTensor } from './helpers';
 
 // Captured before initBackend re-registers fer-backend's override: importing fer-backend imported tfjs-layers,
 // which registered tfjs' stock gradients.
 const stockBatchNormGrad = tf.getGradient('FusedBatchNorm');
+const stockGrads: Record<string, tf.GradConfig> = { Sum: tf.getGradient('Sum'), Mean: tf.getGradient('Mean') };
 
 beforeAll(async () => {
   await initBackend({ backend: 'wasm', quiet: true });
@@ -166,4 +167,63 @@ describe('Identity on wasm', () => {
     y.dispose();
     expect(tf.memory().numTensors).toBe(before);
   });
+});
+
+describe('Tile and Cast on wasm match the cpu backend', () => {
+  const tiles: { shape: number[]; reps: number[] }[] = [
+    { shape: [1, 1, 1, 17], reps: [5, 7, 3, 1] }, // Mean/Sum gradient over [0, 1, 2]
+    { shape: [3, 1, 1, 8], reps: [1, 9, 5, 1] }, // global-pool gradient
+    { shape: [4, 5, 1], reps: [1, 1, 6] }, // innermost broadcast
+    { shape: [2, 3], reps: [2, 2] }, // a genuine tile: delegated to the stock kernel
+  ];
+  for (const { shape, reps } of tiles) {
+    it(`Tile x[${shape}] reps [${reps}]`, () => {
+      const rng = new Prng(reps.reduce((a, b) => a * 7 + b, 3));
+      const x = host(shape, rng.values(shape.reduce((a, b) => a * b, 1)));
+      expectKernelMatchesCpu('Tile', { x }, { reps }, `x[${shape}]`);
+    });
+  }
+
+  const casts: [string, 'float32' | 'int32' | 'bool', HostTensor][] = [
+    ['float32 -> float32', 'float32', host([4, 3], new Float32Array([1.5, -2.25, 0, 3, 4, 5, 6, 7, 8, 9, 10, -11]))],
+    ['float32 -> int32', 'int32', host([5], new Float32Array([1.7, -2.7, 0, 3.2, -0.5]))],
+    ['float32 -> bool', 'bool', host([4], new Float32Array([0, -0, 2, Number.NaN]))],
+    ['int32 -> float32', 'float32', host([3], new Int32Array([-3, 0, 7]))],
+  ];
+  for (const [label, dtype, x] of casts) {
+    it(`Cast ${label}`, () => {
+      const ref = runKernelOn('cpu', 'Cast', { x }, { dtype });
+      const got = runKernelOn('wasm', 'Cast', { x }, { dtype });
+      expect(got.shape).toEqual(ref.shape);
+      expect(Array.from(got.values)).toEqual(Array.from(ref.values));
+    });
+  }
+});
+
+describe('Sum and Mean gradients', () => {
+  const cases: [string, string, Record<string, unknown>, number[]][] = [
+    ['sum over [0, 1, 2]', 'Sum', { axis: [0, 1, 2], keepDims: false }, [6]],
+    ['mean over [1, 2], keepDims', 'Mean', { axis: [1, 2], keepDims: true }, [3, 1, 1, 6]],
+    ['mean of all', 'Mean', { axis: [0, 1, 2, 3], keepDims: false }, []],
+  ];
+  for (const [name, kernel, attrs, dyShape] of cases) {
+    it(`${name}: fer-backend's broadcast gradient on wasm equals tfjs' stock gradient on cpu`, () => {
+      const rng = new Prng(name.length);
+      const xv = rng.values(3 * 5 * 4 * 6);
+      const dyv = rng.values(dyShape.reduce((a, b) => a * b, 1));
+      const grad = (backend: string, cfg: tf.GradConfig) => {
+        tf.setBackend(backend);
+        const before = tf.memory().numTensors;
+        const out = tf.tidy(() => {
+          const fns = cfg.gradFunc(tf.tensor(dyv, dyShape), [tf.tensor4d(xv, [3, 5, 4, 6])], attrs as tf.NamedAttrMap);
+          return (fns.x as () => tf.Tensor)().dataSync() as Float32Array;
+        });
+        expect(tf.memory().numTensors).toBe(before);
+        return out;
+      };
+      const mine = kernel === 'Sum' ? sumGradConfig : meanGradConfig;
+      expect(tf.getGradient(kernel)).toBe(mine);
+      expectArrayClose(grad('wasm', mine), grad('cpu', stockGrads[kernel]), KERNEL_TOL, name);
+    });
+  }
 });

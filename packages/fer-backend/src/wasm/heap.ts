@@ -46,10 +46,14 @@ export function tapRows(
   for (let bn = 0; bn < n; bn++) {
     for (let y = 0; y < outH; y++) {
       const rowStart = src + ((bn * h + a + sH * y) * w + b) * c;
-      if (sW === 1) {
+      if (sW === 1 && rowLen >= 512) {
         heap.copyWithin(dst, rowStart, rowStart + rowLen);
         dst += rowLen;
-      } else if (c >= 16) {
+      } else if (sW === 1) {
+        // Short runs: a typed loop beats copyWithin's per-call overhead.
+        for (let k = 0; k < rowLen; k++) heap[dst + k] = heap[rowStart + k];
+        dst += rowLen;
+      } else if (c >= 64) {
         for (let xx = 0; xx < outW; xx++) {
           const p = rowStart + sW * xx * c;
           heap.copyWithin(dst, p, p + c);

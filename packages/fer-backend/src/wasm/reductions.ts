@@ -79,3 +79,75 @@ export const identityWasm: tf.KernelConfig = {
     return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
   },
 };
+
+/**
+ * Cast without the stock kernel's same-buffer `TypedArray.set` (slow in V8 when source and target share the wasm
+ * heap): same dtype shares the buffer like Identity; numeric conversions are one typed loop, with the semantics
+ * of `TypedArray.set` (truncation for int32, 0/1 for bool inputs). Other dtypes go to the stock kernel.
+ */
+export function castKernel(stock: tf.KernelFunc): tf.KernelFunc {
+  return (args) => {
+    const { inputs, backend, attrs } = args;
+    const x = inputs.x as tf.TensorInfo;
+    const dtype = (attrs as unknown as { dtype: tf.DataType }).dtype;
+    const be = backend as unknown as WasmHeapBackend;
+    if (dtype === x.dtype && dtype !== 'string' && dtype !== 'complex64') {
+      be.incRef(x.dataId);
+      return { dataId: x.dataId, shape: x.shape, dtype };
+    }
+    const numeric = (d: tf.DataType) => d === 'float32' || d === 'int32' || d === 'bool';
+    if (!numeric(dtype) || !numeric(x.dtype)) return stock(args);
+    const out = be.makeOutput(x.shape, dtype);
+    const src = be.typedArrayFromHeap(x);
+    const dst = be.typedArrayFromHeap(out);
+    const n = src.length;
+    if (dtype === 'bool') for (let i = 0; i < n; i++) dst[i] = src[i] !== 0 ? 1 : 0;
+    else for (let i = 0; i < n; i++) dst[i] = src[i];
+    return out;
+  };
+}
+
+/**
+ * Tile for the broadcast case (every tiled axis has size 1 and the tiled axes are contiguous, as when a reduction's
+ * gradient broadcasts dy back): per outer block, the inner row is written once and then doubled with
+ * `copyWithin`, i.e. a few memmoves. The stock wasm Tile computes every element's source index and was the
+ * slowest kernel of a training step. Other cases go to the stock kernel.
+ */
+export function tileKernel(stock: tf.KernelFunc): tf.KernelFunc {
+  return (args) => {
+    const { inputs, backend, attrs } = args;
+    const x = inputs.x as tf.TensorInfo;
+    const reps = (attrs as unknown as { reps: number[] }).reps;
+    const tiled = reps.map((r, i) => (r !== 1 ? i : -1)).filter((i) => i >= 0);
+    const contiguous = tiled.every((a, i) => i === 0 || a === tiled[i - 1] + 1);
+    if (
+      x.dtype !== 'float32' ||
+      tiled.length === 0 ||
+      !contiguous ||
+      tiled.some((a) => x.shape[a] !== 1) ||
+      tf.util.sizeFromShape(x.shape) === 0
+    ) {
+      return stock(args);
+    }
+    const outShape = x.shape.map((d, i) => d * reps[i]);
+    const first = tiled[0];
+    const last = tiled[tiled.length - 1];
+    const outer = x.shape.slice(0, first).reduce((p, d) => p * d, 1);
+    const mid = reps.slice(first, last + 1).reduce((p, d) => p * d, 1);
+    const inner = x.shape.slice(last + 1).reduce((p, d) => p * d, 1);
+    const be = backend as unknown as WasmHeapBackend;
+    const out = be.makeOutput(outShape, 'float32');
+    const heap = new Float32Array(be.wasm.HEAPU8.buffer);
+    const src = be.dataIdMap.get(x.dataId).memoryOffset / 4;
+    const dst = be.dataIdMap.get(out.dataId).memoryOffset / 4;
+    const block = mid * inner;
+    for (let o = 0; o < outer; o++) {
+      const d = dst + o * block;
+      heap.copyWithin(d, src + o * inner, src + (o + 1) * inner);
+      for (let filled = inner; filled < block; filled *= 2) {
+        heap.copyWithin(d + filled, d, d + Math.min(filled, block - filled));
+      }
+    }
+    return out;
+  };
+}

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { composedKernel } from './compose';
 import { conv2dBackpropFilterBody, conv2dBackpropInputBody } from './conv2d-backprop';
 import { maxPoolGradWasm, unsortedSegmentSumWasm } from './heap-kernels';
-import { identityWasm, reductionKernel } from './reductions';
+import { castKernel, identityWasm, reductionKernel, tileKernel } from './reductions';
 
 /** Kernels fer-backend registers on wasm (added where tfjs has none, replaced where the stock one is slow or wrong). */
 export const WASM_TRAINING_KERNELS = [
@@ -14,6 +14,8 @@ export const WASM_TRAINING_KERNELS = [
   'Mean',
   'Max',
   'Identity',
+  'Cast',
+  'Tile',
 ] as const;
 
 const MARK = Symbol.for('fer-backend.kernel');
@@ -44,6 +46,8 @@ function configs(): tf.KernelConfig[] {
     wrapStock('Mean', (f) => reductionKernel('mean', f)),
     wrapStock('Max', (f) => reductionKernel('max', f)),
     identityWasm,
+    wrapStock('Cast', castKernel),
+    wrapStock('Tile', tileKernel),
   ];
 }
 
