@@ -70,6 +70,8 @@ class WorkerHandle {
       const p = this.pending.get(reply.id);
       if (!p) return;
       this.pending.delete(reply.id);
+      // An idle worker does not keep the process alive (a forgotten dispose() cannot hang a script).
+      if (this.pending.size === 0) worker.unref();
       if (reply.ok) p.resolve(reply.body);
       else p.reject(new WorkerTaskError(index, p.op, reply.error));
     });
@@ -95,6 +97,7 @@ class WorkerHandle {
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
       this.pending.set(id, { resolve: resolve as (b: ReplyBody) => void, reject, op });
+      this.worker.ref();
       this.worker.postMessage({ ...msg, id } as Request);
     });
   }
