@@ -93,3 +93,13 @@ describe('unpickle: unknown globals', () => {
     expect([obj.qualifiedName, obj.args]).toEqual(['numpy.core.multiarray.scalar', ['f8', 'raw']]);
   });
 });
+
+describe('inert mode and harmless builtins', () => {
+  it('keeps defaultdict(list) as an inert record, but only in inert mode', () => {
+    const bytes = pk(...PROTO2, ...global('collections', 'defaultdict'), ...global('builtins', 'list'), 0x85, REDUCE, STOP);
+    expect(() => unpickle(bytes)).toThrow(/'collections\.defaultdict'.*not on the allow-list/);
+    const obj = unpickle(bytes, { unknownGlobals: 'inert' }).value as PickledObject;
+    expect(obj.qualifiedName).toBe('collections.defaultdict');
+    expect((obj.args[0] as { qualifiedName: string }).qualifiedName).toBe('builtins.list');
+  });
+});

@@ -91,7 +91,7 @@ const DENIED_MODULES = new Set([
   'os', 'posix', 'nt', 'posixpath', 'ntpath', 'subprocess', '_posixsubprocess', 'sys', 'builtins', 'importlib',
   'runpy', 'shutil', 'socket', 'pickle', '_pickle', 'marshal', 'ctypes', 'code', 'codeop', 'pty', 'webbrowser',
   'types', 'functools', 'operator', 'io', '_io', 'commands', 'popen2', 'multiprocessing', 'signal', 'asyncio', 'pdb',
-  'bdb', 'timeit', 'platform', 'tempfile', 'glob', 'pathlib', 'urllib', 'http', 'ftplib', 'telnetlib', 'smtplib',
+  'bdb', 'timeit', 'platform', 'tempfile', 'glob', 'urllib', 'http', 'ftplib', 'telnetlib', 'smtplib',
   'requests', 'inspect', 'gc', 'weakref', 'threading', '_thread', 'ssl', 'zipimport', 'pkgutil', 'site', 'cProfile',
   'profile', 'trace', 'dill', 'cloudpickle', 'joblib', 'copyreg', '_codecs', 'codecs', 'imp',
 ]);
@@ -102,7 +102,11 @@ const DENIED_NAMES = new Set([
   'breakpoint', 'load', 'loads', 'call', 'check_call', 'check_output', 'run', 'Popen',
 ]);
 
+/** Plain builtin types that checkpoints reference as data (`defaultdict(list)`, `slice`); inert mode keeps them. */
+const INERT_BUILTIN_TYPES = new Set(['int', 'float', 'complex', 'str', 'bytes', 'bool', 'list', 'dict', 'tuple', 'object', 'slice', 'range']);
+
 function isDenied(module: string, name: string): boolean {
+  if (module === 'builtins' && INERT_BUILTIN_TYPES.has(name)) return false;
   const root = module.split('.')[0];
   if (DENIED_MODULES.has(root)) return true;
   for (const part of [...module.split('.'), ...name.split('.')]) {
