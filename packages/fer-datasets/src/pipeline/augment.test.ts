@@ -86,6 +86,31 @@ describe('geometry', () => {
     }
   });
 
+  test('affine with rotation, translation and scale: a marked blob lands at the inverse matrix\'s preimage', () => {
+    const W = 41;
+    const img = newPixelImage(W, W);
+    // A 3×3 blob centred on pixel (12, 27): centre coordinate (12.5, 27.5) in PIL's convention.
+    for (let y = 26; y <= 28; y++) for (let x = 11; x <= 13; x++) img.data.set([1, 1, 1], (y * W + x) * 3);
+    const p = { angle: 23, translate: [2, -3] as [number, number], scale: 1.15 };
+    const m = inverseAffineMatrix([W / 2, W / 2], p);
+    // Solve m · (u, v, 1) = (12.5, 27.5) for the output point (u, v).
+    const det = m[0] * m[4] - m[1] * m[3];
+    const rx = 12.5 - m[2];
+    const ry = 27.5 - m[5];
+    const u = (m[4] * rx - m[1] * ry) / det;
+    const v = (m[0] * ry - m[3] * rx) / det;
+    const out = affine(img, p, 'bilinear');
+    const [ax, ay] = argmaxPixel(out);
+    expect(Math.abs(ax + 0.5 - u)).toBeLessThanOrEqual(1);
+    expect(Math.abs(ay + 0.5 - v)).toBeLessThanOrEqual(1);
+    // And the forward direction agrees with torchvision's description: rotate about the centre, scale, translate.
+    const t = (23 * Math.PI) / 180; // [cos −sin; sin cos] in y-down pixel coordinates: clockwise on screen
+    const fx = W / 2 + 2 + 1.15 * (Math.cos(t) * (12.5 - W / 2) - Math.sin(t) * (27.5 - W / 2));
+    const fy = W / 2 - 3 + 1.15 * (Math.sin(t) * (12.5 - W / 2) + Math.cos(t) * (27.5 - W / 2));
+    expect(u).toBeCloseTo(fx, 9);
+    expect(v).toBeCloseTo(fy, 9);
+  });
+
   test('affine bilinear: a half-pixel shift averages neighbours; scale 2 about the centre', () => {
     const img = coords(8, 6);
     const half = affine(img, { angle: 0, translate: [0.5, 0], scale: 1 }, 'bilinear');
