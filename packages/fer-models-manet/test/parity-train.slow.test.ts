@@ -5,13 +5,15 @@
  *
  * Conditioning. With these weights and batch 2, train mode is chaotic: every train-mode BN divides by small batch
  * standard deviations, so float32 rounding is amplified layer after layer. The bench README measured that a float64
- * recomputation moves the global features by 0.41 of 2.5; here a 1-ulp relative perturbation of conv1.weight alone
- * moved out1 by 1.5e-3 (of 0.18), out2 by 0.04 (of 0.57) and the global features by 0.38 (of 2.5). XNNPACK's
- * accumulation order differs from oneDNN's in every conv, so those quantities (and the stem and multi-scale
- * gradients, which are ~4e4 and dominated by that noise) cannot match to the manifest's 1e-3. The test therefore:
+ * recomputation moves the global features by 0.41 of 2.5. Here, perturbing only conv1.weight by one float32 ulp
+ * (relative 1.2e-7) moved our own out1 by 1.5e-3 (of 0.18), out2 by 0.04 (of 0.57), the global features by 0.38 (of
+ * 2.5), and left our own gradients correlated with their unperturbed values by only 0.06 (conv1.weight), 0.19
+ * (layer1.0.conv1), 0.20 (layer3_2.0.conv1_2_1), 0.50 (bn1.weight), 0.88 (a CBAM MLP), 0.96 (layer4_1_p4.1.bn2) and
+ * 0.998 (fc_2). XNNPACK's accumulation order differs from oneDNN's in every conv, so those quantities cannot match
+ * PyTorch to the manifest's 1e-3. The test therefore:
  * - checks the well-conditioned quantities at the manifest tolerances: BN running statistics of the early layers and
  *   of the local branch, the loss formula on the reference's logits, the fc_1 bias gradient, and the SGD update rule;
- * - checks the chaotic ones against bounds set from the measured sensitivity (stated next to each).
+ * - checks the chaotic ones against bounds set from that measured sensitivity (stated next to each).
  */
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
@@ -144,11 +146,11 @@ describeIfExists(FIXTURE_DIR, 'MA-Net parity (train mode, one SGD step)', () => 
   });
 
   test('well-conditioned: BN running statistics after the forward (manifest tolerance)', async () => {
-    // bn1, layer1, the CBAM spatial BN and layer4_1_p1's last BN variance agree to ~1e-7..1e-6; the multi-scale
+    // bn1, layer1, the CBAM spatial BN and layer4_1_p1's last BN variance agree to ~1e-9..1e-6; the multi-scale
     // branch's layer4_2.1.bn2_2_4 and layer4_1_p1.1.bn2's mean sit downstream of the chaos (checked loosely).
     const tight = ['bn1.running_mean', 'bn1.running_var', 'layer1.0.bn1.running_mean', 'layer1.0.bn1.running_var',
       'layer3_1_p1.0.cbam.SpatialGate.spatial.bn.running_mean', 'layer3_1_p1.0.cbam.SpatialGate.spatial.bn.running_var',
-      'layer4_1_p1.1.bn2.running_var', 'layer4_2.1.bn2_2_4.running_var'];
+      'layer4_1_p1.1.bn2.running_var'];
     const stored = (await fx.names('data.safetensors')).filter((n) => n.startsWith('train/bn_after_forward/'));
     expect(stored).toHaveLength(10);
     for (const name of stored) {
@@ -156,7 +158,7 @@ describeIfExists(FIXTURE_DIR, 'MA-Net parity (train mode, one SGD step)', () => 
       const { variable, entry } = torchParameter(manet, key);
       const t = tfjsToTorch(variable, entry.transform);
       if (tight.includes(key)) await compare(t, name);
-      else await compareLoosely(t, name, 0.05, 0.999); // measured: 1.3e-3 (layer4_1_p1.1 mean), 2.4e-2 (layer4_2)
+      else await compareLoosely(t, name, 0.05, 0.999); // measured max error / max|ref|: 1.5e-4 .. 1.0e-2
       t.dispose();
     }
     // num_batches_tracked went 0 -> 1 in every BN.
@@ -207,8 +209,8 @@ describeIfExists(FIXTURE_DIR, 'MA-Net parity (train mode, one SGD step)', () => 
   });
 
   test('chaotic: train-mode outputs and losses within the measured float32 sensitivity', async () => {
-    // Bounds ≈ 3x the 1-ulp sensitivity above; measured errors: out1 2.0%, out2 17%, global 19% of max|ref|.
-    await compareLoosely(ours.out1, 'train/out1', 0.06, 0.999);
+    // Bounds ≈ 3x the 1-ulp sensitivity above; measured errors: out1 2.9%, out2 2.5%, global 9.4% of max|ref|.
+    await compareLoosely(ours.out1, 'train/out1', 0.06, 0.99);
     await compareLoosely(ours.out2, 'train/out2', 0.4, 0.95);
     await compareLoosely(ours.global, 'train/global_feat', 0.4, 0.9);
     await compareLoosely(ours.ce1, 'train/loss_ce_1', 0.01, 0);
@@ -226,15 +228,17 @@ describeIfExists(FIXTURE_DIR, 'MA-Net parity (train mode, one SGD step)', () => 
     const fcBias = gradOf('fc_1.bias');
     await compare(fcBias, 'grad/fc_1.bias'); // well-conditioned: depends only on softmax(out1)
     fcBias.dispose();
-    // Downstream of little chaos: correlation with PyTorch's gradient (measured 0.99998, 0.995, 0.975, 0.987).
-    for (const [key, minCorr] of [['fc_1.weight', 0.999], ['layer4_1_p4.1.bn2.weight', 0.98], ['layer3_1_p1.0.cbam.ChannelGate.mlp.1.weight', 0.95], ['fc_2.weight', 0.95]] as const) {
+    // Downstream of little chaos: correlation with PyTorch's gradient (measured 0.9999, 0.987, 0.975, 0.997; our
+    // own 1-ulp sensitivity allows down to ~0.96, 0.88 and 0.998 for the last three).
+    for (const [key, minCorr] of [['fc_1.weight', 0.999], ['layer4_1_p4.1.bn2.weight', 0.9], ['layer3_1_p1.0.cbam.ChannelGate.mlp.1.weight', 0.8], ['fc_2.weight', 0.98]] as const) {
       const g = gradOf(key);
       const r = await ref(`grad/${key}`);
       expect({ key, corr: correlation(g.dataSync(), r.dataSync()) >= minCorr }).toEqual({ key, corr: true });
       tf.dispose([g, r]);
     }
     // The stem and multi-scale gradients (|g| up to 1e5) are dominated by amplified rounding noise, in PyTorch too
-    // (the bench README saw 13-18% moves from reordering one sum); only their scale is comparable.
+    // (the bench README saw 13-18% moves from reordering one sum; one ulp in conv1 decorrelates ours, see above);
+    // only their scale is comparable.
     for (const key of ['conv1.weight', 'bn1.weight', 'layer1.0.conv1.weight', 'layer3_2.0.conv1_2_1.weight']) {
       const g = gradOf(key);
       const r = await ref(`grad/${key}`);
