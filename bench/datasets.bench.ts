@@ -18,25 +18,21 @@ const DATA = path.resolve(__dirname, '../../shared/data/fer2013-test');
  * Wall-clock images/s and process CPU time per image (all threads). On a shared, loaded machine the CPU time is
  * the steadier figure: an idle 2-core machine delivers about min(2, workers + 1) / cpu-seconds-per-image.
  */
-async function measure(ds: ImageDataset, batchSize: number, limit: number): Promise<{ ips: number; cpuMs: number; mainMs: number }> {
+async function measure(ds: ImageDataset, batchSize: number, limit: number): Promise<{ ips: number; cpuMs: number }> {
   // One warm-up batch (worker start-up, JIT) is excluded from the timing.
   let n = 0;
   let t0 = 0;
   let c0 = process.cpuUsage();
-  let e0 = performance.eventLoopUtilization();
   for await (const b of ds.batches({ batchSize, seed: 1 })) {
     if (t0 === 0) {
       t0 = performance.now();
       c0 = process.cpuUsage();
-      e0 = performance.eventLoopUtilization();
     } else n += b.labels.shape[0];
     tf.dispose([b.images, b.labels]);
     if (n >= limit) break;
   }
   const cpu = process.cpuUsage(c0);
-  // Event-loop active time: what the pipeline costs the thread that trains.
-  const main = performance.eventLoopUtilization(e0);
-  return { ips: (n / (performance.now() - t0)) * 1000, cpuMs: (cpu.user + cpu.system) / 1000 / n, mainMs: main.active / n };
+  return { ips: (n / (performance.now() - t0)) * 1000, cpuMs: (cpu.user + cpu.system) / 1000 / n };
 }
 
 export async function run(flags: string[]): Promise<void> {
@@ -57,13 +53,13 @@ export async function run(flags: string[]): Promise<void> {
   for (const c of cases) {
     for (const workers of [0, 1, 2]) {
       const ds = await c.make(workers);
-      const { ips, cpuMs, mainMs } = await measure(ds, 32, c.limit);
-      rows.push([c.name, `${c.size}`, `${workers}`, ips.toFixed(0), cpuMs.toFixed(2), mainMs.toFixed(2)]);
-      console.log(`  ${c.name} @${c.size}, workers ${workers}: ${ips.toFixed(0)} img/s, ${cpuMs.toFixed(2)} CPU ms/img, ${mainMs.toFixed(2)} main-thread ms/img`);
+      const { ips, cpuMs } = await measure(ds, 32, c.limit);
+      rows.push([c.name, `${c.size}`, `${workers}`, ips.toFixed(0), cpuMs.toFixed(2)]);
+      console.log(`  ${c.name} @${c.size}, workers ${workers}: ${ips.toFixed(0)} img/s, ${cpuMs.toFixed(2)} CPU ms/img`);
     }
   }
   console.log(`\nload average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')} on ${os.cpus().length} cores`);
-  console.log('| source | size | workers | images/s | CPU ms/img (all threads) | main-thread ms/img |\n|---|---|---|---|---|---|');
+  console.log('| source | size | workers | images/s | CPU ms/img (all threads) |\n|---|---|---|---|---|');
   for (const r of rows) console.log(`| ${r.join(' | ')} |`);
   console.log(
     '\nFor scale: an ESR training step consumes ~2-20 img/s on this machine kind (../shared/notes), MA-Net ~12 img/s;' +
