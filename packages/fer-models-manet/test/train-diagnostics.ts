@@ -1,3 +1,9 @@
+/**
+ * Diagnostic (not a test): `npx tsx packages/fer-models-manet/test/train-diagnostics.ts` runs one train-mode step on
+ * the manet fixture (wasm) and prints, for every stored output, BN buffer and gradient, the max error, max|ref|, how
+ * many entries meet the manifest tolerance and the correlation with PyTorch. See parity-train.slow.test.ts for why
+ * train mode is ill-conditioned.
+ */
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from 'fer-backend';
 import { crossEntropy } from 'fer-core';
