@@ -57,7 +57,9 @@ export async function decodeImage(input: string | Uint8Array, label = typeof inp
     bytes = input;
   }
   try {
-    const { data, info } = await sharp(bytes, { failOn: 'warning' })
+    // 'error' rejects truncated and corrupt files but tolerates libjpeg's minor warnings (e.g. extraneous bytes),
+    // which OpenCV also reads through.
+    const { data, info } = await sharp(bytes, { failOn: 'error' })
       .removeAlpha()
       .toColourspace('srgb')
       .raw()
