@@ -5,6 +5,7 @@ import sharp from 'sharp';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { DATA_DIR, describeIfExists, expectNoLeak } from 'fer-test-utils';
+import { AFFECTNET_LABELS } from 'fer-core';
 import { affectNet, affectNetFileName, decodeImage, parseAffectNetFileName, preprocessAffectNet } from 'fer-datasets';
 
 const ROOT = path.join(DATA_DIR, 'affectnet-mini');
@@ -114,6 +115,7 @@ describeIfExists(ROOT, 'AffectNet on ../shared/data/affectnet-mini', () => {
     expect(pick()).toEqual(a);
     expect(b).not.toEqual(a);
     expect(capped.classCounts()).toEqual([5, 5, 5, 5, 5, 5, 5, 0]);
+    expect(capped.preprocessing()).toEqual({ imageSize: 96, channelOrder: 'bgr', resize: 'bilinear', labels: [...AFFECTNET_LABELS] });
 
     const one = await capped.sample(0);
     expect([one.image.width, one.image.height, one.image.data.length]).toEqual([96, 96, 96 * 96 * 3]);

@@ -30,6 +30,13 @@ describeIfExists(ROOT, 'RAF-DB on ../shared/data/rafdb-mini', () => {
 
   test('defaults: 96×96 RGB with ImageNet normalisation; eval batches in listing order', async () => {
     const ds = await rafDb({ root: ROOT, split: 'test', ...quiet });
+    expect(ds.preprocessing()).toEqual({
+      imageSize: 96,
+      channelOrder: 'rgb',
+      resize: 'antialias',
+      normalize: { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] },
+      labels: [...RAFDB_LABELS],
+    });
     const it = ds.batches({ batchSize: 4 });
     const { value: b } = await it.next();
     await it.return(undefined);

@@ -71,6 +71,16 @@ export interface ImageDatasetInit extends Omit<PipelineOptions, 'augment'> {
   problems?: DatasetProblem[];
 }
 
+/** The deterministic part of a dataset's input pipeline (see `ImageDataset.preprocessing`). */
+export interface Preprocessing {
+  imageSize: number;
+  channelOrder: ChannelOrder;
+  resize: ResizeMode;
+  /** Per-channel mean/std applied after scaling to [0, 1]; absent when inputs stay in [0, 1]. */
+  normalize?: { mean: number[]; std: number[] };
+  labels: Emotion[];
+}
+
 /** One sample's pixels, without tfjs. */
 export interface SamplePixels {
   image: PixelImage;
@@ -154,6 +164,21 @@ export class ImageDataset implements FerDataset {
     let n = 0;
     for (const i of this.active) if (!this.bad.has(i)) n++;
     return n;
+  }
+
+  /**
+   * How inputs are prepared, minus the random augmentation: what a model trained on this dataset expects at
+   * inference (save it with the model; `loadImage` + `normalize` reproduce it for `fer predict`).
+   */
+  preprocessing(): Preprocessing {
+    const norm = this.config.transform.ops.find((o) => o.op === 'normalize');
+    return {
+      imageSize: this.config.imageSize,
+      channelOrder: this.config.channelOrder,
+      resize: this.config.resize,
+      ...(norm && norm.op === 'normalize' ? { normalize: { mean: [...norm.mean], std: [...norm.std] } } : {}),
+      labels: [...this.labels],
+    };
   }
 
   /** Per-label counts of the current subset, in `labels` order. */
