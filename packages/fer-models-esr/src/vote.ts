@@ -16,7 +16,8 @@ export function vote(logits: readonly tf.Tensor2D[]): tf.Tensor1D {
     }
   }
   return tf.tidy(() => {
-    const counts = tf.addN(logits.map((l) => tf.oneHot(tf.argMax(l, 1), k, 1, 0, 'float32')));
+    // oneHot in int32 then cast: tfjs-backend-wasm 4.22's OneHot writes int bit patterns when asked for float32.
+    const counts = tf.addN(logits.map((l) => tf.cast(tf.oneHot(tf.argMax(l, 1), k), 'float32')));
     // Subtracting index/(K+1) (< 1) never reorders different vote counts but makes the lowest index win a tie.
     const tieBreak = tf.div(tf.range(0, k, 1, 'float32'), k + 1);
     return tf.cast(tf.argMax(tf.sub(counts, tieBreak), 1), 'int32') as tf.Tensor1D;

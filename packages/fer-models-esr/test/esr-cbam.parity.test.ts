@@ -2,11 +2,11 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-layers';
 import { initBackend } from 'fer-backend';
-import { crossEntropy } from 'fer-core';
 import { toFloat32 } from 'fer-torch';
 import { REFERENCE_DIR, describeIfExists, expectArrayClose, expectTensorClose, loadFixture, type Fixture } from 'fer-test-utils';
 import { toTorchStateDicts, type EsrEnsemble } from 'fer-models-esr';
-import { labels, nhwc, readStateDict, referenceEnsemble, tolerance } from './helpers';
+import { diversityLoss, type DiversityReduction } from 'fer-diversity-loss';
+import { labels, nhwc, readStateDict, referenceEnsemble, referenceLoss, referenceNegDet, tolerance } from './helpers';
 
 const DATA = 'data.safetensors';
 
@@ -33,6 +33,27 @@ describeIfExists(path.join(REFERENCE_DIR, 'esr_cbam'), 'ESR + CBAM forward parit
     } finally {
       ref.dispose();
     }
+  };
+
+  /** The reference's BranchDiversity values on our attention maps (fer-diversity-loss, preset 'reference'). */
+  const checkDiversity = async (mode: 'eval' | 'train', heads: Record<string, tf.Tensor>) => {
+    const reductions: [string, DiversityReduction][] = [['direct', 'sum'], ['neg_det', 'negDet'], ['neg_logdet', 'negLogDet']];
+    for (const [kind, stack] of [['spatial', heads.spatialAttention], ['channel', heads.channelAttention]] as const) {
+      for (const [suffix, reduction] of reductions) {
+        const name = `${mode}/div_${kind}_${suffix}`;
+        const got = tf.tidy(() => diversityLoss(stack, { preset: 'reference', reduction })).dataSync()[0];
+        const want = (await fx.tensor(DATA, name)).dataSync()[0];
+        if (!Number.isFinite(want) || Math.abs(want) >= 1e-30) {
+          expectArrayClose([got], [want], tolerance(fx, DATA, name), name);
+        } else {
+          // Underflow region: only the pattern must match (manifest note).
+          expect([name, Math.abs(got) < 1e-20]).toEqual([name, true]);
+        }
+      }
+    }
+    // The reference restated by hand (helpers.referenceNegDet) agrees with the package on −det.
+    const a = tf.tidy(() => referenceNegDet(heads.spatialAttention)).dataSync()[0];
+    expectArrayClose([a], [(await fx.tensor(DATA, `${mode}/div_spatial_neg_det`)).dataSync()[0]], { rtol: 1e-4, atol: 1e-6 }, `${mode} restated −det`);
   };
 
   it(`imports the weights from ${readStateDict ? 'the genuine .pt files' : 'weights_init/*.safetensors (fer-torch has no .pt reader yet)'} bit-exactly`, async () => {
@@ -63,6 +84,7 @@ describeIfExists(path.join(REFERENCE_DIR, 'esr_cbam'), 'ESR + CBAM forward parit
     await check(out.heads.channelAttention, 'eval/attn_ch');
     const base0 = tf.tidy(() => tf.transpose(esr.base.apply(tf.slice(x, 0, 1), { training: false }) as tf.Tensor, [0, 3, 1, 2]));
     await check(base0, 'eval/base_out_sample0');
+    await checkDiversity('eval', out.heads);
     tf.dispose([...out.logits, ...Object.values(out.heads), logits, base0]);
     esr.dispose();
   });
@@ -102,18 +124,17 @@ describeIfExists(path.join(REFERENCE_DIR, 'esr_cbam'), 'ESR + CBAM forward parit
       await check(logits, 'train/logits');
       await check(out.heads.spatialAttention, 'train/attn_sp');
       await check(out.heads.channelAttention, 'train/attn_ch');
+      await checkDiversity('train', out.heads);
       logits.dispose();
     });
 
     it('per-branch cross-entropy and the total loss', async () => {
-      const ces = out.logits.map((l) => crossEntropy(l, y));
-      for (let i = 0; i < 3; i++) await check(ces[i], `train/loss_ce_branch_${i + 1}`);
-      // Total = Σ CE + (−det spatial) + (−det channel) (esr_affectnet.py). The two diversity terms are the
-      // reference's own values here (−1e-23 and −0: the train-mode kernels underflow at this initialisation);
-      // computing them is fer-diversity-loss's job and its parity is tested there.
-      const total = tf.addN([...ces, tf.scalar(fx.manifest.scalars.train_loss.div_sp_det), tf.scalar(fx.manifest.scalars.train_loss.div_ch_det)]);
+      const { total, terms } = referenceLoss(out, y);
+      for (let i = 0; i < 3; i++) await check(terms[i], `train/loss_ce_branch_${i + 1}`);
+      await check(terms[3], 'train/loss_div_sp_det');
+      await check(terms[4], 'train/loss_div_ch_det');
       await check(total, 'train/loss_total');
-      tf.dispose([...ces, total]);
+      tf.dispose([...terms, total]);
     });
 
     it('BN running statistics after one train forward (momentum 0.1, CBAM 0.01, unbiased variance)', async () => {

@@ -4,6 +4,7 @@ import * as fert from 'fer-torch';
 import type { RawTensor } from 'fer-torch';
 import type { Fixture } from 'fer-test-utils';
 import { crossEntropy } from 'fer-core';
+import { diversityLoss } from 'fer-diversity-loss';
 import { createEsr, esrKeyMap, loadTorchStateDict, type EsrEnsemble } from 'fer-models-esr';
 
 type ReadStateDict = (file: string) => Promise<Map<string, RawTensor>>;
@@ -80,10 +81,12 @@ export function referenceNegDet(stack: tf.Tensor): tf.Scalar {
   });
 }
 
-/** The esr_affectnet.py loss: Σ CE + (−det spatial) + (−det channel) (diversity only with > 1 branch). */
+/** The esr_affectnet.py loss: Σ CE + (−det spatial) + (−det channel) (diversity only with > 1 branch), via fer-diversity-loss's 'reference' preset. */
 export function referenceLoss(out: { logits: tf.Tensor2D[]; heads: Record<string, tf.Tensor> }, y: tf.Tensor1D): { total: tf.Scalar; terms: tf.Scalar[] } {
   const ces = out.logits.map((l) => crossEntropy(l, y));
-  const divs = out.logits.length > 1 ? [referenceNegDet(out.heads.spatialAttention), referenceNegDet(out.heads.channelAttention)] : [];
+  const divs = out.logits.length > 1
+    ? [diversityLoss(out.heads.spatialAttention, { preset: 'reference' }), diversityLoss(out.heads.channelAttention, { preset: 'reference' })]
+    : [];
   const terms = [...ces, ...divs];
   return { total: tf.addN(terms) as tf.Scalar, terms };
 }

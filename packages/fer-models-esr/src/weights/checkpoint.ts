@@ -46,7 +46,7 @@ export function fromTorchStateDicts(
   const variant = base.has('cbam1.ChannelGate.mlp.1.weight') ? 'cbam' : 'original';
   const fc = branches[0]?.get('fc.weight');
   const numClasses = fc ? fc.shape[0] : overrides.numClasses ?? 8;
-  const valenceArousal = branches.length ? branches[0].has('fc_dimensional.weight') : overrides.valenceArousal ?? variant === 'original';
+  const valenceArousal = variant === 'original' && (branches.length ? branches[0].has('fc_dimensional.weight') : overrides.valenceArousal ?? true);
   const labels: LabelSet = overrides.labels ?? (numClasses === 7 ? RAFDB_LABELS : AFFECTNET_LABELS);
   const config = resolveConfig({
     base: variant === 'cbam' ? 'desr9-affectnet' : 'esr9-affectnet',
