@@ -203,11 +203,11 @@ describe('save / load', () => {
     try {
       // tfjs' standard HTTP loader, as in a browser. The fetch shim only re-parses the JSON inside jest's sandbox:
       // Node's fetch builds arrays in the outer realm, which tfjs-layers' tslib (sandbox realm) cannot iterate.
-      const fetchFunc = async (url: string) => {
+      const fetchFunc = async (url: string | URL | Request) => {
         const r = await fetch(url);
         const bytes = new Uint8Array(await r.arrayBuffer());
         return {
-          ok: r.ok, status: r.status, statusText: r.statusText, headers: r.headers, url,
+          ok: r.ok, status: r.status, statusText: r.statusText, headers: r.headers, url: String(url),
           json: async () => JSON.parse(new TextDecoder().decode(bytes)),
           arrayBuffer: async () => bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength),
         } as unknown as Response;
