@@ -1,5 +1,5 @@
 /**
- * `pnpm bench backend [--batch=16] [--steps=3] [--forward-batch=32] [--no-cpu] [--cpu-train] [--profile]`
+ * `pnpm bench backend [--batch=16] [--steps=2] [--forward-batch=32] [--no-cpu] [--cpu-train] [--profile | --profile-calls]`
  *
  * An ESR-shaped network (base + one branch, BN + ReLU after every conv, 96x96x3 input) built from plain tfjs ops:
  *   base:   conv5x5 3->64, conv3x3 64->128, pool, conv3x3 128->128, conv3x3 128->128, pool   [B, 20, 20, 128]
@@ -131,7 +131,7 @@ async function measure(backend: 'wasm' | 'cpu', fwdBatch: number, trainBatch: nu
  * One wasm training step with every wasm kernel wrapped to record process-CPU time, exclusive of nested kernels
  * (fer-backend's composed kernels call other kernels).
  */
-async function profileStep(batch: number): Promise<void> {
+async function profileStep(batch: number, perCall: boolean): Promise<void> {
   await initBackend({ backend: 'wasm', quiet: true });
   const net = buildNet();
   const opt = tf.train.sgd(0.01);
@@ -144,6 +144,8 @@ async function profileStep(batch: number): Promise<void> {
   step();
   const rows = new Map<string, { us: number; n: number }>();
   const stack: number[] = []; // child time accumulated per open kernel
+  const calls: string[] = [];
+  const detailed = new Set(['Conv2D', 'Conv2DBackpropFilter', 'Conv2DBackpropInput', 'MaxPoolGrad', 'BatchMatMul']);
   const originals = tf.getKernelsForBackend('wasm').map((k) => ({ ...k }));
   for (const k of originals) {
     const inner = k.kernelFunc;
@@ -164,6 +166,10 @@ async function profileStep(batch: number): Promise<void> {
           r.us += total - children;
           r.n += 1;
           rows.set(k.kernelName, r);
+          if (perCall && stack.length === 0 && detailed.has(k.kernelName)) {
+            const shapes = Object.values(args.inputs).map((t) => `[${(t as tf.TensorInfo).shape.join(',')}]`);
+            calls.push(`  ${(total / 1000).toFixed(0).padStart(6)} ms  ${k.kernelName} ${shapes.join(' ')}`);
+          }
         }
       },
     });
@@ -184,6 +190,7 @@ async function profileStep(batch: number): Promise<void> {
   for (const [name, r] of sorted) {
     console.log(`  ${name.padEnd(24)} ${(r.us / 1000).toFixed(0).padStart(7)} ms ${((100 * r.us) / 1000 / totalMs).toFixed(1).padStart(5)}%  x${r.n}`);
   }
+  if (perCall) console.log(`top-level calls (inclusive CPU time):\n${calls.join('\n')}`);
   tf.dispose([t.x, t.y]);
   opt.dispose();
   net.dispose();
@@ -193,8 +200,8 @@ export async function run(flags: string[]): Promise<void> {
   const batch = flag(flags, 'batch', 16);
   const fwdBatch = flag(flags, 'forward-batch', 32);
   const steps = flag(flags, 'steps', 2);
-  if (flags.includes('--profile')) {
-    await profileStep(batch);
+  if (flags.includes('--profile') || flags.includes('--profile-calls')) {
+    await profileStep(batch, flags.includes('--profile-calls'));
     return;
   }
   console.log(`ESR-shaped net (base + 1 branch, 96x96x3): ${steps} timed repetitions after one warm-up`);

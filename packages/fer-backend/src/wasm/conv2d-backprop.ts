@@ -65,18 +65,26 @@ export function conv2dBackpropFilterBody(inputs: Record<string, tf.Tensor>, attr
   if (kh === 1 && kw === 1 && sH === 1 && sW === 1) {
     return tf.reshape(tf.matMul(tf.transpose(tf.reshape(xp, [m, ci])), dy2), filterShape);
   }
-  // [Ci·N, Hs, Ws, 1]: each (channel, image) plane is one "image" of one channel for tapRows.
+  // [Ci·N, Hs, Ws, 1]: each (channel, image) plane is one single-channel "image" for tapRows.
   const planes = tf.reshape(tf.transpose(xp, [3, 0, 1, 2]), [ci * n, hs, ws, 1]) as tf.Tensor4D;
-  const taps: tf.Tensor[] = [];
-  for (let a = 0; a < kh; a++) {
-    for (let b = 0; b < kw; b++) {
-      const rows = tapRows(planes, a, b, sH, sW, ho, wo);
-      taps.push(tf.matMul(tf.reshape(rows, [ci, m]), dy2)); // [Ci, Co]
-      rows.dispose();
-    }
+  // Taps are grouped so one matMul has up to ~256 rows: a 3-channel first layer becomes one [kh·kw·3, M] x [M, Co]
+  // product instead of kh·kw products with 3 rows each (XNNPACK is inefficient below a few rows).
+  const all: [number, number][] = [];
+  for (let a = 0; a < kh; a++) for (let b = 0; b < kw; b++) all.push([a, b]);
+  const group = Math.max(1, Math.min(all.length, Math.floor(TAP_GROUP_ROWS / ci), Math.floor(TAP_GROUP_FLOATS / (ci * m))));
+  const parts: tf.Tensor[] = [];
+  for (let t = 0; t < all.length; t += group) {
+    const taps = all.slice(t, t + group);
+    const rows = tapRows(planes, taps, sH, sW, ho, wo); // [taps·Ci·M, 1]
+    parts.push(tf.matMul(tf.reshape(rows, [taps.length * ci, m]), dy2)); // [taps·Ci, Co]
+    rows.dispose();
   }
-  return tf.reshape(tf.stack(taps), filterShape);
+  return tf.reshape(parts.length === 1 ? parts[0] : tf.concat(parts, 0), filterShape);
 }
+
+/** Rows per backprop-filter matMul (taps are grouped up to this many rows, and this many floats of copies). */
+const TAP_GROUP_ROWS = 256;
+const TAP_GROUP_FLOATS = 16 * 2 ** 20;
 
 /**
  * dx by phase decomposition: input position q = s·m + r (in padded coordinates) receives dy[m - t] · W[r + s·t]

@@ -18,51 +18,54 @@ export function wasmBackend(): WasmHeapBackend {
 }
 
 /**
- * The rows a conv filter tap (a, b) reads from `x` [n, h, w, c] (already padded so that the window starts at
- * (0, 0)): x[:, a + s_h·y, b + s_w·x, :] for y < outH, x < outW, as a fresh [n·outH·outW, c] tensor. Copies
- * contiguous runs on the wasm heap (whole output rows when the width stride is 1), which is far cheaper than
- * tfjs' Slice/StridedSlice on this layout. Caller owns the result.
+ * The rows conv filter taps read from `x` [n, h, w, c] (already padded so that the window starts at (0, 0)): for each
+ * tap (a, b) in `taps`, x[:, a + s_h·y, b + s_w·x, :] for y < outH, x < outW, as consecutive
+ * [n·outH·outW, c] blocks of one fresh [taps·n·outH·outW, c] tensor. Copies contiguous runs on the wasm heap
+ * (whole output rows when the width stride is 1), far cheaper than tfjs' Slice/StridedSlice here. Caller owns it.
  */
 export function tapRows(
   x: tf.Tensor4D,
-  a: number,
-  b: number,
+  taps: readonly (readonly [number, number])[],
   sH: number,
   sW: number,
   outH: number,
   outW: number,
 ): tf.Tensor2D {
   const [n, h, w, c] = x.shape;
-  if (a + sH * (outH - 1) >= h || b + sW * (outW - 1) >= w) {
-    throw new Error(`tapRows: tap (${a}, ${b}) with ${outH}x${outW} outputs reads outside a ${h}x${w} input.`);
+  for (const [a, b] of taps) {
+    if (a + sH * (outH - 1) >= h || b + sW * (outW - 1) >= w) {
+      throw new Error(`tapRows: tap (${a}, ${b}) with ${outH}x${outW} outputs reads outside a ${h}x${w} input.`);
+    }
   }
   const be = wasmBackend();
-  const out = be.makeOutput([n * outH * outW, c], 'float32');
+  const out = be.makeOutput([taps.length * n * outH * outW, c], 'float32');
   // After the allocation: it may have grown (and replaced) the heap buffer.
   const heap = new Float32Array(be.wasm.HEAPU8.buffer);
   const src = be.dataIdMap.get(x.dataId).memoryOffset / 4;
   let dst = be.dataIdMap.get(out.dataId).memoryOffset / 4;
   const rowLen = outW * c;
-  for (let bn = 0; bn < n; bn++) {
-    for (let y = 0; y < outH; y++) {
-      const rowStart = src + ((bn * h + a + sH * y) * w + b) * c;
-      if (sW === 1 && rowLen >= 512) {
-        heap.copyWithin(dst, rowStart, rowStart + rowLen);
-        dst += rowLen;
-      } else if (sW === 1) {
-        // Short runs: a typed loop beats copyWithin's per-call overhead.
-        for (let k = 0; k < rowLen; k++) heap[dst + k] = heap[rowStart + k];
-        dst += rowLen;
-      } else if (c >= 64) {
-        for (let xx = 0; xx < outW; xx++) {
-          const p = rowStart + sW * xx * c;
-          heap.copyWithin(dst, p, p + c);
-          dst += c;
-        }
-      } else {
-        for (let xx = 0; xx < outW; xx++) {
-          const p = rowStart + sW * xx * c;
-          for (let k = 0; k < c; k++) heap[dst++] = heap[p + k];
+  for (const [a, b] of taps) {
+    for (let bn = 0; bn < n; bn++) {
+      for (let y = 0; y < outH; y++) {
+        const rowStart = src + ((bn * h + a + sH * y) * w + b) * c;
+        if (sW === 1 && rowLen >= 512) {
+          heap.copyWithin(dst, rowStart, rowStart + rowLen);
+          dst += rowLen;
+        } else if (sW === 1) {
+          // Short runs: a typed loop beats copyWithin's per-call overhead.
+          for (let k = 0; k < rowLen; k++) heap[dst + k] = heap[rowStart + k];
+          dst += rowLen;
+        } else if (c >= 64) {
+          for (let xx = 0; xx < outW; xx++) {
+            const p = rowStart + sW * xx * c;
+            heap.copyWithin(dst, p, p + c);
+            dst += c;
+          }
+        } else {
+          for (let xx = 0; xx < outW; xx++) {
+            const p = rowStart + sW * xx * c;
+            for (let k = 0; k < c; k++) heap[dst++] = heap[p + k];
+          }
         }
       }
     }
