@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { window2d } from './compose';
-import { rotatedSubFilter, tapRows } from './heap';
+import { interleavePhases, rotatedSubFilter, tapRows } from './heap';
 
 type Pad = 'valid' | 'same' | number | [[number, number], [number, number], [number, number], [number, number]];
 
@@ -90,7 +90,7 @@ const TAP_GROUP_FLOATS = 16 * 2 ** 20;
  * dx by phase decomposition: input position q = s·m + r (in padded coordinates) receives dy[m - t] · W[r + s·t]
  * for t = 0..T_r-1, which is a stride-1 'valid' conv2d of a window of dy with the phase's sub-filter, rotated 180°
  * and with in/out channels swapped. Stride 1 is the single phase r = 0 with the whole filter. Every product runs on
- * XNNPACK's conv2d; phases are interleaved with one transpose. Total work equals the forward conv's.
+ * XNNPACK's conv2d; phases are written to their strided places in one heap pass. Total work equals the forward conv's.
  */
 export function conv2dBackpropInputBody(inputs: Record<string, tf.Tensor>, attrs: Record<string, unknown>): tf.Tensor {
   const dy = inputs.dy as tf.Tensor4D;
@@ -111,13 +111,13 @@ export function conv2dBackpropInputBody(inputs: Record<string, tf.Tensor>, attrs
   const mCountH = Math.floor((top + h - 1) / sH) - mLoH + 1;
   const mLoW = Math.floor(left / sW);
   const mCountW = Math.floor((left + w - 1) / sW) - mLoW + 1;
-  const phases: tf.Tensor4D[] = [];
+  const phases: (tf.Tensor4D | null)[] = [];
   for (let ry = 0; ry < sH; ry++) {
     for (let rx = 0; rx < sW; rx++) {
       const tH = ry < kh ? Math.ceil((kh - ry) / sH) : 0;
       const tW = rx < kw ? Math.ceil((kw - rx) / sW) : 0;
       if (tH === 0 || tW === 0) {
-        phases.push(tf.zeros([n, mCountH, mCountW, ci]));
+        phases.push(null); // no filter tap lands on this phase: its positions get zero
         continue;
       }
       const rot = rotatedSubFilter(filter, ry, rx, sH, sW); // [tH, tW, Co, Ci]
@@ -125,16 +125,13 @@ export function conv2dBackpropInputBody(inputs: Record<string, tf.Tensor>, attrs
       rot.dispose();
     }
   }
-  if (phases.length === 1) {
-    const p = phases[0];
+  if (sH === 1 && sW === 1) {
+    const p = phases[0]!;
     return top - mLoH === 0 && left - mLoW === 0 && mCountH === h && mCountW === w
       ? p
       : tf.slice(p, [0, top - mLoH, left - mLoW, 0], [n, h, w, ci]);
   }
-  // [sH·sW, N, Mh, Mw, Ci] -> [N, Mh, sH, Mw, sW, Ci] -> [N, Mh·sH, Mw·sW, Ci]: row (m - mLo)·s + r is q - mLo·s.
-  const stacked = tf.reshape(tf.stack(phases), [sH, sW, n, mCountH, mCountW, ci]);
-  const inter = tf.reshape(tf.transpose(stacked, [2, 3, 0, 4, 1, 5]), [n, mCountH * sH, mCountW * sW, ci]);
-  return tf.slice(inter, [0, top - mLoH * sH, left - mLoW * sW, 0], [n, h, w, ci]);
+  return interleavePhases(phases, sH, sW, [n, h, w, ci], mLoH, mLoW, top, left);
 }
 
 /**

@@ -100,3 +100,49 @@ export function rotatedSubFilter(filter: tf.Tensor4D, ry: number, rx: number, sH
   }
   return tf.engine().makeTensorFromTensorInfo(out) as tf.Tensor4D;
 }
+
+/**
+ * Assembles a strided conv's input gradient from its phases: phase (ry, rx) [n, mH, mW, c] holds padded positions
+ * q = (mLoH + i)·sH + ry, p = (mLoW + j)·sW + rx; input row y = q − top, column x = p − left. `null` phases are
+ * all zero. One pass writing channel runs straight to their place, instead of stack + 6-D transpose + slice.
+ * Caller owns the result.
+ */
+export function interleavePhases(
+  phases: (tf.Tensor4D | null)[],
+  sH: number,
+  sW: number,
+  outShape: [number, number, number, number],
+  mLoH: number,
+  mLoW: number,
+  top: number,
+  left: number,
+): tf.Tensor4D {
+  const [n, h, w, c] = outShape;
+  const be = wasmBackend();
+  const out = be.makeOutput(outShape, 'float32');
+  const heap = new Float32Array(be.wasm.HEAPU8.buffer);
+  const dst = be.dataIdMap.get(out.dataId).memoryOffset / 4;
+  if (phases.some((p) => p == null)) heap.fill(0, dst, dst + n * h * w * c);
+  for (let ry = 0; ry < sH; ry++) {
+    for (let rx = 0; rx < sW; rx++) {
+      const ph = phases[ry * sW + rx];
+      if (!ph) continue;
+      const [, mH, mW] = ph.shape;
+      const src = be.dataIdMap.get(ph.dataId).memoryOffset / 4;
+      for (let bn = 0; bn < n; bn++) {
+        for (let i = 0; i < mH; i++) {
+          const y = (mLoH + i) * sH + ry - top;
+          if (y < 0 || y >= h) continue;
+          for (let j = 0; j < mW; j++) {
+            const x = (mLoW + j) * sW + rx - left;
+            if (x < 0 || x >= w) continue;
+            const from = src + ((bn * mH + i) * mW + j) * c;
+            const to = dst + ((bn * h + y) * w + x) * c;
+            for (let k = 0; k < c; k++) heap[to + k] = heap[from + k];
+          }
+        }
+      }
+    }
+  }
+  return tf.engine().makeTensorFromTensorInfo(out) as tf.Tensor4D;
+}
