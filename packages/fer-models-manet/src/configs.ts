@@ -7,6 +7,18 @@ export const MANET_INPUT_SIZE = 224;
 export const MSCELEB_NUM_CLASSES = 12666;
 
 /**
+ * Largest batch whose training forward + backward fits the wasm heap (wasm32, 4 GiB), measured with
+ * `pnpm bench manet` (batch 14: 3.7 GB heap; 16 aborts). README "Memory".
+ */
+export const MANET_WASM_MAX_BATCH = 14;
+
+/**
+ * Recommended micro-batch on wasm: leaves room for the optimizer's momentum and a gradient accumulator (2 × 202 MB)
+ * and divides the reference batch of 128 (16 accumulation steps).
+ */
+export const MANET_WASM_MICRO_BATCH = 8;
+
+/**
  * Order of the second path of the multi-scale block (spec §8 defect 33, §9.2):
  * - `forward` (default): the seed's block and the original upstream (2021); both paths run s0 -> s3.
  * - `reverse`: upstream MA-Net since April 2023; path 2 runs s3 -> s0.
