@@ -39,7 +39,10 @@ beforeAll(async () => {
 
 describeIfExists(MANET_DIR, 'fromMsCeleb: the genuine-format subset checkpoint', () => {
   test('loads (module. stripped, 30 entries), equals msceleb_subset.safetensors bit for bit, and reports the rest missing', async () => {
+    const before = tf.memory().numTensors;
     const manet = await fromMsCeleb(SUBSET_PTH, { numClasses: 7, allowMissing: true, convInit: 'zeros', seed: 1 });
+    // Loading leaves only the model's own variables alive.
+    expect(tf.memory().numTensors - before).toBe(manet.model.weights.length);
     try {
       const expected = (await readSafetensors(SUBSET_ST)).tensors;
       expect(expected.size).toBe(30);
@@ -61,6 +64,7 @@ describeIfExists(MANET_DIR, 'fromMsCeleb: the genuine-format subset checkpoint',
     } finally {
       manet.dispose();
     }
+    expect(tf.memory().numTensors).toBe(before);
   });
 
   test('a strict load of the partial checkpoint names the missing keys and the fix', async () => {
@@ -112,6 +116,11 @@ describe('fromMsCeleb: a full-size synthetic checkpoint with 12,666-class heads'
       expectArrayClose(torchValues(manet, key), toFloat32(sd.get(`module.${key}`)!), { rtol: 0, atol: 0 }, key);
     }
     expect(torchValues(manet, 'bn1.num_batches_tracked')[0]).toBe(3);
+    // Trainable = the reference's parameters (spec §2.4, K = 7); the rest are the BN buffers.
+    const size = (vs: tf.Variable[]) => vs.reduce((n, v) => n + v.size, 0);
+    expect(size(manet.trainableVariables())).toBe(50_547_214);
+    expect(size(manet.nonTrainableVariables())).toBe(43_528);
+    expect(manet.variableGroups().map((g) => [g.name, g.variables.length])).toEqual([['manet', manet.trainableVariables().length]]);
     const fc = torchParameter(manet, 'fc_1.weight').variable;
     expect(fc.shape).toEqual([512, 7]);
     // PyTorch's default Linear init: U(±1/√512), not the checkpoint's pattern.
