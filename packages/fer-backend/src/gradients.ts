@@ -6,8 +6,8 @@ import * as tf from '@tensorflow/tfjs-core';
  * and reduces as it goes. Values match the stock gradient (same formulas):
  *   k = scale / sqrt(var + eps);  dx = dy·k;  dOffset = Σ dy;  dMean = −k·Σ dy;
  *   S = Σ dy·(x − mean);  dScale = S / sqrt(var + eps);  dVariance = −½·scale·S·(var + eps)^(−3/2)
- * (Σ over the axes `mean` is broadcast along). Unlike the stock gradient it also reduces correctly when `mean` has
- * the input's rank with size-1 axes.
+ * (Σ over the axes `mean` is broadcast along; S and Σ dy are computed once and shared). Unlike the stock gradient
+ * it also reduces correctly when `mean` has the input's rank with size-1 axes.
  */
 export const leanBatchNormGradConfig: tf.GradConfig = {
   kernelName: 'FusedBatchNorm',
@@ -20,25 +20,26 @@ export const leanBatchNormGradConfig: tf.GradConfig = {
     const axes = tf.backend_util.getReductionAxes(paramShape, x.shape);
     // Σ over broadcast axes, back in the parameter's shape.
     const reduce = (t: tf.Tensor): tf.Tensor => (axes.length ? tf.reshape(tf.sum(t, axes), paramShape) : t);
+    // The per-channel sums every parameter's gradient shares, computed once here (when training, every input's
+    // gradient is requested). Only the small [C] results outlive this tidy; they are freed with the backward pass.
+    const [sumDy, sumDyXc] = tf.tidy(() => {
+      const xc = tf.sub(x, mean);
+      const p = tf.mul(g, xc);
+      xc.dispose();
+      return [reduce(g), reduce(p)];
+    });
     const rstd = () => tf.rsqrt(tf.add(variance, tf.scalar(eps)));
     const scaleOr1 = () => (scale == null ? tf.scalar(1) : scale);
     const k = () => tf.mul(rstd(), scaleOr1());
-    const sumDyXc = () =>
-      tf.tidy(() => {
-        const xc = tf.sub(x, mean);
-        const p = tf.mul(g, xc);
-        xc.dispose();
-        return reduce(p);
-      });
     return {
       x: () => tf.mul(g, k()),
-      mean: () => tf.neg(tf.mul(reduce(g), k())),
+      mean: () => tf.neg(tf.mul(sumDy, k())),
       variance: () => {
         const r = rstd();
-        return tf.mul(tf.mul(sumDyXc(), scaleOr1()), tf.mul(tf.mul(tf.mul(r, r), r), tf.scalar(-0.5)));
+        return tf.mul(tf.mul(sumDyXc, scaleOr1()), tf.mul(tf.mul(tf.mul(r, r), r), tf.scalar(-0.5)));
       },
-      scale: () => tf.mul(sumDyXc(), rstd()),
-      offset: () => reduce(g),
+      scale: () => tf.mul(sumDyXc, rstd()),
+      offset: () => tf.clone(sumDy), // a handle of its own: the engine disposes each returned gradient
     };
   },
 };
