@@ -1,0 +1,40 @@
+/**
+ * esr_rafdb.py: fine-tune the AffectNet-trained diversified ESR-9 on RAF-DB (spec §4.4): as esr_ferplus, with a new
+ * 7-way classifier in every branch, RAF-DB's 96×96 RGB ImageNet-normalised pipeline and DAN's augmentation. As in the
+ * reference, the test split selects the model (optimistic; spec §8 item 18).
+ *
+ *   pnpm tsx examples/esr_rafdb.ts <RAF-DB basic/ root> <AffectNet ESR-9 folder> [out dir]
+ */
+import { initBackend } from 'fer-backend';
+import { RAFDB_LABELS } from 'fer-core';
+import { rafDb } from 'fer-datasets';
+import { fromTorchCheckpoint, loadEsr } from 'fer-models-esr';
+import { existsSync } from 'node:fs';
+import * as path from 'node:path';
+import { esrFineTunePlan, trainEsr } from 'fer-train';
+
+async function main(): Promise<void> {
+  const [root, pretrained, out = 'experiments/RAFDB/Diversified_ESR_9'] = process.argv.slice(2);
+  if (!root || !pretrained) throw new Error('Usage: esr_rafdb.ts <RAF-DB basic/ root> <AffectNet-trained ESR-9 folder> [out]');
+  await initBackend();
+  const load = async () => {
+    const esr = existsSync(path.join(pretrained, 'esr.json')) ? await loadEsr(pretrained) : await fromTorchCheckpoint(pretrained);
+    esr.replaceClassifier(7, RAFDB_LABELS); // fresh Linear(512 → 7) per branch
+    return esr;
+  };
+  const result = await trainEsr({
+    plan: esrFineTunePlan({ dataset: 'rafdb', branches: 9, firstEpochs: 100, laterEpochs: 60, batchSize: 32 }),
+    createModel: load,
+    train: await rafDb({ root, split: 'train', augment: true }),
+    validation: await rafDb({ root, split: 'test' }),
+    diversity: 'reference',
+    channelTermOnSpatial: true,
+    microBatch: 8,
+    outDir: out,
+    resume: true,
+  });
+  console.log(`RAF-DB test accuracy: ${(100 * result.validation!.ensemble.accuracy).toFixed(2)}%`);
+  result.model.dispose();
+}
+
+void main();

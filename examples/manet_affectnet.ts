@@ -1,0 +1,34 @@
+/**
+ * manet_affectnet.py: fine-tune the MS-Celeb-1M-pretrained diversified MA-Net on AffectNet (20 epochs, StepLR(5, 0.1), batch 128).
+ * SGD lr 0.01, momentum 0.9, weight decay 1e-4 on every parameter (PyTorch semantics), StepLR stepped after each
+ * epoch; loss 0.6·CE(head 1) + 0.4·CE(head 2) + the patch-spatial, patch-channel and global diversity terms.
+ *
+ *   pnpm tsx examples/manet_affectnet.ts <dataset root> [Pretrained_on_MSCeleb.pth.tar] [out dir]
+ */
+import { initBackend } from 'fer-backend';
+import { AFFECTNET_LABELS } from 'fer-core';
+import { affectNet } from 'fer-datasets';
+import { createManet, fromMsCeleb } from 'fer-models-manet';
+import { manetPlan, trainManet } from 'fer-train';
+
+async function main(): Promise<void> {
+  const [root, msceleb, out = 'checkpoint/affectNet'] = process.argv.slice(2);
+  if (!root) throw new Error('Usage: manet_affectnet.ts <dataset root> [MS-Celeb checkpoint] [out]');
+  await initBackend();
+  const numClasses = AFFECTNET_LABELS.length;
+  const result = await trainManet({
+    plan: manetPlan({ dataset: 'affectnet' }),
+    createModel: () => (msceleb ? fromMsCeleb(msceleb, { numClasses, labels: AFFECTNET_LABELS }) : createManet({ numClasses, labels: AFFECTNET_LABELS, seed: 0 })),
+    train: await affectNet({ root, split: 'train', augment: true, cap: 5000, imageSize: 224 }),
+    validation: await affectNet({ root, split: 'validation', cap: Infinity, imageSize: 224 }),
+    diversity: 'reference',
+    beta: 0.6,
+    microBatch: 8, // the reference batch accumulated in micro-batches that fit the wasm heap
+    outDir: out,
+    resume: true,
+  });
+  console.log(`validation accuracy: ${(100 * result.validation!.ensemble.accuracy).toFixed(2)}%`);
+  result.model.dispose();
+}
+
+void main();

@@ -1,0 +1,35 @@
+/**
+ * manet_ferplus.py: fine-tune the MS-Celeb-1M-pretrained diversified MA-Net on FER+ (100 epochs, StepLR(15, 0.1), batch 32 as the script hard-codes).
+ * SGD lr 0.01, momentum 0.9, weight decay 1e-4 on every parameter (PyTorch semantics), StepLR stepped after each
+ * epoch; loss 0.6·CE(head 1) + 0.4·CE(head 2) + the patch-spatial, patch-channel and global diversity terms.
+ *
+ *   pnpm tsx examples/manet_ferplus.ts <dataset root> [Pretrained_on_MSCeleb.pth.tar] [out dir]
+ */
+import { initBackend } from 'fer-backend';
+import { AFFECTNET_LABELS } from 'fer-core';
+import { ferPlus } from 'fer-datasets';
+import { createManet, fromMsCeleb } from 'fer-models-manet';
+import { manetPlan, trainManet } from 'fer-train';
+
+async function main(): Promise<void> {
+  const [root, msceleb, out = 'checkpoint/FER'] = process.argv.slice(2);
+  if (!root) throw new Error('Usage: manet_ferplus.ts <dataset root> [MS-Celeb checkpoint] [out]');
+  await initBackend();
+  const numClasses = AFFECTNET_LABELS.length;
+  const result = await trainManet({
+    plan: manetPlan({ dataset: 'ferplus' }),
+    createModel: () => (msceleb ? fromMsCeleb(msceleb, { numClasses, labels: AFFECTNET_LABELS }) : createManet({ numClasses, labels: AFFECTNET_LABELS, seed: 0 })),
+    train: await ferPlus({ root, split: 'train', augment: true, cap: 5000, imageSize: 224 }),
+    validation: await ferPlus({ root, split: 'valid', imageSize: 224 }),
+    test: await ferPlus({ root, split: 'test', imageSize: 224 }),
+    diversity: 'reference',
+    beta: 0.6,
+    microBatch: 8, // the reference batch accumulated in micro-batches that fit the wasm heap
+    outDir: out,
+    resume: true,
+  });
+  console.log(`validation accuracy: ${(100 * result.validation!.ensemble.accuracy).toFixed(2)}%`);
+  result.model.dispose();
+}
+
+void main();

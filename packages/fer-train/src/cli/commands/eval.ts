@@ -1,0 +1,53 @@
+import * as path from 'node:path';
+import { parseChoice, type FerModel } from 'fer-core';
+import { loadEvalSplit, DATASET_KINDS, type DatasetKind } from '../../data';
+import { evaluate, type EvalResult } from '../../evaluate';
+import { confusionMatrixSvg } from '../../plots/svg';
+import { writeSvgAndPng } from '../../plots/render';
+import { loadAnyEsr, loadManetDir, modelKind } from '../models';
+import type { Output } from '../output';
+import { describeEval } from './train';
+
+export interface EvalCommandOptions {
+  model: string;
+  dataset: string;
+  data?: string;
+  split?: string;
+  imageSize?: number;
+  batch: number;
+  out?: string;
+  workers?: number;
+  seed: number;
+}
+
+/** Evaluates a saved model on one split: per-branch and ensemble accuracy, per-class and macro-F1, confusion matrix. */
+export async function runEval(o: EvalCommandOptions, out: Output): Promise<EvalResult> {
+  const kind = parseChoice<DatasetKind>('dataset', o.dataset, DATASET_KINDS);
+  const mk = modelKind(o.model);
+  const model: FerModel = mk === 'esr' ? await loadAnyEsr(o.model) : await loadManetDir(o.model);
+  try {
+    const imageSize = o.imageSize ?? (model as { config?: { inputSize?: number } }).config?.inputSize ?? (mk === 'esr' ? 96 : 224);
+    const ds = await loadEvalSplit({ kind, root: o.data, split: o.split, imageSize, workers: o.workers, seed: o.seed, onWarning: (m) => out.info(`warning: ${m}`) });
+    const labels = ds.labels as readonly string[];
+    const modelLabels = model.labels as readonly string[];
+    if (modelLabels.length !== labels.length || modelLabels.some((l, i) => l !== labels[i])) {
+      out.info(`warning: the model's classes (${modelLabels.join(', ')}) differ from the dataset's (${labels.join(', ')}); accuracies compare indices.`);
+    }
+    const bar = out.progress('evaluate', Math.ceil(ds.size / o.batch));
+    const r = await evaluate(model, ds, {
+      batchSize: o.batch,
+      combine: mk === 'esr' ? { kind: 'vote' } : { kind: 'weighted', weights: [0.6, 0.4] },
+      diversityHead: mk === 'esr' ? 'spatialAttention' : 'globalFeatures',
+      onBatch: (d) => bar.update(d),
+    });
+    bar.done();
+    out.result(describeEval(`${ds.name}`, r, labels), { type: 'eval', dataset: ds.name, size: r.size, accuracy: r.ensemble.accuracy, macroF1: r.ensemble.macroF1, branches: r.branches, perClass: r.ensemble.perClass, confusion: r.ensemble.confusion, diversity: r.diversity });
+    if (o.out) {
+      const files = await writeSvgAndPng(path.join(o.out, 'confusion'), confusionMatrixSvg(r.ensemble.confusion, labels, `confusion: ${ds.name}`));
+      out.result(`confusion matrix: ${files.svg}, ${files.png}`, { type: 'files', ...files });
+    }
+    return r;
+  } finally {
+    model.dispose();
+  }
+}

@@ -1,0 +1,109 @@
+import * as path from 'node:path';
+import { FerInputError, parseChoice } from 'fer-core';
+import { loadSplits, DATASET_KINDS, type DatasetKind } from '../../data';
+import { DIVERSITY_MODES, type DiversityMode } from '../../loss-types';
+import { trainEsr } from '../../recipes/esr';
+import { trainManet } from '../../recipes/manet';
+import { esrFineTunePlan, esrGrowthPlan, manetPlan, type TrainingPlan } from '../../schedule/plans';
+import type { EvalResult } from '../../evaluate';
+import type { TrainResult } from '../../trainer';
+import type { FerModel } from 'fer-core';
+import { freshEsr, inputConvention, manetFor, pretrainedEsr } from '../models';
+import type { Output } from '../output';
+
+export interface TrainCommandOptions {
+  dataset: string;
+  data?: string;
+  valData?: string;
+  testData?: string;
+  out?: string;
+  diversity: string;
+  faithfulChannel?: boolean;
+  diversityScope?: string;
+  pretrained?: string;
+  branches?: number;
+  epochs?: number;
+  laterEpochs?: number;
+  batch?: number;
+  microBatch?: number;
+  cap?: number;
+  imageSize?: number;
+  seed: number;
+  resume?: boolean;
+  maxSteps?: number;
+  checkpointEvery?: number;
+  plots: boolean;
+  syntheticSize?: number[];
+  workers?: number;
+}
+
+export interface TrainSummary {
+  outDir: string;
+  result: TrainResult<FerModel>;
+}
+
+function pct(x: number): string {
+  return `${(100 * x).toFixed(2)}%`;
+}
+
+/** Human-readable per-branch and ensemble accuracy of an evaluation. */
+export function describeEval(name: string, r: EvalResult, classNames: readonly string[]): string {
+  const lines = [`${name}: ensemble accuracy ${pct(r.ensemble.accuracy)}, macro-F1 ${r.ensemble.macroF1.toFixed(3)} (${r.size} images)`];
+  lines.push(`  per branch: ${r.branches.map((b) => `#${b.index + 1} ${pct(b.accuracy)}`).join('  ')}`);
+  if (r.diversity) lines.push(`  diversity: mean pairwise distance ${r.diversity.meanPairwiseDistance.toFixed(4)}, disagreement ${pct(r.diversity.disagreement)}`);
+  lines.push(`  per-class F1: ${r.ensemble.perClass.map((c, k) => `${classNames[k]} ${c.f1.toFixed(2)}`).join(', ')}`);
+  return lines.join('\n');
+}
+
+export async function runTrain(model: 'esr' | 'manet', o: TrainCommandOptions, out: Output): Promise<TrainSummary> {
+  const kind = parseChoice<DatasetKind>('dataset', o.dataset, DATASET_KINDS);
+  const diversity = parseChoice<DiversityMode>('diversity mode', o.diversity, DIVERSITY_MODES);
+  const imageSize = o.imageSize ?? (model === 'esr' ? 96 : 224);
+  const outDir = path.resolve(o.out ?? path.join('runs', `${model}-${kind}`));
+  const splits = await loadSplits({
+    kind, root: o.data, imageSize, cap: o.cap, validationRoot: o.valData, testRoot: o.testData, seed: o.seed,
+    syntheticSizes: o.syntheticSize as [number, number, number] | undefined, workers: o.workers,
+    onWarning: (m) => out.info(`warning: ${m}`),
+  });
+  splits.notes.forEach((n) => out.info(`note: ${n}`));
+  const labels = splits.train.labels;
+  out.info(`${model} on ${kind}: ${splits.train.size} training, ${splits.validation.size} validation${splits.test ? `, ${splits.test.size} test` : ''} images; classes ${labels.join(', ')}; diversity '${diversity}'; output ${outDir}`);
+  const common = {
+    train: splits.train, validation: splits.validation, test: splits.test, diversity, outDir, seed: o.seed, microBatch: o.microBatch,
+    resume: o.resume, maxSteps: o.maxSteps, checkpointEverySteps: o.checkpointEvery, plots: o.plots, onEvent: out.trainEvents(),
+  };
+  let result: TrainResult<FerModel>;
+  if (model === 'esr') {
+    let plan: TrainingPlan;
+    if (o.pretrained) {
+      if (kind !== 'ferplus' && kind !== 'rafdb' && kind !== 'folder' && kind !== 'synthetic') throw new FerInputError(`Fine-tuning a pretrained ESR applies to ferplus, rafdb, folder or synthetic data, not ${kind}.`);
+      plan = esrFineTunePlan({
+        dataset: kind === 'rafdb' ? 'rafdb' : 'ferplus', branches: o.branches, firstEpochs: o.epochs, laterEpochs: o.laterEpochs, batchSize: o.batch,
+        diversityScope: o.diversityScope === 'trained' ? 'trained' : 'reference',
+      });
+    } else {
+      plan = esrGrowthPlan({ branches: o.branches, firstEpochs: o.epochs, laterEpochs: o.laterEpochs, batchSize: o.batch });
+    }
+    const pre = o.pretrained;
+    result = await trainEsr({
+      ...common, plan, channelTermOnSpatial: o.faithfulChannel,
+      createModel: () => (pre ? pretrainedEsr(pre, labels) : freshEsr(labels, imageSize, o.seed, inputConvention(splits.validation))),
+    });
+  } else {
+    const ds = kind === 'affectnet' || kind === 'ferplus' || kind === 'rafdb' ? kind : 'rafdb';
+    const plan = manetPlan({ dataset: ds, epochs: o.epochs, batchSize: o.batch });
+    result = await trainManet({ ...common, plan, createModel: () => manetFor(labels, o.seed, o.pretrained) });
+  }
+  if (result.stopped) {
+    out.result(`stopped early; resume with --resume --out ${outDir}`, { type: 'summary', stopped: true, outDir });
+    return { outDir, result };
+  }
+  const names = labels as readonly string[];
+  out.result(describeEval(splits.test ? 'validation (model selection)' : 'validation', result.validation!, names), { type: 'summary', split: 'validation', accuracy: result.validation!.ensemble.accuracy, macroF1: result.validation!.ensemble.macroF1 });
+  if (result.test) out.result(describeEval('test', result.test, names), { type: 'summary', split: 'test', accuracy: result.test.ensemble.accuracy, macroF1: result.test.ensemble.macroF1 });
+  out.result(
+    `files: model ${result.files.model}, history ${result.files.history} (+ .csv), plots ${result.files.plots}/{loss,accuracy,confusion}.{svg,png}, checkpoints ${result.files.checkpoints}`,
+    { type: 'files', ...result.files },
+  );
+  return { outDir, result };
+}

@@ -1,0 +1,186 @@
+#!/usr/bin/env node
+/**
+ * The `fer` command line: train, evaluate, predict, convert, preprocess, and the demo.
+ * Run from the repository with `pnpm fer <command>` (or `pnpm demo`).
+ */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { initBackend, type BackendName } from 'fer-backend';
+import { FerInputError } from 'fer-core';
+import { Output, type OutputMode } from './output';
+import { runTrain } from './commands/train';
+import { runEval } from './commands/eval';
+import { runPredict } from './commands/predict';
+import { runConvert } from './commands/convert';
+import { runPreprocessAffectNet } from './commands/preprocess';
+import { runDemo, DEMO_DEFAULTS } from './commands/demo';
+import { NonFiniteLossError } from '../step';
+
+function int(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer, got '${v}'.`);
+    return n;
+  };
+}
+
+function intList(v: string): number[] {
+  const xs = v.split(',').map(Number);
+  if (xs.some((x) => !Number.isInteger(x) || x <= 0)) throw new InvalidArgumentError(`Expected comma-separated positive integers, got '${v}'.`);
+  return xs;
+}
+
+interface GlobalOpts {
+  backend?: string;
+  quiet?: boolean;
+  json?: boolean;
+}
+
+function outputOf(cmd: Command): Output {
+  const g = cmd.optsWithGlobals() as GlobalOpts;
+  const mode: OutputMode = g.json ? 'json' : g.quiet ? 'quiet' : 'pretty';
+  return new Output(mode);
+}
+
+async function backend(cmd: Command): Promise<void> {
+  const g = cmd.optsWithGlobals() as GlobalOpts;
+  const info = await initBackend({ backend: (g.backend as BackendName | 'auto' | undefined) ?? undefined, quiet: true });
+  outputOf(cmd).info(`backend: ${info.name}`);
+  outputOf(cmd).json({ type: 'backend', name: info.name, source: info.source });
+}
+
+export function buildProgram(): Command {
+  const program = new Command('fer')
+    .description('Facial expression recognition with diversified ESR and MA-Net on TensorFlow.js')
+    .option('--backend <name>', 'tfjs backend: auto, tfjs-node-gpu, tfjs-node, wasm, cpu (default: FER_BACKEND or auto)')
+    .option('-q, --quiet', 'print results only, no progress')
+    .option('--json', 'print JSON lines (events and results) on stdout')
+    .showHelpAfterError();
+
+  const train = program.command('train').description('train or fine-tune a model with a reference schedule');
+  for (const model of ['esr', 'manet'] as const) {
+    train
+      .command(model)
+      .description(model === 'esr' ? 'ESR: grow an ensemble (esr_affectnet) or fine-tune a pretrained one (--pretrained: esr_ferplus / esr_rafdb)' : 'MA-Net: manet_affectnet / manet_ferplus / manet_rafdb schedules')
+      .addOption(new Option('--dataset <name>', 'dataset').choices(['affectnet', 'ferplus', 'rafdb', 'folder', 'synthetic']).default('synthetic'))
+      .option('--data <path>', 'dataset root (AffectNet: pre-processed root; FER+: folder with Images/ and Labels/; RAF-DB: basic/; folder: class folders)')
+      .option('--val-data <path>', 'folder dataset: validation class folders')
+      .option('--test-data <path>', 'folder dataset: test class folders')
+      .option('--out <dir>', 'output folder (checkpoints, history, plots, model)')
+      .addOption(new Option('--diversity <mode>', "diversity loss: 'reference' (the paper's code), 'dpp' (corrected), 'none'").choices(['reference', 'dpp', 'none']).default('dpp'))
+      .option('--faithful-channel', "ESR fine-tuning: compute the 'channel' term on the spatial maps as esr_ferplus/esr_rafdb do (defect 5)")
+      .addOption(new Option('--diversity-scope <scope>', 'ESR fine-tuning: diversity over all branches (reference) or trained ones').choices(['reference', 'trained']).default('reference'))
+      .option('--pretrained <path>', model === 'esr' ? 'AffectNet-trained ensemble (fer model folder or reference checkpoint folder) to fine-tune' : 'MS-Celeb-1M checkpoint (Pretrained_on_MSCeleb.pth.tar)')
+      .option('--branches <n>', 'ESR ensemble size (reference 9)', int('--branches'))
+      .option('--epochs <n>', 'epochs of the first stage (ESR 50 / fine-tune 100; MA-Net 20 or 100)', int('--epochs'))
+      .option('--later-epochs <n>', 'ESR: epochs of each later stage (20 / 60)', int('--later-epochs'))
+      .option('--batch <n>', 'batch size (reference: ESR 32, MA-Net 128; FER+ MA-Net 32)', int('--batch'))
+      .option('--micro-batch <n>', 'largest micro-batch per forward/backward (gradient accumulation up to --batch)', int('--micro-batch'))
+      .option('--cap <n>', 'per-class cap of the training split (reference 5000 for AffectNet and FER+)', int('--cap'))
+      .option('--image-size <n>', 'input side (ESR 96, MA-Net 224)', int('--image-size'))
+      .option('--synthetic-size <train,val,test>', 'synthetic dataset sizes', intList)
+      .option('--workers <n>', 'image decoding worker threads', int('--workers'))
+      .option('--seed <n>', 'seed for initialisation, shuffling and augmentation', int('--seed'), 0)
+      .option('--resume', 'continue the run in --out from its last checkpoint')
+      .option('--max-steps <n>', 'stop after n optimizer steps (checkpointed; continue with --resume)', int('--max-steps'))
+      .option('--checkpoint-every <n>', 'also checkpoint every n steps within an epoch', int('--checkpoint-every'))
+      .option('--no-plots', 'do not write SVG/PNG plots')
+      .action(async (opts, cmd: Command) => {
+        await backend(cmd);
+        await runTrain(model, opts, outputOf(cmd));
+      });
+  }
+
+  program
+    .command('eval')
+    .description('evaluate a saved model: per-branch and ensemble accuracy, per-class and macro-F1, confusion matrix')
+    .requiredOption('--model <dir>', 'model folder (written by fer train, or a reference ESR checkpoint folder)')
+    .addOption(new Option('--dataset <name>', 'dataset').choices(['affectnet', 'ferplus', 'rafdb', 'folder', 'synthetic']).default('folder'))
+    .option('--data <path>', 'dataset root')
+    .option('--split <name>', 'split (FER+: train, valid, test; RAF-DB: train, test)')
+    .option('--image-size <n>', 'input side (default: the model\'s)', int('--image-size'))
+    .option('--batch <n>', 'batch size', int('--batch'), 32)
+    .option('--out <dir>', 'write the confusion matrix (SVG, PNG) here')
+    .option('--workers <n>', 'image decoding worker threads', int('--workers'))
+    .option('--seed <n>', 'synthetic dataset seed', int('--seed'), 0)
+    .action(async (opts, cmd: Command) => {
+      await backend(cmd);
+      await runEval(opts, outputOf(cmd));
+    });
+
+  program
+    .command('predict')
+    .description('find the faces in photos and print one prediction per face, with each branch\'s vote')
+    .argument('<images...>', 'image files (JPEG, PNG, ...)')
+    .option('--model <dir>', 'model folder', 'runs/demo/model')
+    .option('--no-detect', 'the images are already cropped faces')
+    .option('--min-score <x>', 'minimum face detection score', (v) => Number(v), 0.4)
+    .action(async (images: string[], opts, cmd: Command) => {
+      await backend(cmd);
+      await runPredict(images, opts, outputOf(cmd));
+    });
+
+  program
+    .command('convert')
+    .description('convert between PyTorch checkpoints and tfjs model folders')
+    .argument('<input>', 'reference ESR checkpoint folder, fer model folder, or MA-Net .pth/.pth.tar/.safetensors')
+    .argument('<output>', 'output folder or file')
+    .addOption(new Option('--to <format>', 'output format when the input is a tfjs folder').choices(['torch', 'safetensors']))
+    .option('--num-classes <n>', 'MA-Net: classes of the fresh heads', int('--num-classes'))
+    .action(async (input: string, output: string, opts, cmd: Command) => {
+      await backend(cmd);
+      await runConvert(input, output, opts, outputOf(cmd));
+    });
+
+  program
+    .command('preprocess')
+    .description('prepare a dataset the way the reference does')
+    .command('affectnet')
+    .description('crop and resize AffectNet faces into <out>/<set>/<id // 500>/<id>s<expr>s<val>s<aro>.jpg')
+    .requiredOption('--root <dir>', 'raw AffectNet root (Manually_Annotated_Images/, Manually_Annotated_file_lists/)')
+    .requiredOption('--out <dir>', 'destination root')
+    .addOption(new Option('--set <name>', 'annotation set').choices(['training', 'validation', 'automatic']).default('training'))
+    .option('--image-size <n>', 'output side (96 for ESR, 224 for MA-Net)', int('--image-size'), 96)
+    .option('--faithful-box', "reproduce the reference's swapped crop axes (defect 20)")
+    .action(async (opts, cmd: Command) => {
+      await runPreprocessAffectNet(opts, outputOf(cmd));
+    });
+
+  program
+    .command('demo')
+    .description('train a diversified ESR on synthetic faces in a few minutes and report accuracy and branch diversity')
+    .option('--out <dir>', 'output folder', DEMO_DEFAULTS.out)
+    .option('--image-size <n>', 'input side (ESR needs ≥ 54; the reference uses 96)', int('--image-size'), DEMO_DEFAULTS.imageSize)
+    .option('--branches <n>', 'final ensemble size', int('--branches'), DEMO_DEFAULTS.branches)
+    .option('--train-size <n>', 'synthetic training faces', int('--train-size'), DEMO_DEFAULTS.trainSize)
+    .option('--val-size <n>', 'synthetic validation faces', int('--val-size'), DEMO_DEFAULTS.valSize)
+    .option('--test-size <n>', 'synthetic test faces', int('--test-size'), DEMO_DEFAULTS.testSize)
+    .option('--first-epochs <n>', 'epochs of the first stage', int('--first-epochs'), DEMO_DEFAULTS.firstEpochs)
+    .option('--later-epochs <n>', 'epochs of each later stage', int('--later-epochs'), DEMO_DEFAULTS.laterEpochs)
+    .option('--batch <n>', 'batch size', int('--batch'), DEMO_DEFAULTS.batch)
+    .option('--seed <n>', 'seed', int('--seed'), DEMO_DEFAULTS.seed)
+    .option('--no-compare', "skip the 'none' comparison")
+    .option('--workers <n>', 'image decoding worker threads', int('--workers'))
+    .action(async (opts, cmd: Command) => {
+      await backend(cmd);
+      await runDemo({ ...DEMO_DEFAULTS, ...opts }, outputOf(cmd));
+    });
+  return program;
+}
+
+export async function main(argv = process.argv): Promise<void> {
+  try {
+    await buildProgram().parseAsync(argv);
+    // Decoding workers and the wasm runtime can keep the event loop alive; the work is done.
+    process.exit(0);
+  } catch (e) {
+    const err = e as Error;
+    if (err instanceof FerInputError || err instanceof NonFiniteLossError) {
+      process.stderr.write(`error: ${err.message}\n`);
+      process.exit(err instanceof NonFiniteLossError ? 3 : 2);
+    }
+    process.stderr.write(`${err.stack ?? err}\n`);
+    process.exit(1);
+  }
+}
+
+if (typeof require !== 'undefined' && require.main === module) void main();
