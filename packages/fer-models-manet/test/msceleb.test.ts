@@ -9,7 +9,7 @@ import { initBackend } from 'fer-backend';
 import { readSafetensors, readStateDict, toFloat32, type RawTensor } from 'fer-torch';
 import { REFERENCE_DIR, describeIfExists, expectArrayClose, expectNoLeak } from 'fer-test-utils';
 import { FerInputError } from 'fer-core';
-import { MSCELEB_NUM_CLASSES, fromMsCeleb, loadManet, manetTorchEntries, tfjsToTorch, torchParameter, type Manet } from '../src';
+import { MSCELEB_NUM_CLASSES, fromMsCeleb, loadManet, manetTorchEntries, tfjsToTorch, toTorchStateDict, torchParameter, type Manet } from '../src';
 
 const MANET_DIR = path.join(REFERENCE_DIR, 'manet');
 const SUBSET_PTH = path.join(MANET_DIR, 'msceleb_format', 'Pretrained_on_MSCeleb_subset.pth.tar');
@@ -127,6 +127,20 @@ describe('fromMsCeleb: a full-size synthetic checkpoint with 12,666-class heads'
     const w = fc.dataSync();
     expect(Math.max(...w.map(Math.abs))).toBeLessThanOrEqual(1 / Math.sqrt(512));
     expect(Math.max(...w.map(Math.abs))).toBeGreaterThan(0.5 / Math.sqrt(512));
+  });
+
+  test('toTorchStateDict gives the checkpoint back bit for bit (all 688 backbone entries), in state-dict order', () => {
+    const back = toTorchStateDict(manet, 'module.');
+    expect([...back.keys()]).toEqual([...sd.keys()]);
+    for (const [key, t] of back) {
+      if (/fc_[12]\./.test(key)) {
+        expect(t.shape[0]).toBe(7);
+        continue;
+      }
+      const want = sd.get(key)!;
+      expect({ key, dtype: t.dtype, shape: t.shape }).toEqual({ key, dtype: want.dtype, shape: want.shape });
+      expect(Buffer.compare(Buffer.from(t.data), Buffer.from(want.data))).toBe(0);
+    }
   });
 
   test('forward (eval and train) leaves no tensors behind; outputs have the documented shapes', async () => {

@@ -152,6 +152,31 @@ function floatValues(t: RawTensor): Float32Array {
   return toFloat32(t);
 }
 
+/**
+ * The model as a PyTorch-named state dict (the reference's `MANet.state_dict()` keys and layouts, in its order;
+ * `num_batches_tracked` as int64), e.g. for fer-torch's `writeTorchStateDict` or `serializeTorchStateDict`.
+ * Keys get `prefix` (pass `'module.'` for the DataParallel layout the scripts save). Tensors own their bytes.
+ */
+export function toTorchStateDict(manet: ManetLike, prefix = ''): Map<string, RawTensor> {
+  const vars = variablesByName(manet.model);
+  const out = new Map<string, RawTensor>();
+  for (const e of manetTorchEntries(manet.config)) {
+    const v = vars.get(`${e.layer}/${e.weight}`);
+    if (!v) throw new Error(`The model has no variable '${e.layer}/${e.weight}' for '${e.key}'.`);
+    const t = tfjsToTorch(v.read(), e.transform);
+    const values = t.dataSync() as Float32Array;
+    t.dispose();
+    if (e.transform === 'count') {
+      const data = new Uint8Array(8);
+      new DataView(data.buffer).setBigInt64(0, BigInt(Math.round(values[0])), true);
+      out.set(prefix + e.key, { dtype: 'int64', shape: [], data });
+    } else {
+      out.set(prefix + e.key, { dtype: 'float32', shape: [...e.shape], data: new Uint8Array(values.buffer.slice(values.byteOffset, values.byteOffset + values.byteLength)) });
+    }
+  }
+  return out;
+}
+
 export interface FromMsCelebOptions extends ManetOptions {
   /** Allow a checkpoint without every backbone entry (missing ones keep their fresh init). Default false. */
   allowMissing?: boolean;
