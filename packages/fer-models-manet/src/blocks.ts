@@ -114,9 +114,9 @@ export class ManetBuilder {
       const ys: Sym[] = [];
       let prev: Sym | null = null;
       for (const j of chain) {
-        const m = `${prefix}.%s${p}_2_${j + 1}`;
-        const input: Sym = prev === null ? groups[j] : this.add([this.relu(prev, `${m.replace('%s', 'relu')}`), groups[j]], m.replace('%s', 'add'));
-        prev = this.bn(this.conv(input, m.replace('%s', 'conv'), w, 3, 1, 1), m.replace('%s', 'bn'));
+        const name = (kind: string) => `${prefix}.${kind}${p}_2_${j + 1}`; // conv1_2_3, bn2_2_4, ...
+        const input: Sym = prev === null ? groups[j] : this.add([this.relu(prev, name('relu')), groups[j]], name('add'));
+        prev = this.bn(this.conv(input, name('conv'), w, 3, 1, 1), name('bn'));
         ys[j] = prev;
       }
       return this.concat(ys, 3, `${prefix}.cat${p}`);
