@@ -227,3 +227,28 @@ describe('Sum and Mean gradients', () => {
     });
   }
 });
+
+describe('broadcasting comparisons on wasm match the cpu backend', () => {
+  const cases: [string, number[], number[]][] = [
+    ['channel max map', [3, 7, 5, 16], [3, 7, 5, 1]], // Max gradient of a channel max (CBAM)
+    ['global max', [3, 7, 5, 16], [3, 1, 1, 16]], // Max gradient of global max pooling
+    ['lower rank, left operand small', [16], [4, 5, 16]],
+    ['both broadcast: delegated', [3, 1, 5], [1, 4, 5]],
+  ];
+  for (const kernel of ['Equal', 'Greater', 'LessEqual']) {
+    for (const [label, aShape, bShape] of cases) {
+      it(`${kernel}: ${label}`, () => {
+        const rng = new Prng(aShape.length * 11 + bShape.length + kernel.length);
+        const size = (s: number[]) => s.reduce((p, d) => p * d, 1);
+        // Values on a coarse grid so Equal has true entries too.
+        const grid = (n: number) => Float32Array.from(rng.values(n), (v) => Math.round(v * 2) / 2);
+        const a = host(aShape, grid(size(aShape)));
+        const b = host(bShape, grid(size(bShape)));
+        const ref = runKernelOn('cpu', kernel, { a, b }, {});
+        const got = runKernelOn('wasm', kernel, { a, b }, {});
+        expect(got.shape).toEqual(ref.shape);
+        expect(Array.from(got.values)).toEqual(Array.from(ref.values));
+      });
+    }
+  }
+});

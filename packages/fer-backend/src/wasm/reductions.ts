@@ -143,11 +143,48 @@ export function tileKernel(stock: tf.KernelFunc): tf.KernelFunc {
     const block = mid * inner;
     for (let o = 0; o < outer; o++) {
       const d = dst + o * block;
+      if (block <= 256) {
+        // Small blocks (e.g. a channel-max map broadcast over channels): a typed loop beats memmove calls.
+        const s0 = src + o * inner;
+        for (let k = 0; k < block; k++) heap[d + k] = heap[s0 + (k % inner)];
+        continue;
+      }
       heap.copyWithin(d, src + o * inner, src + (o + 1) * inner);
       for (let filled = inner; filled < block; filled *= 2) {
         heap.copyWithin(d + filled, d, d + Math.min(filled, block - filled));
       }
     }
     return out;
+  };
+}
+
+/**
+ * Comparisons (Equal, Greater, ...) whose operands broadcast: the stock wasm kernels' broadcasting path is ~20x
+ * slower than their same-shape path (it dominated an ESR-CBAM training step through the Max gradient's
+ * `equal(x, max)`). The smaller operand is broadcast first with the fast Tile path, then the stock kernel runs on
+ * equal shapes. Cases the Tile path cannot take go to the stock kernel unchanged.
+ */
+export function comparisonKernel(stock: tf.KernelFunc, tile: tf.KernelFunc): tf.KernelFunc {
+  return (args) => {
+    const { inputs, backend } = args;
+    const a = inputs.a as tf.TensorInfo;
+    const b = inputs.b as tf.TensorInfo;
+    if (a.shape.length === b.shape.length && a.shape.every((d, i) => d === b.shape[i])) return stock(args);
+    const outShape = tf.backend_util.assertAndGetBroadcastShape(a.shape, b.shape);
+    const big = tf.util.sizeFromShape(outShape);
+    const full = (t: tf.TensorInfo) => tf.util.sizeFromShape(t.shape) === big && t.shape.length === outShape.length;
+    const small = full(a) ? b : full(b) ? a : null;
+    if (!small || small.dtype !== 'float32') return stock(args);
+    // Same rank as the output (a view of the same buffer), then tiled to the output's shape.
+    const padded = [...new Array(outShape.length - small.shape.length).fill(1), ...small.shape];
+    const view: tf.TensorInfo = { dataId: small.dataId, shape: padded, dtype: small.dtype };
+    const reps = outShape.map((d, i) => d / padded[i]);
+    const wide = tile({ inputs: { x: view }, backend, attrs: { reps } as unknown as tf.NamedAttrMap }) as tf.TensorInfo;
+    try {
+      const wideInputs = small === a ? { a: wide, b } : { a, b: wide };
+      return stock({ ...args, inputs: wideInputs });
+    } finally {
+      (backend as unknown as { disposeData(id: tf.DataId): void }).disposeData(wide.dataId);
+    }
   };
 }

@@ -2,9 +2,11 @@ import * as tf from '@tensorflow/tfjs-core';
 import { composedKernel } from './compose';
 import { conv2dBackpropFilterBody, conv2dBackpropInputBody } from './conv2d-backprop';
 import { maxPoolGradWasm, unsortedSegmentSumWasm } from './heap-kernels';
-import { castKernel, identityWasm, reductionKernel, tileKernel } from './reductions';
+import { castKernel, comparisonKernel, identityWasm, reductionKernel, tileKernel } from './reductions';
 
 /** Kernels fer-backend registers on wasm (added where tfjs has none, replaced where the stock one is slow or wrong). */
+const COMPARISONS = ['Equal', 'NotEqual', 'Greater', 'GreaterEqual', 'Less', 'LessEqual'] as const;
+
 export const WASM_TRAINING_KERNELS = [
   'Conv2DBackpropFilter',
   'Conv2DBackpropInput',
@@ -16,6 +18,7 @@ export const WASM_TRAINING_KERNELS = [
   'Identity',
   'Cast',
   'Tile',
+  ...COMPARISONS,
 ] as const;
 
 const MARK = Symbol.for('fer-backend.kernel');
@@ -48,6 +51,7 @@ function configs(): tf.KernelConfig[] {
     identityWasm,
     wrapStock('Cast', castKernel),
     wrapStock('Tile', tileKernel),
+    ...COMPARISONS.map((name) => wrapStock(name, (f) => comparisonKernel(f, tileKernel(stock('Tile').kernelFunc)))),
   ];
 }
 
