@@ -7,7 +7,7 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import { initBackend } from 'fer-backend';
 import { RAFDB_LABELS, sumCrossEntropy } from 'fer-core';
 import { expectArrayClose, expectNoLeak } from 'fer-test-utils';
-import { createEsr, fromTorchStateDicts, loadEsr, toTorchStateDicts, vote, featureSizes, minInputSize, type EsrEnsemble } from './index';
+import { createEsr, fromTorchCheckpoint, saveTorchCheckpoint, fromTorchStateDicts, loadEsr, toTorchStateDicts, vote, featureSizes, minInputSize, type EsrEnsemble } from './index';
 
 beforeAll(async () => {
   await initBackend({ backend: 'wasm', quiet: true });
@@ -57,7 +57,7 @@ describe('ESR architecture', () => {
 
   it('original variant: no attention, valence/arousal head on ReLU(logits)', () => {
     const esr = createEsr('esr9-affectnet', { initialBranches: 2, seed: 4 });
-    const x = images(2);
+    const x = images(2, minInputSize());
     const out = esr.forward(x, { training: false });
     expect(Object.keys(out.heads)).toEqual(['valenceArousal']);
     expect(out.heads.valenceArousal.shape).toEqual([2, 2, 2]);
@@ -72,7 +72,7 @@ describe('ESR architecture', () => {
 
   it('the training flag reaches every branch; the reference mixed mode is opt-in', () => {
     const esr = createEsr('desr9-affectnet', { initialBranches: 2, seed: 5 });
-    const x = images(2);
+    const x = images(2, minInputSize());
     const before = runningStats(esr);
     tf.dispose(esr.forward(x, { training: false }) as unknown as tf.TensorContainer);
     expect(runningStats(esr)).toEqual(before);
@@ -110,7 +110,7 @@ describe('ESR architecture', () => {
     expect(esr.labels).toEqual(RAFDB_LABELS);
     expect(esr.branch(2).getLayer('conv3').getWeights()[0].dataSync()).toEqual(conv);
     expect(esr.branch(1).getLayer('fc').getWeights()[0].shape).toEqual([512, 7]);
-    const x = images(1);
+    const x = images(1, minInputSize());
     const out = esr.forward(x, { training: false });
     expect(out.logits[1].shape).toEqual([1, 7]);
     tf.dispose([x, ...out.logits, ...Object.values(out.heads)]);
@@ -153,7 +153,7 @@ describe('vote', () => {
 
   it('predict() votes in eval mode', () => {
     const esr = createEsr('desr9-affectnet', { initialBranches: 3, seed: 9 });
-    const x = images(2);
+    const x = images(2, minInputSize());
     const out = esr.forward(x, { training: false });
     const want = vote(out.logits);
     const got = esr.predict(x);
@@ -174,7 +174,7 @@ describe('save / load', () => {
 
   it('round trip gives identical outputs; a part loads with plain tf.loadLayersModel over HTTP', async () => {
     const esr = createEsr('desr9-affectnet', { initialBranches: 2, seed: 10 });
-    const x = images(2);
+    const x = images(2, minInputSize());
     tf.dispose(esr.forward(x, { training: true }) as unknown as tf.TensorContainer); // non-trivial running stats
     const manifest = await esr.save(path.join(dir, 'esr'));
     expect(manifest.parts).toEqual(['base', 'branch_1', 'branch_2']);
@@ -215,7 +215,7 @@ describe('save / load', () => {
       const plain = await tfl.loadLayersModel(tf.io.http(`http://127.0.0.1:${port}/branch_1/model.json`, { fetchFunc }));
       const shared = esr.base.predict(x) as tf.Tensor;
       const outs = plain.predict(shared) as tf.Tensor[];
-      expect(outs.map((o) => o.shape)).toEqual([[2, 8], [2, 512], [2, 6, 6, 1]]);
+      expect(outs.map((o) => o.shape)).toEqual([[2, 8], [2, 512], [2, 1, 1, 1]]);
       expect(Array.from(outs[0].dataSync())).toEqual(Array.from(a.logits[0].dataSync()));
       plain.dispose();
       tf.dispose([shared, ...outs]);
@@ -254,6 +254,26 @@ describe('PyTorch state dicts', () => {
     expect(() => fromTorchStateDicts(dicts[0].stateDict, [broken])).toThrow(/missing \[fc\.bias\], unexpected \[fc_dimensional\.weight\]/);
     esr.dispose();
     back.dispose();
+  });
+
+  it('saveTorchCheckpoint writes the reference folder layout that fromTorchCheckpoint reads back', async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'esr-pt-'));
+    try {
+      const esr = createEsr('esr9-affectnet', { initialBranches: 1, seed: 13 });
+      const files = await saveTorchCheckpoint(esr, dir);
+      expect(files.map((f) => path.basename(f))).toEqual(['Net-Base-Shared_Representations.pt', 'Net-Branch_1.pt']);
+      const back = await fromTorchCheckpoint(dir);
+      expect([back.config.variant, back.config.valenceArousal, back.numBranches]).toEqual(['original', true, 1]);
+      const bytes = (t: tf.Tensor) => Buffer.from((t.dataSync() as Float32Array).buffer);
+      esr.parts().forEach((p, i) => {
+        const w2 = back.parts()[i].model.getWeights();
+        p.model.getWeights().forEach((w, j) => expect([p.name, j, bytes(w2[j]).equals(bytes(w))]).toEqual([p.name, j, true]));
+      });
+      esr.dispose();
+      back.dispose();
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

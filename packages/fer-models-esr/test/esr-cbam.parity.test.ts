@@ -4,9 +4,9 @@ import '@tensorflow/tfjs-layers';
 import { initBackend } from 'fer-backend';
 import { toFloat32 } from 'fer-torch';
 import { REFERENCE_DIR, describeIfExists, expectArrayClose, expectTensorClose, loadFixture, type Fixture } from 'fer-test-utils';
-import { toTorchStateDicts, type EsrEnsemble } from 'fer-models-esr';
+import { importTorchCheckpoint, toTorchStateDicts, type EsrEnsemble } from 'fer-models-esr';
 import { diversityLoss, type DiversityReduction } from 'fer-diversity-loss';
-import { labels, nhwc, readStateDict, referenceEnsemble, referenceLoss, referenceNegDet, tolerance } from './helpers';
+import { labels, nhwc, referenceEnsemble, referenceLoss, referenceNegDet, tolerance } from './helpers';
 
 const DATA = 'data.safetensors';
 
@@ -56,7 +56,7 @@ describeIfExists(path.join(REFERENCE_DIR, 'esr_cbam'), 'ESR + CBAM forward parit
     expectArrayClose([a], [(await fx.tensor(DATA, `${mode}/div_spatial_neg_det`)).dataSync()[0]], { rtol: 1e-4, atol: 1e-6 }, `${mode} restated −det`);
   };
 
-  it(`imports the weights from ${readStateDict ? 'the genuine .pt files' : 'weights_init/*.safetensors (fer-torch has no .pt reader yet)'} bit-exactly`, async () => {
+  it('imports the weights from the genuine .pt files bit-exactly (equal to weights_init/*.safetensors)', async () => {
     const esr = await referenceEnsemble(fx, 3);
     for (const { file, stateDict } of toTorchStateDicts(esr)) {
       const part = file.startsWith('Net-Base') ? 'base' : `branch_${file.match(/_(\d+)\.pt$/)![1]}`;
@@ -75,8 +75,12 @@ describeIfExists(path.join(REFERENCE_DIR, 'esr_cbam'), 'ESR + CBAM forward parit
     esr.dispose();
   });
 
-  it('eval mode: per-branch logits, attention maps and the base output', async () => {
-    const esr = await referenceEnsemble(fx, 3);
+  it('eval mode (ensemble from fromTorchCheckpoint on the reference folder): logits, attention maps, base output', async () => {
+    const { esr, reports } = await importTorchCheckpoint(path.join(fx.dir, 'torch_checkpoint', '3'));
+    expect([esr.config.variant, esr.numBranches, esr.numClasses]).toEqual(['cbam', 3, 8]);
+    expect(reports.map((r) => [r.part, r.report.loaded.length, r.report.missing.length, r.report.unexpected.length])).toEqual([
+      ['base', 68, 0, 0], ['branch_1', 70, 0, 0], ['branch_2', 70, 0, 0], ['branch_3', 70, 0, 0],
+    ]);
     const out = esr.forward(x, { training: false });
     const logits = tf.stack(out.logits);
     await check(logits, 'eval/logits');

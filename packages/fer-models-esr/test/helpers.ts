@@ -7,17 +7,10 @@ import { crossEntropy } from 'fer-core';
 import { diversityLoss } from 'fer-diversity-loss';
 import { createEsr, esrKeyMap, loadTorchStateDict, type EsrEnsemble } from 'fer-models-esr';
 
-type ReadStateDict = (file: string) => Promise<Map<string, RawTensor>>;
-/** fer-torch's `.pt` reader when it exists (zip and legacy formats); else null. */
-export const readStateDict: ReadStateDict | null = (fert as unknown as { readStateDict?: ReadStateDict }).readStateDict ?? null;
-
-/** The fixture's state dict of `part` ('base' | 'branch_<i>'): genuine `.pt` when fer-torch can read it. */
+/** The fixture's state dict of `part` ('base' | 'branch_<i>'), read from the genuine `.pt` files. */
 export async function fixtureStateDict(fx: Fixture, part: string): Promise<Map<string, RawTensor>> {
-  if (readStateDict) {
-    const file = part === 'base' ? 'Net-Base-Shared_Representations.pt' : `Net-Branch_${part.split('_')[1]}.pt`;
-    return readStateDict(path.join(fx.dir, 'torch_checkpoint', '3', file));
-  }
-  return (await fert.readSafetensors(path.join(fx.dir, 'weights_init', `${part}.safetensors`))).tensors;
+  const file = part === 'base' ? 'Net-Base-Shared_Representations.pt' : `Net-Branch_${part.split('_')[1]}.pt`;
+  return fert.readStateDict(path.join(fx.dir, 'torch_checkpoint', '3', file));
 }
 
 const cache = new Map<string, Promise<Map<string, RawTensor>>>();

@@ -1,7 +1,6 @@
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
-import * as fert from 'fer-torch';
-import type { RawTensor } from 'fer-torch';
+import { readStateDict, writeTorchStateDict, type RawTensor } from 'fer-torch';
 import { AFFECTNET_LABELS, FerInputError, RAFDB_LABELS, type LabelSet } from 'fer-core';
 import { resolveConfig, type EsrConfig, type EsrConfigName } from '../configs';
 import { EsrEnsemble } from '../esr';
@@ -12,13 +11,6 @@ import { esrKeyMap, loadTorchStateDict, toTorchStateDict, type LoadReport } from
 export const BASE_FILE = 'Net-Base-Shared_Representations.pt';
 export const branchFile = (i: number): string => `Net-Branch_${i}.pt`;
 
-type ReadStateDict = (file: string) => Promise<Map<string, RawTensor>>;
-
-function stateDictReader(): ReadStateDict {
-  const read = (fert as unknown as { readStateDict?: ReadStateDict }).readStateDict;
-  if (!read) throw new Error('This version of fer-torch cannot read .pt files (readStateDict is missing).');
-  return read;
-}
 
 export interface FromTorchOptions {
   /** Branch files to read (`Net-Branch_1.pt` … `_<n>.pt`); default: every consecutive one present. */
@@ -79,7 +71,7 @@ export async function fromTorchCheckpoint(folder: string, opts: FromTorchOptions
 
 /** `fromTorchCheckpoint` plus the per-part load reports. */
 export async function importTorchCheckpoint(folder: string, opts: FromTorchOptions = {}): Promise<TorchImport> {
-  const read = stateDictReader();
+  const read = (f: string) => readStateDict(f);
   const basePath = path.join(folder, BASE_FILE);
   if (!existsSync(basePath)) {
     throw new FerInputError(`No ${BASE_FILE} in ${folder}.`, 'Point to the folder that ESR.save() wrote (e.g. SavedNetworks/<k>/).');
@@ -106,4 +98,18 @@ export function toTorchStateDicts(esr: EsrEnsemble): { file: string; stateDict: 
     file: name === 'base' ? BASE_FILE : branchFile(Number(name.split('_')[1])),
     stateDict: toTorchStateDict(model, esrKeyMap(name === 'base' ? 'base' : 'branch', esr.config)),
   }));
+}
+
+/**
+ * Writes the ensemble as the reference's checkpoint folder (`ESR.save`): `<folder>/Net-Base-Shared_Representations.pt`
+ * and `Net-Branch_<i>.pt`, PyTorch zip format (loadable with `torch.load` + `load_state_dict`).
+ */
+export async function saveTorchCheckpoint(esr: EsrEnsemble, folder: string): Promise<string[]> {
+  const files: string[] = [];
+  for (const { file, stateDict } of toTorchStateDicts(esr)) {
+    const f = path.join(folder, file);
+    await writeTorchStateDict(f, stateDict);
+    files.push(f);
+  }
+  return files;
 }
