@@ -88,6 +88,24 @@ describe('ESR architecture', () => {
     esr.dispose();
   });
 
+  it('snapshot() / restore() bring back every weight, running statistics included', () => {
+    const esr = createEsr('desr9-affectnet', { initialBranches: 1, seed: 14 });
+    const x = images(2, minInputSize());
+    const snap = esr.snapshot();
+    const before = runningStats(esr);
+    const k = esr.branch(1).getLayer('fc').getWeights()[0].dataSync().slice();
+    tf.dispose(esr.forward(x, { training: true }) as unknown as tf.TensorContainer);
+    esr.branch(1).getLayer('fc').setWeights([tf.zerosLike(esr.branch(1).getLayer('fc').getWeights()[0]), tf.zeros([8])]);
+    expect(runningStats(esr)).not.toEqual(before);
+    esr.restore(snap);
+    expect(runningStats(esr)).toEqual(before);
+    expect(esr.branch(1).getLayer('fc').getWeights()[0].dataSync()).toEqual(k);
+    esr.addBranch();
+    expect(() => esr.restore(snap)).toThrow(/snapshot of 3 parts.*got 2/);
+    tf.dispose([x, ...snap.parts.flat()]);
+    esr.dispose();
+  });
+
   it('variable groups per part; freezing removes a part from training', () => {
     const esr = createEsr('desr9-affectnet', { initialBranches: 2, seed: 6 });
     expect(esr.variableGroups().map((g) => g.name)).toEqual(['base', 'branch_1', 'branch_2']);

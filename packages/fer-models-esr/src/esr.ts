@@ -17,6 +17,11 @@ export interface EsrForwardOptions {
   branchesTraining?: boolean;
 }
 
+/** In-memory copy of all weights, per part (base first). */
+export interface EsrSnapshot {
+  parts: tf.Tensor[][];
+}
+
 /** What a branch part of the ensemble is (for `variableGroups` and freezing). */
 export type EsrPartName = 'base' | `branch_${number}`;
 
@@ -173,6 +178,23 @@ export class EsrEnsemble implements FerModel {
     this.branchModels.forEach((m) => m.dispose());
     this.branchModels = next;
     (this as { config: EsrConfig }).config = config;
+  }
+
+  /**
+   * A copy of every weight (trainable and running statistics), per part: the reference's `to_state_dict()` kept in
+   * memory for "reload the best configuration". The caller owns the tensors (`tf.dispose(snapshot.parts)`).
+   */
+  snapshot(): EsrSnapshot {
+    return { parts: this.parts().map(({ model }) => model.getWeights().map((w) => tf.clone(w))) };
+  }
+
+  /** Writes a `snapshot()` back (the reference's `reload`); the ensemble must have the same parts. */
+  restore(snapshot: EsrSnapshot): void {
+    const parts = this.parts();
+    if (snapshot.parts.length !== parts.length) {
+      throw new FerInputError(`Expected a snapshot of ${parts.length} parts (base + ${this.numBranches} branches), but got ${snapshot.parts.length}.`);
+    }
+    parts.forEach(({ model }, i) => model.setWeights(snapshot.parts[i]));
   }
 
   /** Saves to `dir` in tfjs format (see `saveEsr`); reload with `loadEsr(dir)`. */

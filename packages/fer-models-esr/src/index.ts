@@ -1,7 +1,7 @@
 export { ESR_CONFIGS, ESR_VARIANTS, resolveConfig, featureSizes, minInputSize } from './configs';
 export type { EsrConfig, EsrConfigName, EsrPretrainedConfig, EsrVariant, ColorOrder } from './configs';
 export { EsrEnsemble, createEsr } from './esr';
-export type { EsrForwardOptions, EsrPartName, CreateEsrOptions } from './esr';
+export type { EsrForwardOptions, EsrPartName, CreateEsrOptions, EsrSnapshot } from './esr';
 export { buildBase, buildBranch } from './layers';
 export { vote } from './vote';
 export { esrKeyMap, loadTorchStateDict, toTorchStateDict, torchToTfjs, tfjsToTorch } from './weights/from-torch';
