@@ -66,6 +66,28 @@ describe('Conv2DBackpropFilter / Conv2DBackpropInput on wasm match the cpu backe
     }
   }
 
+  // Deep layers (few positions, many channels) take Conv2DBackpropInput's matMul + col2im form.
+  const deep: [string, number[], number, number, ConvCase['pad']][] = [
+    ['deep 3x3 s1 same', [2, 5, 5, 64], 3, 1, 'same'],
+    ['deep 3x3 s2 explicit pad 1', [2, 7, 7, 48], 3, 2, [[0, 0], [1, 1], [1, 1], [0, 0]]],
+    ['deep 1x1 s2 valid', [3, 5, 5, 64], 1, 2, 'valid'],
+    ['deep 5x5 s1 valid, asymmetric', [1, 6, 7, 40], 5, 1, 'valid'],
+  ];
+  for (const [label, xs, k, s, pad] of deep) {
+    it(label, () => {
+      const rng = new Prng(xs.reduce((a, b) => a * 3 + b, k));
+      const co = 64;
+      const [n, h, w, ci] = xs;
+      const info = tf.backend_util.computeConv2DInfo([n, h, w, ci], [k, k, ci, co], s, 1, pad);
+      const m = n * info.outHeight * info.outWidth;
+      expect(2 * k * k * ci * co > 2 * m * co + k * k * ci * m).toBe(true); // really the col2im regime
+      const dy = host([n, info.outHeight, info.outWidth, co], rng.values(m * co, 1 / Math.sqrt(m)));
+      const filter = host([k, k, ci, co], rng.values(k * k * ci * co, 1 / Math.sqrt(k * k * co)));
+      const attrs = { strides: [s, s], pad, dataFormat: 'NHWC', inputShape: xs };
+      expectKernelMatchesCpu('Conv2DBackpropInput', { dy, filter }, attrs, label);
+    });
+  }
+
   it('rejects dilation and NCHW with a clear error', () => {
     tf.setBackend('wasm');
     const x = tf.zeros([1, 5, 5, 2]);

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { window2d } from './compose';
-import { interleavePhases, rotatedSubFilter, tapRows } from './heap';
+import { col2im, interleavePhases, rotatedSubFilter, tapRows } from './heap';
 
 type Pad = 'valid' | 'same' | number | [[number, number], [number, number], [number, number], [number, number]];
 
@@ -82,6 +82,9 @@ export function conv2dBackpropFilterBody(inputs: Record<string, tf.Tensor>, attr
   return tf.reshape(parts.length === 1 ? parts[0] : tf.concat(parts, 0), filterShape);
 }
 
+/** Largest col2im buffer (floats) for the matMul form of Conv2DBackpropInput. */
+const COL2IM_MAX_FLOATS = 16 * 2 ** 20;
+
 /** Rows per backprop-filter matMul (taps are grouped up to this many rows, and this many floats of copies). */
 const TAP_GROUP_ROWS = 256;
 const TAP_GROUP_FLOATS = 16 * 2 ** 20;
@@ -106,6 +109,15 @@ export function conv2dBackpropInputBody(inputs: Record<string, tf.Tensor>, attrs
   }
   const top = info.padInfo.top;
   const left = info.padInfo.left;
+  const m = n * info.outHeight * info.outWidth;
+  const taps = kh * kw * ci;
+  // Deep layers (big filter, few positions): rotating and re-packing the filter for a conv costs more than the
+  // conv. Then cols = W [kh·kw·Ci, Co] x dyᵀ [Co, M] (the filter is used as it is) and col2im sums them in place.
+  if (2 * taps * co > 2 * m * co + taps * m && taps * m <= COL2IM_MAX_FLOATS) {
+    const dyT = tf.transpose(tf.reshape(dy, [m, co])); // [Co, M]
+    const cols = tf.matMul(tf.reshape(filter, [taps, co]), dyT) as tf.Tensor2D; // [kh·kw·Ci, M]
+    return col2im(cols, [n, h, w, ci], kh, kw, sH, sW, top, left, info.outHeight, info.outWidth);
+  }
   // Phase rows m cover padded positions [top, top + h).
   const mLoH = Math.floor(top / sH);
   const mCountH = Math.floor((top + h - 1) / sH) - mLoH + 1;

@@ -146,3 +146,49 @@ export function interleavePhases(
   }
   return tf.engine().makeTensorFromTensorInfo(out) as tf.Tensor4D;
 }
+
+/**
+ * col2im for a conv's input gradient: `cols` [kh·kw·Ci, M] (M = n·outH·outW) holds, per filter tap and input
+ * channel, the contribution to the input pixel that tap reads at each output position; they are summed into a
+ * zeroed [n, h, w, Ci] at y·s + a − top, x·s + b − left. Caller owns the result.
+ */
+export function col2im(
+  cols: tf.Tensor2D,
+  outShape: [number, number, number, number],
+  kh: number,
+  kw: number,
+  sH: number,
+  sW: number,
+  top: number,
+  left: number,
+  outH: number,
+  outW: number,
+): tf.Tensor4D {
+  const [n, h, w, ci] = outShape;
+  const m = n * outH * outW;
+  const be = wasmBackend();
+  const out = be.makeOutput(outShape, 'float32');
+  const heap = new Float32Array(be.wasm.HEAPU8.buffer);
+  const src = be.dataIdMap.get(cols.dataId).memoryOffset / 4;
+  const dst = be.dataIdMap.get(out.dataId).memoryOffset / 4;
+  heap.fill(0, dst, dst + n * h * w * ci);
+  for (let a = 0; a < kh; a++) {
+    for (let b = 0; b < kw; b++) {
+      const tapRow = src + (a * kw + b) * ci * m;
+      for (let bn = 0; bn < n; bn++) {
+        for (let y = 0; y < outH; y++) {
+          const iy = y * sH + a - top;
+          if (iy < 0 || iy >= h) continue;
+          for (let x = 0; x < outW; x++) {
+            const ix = x * sW + b - left;
+            if (ix < 0 || ix >= w) continue;
+            const to = dst + ((bn * h + iy) * w + ix) * ci;
+            const from = tapRow + (bn * outH + y) * outW + x;
+            for (let c = 0; c < ci; c++) heap[to + c] += heap[from + c * m];
+          }
+        }
+      }
+    }
+  }
+  return tf.engine().makeTensorFromTensorInfo(out) as tf.Tensor4D;
+}
