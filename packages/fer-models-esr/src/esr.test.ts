@@ -245,8 +245,13 @@ describe('save / load', () => {
     loaded.dispose();
   });
 
-  it('refuses a folder that is not an ESR save', async () => {
+  it('refuses a folder that is not an ESR save, or an incomplete one', async () => {
     await expect(loadEsr(path.join(dir, 'nothing'))).rejects.toThrow(/Cannot read an ESR ensemble manifest.*EsrEnsemble\.save/);
+    const esr = createEsr('desr9-affectnet', { initialBranches: 1, seed: 15 });
+    await esr.save(path.join(dir, 'partial'));
+    esr.dispose();
+    await fs.rm(path.join(dir, 'partial', 'branch_1', 'weights.bin'));
+    await expect(loadEsr(path.join(dir, 'partial'))).rejects.toThrow(/Cannot load part 'branch_1'.*save the ensemble again/);
   });
 });
 

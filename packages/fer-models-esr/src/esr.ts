@@ -39,17 +39,22 @@ export interface CreateEsrOptions {
  * reproduced unless asked for, see `EsrForwardOptions.branchesTraining`).
  */
 export class EsrEnsemble implements FerModel {
-  readonly config: EsrConfig;
+  private cfg: EsrConfig;
   private baseModel: tfl.LayersModel;
   private branchModels: tfl.LayersModel[] = [];
   private readonly seed?: number;
 
   /** Use `createEsr`, `loadEsr` or `fromTorchCheckpoint`. Takes ownership of the given parts. */
   constructor(config: EsrConfig, base: tfl.LayersModel, branches: tfl.LayersModel[] = [], seed?: number) {
-    this.config = config;
+    this.cfg = config;
     this.baseModel = base;
     this.branchModels = [...branches];
     this.seed = seed;
+  }
+
+  /** Architecture and input convention (changes only through `replaceClassifier`). */
+  get config(): EsrConfig {
+    return this.cfg;
   }
 
   get labels(): LabelSet {
@@ -177,7 +182,7 @@ export class EsrEnsemble implements FerModel {
     });
     this.branchModels.forEach((m) => m.dispose());
     this.branchModels = next;
-    (this as { config: EsrConfig }).config = config;
+    this.cfg = config;
   }
 
   /**

@@ -48,7 +48,13 @@ export async function loadEsr(dir: string): Promise<EsrEnsemble> {
   if (baseName !== 'base') throw new FerInputError(`Expected the first part in ${file} to be 'base', but got ${JSON.stringify(baseName)}.`);
   const models: tfl.LayersModel[] = [];
   try {
-    for (const p of manifest.parts) models.push(await loadLayersModelFromDir(path.join(dir, p)));
+    for (const p of manifest.parts) {
+      try {
+        models.push(await loadLayersModelFromDir(path.join(dir, p)));
+      } catch (e) {
+        throw new FerInputError(`Cannot load part '${p}' of the ESR ensemble in ${dir} (${(e as Error).message}).`, 'The folder is incomplete: save the ensemble again.');
+      }
+    }
   } catch (e) {
     models.forEach((m) => m.dispose());
     throw e;
