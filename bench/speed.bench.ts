@@ -49,6 +49,8 @@ interface CaseResult extends CaseSpec {
   peakRssMb: number;
   wasmHeapMb: (number | null)[];
   startupMs: number;
+  /** Process CPU time (all threads) per image over the timed runs, ms: contention-robust cost. */
+  cpuMsPerImage: number;
   error?: string;
 }
 
@@ -134,12 +136,14 @@ async function runCase(c: CaseSpec): Promise<CaseResult> {
     await step(makeBatch(Math.min(c.batch, c.microBatch * c.workers), size, classes));
     const times: number[] = [];
     const workerTimes: number[] = [];
+    const cpu0 = process.cpuUsage();
     for (let r = 0; r < c.runs; r++) {
       const t = performance.now();
       workerTimes.push(await step(batch));
       times.push(performance.now() - t);
       process.stderr.write(`  ${c.measure} ${c.workers}w run ${r + 1}/${c.runs}: ${(times[r] / 1000).toFixed(2)} s\n`);
     }
+    const cpu = process.cpuUsage(cpu0);
     const mem = await dp.memory();
     const ms = median(times);
     return {
@@ -152,6 +156,7 @@ async function runCase(c: CaseSpec): Promise<CaseResult> {
       peakRssMb: process.resourceUsage().maxRSS / 1024,
       wasmHeapMb: mem.map((m) => (m.wasmHeapBytes === null ? null : m.wasmHeapBytes / 2 ** 20)),
       startupMs,
+      cpuMsPerImage: (cpu.user + cpu.system) / 1000 / (c.runs * c.batch),
     };
   } finally {
     await dp.dispose();
@@ -216,7 +221,7 @@ function runChild(c: CaseSpec): Promise<CaseResult> {
       const line = out.split('\n').find((l) => l.startsWith('@@RESULT '));
       if (line) return resolve(JSON.parse(line.slice(9)));
       const why = (err.split('\n').find((l) => /Error|abort|memory/i.test(l)) ?? `exit code ${code}`).trim();
-      resolve({ ...c, msMedian: NaN, msMin: NaN, msMax: NaN, imgPerS: NaN, workerMsMedian: NaN, peakRssMb: NaN, wasmHeapMb: [], startupMs: NaN, error: why });
+      resolve({ ...c, msMedian: NaN, msMin: NaN, msMax: NaN, imgPerS: NaN, workerMsMedian: NaN, peakRssMb: NaN, wasmHeapMb: [], startupMs: NaN, cpuMsPerImage: NaN, error: why });
     });
   });
 }
@@ -332,7 +337,7 @@ export async function run(flags: string[]): Promise<void> {
     const overhead = r.msMedian - r.workerMsMedian;
     console.log(
       `  ${r.measure} ${r.workers}w: step ${fmt(r.msMedian / 1000)} s (min ${fmt(r.msMin / 1000)}, max ${fmt(r.msMax / 1000)}), slowest worker ${fmt(r.workerMsMedian / 1000)} s, ` +
-        `engine overhead ${fmt(overhead, 0)} ms, micro-batch ${r.microBatch}, start-up ${fmt(r.startupMs / 1000, 1)} s`,
+        `engine overhead ${fmt(overhead, 0)} ms, CPU ${fmt(r.cpuMsPerImage / 1000)} s/image, micro-batch ${r.microBatch}, start-up ${fmt(r.startupMs / 1000, 1)} s`,
     );
   }
   const jsonOut = flag(flags, 'json');

@@ -179,6 +179,8 @@ export class DataParallel {
   private pendingState: Float32Array | null = null;
   private shared: { images: Float32Array; labels: Int32Array } | null = null;
   private gradFlat: Float32Array;
+  /** Per-worker gradient buffers in shared memory, reused every step (no per-step allocation or transfer). */
+  private readonly workerGrads: Float32Array[];
   private disposed = false;
 
   private constructor(
@@ -197,9 +199,11 @@ export class DataParallel {
     this.size = offset;
     this.stateShapes = info.stateShapes;
     this.backend = info.backend;
-    this.flatWeights = init.flat;
+    // The master weights live in shared memory: setWeights() hands the replicas a view, no copy.
+    this.flatWeights = this.toShared(init.flat);
     this.weights = this.views(this.flatWeights);
     this.gradFlat = new Float32Array(this.size);
+    this.workerGrads = handles.map(() => new Float32Array(new SharedArrayBuffer(this.size * 4)));
   }
 
   /**
@@ -229,7 +233,7 @@ export class DataParallel {
       });
       const init = await handles[0].request<WeightsReply>({ type: 'getWeights' }, 'getWeights');
       const engine = new DataParallel(handles, opts, infos[0], init);
-      await Promise.all(handles.slice(1).map((h) => h.request({ type: 'setWeights', flat: engine.toShared(init.flat), state: init.state }, 'setWeights')));
+      await Promise.all(handles.slice(1).map((h) => h.request({ type: 'setWeights', flat: engine.flatWeights, state: init.state }, 'setWeights')));
       return engine;
     } catch (e) {
       await Promise.all(handles.map((h) => h.worker.terminate()));
@@ -257,7 +261,10 @@ export class DataParallel {
     const active = this.handles.filter((_, i) => plan[i].length > 0);
     const replies = await Promise.all(
       active.map((hd) =>
-        hd.request<GradsReply>({ type: 'grads', images, labels, image: [h, w, c], chunks: plan[hd.index], state }, 'computeGradients'),
+        hd.request<GradsReply>(
+          { type: 'grads', images, labels, image: [h, w, c], chunks: plan[hd.index], state, out: this.workerGrads[hd.index] },
+          'computeGradients',
+        ),
       ),
     );
     // Fixed order: worker 0 first, then 1, …; fl(a + b) per element, as the workers accumulate their chunks.
@@ -319,7 +326,7 @@ export class DataParallel {
   async setWeights(values?: Float32Array | Float32Array[]): Promise<void> {
     this.checkLive();
     if (values) this.copyIntoMaster(values);
-    const flat = this.toShared(this.flatWeights);
+    const flat = this.flatWeights;
     const state = this.pendingState ?? undefined;
     this.pendingState = null;
     await Promise.all(this.handles.map((h) => h.request({ type: 'setWeights', flat, state }, 'setWeights')));

@@ -20,6 +20,8 @@ export type Request =
       image: [number, number, number];
       chunks: Chunk[];
       state?: Float32Array;
+      /** Shared buffer (one per worker, reused every step) the worker writes its gradient sum into. */
+      out?: Float32Array;
     }
   | {
       id: number;

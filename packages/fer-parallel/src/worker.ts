@@ -111,7 +111,7 @@ async function grads(req: Extract<Request, { type: 'grads' }>): Promise<GradsRep
   const t0 = performance.now();
   if (req.state) setFlat(r.state ?? [], req.state, 'state');
   const total = sizes.reduce((a, b) => a + b, 0);
-  const acc = new Float32Array(total);
+  const acc = req.out && req.out.length === total ? req.out : new Float32Array(total);
   const terms: Record<string, number> = {};
   let loss = 0;
   const [h, w, c] = req.image;
