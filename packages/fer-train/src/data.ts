@@ -93,7 +93,7 @@ export async function loadSplits(o: SplitOptions): Promise<Splits> {
 }
 
 /** A single evaluation split for `fer eval`. */
-export async function loadEvalSplit(o: Omit<SplitOptions, 'cap'> & { split?: string }): Promise<FerDataset> {
+export async function loadEvalSplit(o: SplitOptions & { split?: string }): Promise<FerDataset> {
   const common = { imageSize: o.imageSize, workers: o.workers, onWarning: o.onWarning };
   switch (o.kind) {
     case 'affectnet':
@@ -103,7 +103,7 @@ export async function loadEvalSplit(o: Omit<SplitOptions, 'cap'> & { split?: str
     case 'rafdb':
       return rafDb({ ...common, root: need(o.root, 'RAF-DB'), split: (o.split ?? 'test') as 'test' });
     case 'folder':
-      return classFolders({ ...common, root: need(o.root, 'folder') });
+      return classFolders({ ...common, root: need(o.root, 'folder'), cap: o.cap, capSeed: o.seed });
     case 'synthetic':
       return syntheticExpressions({ ...common, size: o.syntheticSizes?.[2] ?? 350, seed: (o.seed ?? 0) * 3 + 3 });
   }

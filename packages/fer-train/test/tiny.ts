@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { Rng, mixSeed, type Batch, type BatchOptions, type FerDataset, type FerModel, type ForwardResult, type LabelSet, type VariableGroup } from 'fer-core';
 
 const K = 3;
-const D = 12; // 2x2x3 images
+const D = 12; // 2x2x3 images by default
 const H = 6;
 
 function uniform(rng: Rng, shape: number[], bound: number): tf.Tensor {
@@ -19,15 +19,21 @@ function mkVar(t: tf.Tensor, trainable: boolean, name: string): tf.Variable {
 }
 /** base: dense D->H + relu + running mean of features (a non-trainable state variable); branch: dense H->K. */
 export class TinyEnsemble implements FerModel {
-  readonly labels: LabelSet = ['neutral', 'happy', 'sad'] as unknown as LabelSet;
+  labels: LabelSet = ['neutral', 'happy', 'sad'] as unknown as LabelSet;
+  readonly h: number;
   readonly base: tf.Variable[];
   readonly running: tf.Variable;
   readonly branches: tf.Variable[][] = [];
-  constructor(seed: number, branches = 1) {
+  readonly k: number;
+  constructor(seed: number, branches = 1, opts: { inputDim?: number; classes?: number; hidden?: number; labels?: LabelSet } = {}) {
     const rng = new Rng(seed);
     const id = counter++;
-    this.base = [mkVar(uniform(rng, [D, H], 0.5), true, `tiny${id}/base/w`), mkVar(tf.zeros([H]), true, `tiny${id}/base/b`)];
-    this.running = mkVar(tf.zeros([H]), false, `tiny${id}/base/running`);
+    const d = opts.inputDim ?? D;
+    this.h = opts.hidden ?? H;
+    this.k = opts.classes ?? K;
+    if (opts.labels) this.labels = opts.labels;
+    this.base = [mkVar(uniform(rng, [d, this.h], opts.inputDim ? 1 / Math.sqrt(d) : 0.5), true, `tiny${id}/base/w`), mkVar(tf.zeros([this.h]), true, `tiny${id}/base/b`)];
+    this.running = mkVar(tf.zeros([this.h]), false, `tiny${id}/base/running`);
     for (let i = 0; i < branches; i++) this.addBranch(mixSeed(seed, i));
   }
   get branchCount(): number {
@@ -37,7 +43,7 @@ export class TinyEnsemble implements FerModel {
     const rng = new Rng(seed);
     const i = this.branches.length;
     const id = counter++;
-    this.branches.push([mkVar(uniform(rng, [H, K], 0.5), true, `tiny${id}/branch_${i + 1}/w`), mkVar(tf.zeros([K]), true, `tiny${id}/branch_${i + 1}/b`)]);
+    this.branches.push([mkVar(uniform(rng, [this.h, this.k], 0.5), true, `tiny${id}/branch_${i + 1}/w`), mkVar(tf.zeros([this.k]), true, `tiny${id}/branch_${i + 1}/b`)]);
   }
   forward(images: tf.Tensor4D, opts: { training: boolean }): ForwardResult {
     return tf.tidy(() => {
@@ -45,8 +51,8 @@ export class TinyEnsemble implements FerModel {
       const h = tf.relu(tf.add(tf.matMul(x, this.base[0]), this.base[1]));
       if (opts.training) this.running.assign(tf.add(tf.mul(this.running, 0.9), tf.mul(tf.mean(h, 0), 0.1)));
       const logits = this.branches.map(([w, b]) => tf.add(tf.matMul(h, w), b) as tf.Tensor2D);
-      const att = tf.stack(logits.map((l) => tf.sigmoid(l)));
-      return { logits, heads: { spatialAttention: tf.reshape(tf.concat([att, att], 2), [logits.length, images.shape[0], 2, 3]), channelAttention: att } };
+      const att = tf.stack(logits.map((l) => tf.sigmoid(l))); // [n, B, k]
+      return { logits, heads: { spatialAttention: tf.reshape(tf.concat([att, att], 2), [logits.length, images.shape[0], 2, this.k]), channelAttention: att } };
     });
   }
   trainableVariables(): tf.Variable[] {

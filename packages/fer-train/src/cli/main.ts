@@ -102,6 +102,7 @@ export function buildProgram(): Command {
     .option('--out <dir>', 'write the confusion matrix (SVG, PNG) here')
     .option('--workers <n>', 'image decoding worker threads', int('--workers'))
     .option('--seed <n>', 'synthetic dataset seed', int('--seed'), 0)
+    .option('--cap <n>', 'folder: at most n images per class (seeded subset)', int('--cap'))
     .action(async (opts, cmd: Command) => {
       await backend(cmd);
       await runEval(opts, outputOf(cmd));
@@ -113,7 +114,7 @@ export function buildProgram(): Command {
     .argument('<images...>', 'image files (JPEG, PNG, ...)')
     .option('--model <dir>', 'model folder', 'runs/demo/model')
     .option('--no-detect', 'the images are already cropped faces')
-    .option('--min-score <x>', 'minimum face detection score', (v) => Number(v), 0.4)
+    .option('--min-score <x>', 'minimum face detection score', (v) => Number(v), 0.3)
     .action(async (images: string[], opts, cmd: Command) => {
       await backend(cmd);
       await runPredict(images, opts, outputOf(cmd));

@@ -18,6 +18,8 @@ export interface EvalCommandOptions {
   out?: string;
   workers?: number;
   seed: number;
+  /** folder: evaluate at most this many images per class (a seeded subset). */
+  cap?: number;
 }
 
 /** Evaluates a saved model on one split: per-branch and ensemble accuracy, per-class and macro-F1, confusion matrix. */
@@ -27,7 +29,7 @@ export async function runEval(o: EvalCommandOptions, out: Output): Promise<EvalR
   const model: FerModel = mk === 'esr' ? await loadAnyEsr(o.model) : await loadManetDir(o.model);
   try {
     const imageSize = o.imageSize ?? (model as { config?: { inputSize?: number } }).config?.inputSize ?? (mk === 'esr' ? 96 : 224);
-    const ds = await loadEvalSplit({ kind, root: o.data, split: o.split, imageSize, workers: o.workers, seed: o.seed, onWarning: (m) => out.info(`warning: ${m}`) });
+    const ds = await loadEvalSplit({ kind, root: o.data, split: o.split, imageSize, cap: o.cap, workers: o.workers, seed: o.seed, onWarning: (m) => out.info(`warning: ${m}`) });
     const labels = ds.labels as readonly string[];
     const modelLabels = model.labels as readonly string[];
     if (modelLabels.length !== labels.length || modelLabels.some((l, i) => l !== labels[i])) {

@@ -1,0 +1,170 @@
+/**
+ * Trajectory parity through the trainer's step function: the reference's SGD steps on fixed batches
+ * (../shared/reference/train_esr2: base + 2 branches, 3 steps, two variants; esr_cbam: base + 3 branches, 2 steps).
+ */
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import { initBackend } from 'fer-backend';
+import { describeIfExists, expectArrayClose, loadFixture, REFERENCE_DIR } from 'fer-test-utils';
+import { readSafetensors, toFloat32, type RawTensor } from 'fer-torch';
+import { fromTorchStateDicts, toTorchStateDicts, type EsrEnsemble } from 'fer-models-esr';
+import { esrStageLoss } from '../src/recipes/esr';
+import { esrGrowthPlan } from '../src/schedule/plans';
+import { stageOptimizer } from '../src/trainer';
+import { trainStep } from '../src/step';
+
+const INIT = path.join(REFERENCE_DIR, 'esr_cbam', 'weights_init');
+
+beforeAll(async () => {
+  await initBackend({ backend: 'wasm', quiet: true });
+});
+
+async function stateDict(part: string): Promise<Map<string, RawTensor>> {
+  return (await readSafetensors(path.join(INIT, `${part}.safetensors`))).tensors;
+}
+
+/** float32(b1 + 0.1·(b2 − b1)) computed in float64; integer buffers from b1 (the fixture's near_duplicate rule). */
+function nearDuplicate(b1: Map<string, RawTensor>, b2: Map<string, RawTensor>): Map<string, RawTensor> {
+  const out = new Map<string, RawTensor>();
+  for (const [k, t1] of b1) {
+    if (t1.dtype !== 'float32') {
+      out.set(k, t1);
+      continue;
+    }
+    const a = toFloat32(t1);
+    const b = toFloat32(b2.get(k)!);
+    const v = Float32Array.from(a, (x, i) => x + 0.1 * (b[i] - x));
+    out.set(k, { dtype: 'float32', shape: t1.shape, data: new Uint8Array(v.buffer) });
+  }
+  return out;
+}
+
+function nhwc(x: tf.Tensor): tf.Tensor4D {
+  return tf.tidy(() => tf.transpose(x, [0, 2, 3, 1]) as tf.Tensor4D);
+}
+
+function torchState(esr: EsrEnsemble): Map<string, Float32Array> {
+  const out = new Map<string, Float32Array>();
+  for (const { file, stateDict: sd } of toTorchStateDicts(esr)) {
+    const part = file.startsWith('Net-Base') ? 'base' : `branch_${/Branch_(\d+)/.exec(file)![1]}`;
+    for (const [k, t] of sd) out.set(`${part}/${k}`, toFloat32(t));
+  }
+  return out;
+}
+
+describeIfExists(path.join(REFERENCE_DIR, 'train_esr2'), 'ESR trajectory parity through trainStep', () => {
+  const fx = loadFixture('train_esr2');
+
+  for (const variant of ['fresh', 'near_duplicate'] as const) {
+    describe(variant, () => {
+      const losses: { total: number; terms: Record<string, number> }[] = [];
+      let ours = new Map<string, Float32Array>();
+      beforeAll(async () => {
+        const [base, b1, b2raw] = await Promise.all(['base', 'branch_1', 'branch_2'].map(stateDict));
+        const b2 = variant === 'fresh' ? b2raw : nearDuplicate(b1, b2raw);
+        const { esr } = fromTorchStateDicts(base, [b1, b2]);
+        const stage = esrGrowthPlan().stages[1]; // ensemble of 2: base .01, branch_2 (newest) .1, branch_1 .01
+        const opt = stageOptimizer(esr, stage);
+        expect(opt.learningRates()).toEqual({ base: 0.01, branch_1: 0.01, branch_2: 0.1 });
+        const loss = esrStageLoss(stage, 'reference');
+        for (let s = 1; s <= 3; s++) {
+          const x = nhwc(await fx.tensor('data.safetensors', `input/x_step${s}`));
+          const labels = tf.tensor1d(Array.from(toFloat32(await fx.raw('data.safetensors', `input/labels_step${s}`))), 'int32');
+          const r = await trainStep(esr, opt, { images: x, labels }, loss);
+          tf.dispose([x, labels]);
+          losses.push({ total: r.loss, terms: r.terms });
+        }
+        ours = torchState(esr);
+        opt.dispose();
+        esr.dispose();
+      });
+
+      it('loss and every term at each of the 3 steps (tolerance ×10 per step)', () => {
+        const steps = fx.manifest.variants[variant].steps;
+        for (let s = 1; s <= 3; s++) {
+          const tol = { rtol: 1e-5 * 10 ** (s - 1), atol: 1e-6 };
+          const want = steps[s - 1];
+          const got = losses[s - 1];
+          expectArrayClose([got.total], [want.total], tol, `${variant} loss step ${s}`);
+          expectArrayClose([got.terms.ce_branch_1, got.terms.ce_branch_2], [want.ce_branch_1, want.ce_branch_2], tol, `${variant} CE step ${s}`);
+          expectArrayClose([got.terms.div_spatial, got.terms.div_channel], [want.div_sp_det, want.div_ch_det], tol, `${variant} diversity step ${s}`);
+        }
+      });
+
+      // branch_2 (lr 0.1) amplifies the upstream gradient gap below: only branch_1's classifier is checked here.
+      it('the older branch classifier after 3 steps (branch_1 fc weight and bias)', async () => {
+        for (const key of ['branch_1/fc.weight', 'branch_1/fc.bias']) {
+          const t = fx.manifest.tensors.find((m: { name: string }) => m.name === `${variant}/final/${key}`);
+          expectArrayClose(ours.get(key)!, toFloat32(await fx.raw('data.safetensors', t.name)), { rtol: t.tolerance.rtol, atol: t.tolerance.atol }, `${variant} ${key}`);
+        }
+      });
+
+      // Known gap (reported): the ESR train-mode gradient below each branch's bn4 (branch conv4 and everything
+      // upstream, e.g. base conv1) deviates from PyTorch by up to ~8% of its max in fer-models-esr on wasm, while
+      // the losses above and the heads' gradients match. `failing` flips to an error once that is fixed.
+      it.failing('every stored tensor after 3 steps (base and branches, BN buffers)', async () => {
+        const finals = fx.manifest.tensors.filter((t: { name: string }) => t.name.startsWith(`${variant}/final/`));
+        for (const t of finals) {
+          const key = t.name.slice(`${variant}/final/`.length);
+          if (key.endsWith('num_batches_tracked')) continue;
+          expectArrayClose(ours.get(key)!, toFloat32(await fx.raw('data.safetensors', t.name)), { rtol: t.tolerance.rtol, atol: t.tolerance.atol }, `${variant} ${key}`);
+        }
+      });
+    });
+  }
+});
+
+describeIfExists(path.join(REFERENCE_DIR, 'esr_cbam'), 'esr_cbam: 2 SGD steps with the 3-branch stage optimizer through trainStep', () => {
+  const fx = loadFixture('esr_cbam');
+
+  const got: { total: number; terms: Record<string, number> }[] = [];
+  let ours = new Map<string, Float32Array>();
+  beforeAll(async () => {
+    const sds = await Promise.all(['base', 'branch_1', 'branch_2', 'branch_3'].map(stateDict));
+    const { esr } = fromTorchStateDicts(sds[0], sds.slice(1));
+    const stage = esrGrowthPlan().stages[2];
+    const opt = stageOptimizer(esr, stage);
+    expect(opt.learningRates()).toEqual({ base: 0.01, branch_1: 0.01, branch_2: 0.01, branch_3: 0.1 });
+    const batches = [['input/x', 'input/labels'], ['input/x_step2', 'input/labels_step2']];
+    for (const [xs, ys] of batches) {
+      const x = nhwc(await fx.tensor('data.safetensors', xs));
+      const labels = tf.tensor1d(Array.from(toFloat32(await fx.raw('data.safetensors', ys))), 'int32');
+      const r = await trainStep(esr, opt, { images: x, labels }, esrStageLoss(stage, 'reference'));
+      tf.dispose([x, labels]);
+      got.push({ total: r.loss, terms: r.terms });
+    }
+    ours = torchState(esr);
+    opt.dispose();
+    esr.dispose();
+  });
+
+  it('losses of both steps (sgd/loss_step1, loss_step2) and their CE terms', () => {
+    const want = fx.manifest.sgd.step_losses;
+    for (let s = 0; s < 2; s++) {
+      const tol = { rtol: 1e-5 * 10 ** s, atol: 1e-6 };
+      expectArrayClose([got[s].total], [want[s].total], tol, `loss step ${s + 1}`);
+      expectArrayClose([1, 2, 3].map((k) => got[s].terms[`ce_branch_${k}`]), [1, 2, 3].map((k) => want[s][`ce_branch_${k}`]), tol, `CE step ${s + 1}`);
+    }
+  });
+
+  it('every branch classifier after two steps', async () => {
+    for (const b of [1, 2, 3]) {
+      for (const k of ['fc.weight', 'fc.bias']) {
+        const t = fx.manifest.tensors.find((m: { name: string }) => m.name === `full/branch_${b}/${k}`);
+        expectArrayClose(ours.get(`branch_${b}/${k}`)!, toFloat32(await fx.raw('after_sgd.safetensors', t.name)), { rtol: t.tolerance.rtol, atol: t.tolerance.atol }, t.name);
+      }
+    }
+  });
+
+  // Same known gap as train_esr2 (gradients below the branches' bn4 in fer-models-esr on wasm).
+  it.failing('every parameter and BN buffer after two steps (full and sampled)', async () => {
+    const after = fx.manifest.tensors.filter((t: { file: string }) => t.file === 'after_sgd.safetensors');
+    for (const t of after) {
+      const [kind, part, ...rest] = t.name.split('/');
+      const mine = ours.get(`${part}/${rest.join('/')}`)!;
+      const ref = toFloat32(await fx.raw('after_sgd.safetensors', t.name));
+      const vals = kind === 'sample' ? Float32Array.from(ref, (_, i) => mine[i * 31]) : mine;
+      expectArrayClose(vals, ref, { rtol: t.tolerance.rtol, atol: t.tolerance.atol }, `after_sgd ${t.name}`);
+    }
+  });
+});
