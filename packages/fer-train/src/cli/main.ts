@@ -160,6 +160,8 @@ export function buildProgram(): Command {
     .option('--batch <n>', 'batch size', int('--batch'), DEMO_DEFAULTS.batch)
     .option('--seed <n>', 'seed', int('--seed'), DEMO_DEFAULTS.seed)
     .option('--no-compare', "skip the 'none' comparison")
+    .option('--augment', 'ESR training augmentation on the synthetic faces')
+    .option('--lr-scale <x>', 'multiply every learning rate of the schedule', (v) => Number(v), DEMO_DEFAULTS.lrScale)
     .option('--workers <n>', 'image decoding worker threads', int('--workers'))
     .action(async (opts, cmd: Command) => {
       await backend(cmd);

@@ -22,13 +22,17 @@ export interface DemoOptions {
   laterEpochs: number;
   batch: number;
   seed: number;
-  /** Skip the `none` comparison run. */
+  /** Run the `none` comparison. */
   compare: boolean;
+  /** ESR training augmentation on the synthetic faces (off by default: a short demo learns faster without it). */
+  augment: boolean;
+  /** Multiplies every learning rate of the growth schedule (1 = the reference's 0.1 / 0.01). */
+  lrScale: number;
   workers?: number;
 }
 
 export const DEMO_DEFAULTS: DemoOptions = {
-  out: 'runs/demo', imageSize: 64, branches: 3, trainSize: 490, valSize: 140, testSize: 280, firstEpochs: 4, laterEpochs: 1, batch: 16, seed: 1, compare: true,
+  out: 'runs/demo', imageSize: 64, branches: 3, trainSize: 490, valSize: 140, testSize: 280, firstEpochs: 4, laterEpochs: 1, batch: 16, seed: 1, compare: true, augment: false, lrScale: 1,
 };
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
@@ -43,10 +47,12 @@ export async function runDemo(o: DemoOptions, out: Output): Promise<{ dpp: EvalR
   const t0 = Date.now();
   const outDir = path.resolve(o.out);
   const mk = (size: number, seed: number, augment: boolean) => syntheticExpressions({ size, seed, imageSize: o.imageSize, augment, workers: o.workers });
-  const train = mk(o.trainSize, o.seed * 3 + 1, true);
+  const train = mk(o.trainSize, o.seed * 3 + 1, o.augment);
   const validation = mk(o.valSize, o.seed * 3 + 2, false);
   const test = mk(o.testSize, o.seed * 3 + 3, false);
-  const plan: TrainingPlan = { ...esrGrowthPlan({ branches: o.branches, firstEpochs: o.firstEpochs, laterEpochs: o.laterEpochs, batchSize: o.batch }), evalBatchSize: 35 };
+  const growth = esrGrowthPlan({ branches: o.branches, firstEpochs: o.firstEpochs, laterEpochs: o.laterEpochs, batchSize: o.batch });
+  const scale = (lrs: Record<string, number>) => Object.fromEntries(Object.entries(lrs).map(([k, v]) => [k, v * o.lrScale]));
+  const plan: TrainingPlan = { ...growth, evalBatchSize: 35, stages: growth.stages.map((s) => ({ ...s, baseLrs: scale(s.baseLrs) })) };
   out.info(
     `demo: diversified ESR (CBAM, ${o.imageSize}x${o.imageSize}), grown to ${o.branches} branches as esr_affectnet does ` +
       `(${o.firstEpochs} epoch(s), then ${o.laterEpochs} per new branch), diversity 'dpp', on ${o.trainSize} synthetic faces (7 classes); ` +
