@@ -40,6 +40,10 @@ export const maxPoolGradWasm: tf.KernelConfig = {
     const { filterHeight: kh, filterWidth: kw } = info;
     const top = info.padInfo.top;
     const left = info.padInfo.left;
+    if (kh === 2 && kw === 2 && sh === 2 && sw === 2 && top === 0 && left === 0) {
+      maxPoolGrad2x2(x, g, dx, n, h, w, c, ho, wo);
+      return out;
+    }
     for (let bn = 0; bn < n; bn++) {
       const xb = bn * h * w * c;
       for (let oy = 0; oy < ho; oy++) {
@@ -70,6 +74,47 @@ export const maxPoolGradWasm: tf.KernelConfig = {
     return out;
   },
 };
+
+/** The 2x2, stride-2, unpadded case (ESR's pools): windows never overlap, so each dy lands on one cell. */
+function maxPoolGrad2x2(
+  x: Float32Array,
+  g: Float32Array,
+  dx: Float32Array,
+  n: number,
+  h: number,
+  w: number,
+  c: number,
+  ho: number,
+  wo: number,
+): void {
+  const row = w * c;
+  for (let bn = 0; bn < n; bn++) {
+    for (let oy = 0; oy < ho; oy++) {
+      for (let ox = 0; ox < wo; ox++) {
+        const p00 = ((bn * h + 2 * oy) * w + 2 * ox) * c;
+        const gb = ((bn * ho + oy) * wo + ox) * c;
+        for (let ch = 0; ch < c; ch++) {
+          // First maximum in row-major window order, as cpu: ties keep the earlier cell.
+          let bi = p00 + ch;
+          let bv = x[bi];
+          const i01 = bi + c;
+          if (x[i01] > bv) {
+            bv = x[i01];
+            bi = i01;
+          }
+          const i10 = p00 + ch + row;
+          if (x[i10] > bv) {
+            bv = x[i10];
+            bi = i10;
+          }
+          const i11 = i10 + c;
+          if (x[i11] > bv) bi = i11;
+          dx[bi] += g[gb + ch];
+        }
+      }
+    }
+  }
+}
 
 /**
  * UnsortedSegmentSum (the gradient of gather) over the wasm heap: out[s, ...] = Σ_{i: ids[i] = s} x[i, ...].
