@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { FerDataset, FerModel } from 'fer-core';
+import { stateVariables } from './state';
 import { argmax, classificationReport, confusionMatrix, pluralityVote, type ClassificationReport } from './metrics/classification';
 
 /** How branch or head outputs become one prediction. */
@@ -14,6 +15,12 @@ export interface EvaluateOptions {
   /** Head compared by the diversity metric (e.g. 'spatialAttention'); default: none. */
   diversityHead?: string;
   onBatch?: (done: number, total: number) => void;
+  /**
+   * Normalise with each batch's statistics instead of the BN running averages (train-mode forward); the model's
+   * state is restored afterwards. For very short runs, where the running statistics (CBAM's BN moves them by only
+   * 1% per step) are still far from the data. Default false (inference mode).
+   */
+  batchStatistics?: boolean;
 }
 
 export interface BranchEval {
@@ -54,11 +61,13 @@ export async function evaluate(model: FerModel, data: FerDataset, o: EvaluateOpt
   let disagree = 0;
   const total = Math.ceil(data.size / (o.batchSize ?? 32));
   let done = 0;
+  const saved = o.batchStatistics ? stateVariables(model).map((v) => [v, tf.clone(v)] as const) : [];
+  try {
   for await (const batch of data.batches({ batchSize: o.batchSize ?? 32, shuffle: false })) {
     try {
       const B = batch.labels.shape[0];
       const packed = tf.tidy(() => {
-        const out = model.forward(batch.images, { training: false });
+        const out = model.forward(batch.images, { training: o.batchStatistics === true });
         sel ??= out.logits.map((_, i) => i);
         const logits = tf.stack(sel.map((k) => out.logits[k])); // [n, B, K]
         const labels = tf.cast(batch.labels, 'int32');
@@ -106,6 +115,12 @@ export async function evaluate(model: FerModel, data: FerDataset, o: EvaluateOpt
       tf.dispose([batch.images, batch.labels, ...(batch.soft ? [batch.soft] : [])]);
     }
     o.onBatch?.(++done, total);
+  }
+  } finally {
+    for (const [v, value] of saved) {
+      v.assign(value);
+      value.dispose();
+    }
   }
   const size = truth.length;
   const n = sel?.length ?? 0;

@@ -11,6 +11,9 @@ import { confusionMatrixSvg, lineChartSvg, type Series } from './plots/svg';
 import { writeSvgAndPng } from './plots/render';
 import { learningRatesAt, type StagePlan, type TrainingPlan } from './schedule/plans';
 import { trainStep } from './step';
+import { stateVariables } from './state';
+
+export { stateVariables };
 
 /** How the trainer builds, grows and saves a model. */
 export interface ModelAdapter<M extends FerModel = FerModel> {
@@ -20,19 +23,6 @@ export interface ModelAdapter<M extends FerModel = FerModel> {
   addBranch?(model: M, seed: number): void;
   /** Writes the final (best) model in its package's format. */
   save?(model: M, dir: string): Promise<void>;
-}
-
-/** Everything a checkpoint must hold: weights and BN running statistics, in a stable order. */
-export function stateVariables(model: FerModel): tf.Variable[] {
-  const m = model as FerModel & {
-    stateVariables?(): tf.Variable[];
-    nonTrainableVariables?(): tf.Variable[];
-    parts?(): { model: { weights: { read(): tf.Tensor }[] } }[];
-  };
-  if (m.stateVariables) return m.stateVariables();
-  // fer-models-esr: every weight of every part (trainable, BN running statistics, counters)
-  if (m.parts) return m.parts().flatMap((p) => p.model.weights.map((w) => w.read() as tf.Variable));
-  return [...m.trainableVariables(), ...(m.nonTrainableVariables?.() ?? [])];
 }
 
 /**

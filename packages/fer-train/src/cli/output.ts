@@ -70,7 +70,7 @@ export class Output {
         case 'stage':
           this.info(
             `stage ${e.stage.stage}/${e.stages}: ${e.stage.ensembleSize ? `${e.stage.ensembleSize} branch(es), ` : ''}${e.stage.epochs} epoch(s), ` +
-              `lr ${Object.entries(e.stage.baseLrs).map(([k, v]) => `${k}=${v}`).join(' ')}`,
+              `lr ${Object.entries(e.stage.baseLrs).map(([k, v]) => `${k}=${Number(v.toPrecision(6))}`).join(' ')}`,
           );
           this.json({ ...e, stage: e.stage.stage, stageInfo: e.stage });
           break;

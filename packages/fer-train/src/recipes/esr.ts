@@ -35,6 +35,8 @@ export interface TrainEsrOptions {
   maxSteps?: number;
   plots?: boolean;
   onEvent?: (e: TrainEvent) => void;
+  /** Evaluate with batch statistics (see `EvaluateOptions.batchStatistics`); for very short runs only. */
+  evaluateWithBatchStatistics?: boolean;
 }
 
 /** The loss of one ESR stage: CE of the stage's branches plus the diversity terms over its diversity branches. */
@@ -68,7 +70,7 @@ export function trainEsr(o: TrainEsrOptions): Promise<TrainResult<EsrEnsemble>> 
     validation: o.validation,
     test: o.test,
     loss: (stage) => esrStageLoss(stage, o.diversity, o.channelTermOnSpatial),
-    evaluation: esrStageEvaluation,
+    evaluation: (stage) => ({ ...esrStageEvaluation(stage), batchStatistics: o.evaluateWithBatchStatistics }),
     outDir: o.outDir,
     seed: o.seed,
     microBatch: o.microBatch,
