@@ -32,7 +32,7 @@ export interface DemoOptions {
 }
 
 export const DEMO_DEFAULTS: DemoOptions = {
-  out: 'runs/demo', imageSize: 64, branches: 3, trainSize: 420, valSize: 140, testSize: 280, firstEpochs: 4, laterEpochs: 1, batch: 16, seed: 1, compare: true, augment: false, lrScale: 0.1,
+  out: 'runs/demo', imageSize: 64, branches: 3, trainSize: 350, valSize: 70, testSize: 140, firstEpochs: 4, laterEpochs: 1, batch: 16, seed: 1, compare: true, augment: false, lrScale: 0.1,
 };
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
