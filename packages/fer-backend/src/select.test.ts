@@ -18,7 +18,7 @@ describe('initBackend', () => {
     expect(info.skipped.map((s) => s.name)).toEqual(['tfjs-node-gpu', 'tfjs-node']);
     expect(info.skipped[0].reason).toMatch(/@tensorflow\/tfjs-node-gpu is not installed/);
     expect(info.kernels).toEqual(expect.arrayContaining(['Conv2DBackpropFilter', 'Conv2DBackpropInput']));
-    expect(info.gradientOverrides).toEqual(['FusedBatchNorm', 'Sum', 'Mean']);
+    expect(info.gradientOverrides).toEqual(['FusedBatchNorm', 'Sum', 'Mean', 'Max']);
   });
 
   it('honours FER_BACKEND, and an explicit option wins over it', async () => {
