@@ -5,12 +5,13 @@ import type { EvaluateOptions } from '../evaluate';
 import { esrLoss } from '../loss';
 import type { DiversityMode, LossFn } from '../loss-types';
 import type { StagePlan, TrainingPlan } from '../schedule/plans';
-import { Trainer, type ModelAdapter, type TrainEvent, type TrainResult } from '../trainer';
+import { Trainer, type ModelAdapter, type TrainResult } from '../trainer';
+import type { RecipeRunOptions } from './run-options';
 
 /** A dataset whose capped subset can be redrawn (fer-datasets' `ImageDataset`). */
 type Redrawable = FerDataset & { redraw?(seed: number): void };
 
-export interface TrainEsrOptions {
+export interface TrainEsrOptions extends RecipeRunOptions {
   /** `esrGrowthPlan(...)` (esr_affectnet) or `esrFineTunePlan(...)` (esr_ferplus / esr_rafdb). */
   plan: TrainingPlan;
   /**
@@ -27,14 +28,6 @@ export interface TrainEsrOptions {
   diversity: DiversityMode;
   /** esr_ferplus/esr_rafdb faithful flag: the "channel" term on the spatial maps (spec §8 defect 5). */
   channelTermOnSpatial?: boolean;
-  outDir: string;
-  seed?: number;
-  microBatch?: number;
-  resume?: boolean;
-  checkpointEverySteps?: number;
-  maxSteps?: number;
-  plots?: boolean;
-  onEvent?: (e: TrainEvent) => void;
   /** Evaluate with batch statistics (see `EvaluateOptions.batchStatistics`); for very short runs only. */
   evaluateWithBatchStatistics?: boolean;
 }

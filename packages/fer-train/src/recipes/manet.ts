@@ -4,9 +4,10 @@ import { fileSaveHandler } from '../io/layers-files';
 import { manetLoss } from '../loss';
 import type { DiversityMode } from '../loss-types';
 import type { TrainingPlan } from '../schedule/plans';
-import { Trainer, type TrainEvent, type TrainResult } from '../trainer';
+import { Trainer, type TrainResult } from '../trainer';
+import type { RecipeRunOptions } from './run-options';
 
-export interface TrainManetOptions {
+export interface TrainManetOptions extends RecipeRunOptions {
   /** `manetPlan({ dataset })`. */
   plan: TrainingPlan;
   /** `fromMsCeleb(path, { numClasses })` when the MS-Celeb checkpoint is given, else `createManet({ numClasses, seed })`. */
@@ -17,15 +18,6 @@ export interface TrainManetOptions {
   diversity: DiversityMode;
   /** Head-1 weight (reference 0.6) in the loss and the combined prediction. */
   beta?: number;
-  outDir: string;
-  seed?: number;
-  /** Micro-batch for gradient accumulation up to the plan's batch (128): see `StepOptions.microBatch`. */
-  microBatch?: number;
-  resume?: boolean;
-  checkpointEverySteps?: number;
-  maxSteps?: number;
-  plots?: boolean;
-  onEvent?: (e: TrainEvent) => void;
 }
 
 /** Fine-tunes a diversified MA-Net with a `manet_*` plan. */
