@@ -28,3 +28,5 @@ export type { TrainEsrOptions } from './recipes/esr';
 export { trainManet } from './recipes/manet';
 export type { TrainManetOptions } from './recipes/manet';
 export { fileSaveHandler, fileLoadHandler } from './io/layers-files';
+export { recalibrateBatchNorm, findBatchNorms } from './batch-norm-recalibration';
+export type { RecalibrateOptions, RecalibrateResult, BatchNormState } from './batch-norm-recalibration';
