@@ -1,7 +1,7 @@
 import * as tfl from '@tensorflow/tfjs-layers';
 import { Cbam, TorchBatchNorm } from 'fer-core';
 import type { MsScaleOrder } from './configs';
-import { ChannelSlice, TorchMaxPool2d } from './layers';
+import { ChannelSlice, TorchMaxPool2d, useLazyInputGradient } from './layers';
 
 type Sym = tfl.SymbolicTensor;
 
@@ -29,24 +29,25 @@ export class ManetBuilder {
    * 'valid', anything else is zero padding + 'valid' (a stride-2 'same' would pad 0 before and 1 after).
    * Kaiming-normal, fan_out, ReLU gain as the reference initialises every Conv2d (spec §2.4).
    */
-  conv(x: Sym, name: string, filters: number, kernel: number, stride: number, pad: number): Sym {
+  conv(x: Sym, name: string, filters: number, kernel: number, stride: number, pad: number, onInput = false): Sym {
     let padding: 'same' | 'valid' = 'valid';
     if (pad > 0 && stride === 1 && 2 * pad === kernel - 1) padding = 'same';
     else if (pad > 0) x = tfl.layers.zeroPadding2d({ padding: pad, name: `${name}.pad` }).apply(x) as Sym;
-    return tfl.layers
-      .conv2d({
-        filters,
-        kernelSize: kernel,
-        strides: stride,
-        padding,
-        useBias: false,
-        name,
-        kernelInitializer:
-          this.convInit === 'zeros'
-            ? tfl.initializers.zeros()
-            : tfl.initializers.varianceScaling({ scale: 2, mode: 'fanOut', distribution: 'normal', seed: this.nextSeed() }),
-      })
-      .apply(x) as Sym;
+    const layer = tfl.layers.conv2d({
+      filters,
+      kernelSize: kernel,
+      strides: stride,
+      padding,
+      useBias: false,
+      name,
+      kernelInitializer:
+        this.convInit === 'zeros'
+          ? tfl.initializers.zeros()
+          : tfl.initializers.varianceScaling({ scale: 2, mode: 'fanOut', distribution: 'normal', seed: this.nextSeed() }),
+    });
+    // A conv on the image: nothing trainable reaches its input, so skip the input gradient (see useLazyInputGradient).
+    if (onInput) useLazyInputGradient(layer);
+    return layer.apply(x) as Sym;
   }
 
   bn(x: Sym, name: string): Sym {
@@ -76,7 +77,7 @@ export class ManetBuilder {
 
   /** conv1 7x7/2 pad 3 -> bn1 -> ReLU -> MaxPool 3x3/2 pad 1: [B,224,224,3] -> [B,56,56,64]. */
   stem(x: Sym): Sym {
-    const y = this.relu(this.bn(this.conv(x, 'conv1', 64, 7, 2, 3), 'bn1'), 'relu');
+    const y = this.relu(this.bn(this.conv(x, 'conv1', 64, 7, 2, 3, true), 'bn1'), 'relu');
     return new TorchMaxPool2d({ poolSize: 3, strides: 2, padding: 1, name: 'maxpool' }).apply(y) as Sym;
   }
 

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { assertShape, type FerModel, type ForwardOptions, type ForwardResult, type LabelSet, type VariableGroup } from 'fer-core';
 import { ManetBuilder } from './blocks';
+import { useLazyInputGradient } from './layers';
 import { MANET_INPUT_SIZE, resolveConfig, type ManetOptions, type ResolvedManetConfig } from './configs';
 
 /** What `Manet.forward` puts in `ForwardResult.heads`. */
@@ -126,5 +127,6 @@ export async function loadManet(handler: tf.io.IOHandler): Promise<Manet> {
   const model = await tfl.loadLayersModel(handler);
   const meta = (model.getUserDefinedMetadata() as Record<string, unknown> | undefined)?.[METADATA_KEY] as ResolvedManetConfig | undefined;
   if (!meta) throw new Error(`The loaded model has no '${METADATA_KEY}' metadata; it was not saved by Manet.save().`);
+  useLazyInputGradient(model.getLayer('conv1'));
   return new Manet(model, meta);
 }

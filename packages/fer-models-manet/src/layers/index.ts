@@ -2,3 +2,4 @@ export { TorchMaxPool2d } from './torch-max-pool';
 export type { TorchMaxPool2dArgs } from './torch-max-pool';
 export { ChannelSlice } from './channel-slice';
 export type { ChannelSliceArgs } from './channel-slice';
+export { useLazyInputGradient } from './input-conv';
