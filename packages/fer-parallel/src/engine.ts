@@ -241,6 +241,11 @@ export class DataParallel {
     }
   }
 
+  /** Total state values (BN running statistics, counters) per replica. */
+  get stateSize(): number {
+    return this.stateShapes.reduce((a, s) => a + s.reduce((x, y) => x * y, 1), 0);
+  }
+
   get numWorkers(): number {
     return this.handles.length;
   }
@@ -280,8 +285,10 @@ export class DataParallel {
       loss += r.loss;
       for (const [k, v] of Object.entries(r.terms)) terms[k] = (terms[k] ?? 0) + v;
     }
+    const counts = replies[0].counts.map((_, i) => replies.reduce((a, r) => a + (r.counts[i] ?? 0), 0));
     this.reconcileState(replies, active.map((hd) => plan[hd.index].reduce((a, ch) => a + ch.count, 0) / n), active.length);
-    return { loss, terms, grads: this.views(g), flat: g, count: n, workerMs: replies.map((r) => r.ms) };
+    const after = this.pendingState ?? (this.opts.stateSync === 'none' ? null : replies[0].state);
+    return { loss, terms, counts, state: after, grads: this.views(g), flat: g, count: n, workerMs: replies.map((r) => r.ms) };
   }
 
   /**
@@ -322,12 +329,15 @@ export class DataParallel {
   /**
    * Sends weights to every replica: the given arrays (one per variable, or one flat vector), which also become the
    * master copy, or the master copy `weights` / `flatWeights` as it stands (e.g. after an optimiser step on it).
+   * `state` (flat, `stateSize` values in `Replica.state` order) replaces the replicas' state, e.g. after a
+   * checkpoint reload; without it they get the state reconciled after the last step (if not sent yet).
    */
-  async setWeights(values?: Float32Array | Float32Array[]): Promise<void> {
+  async setWeights(values?: Float32Array | Float32Array[], state?: Float32Array): Promise<void> {
     this.checkLive();
     if (values) this.copyIntoMaster(values);
+    if (state !== undefined && state.length !== this.stateSize) throw new FerInputError(`Expected a flat state vector of ${this.stateSize} values, but got ${state.length}.`);
     const flat = this.flatWeights;
-    const state = this.pendingState ?? undefined;
+    state ??= this.pendingState ?? undefined;
     this.pendingState = null;
     await Promise.all(this.handles.map((h) => h.request({ type: 'setWeights', flat, state }, 'setWeights')));
   }

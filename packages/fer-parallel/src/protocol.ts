@@ -51,6 +51,7 @@ export interface InitReply {
 export interface GradsReply {
   loss: number;
   terms: Record<string, number>;
+  counts: number[];
   flat: Float32Array;
   state: Float32Array | null;
   ms: number;

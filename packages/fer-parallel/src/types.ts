@@ -31,6 +31,11 @@ export interface ShardBatch {
 export interface ReplicaGradients {
   loss: number;
   terms?: Record<string, number>;
+  /**
+   * Optional counts over the micro-batch (e.g. correct predictions per head): summed as they are, over micro-batches
+   * and workers, not weighted. Every call must return the same number of counts.
+   */
+  counts?: number[];
   grads: Array<Float32Array | tf.Tensor>;
 }
 
@@ -101,6 +106,13 @@ export interface BatchGradients {
   flat: Float32Array;
   /** Images in the batch. */
   count: number;
+  /** Σ of the replicas' `counts` over the batch (empty when the task returns none). */
+  counts: number[];
+  /**
+   * The replicas' state after this step as `stateSync` reconciled it (flat, in `Replica.state` order; what every
+   * replica holds from the next request on), or null with `stateSync: 'none'`. Engine-owned, like `flat`.
+   */
+  state: Float32Array | null;
   /** Wall time per worker for its shard, ms (compute only, measured in the worker). */
   workerMs: number[];
 }

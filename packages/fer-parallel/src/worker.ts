@@ -113,6 +113,7 @@ async function grads(req: Extract<Request, { type: 'grads' }>): Promise<GradsRep
   const total = sizes.reduce((a, b) => a + b, 0);
   const acc = req.out && req.out.length === total ? req.out : new Float32Array(total);
   const terms: Record<string, number> = {};
+  let counts: number[] = [];
   let loss = 0;
   const [h, w, c] = req.image;
   const px = h * w * c;
@@ -148,10 +149,14 @@ async function grads(req: Extract<Request, { type: 'grads' }>): Promise<GradsRep
       tf.dispose(out.grads.filter((g): g is tf.Tensor => g instanceof tf.Tensor));
     }
     loss += ch.weight * out.loss;
+    if (out.counts) {
+      if (k > 0 && out.counts.length !== counts.length) throw new Error(`Expected ${counts.length} counts from every micro-batch, but got ${out.counts.length}.`);
+      counts = k === 0 ? [...out.counts] : counts.map((v, i) => v + out.counts![i]);
+    }
     for (const [n, v] of Object.entries(out.terms ?? {})) terms[n] = (terms[n] ?? 0) + ch.weight * v;
   }
   const state = r.state && r.state.length ? await readFlat(r.state, stateSizes.reduce((a, b) => a + b, 0)) : null;
-  return { loss, terms, flat: acc, state, ms: performance.now() - t0 };
+  return { loss, terms, counts, flat: acc, state, ms: performance.now() - t0 };
 }
 
 async function infer(req: Extract<Request, { type: 'infer' }>): Promise<InferReply> {

@@ -1,5 +1,6 @@
 import type * as tf from '@tensorflow/tfjs-core';
 import type { ForwardResult } from 'fer-core';
+import type { LossSpec } from './loss';
 
 /**
  * Which diversity loss enters training: `reference` reproduces the scripts (zero-diagonal similarity, γ = 10, −det;
@@ -14,6 +15,9 @@ export interface LossTerms {
   terms: Record<string, tf.Scalar>;
 }
 
-/** What a trainer calls per (micro-)batch. */
-export type LossFn = (out: ForwardResult, labels: tf.Tensor1D) => LossTerms;
+/**
+ * What a trainer calls per (micro-)batch. A loss built by `lossFromSpec` (as the recipes build theirs) carries its
+ * `spec`, plain data that data-parallel workers use to rebuild the very same loss.
+ */
+export type LossFn = ((out: ForwardResult, labels: tf.Tensor1D) => LossTerms) & { readonly spec?: LossSpec };
 

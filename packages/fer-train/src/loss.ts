@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { crossEntropy, expected, type ForwardResult } from 'fer-core';
 import { diversityLoss, manetChannelHeads, manetSpatialHeads, referenceFerPlusChannelHeads } from 'fer-diversity-loss';
 
-import type { DiversityMode, LossTerms } from './loss-types';
+import type { DiversityMode, LossFn, LossTerms } from './loss-types';
 
 export interface EsrLossOptions {
   diversity: DiversityMode;
@@ -86,4 +86,16 @@ export function manetLoss(out: ForwardResult, labels: tf.Tensor1D, o: ManetLossO
   }
   const total = tf.tidy(() => tf.addN([tf.mul(terms.ce_1, beta), tf.mul(terms.ce_2, 1 - beta), ...weighted]) as tf.Scalar);
   return { total, terms };
+}
+
+/** A training loss as plain (structured-cloneable) data: which loss and its options. */
+export type LossSpec = { kind: 'esr'; options: EsrLossOptions } | { kind: 'manet'; options: ManetLossOptions };
+
+/** The `LossFn` a spec describes, carrying the spec (so data-parallel workers can rebuild the same loss). */
+export function lossFromSpec(spec: LossSpec): LossFn {
+  const fn =
+    spec.kind === 'esr'
+      ? (out: ForwardResult, labels: tf.Tensor1D) => esrLoss(out, labels, spec.options)
+      : (out: ForwardResult, labels: tf.Tensor1D) => manetLoss(out, labels, spec.options);
+  return Object.assign(fn, { spec });
 }

@@ -1,7 +1,7 @@
 import * as path from 'node:path';
 import { existsSync, promises as fs } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
-import { FerInputError, Rng, writeFileAtomic, type FerDataset, type FerModel, type RngState } from 'fer-core';
+import { FerInputError, Rng, assertPositiveInt, writeFileAtomic, type FerDataset, type FerModel, type RngState } from 'fer-core';
 import { evaluate, type EvalResult, type EvaluateOptions } from './evaluate';
 import { finalEval, historyCsv, type EpochRecord, type History } from './history';
 import { checkpointOptimizerState, loadCheckpoint, restoreVariables, saveCheckpoint, type TrainingPosition } from './io/checkpoint';
@@ -10,6 +10,8 @@ import { Sgd } from './optim/sgd';
 import { confusionMatrixSvg, lineChartSvg, type Series } from './plots/svg';
 import { writeSvgAndPng } from './plots/render';
 import { learningRatesAt, type StagePlan, type TrainingPlan } from './schedule/plans';
+import { DataParallelStep } from './parallel/data-parallel';
+import type { ComputeBackend } from './parallel/task';
 import { trainStep } from './step';
 import { stateVariables } from './state';
 
@@ -66,6 +68,16 @@ export interface TrainerOptions<M extends FerModel = FerModel> {
   seed?: number;
   /** Micro-batch size for gradient accumulation (default: the plan's batch size). */
   microBatch?: number;
+  /**
+   * Worker threads that compute each step's gradient data-parallel (fer-parallel; each its own backend and heap).
+   * Default 1: the step runs in this thread. With N ≥ 2 the batch is split into N equal shards (micro-batched by
+   * `microBatch`), the gradients summed weighted by shard share and applied by this trainer's SGD; weights equal the
+   * single-process run with the same micro-batches up to float32 summation order; BN running statistics are the
+   * replicas' weighted mean (see `DataParallelStep`). Needs an ESR or MA-Net model and a `lossFromSpec` loss.
+   */
+  computeWorkers?: number;
+  /** The compute workers' backend (default: this thread's when 'wasm' or 'cpu', else 'wasm'). */
+  computeBackend?: ComputeBackend;
   /** Also checkpoint every N optimizer steps mid-epoch (default: only at epoch ends and every 10 minutes). */
   checkpointEverySteps?: number;
   /** Continue from `<outDir>/checkpoints/last.safetensors`. */
@@ -182,6 +194,9 @@ export class Trainer<M extends FerModel = FerModel> {
       this.emit({ type: 'resumed', position: pos });
     }
 
+    const computeWorkers = this.o.computeWorkers ?? 1;
+    assertPositiveInt('computeWorkers', computeWorkers);
+    let parallel: DataParallelStep | undefined;
     let processSteps = 0;
     let lastSave = Date.now();
     let stopped = false;
@@ -222,6 +237,9 @@ export class Trainer<M extends FerModel = FerModel> {
         this.emit({ type: 'stage', stage, stages: plan.stages.length });
         const train = await this.o.trainData(stage, stageSeed);
         const loss = this.o.loss(stage);
+        // Replicas are built per stage: growth changes the variables, and the stage's loss options change.
+        await parallel?.dispose();
+        parallel = computeWorkers > 1 ? await DataParallelStep.create(model, loss, { workers: computeWorkers, microBatch: this.o.microBatch, backend: this.o.computeBackend }) : undefined;
         const stepsPerEpoch = Math.ceil(train.size / plan.batchSize);
 
         for (let e = pos.epoch; e < stage.epochs; e++) {
@@ -235,7 +253,7 @@ export class Trainer<M extends FerModel = FerModel> {
           for await (const batch of train.batches({ batchSize: plan.batchSize, shuffle: true, seed: stageSeed, epoch: e })) {
             try {
               if (i++ < skip) continue;
-              const r = await trainStep(model, sgd, batch, loss, { microBatch: this.o.microBatch });
+              const r = parallel ? await parallel.step(sgd, batch) : await trainStep(model, sgd, batch, loss, { microBatch: this.o.microBatch });
               acc.steps++;
               acc.lossSum += r.loss;
               for (const [k, v] of Object.entries(r.terms)) acc.termSums[k] = (acc.termSums[k] ?? 0) + v;
@@ -308,6 +326,8 @@ export class Trainer<M extends FerModel = FerModel> {
       opt?.dispose();
       model.dispose();
       throw err;
+    } finally {
+      await parallel?.dispose();
     }
     opt?.dispose();
 

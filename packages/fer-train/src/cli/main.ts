@@ -103,6 +103,7 @@ export function buildProgram(): Command {
     .option('--workers <n>', 'image decoding worker threads', int('--workers'))
     .option('--seed <n>', 'synthetic dataset seed', int('--seed'), 0)
     .option('--cap <n>', 'folder: at most n images per class (seeded subset)', int('--cap'))
+    .option('--synthetic-size <train,val,test>', 'synthetic: the sizes given to fer train (the test split is evaluated)', intList)
     .action(async (opts, cmd: Command) => {
       await backend(cmd);
       await runEval(opts, outputOf(cmd));
@@ -162,6 +163,7 @@ export function buildProgram(): Command {
     .option('--no-compare', "skip the 'none' comparison")
     .option('--augment', 'ESR training augmentation on the synthetic faces')
     .option('--lr-scale <x>', 'multiply every learning rate of the schedule', (v) => Number(v), DEMO_DEFAULTS.lrScale)
+    .option('--bn-batches <n>', 'training batches to recompute the BN running statistics over before the final evaluation (0: evaluate with batch statistics)', int('--bn-batches'), DEMO_DEFAULTS.bnBatches)
     .option('--workers <n>', 'image decoding worker threads', int('--workers'))
     .action(async (opts, cmd: Command) => {
       await backend(cmd);

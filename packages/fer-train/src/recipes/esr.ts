@@ -1,8 +1,7 @@
-import type * as tf from '@tensorflow/tfjs-core';
 import type { FerDataset } from 'fer-core';
 import type { EsrEnsemble } from 'fer-models-esr';
 import type { EvaluateOptions } from '../evaluate';
-import { esrLoss } from '../loss';
+import { lossFromSpec } from '../loss';
 import type { DiversityMode, LossFn } from '../loss-types';
 import type { StagePlan, TrainingPlan } from '../schedule/plans';
 import { Trainer, type ModelAdapter, type TrainResult } from '../trainer';
@@ -34,7 +33,7 @@ export interface TrainEsrOptions extends RecipeRunOptions {
 
 /** The loss of one ESR stage: CE of the stage's branches plus the diversity terms over its diversity branches. */
 export function esrStageLoss(stage: StagePlan, diversity: DiversityMode, channelTermOnSpatial = false): LossFn {
-  return (out, labels: tf.Tensor1D) => esrLoss(out, labels, { diversity, ceBranches: stage.ceBranches, diversityBranches: stage.diversityBranches, channelTermOnSpatial });
+  return lossFromSpec({ kind: 'esr', options: { diversity, ceBranches: stage.ceBranches, diversityBranches: stage.diversityBranches, channelTermOnSpatial } });
 }
 
 /** ESR evaluation of a stage: the stage's branches vote (ties to the lowest class); diversity on the spatial attention. */
@@ -67,6 +66,7 @@ export function trainEsr(o: TrainEsrOptions): Promise<TrainResult<EsrEnsemble>> 
     outDir: o.outDir,
     seed: o.seed,
     microBatch: o.microBatch,
+    computeWorkers: o.computeWorkers,
     resume: o.resume,
     checkpointEverySteps: o.checkpointEverySteps,
     maxSteps: o.maxSteps,

@@ -1,7 +1,7 @@
 import type { FerDataset } from 'fer-core';
 import type { Manet } from 'fer-models-manet';
 import { fileSaveHandler } from '../io/layers-files';
-import { manetLoss } from '../loss';
+import { lossFromSpec } from '../loss';
 import type { DiversityMode } from '../loss-types';
 import type { TrainingPlan } from '../schedule/plans';
 import { Trainer, type TrainResult } from '../trainer';
@@ -29,11 +29,12 @@ export function trainManet(o: TrainManetOptions): Promise<TrainResult<Manet>> {
     trainData: () => o.train,
     validation: o.validation,
     test: o.test,
-    loss: () => (out, y) => manetLoss(out, y, { diversity: o.diversity, beta }),
+    loss: () => lossFromSpec({ kind: 'manet', options: { diversity: o.diversity, beta } }),
     evaluation: () => ({ combine: { kind: 'weighted', weights: [beta, 1 - beta] }, diversityHead: 'globalFeatures' }),
     outDir: o.outDir,
     seed: o.seed,
     microBatch: o.microBatch,
+    computeWorkers: o.computeWorkers,
     resume: o.resume,
     checkpointEverySteps: o.checkpointEverySteps,
     maxSteps: o.maxSteps,

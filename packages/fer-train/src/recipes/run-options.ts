@@ -6,6 +6,8 @@ export interface RecipeRunOptions {
   seed?: number;
   /** Micro-batch for gradient accumulation up to the plan's batch size: see `StepOptions.microBatch`. */
   microBatch?: number;
+  /** Worker threads computing each step data-parallel (`TrainerOptions.computeWorkers`; default 1). */
+  computeWorkers?: number;
   resume?: boolean;
   checkpointEverySteps?: number;
   maxSteps?: number;

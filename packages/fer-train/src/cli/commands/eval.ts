@@ -20,6 +20,8 @@ export interface EvalCommandOptions {
   seed: number;
   /** folder: evaluate at most this many images per class (a seeded subset). */
   cap?: number;
+  /** synthetic: the `--synthetic-size` of the training run; the test split (same seed) is evaluated. */
+  syntheticSize?: number[];
 }
 
 /** Evaluates a saved model on one split: per-branch and ensemble accuracy, per-class and macro-F1, confusion matrix. */
@@ -29,7 +31,7 @@ export async function runEval(o: EvalCommandOptions, out: Output): Promise<EvalR
   const model: FerModel = mk === 'esr' ? await loadAnyEsr(o.model) : await loadManetDir(o.model);
   try {
     const imageSize = o.imageSize ?? (model as { config?: { inputSize?: number } }).config?.inputSize ?? (mk === 'esr' ? 96 : 224);
-    const ds = await loadEvalSplit({ kind, root: o.data, split: o.split, imageSize, cap: o.cap, workers: o.workers, seed: o.seed, onWarning: (m) => out.info(`warning: ${m}`) });
+    const ds = await loadEvalSplit({ kind, root: o.data, split: o.split, imageSize, cap: o.cap, workers: o.workers, seed: o.seed, syntheticSizes: o.syntheticSize as [number, number, number] | undefined, onWarning: (m) => out.info(`warning: ${m}`) });
     const labels = ds.labels as readonly string[];
     const modelLabels = model.labels as readonly string[];
     if (modelLabels.length !== labels.length || modelLabels.some((l, i) => l !== labels[i])) {

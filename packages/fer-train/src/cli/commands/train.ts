@@ -1,4 +1,6 @@
 import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import { MANET_INPUT_SIZE, MANET_WASM_MAX_BATCH, MANET_WASM_MICRO_BATCH } from 'fer-models-manet';
 import { FerInputError, parseChoice } from 'fer-core';
 import { loadSplits, DATASET_KINDS, type DatasetKind } from '../../data';
 import { DIVERSITY_MODES, type DiversityMode } from '../../loss-types';
@@ -58,7 +60,13 @@ export function describeEval(name: string, r: EvalResult, classNames: readonly s
 export async function runTrain(model: 'esr' | 'manet', o: TrainCommandOptions, out: Output): Promise<TrainSummary> {
   const kind = parseChoice<DatasetKind>('dataset', o.dataset, DATASET_KINDS);
   const diversity = parseChoice<DiversityMode>('diversity mode', o.diversity, DIVERSITY_MODES);
-  const imageSize = o.imageSize ?? (model === 'esr' ? 96 : 224);
+  const imageSize = o.imageSize ?? (model === 'esr' ? 96 : MANET_INPUT_SIZE);
+  if (model === 'manet' && imageSize !== MANET_INPUT_SIZE) {
+    throw new FerInputError(
+      `MA-Net needs ${MANET_INPUT_SIZE}x${MANET_INPUT_SIZE} inputs (its 28x28 layer2 map is cut into four 14x14 patches), but got --image-size ${imageSize}.`,
+      `Drop --image-size or pass ${MANET_INPUT_SIZE}.`,
+    );
+  }
   const outDir = path.resolve(o.out ?? path.join('runs', `${model}-${kind}`));
   const splits = await loadSplits({
     kind, root: o.data, imageSize, cap: o.cap, validationRoot: o.valData, testRoot: o.testData, seed: o.seed,
@@ -91,8 +99,17 @@ export async function runTrain(model: 'esr' | 'manet', o: TrainCommandOptions, o
     });
   } else {
     const ds = kind === 'affectnet' || kind === 'ferplus' || kind === 'rafdb' ? kind : 'rafdb';
-    const plan = manetPlan({ dataset: ds, epochs: o.epochs, batchSize: o.batch });
-    result = await trainManet({ ...common, plan, createModel: () => manetFor(labels, o.seed, o.pretrained) });
+    let plan = manetPlan({ dataset: ds, epochs: o.epochs, batchSize: o.batch });
+    let microBatch = o.microBatch;
+    if (tf.getBackend() === 'wasm') {
+      // The wasm heap (4 GiB) holds a training forward + backward of at most MANET_WASM_MAX_BATCH images at 224 px.
+      if (microBatch === undefined && plan.batchSize > MANET_WASM_MAX_BATCH) {
+        microBatch = MANET_WASM_MICRO_BATCH;
+        out.info(`note: batch ${plan.batchSize} runs as micro-batches of ${microBatch} with gradient accumulation (wasm heap); BN statistics are per micro-batch. Set --micro-batch to change.`);
+      }
+      plan = { ...plan, evalBatchSize: Math.min(plan.evalBatchSize, MANET_WASM_MAX_BATCH) };
+    }
+    result = await trainManet({ ...common, microBatch, plan, createModel: () => manetFor(labels, o.seed, o.pretrained) });
   }
   if (result.stopped) {
     out.result(`stopped early; resume with --resume --out ${outDir}`, { type: 'summary', stopped: true, outDir });
@@ -102,7 +119,7 @@ export async function runTrain(model: 'esr' | 'manet', o: TrainCommandOptions, o
   out.result(describeEval(splits.test ? 'validation (model selection)' : 'validation', result.validation!, names), { type: 'summary', split: 'validation', accuracy: result.validation!.ensemble.accuracy, macroF1: result.validation!.ensemble.macroF1 });
   if (result.test) out.result(describeEval('test', result.test, names), { type: 'summary', split: 'test', accuracy: result.test.ensemble.accuracy, macroF1: result.test.ensemble.macroF1 });
   out.result(
-    `files: model ${result.files.model}, history ${result.files.history} (+ .csv), plots ${result.files.plots}/{loss,accuracy,confusion}.{svg,png}, checkpoints ${result.files.checkpoints}`,
+    `files: model ${result.files.model}, history ${result.files.history} (+ .csv)${o.plots ? `, plots ${result.files.plots}/{loss,accuracy,confusion}.{svg,png}` : ''}, checkpoints ${result.files.checkpoints}`,
     { type: 'files', ...result.files },
   );
   return { outDir, result };
