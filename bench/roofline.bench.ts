@@ -84,7 +84,7 @@ function wasmPeak(runs: number, convs: Work['convs']): { matmul: number; conv: {
   const conv = convs.map((c) => {
     const batch = 8;
     const x = tf.randomUniform([batch, c.x[1], c.x[2], c.x[3]]) as tf.Tensor4D;
-    const w = tf.randomUniform(c.w) as tf.Tensor4D;
+    const w = tf.randomUniform(c.w as [number, number, number, number]) as tf.Tensor4D;
     const ms = bestMs(runs, () => tf.conv2d(x, w, 1, 'same').dataSync());
     const out = tf.tidy(() => tf.conv2d(x, w, 1, 'same').shape);
     tf.dispose([x, w]);
