@@ -138,7 +138,7 @@ function faces(n: number, seed: number, name: string): FerDataset {
 }
 
 describe('Trainer with computeWorkers: 2', () => {
-  it('grows the ensemble (replicas rebuilt per stage), resumes, and ends with the single-process weights', async () => {
+  it('stops after stage 1, resumes, grows the ensemble (replicas rebuilt per stage) and ends with the single-process weights', async () => {
     const root = await fs.mkdtemp(path.join(os.tmpdir(), 'fer-parallel-trainer-'));
     const run = async (dir: string, computeWorkers: number, extra: { maxSteps?: number; resume?: boolean } = {}) => {
       const trainer = new Trainer<EsrEnsemble>({
@@ -159,21 +159,21 @@ describe('Trainer with computeWorkers: 2', () => {
     };
     try {
       const ref = await run('single', 1);
-      const par = await run('parallel', 2);
       const stopped = await run('resumed', 2, { maxSteps: 1 });
       expect(stopped.stopped).toBe(true);
       stopped.model.dispose();
       const resumed = await run('resumed', 2, { resume: true });
       try {
-        expect(par.model.numBranches).toBe(2);
-        const w = await trainable(ref.model);
-        expectWeightsClose(await trainable(par.model), w, 1e-5);
-        expectWeightsClose(await trainable(resumed.model), w, 1e-5);
-        expect(par.history.epochs.map((e) => e.trainLoss)).toEqual(ref.history.epochs.map((e) => expect.closeTo(e.trainLoss, 4)));
-        // Running statistics differ (documented) but stay in the checkpoint.
-        expect(stateVariables(par.model).length).toBe(stateVariables(ref.model).length);
+        // Stage 1 ran in one process, stage 2 (after growth and the reload of stage 1's best) in the resumed one.
+        expect(resumed.model.numBranches).toBe(2);
+        expectWeightsClose(await trainable(resumed.model), await trainable(ref.model), 1e-5);
+        expect(resumed.history.epochs.map((e) => [e.stage, e.steps])).toEqual([[1, 1], [2, 1]]);
+        expect(resumed.history.epochs.map((e) => e.trainLoss)).toEqual(ref.history.epochs.map((e) => expect.closeTo(e.trainLoss, 4)));
+        expect(resumed.history.epochs[1].trainTerms.div_spatial).toBeCloseTo(ref.history.epochs[1].trainTerms.div_spatial, 4);
+        // Running statistics differ slightly (documented) and are checkpointed with the weights.
+        expect(stateVariables(resumed.model).length).toBe(stateVariables(ref.model).length);
       } finally {
-        [ref, par, resumed].forEach((r) => r.model.dispose());
+        [ref, resumed].forEach((r) => r.model.dispose());
       }
     } finally {
       await fs.rm(root, { recursive: true, force: true });

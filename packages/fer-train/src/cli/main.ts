@@ -79,6 +79,7 @@ export function buildProgram(): Command {
       .option('--image-size <n>', 'input side (ESR 96, MA-Net 224)', int('--image-size'))
       .option('--synthetic-size <train,val,test>', 'synthetic dataset sizes', intList)
       .option('--workers <n>', 'image decoding worker threads', int('--workers'))
+      .option('--compute-workers <n>', 'worker threads computing each step data-parallel, each with its own backend (2 uses both cores of a 2-core machine; default 1)', int('--compute-workers'))
       .option('--seed <n>', 'seed for initialisation, shuffling and augmentation', int('--seed'), 0)
       .option('--resume', 'continue the run in --out from its last checkpoint')
       .option('--max-steps <n>', 'stop after n optimizer steps (checkpointed; continue with --resume)', int('--max-steps'))

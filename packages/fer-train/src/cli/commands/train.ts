@@ -37,6 +37,7 @@ export interface TrainCommandOptions {
   plots: boolean;
   syntheticSize?: number[];
   workers?: number;
+  computeWorkers?: number;
 }
 
 export interface TrainSummary {
@@ -78,7 +79,7 @@ export async function runTrain(model: 'esr' | 'manet', o: TrainCommandOptions, o
   out.info(`${model} on ${kind}: ${splits.train.size} training, ${splits.validation.size} validation${splits.test ? `, ${splits.test.size} test` : ''} images; classes ${labels.join(', ')}; diversity '${diversity}'; output ${outDir}`);
   const common = {
     train: splits.train, validation: splits.validation, test: splits.test, diversity, outDir, seed: o.seed, microBatch: o.microBatch,
-    resume: o.resume, maxSteps: o.maxSteps, checkpointEverySteps: o.checkpointEvery, plots: o.plots, onEvent: out.trainEvents(),
+    computeWorkers: o.computeWorkers, resume: o.resume, maxSteps: o.maxSteps, checkpointEverySteps: o.checkpointEvery, plots: o.plots, onEvent: out.trainEvents(),
   };
   let result: TrainResult<FerModel>;
   if (model === 'esr') {
