@@ -8,8 +8,9 @@
  * window values within noise of each other) any float32 implementation may choose differently from float64, and one
  * such choice moves whole gradient tensors by 1e-3 … 1e-2 of their maximum. At step 1 our forward differs from
  * float64 by no more than PyTorch float32's does (BN outputs ≤ 1.6x its error), yet one of our max-pool choices
- * (branch_1, stage 2) and a few ReLU signs fall on the other side of a near-tie; PyTorch float32 happened to hit
- * fewer. Replaying our choices in float64 ("routed" truth) removes the gap: that is what this test checks.
+ * (branch_1, stage 2) and 8 ReLU signs fall on the other side of a near-tie (margins ≤ 1.4e-6 of the stage's
+ * max|BN output|); PyTorch float32 hit fewer. Replaying our choices in float64 ("routed" truth) removes the gap:
+ * base gradients go from 2.5e-3 to ≤ 2.2e-5 of max, post-step parameters from ≤ 24 % to ≤ 0.7 % of the update.
  */
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -30,19 +31,19 @@ const AFTER = 'after_sgd.safetensors';
  * Bound: err(ours vs routed float64) ≤ K · max(err(fixture vs float64), FLOOR), errors relative to max|truth|
  * (gradients, outputs, losses) or to the largest update max|truth − init| (parameters after the two steps).
  * - K = 4: float32 implementations with different accumulation orders (oneDNN vs XNNPACK, PyTorch on 1 vs 2
- *   threads) sit at comparable, not equal, distances from the truth; measured here ours-routed/fixture ≤ 2.5.
+ *   threads) sit at comparable, not equal, distances from the truth; measured: ours-routed ≤ 1.03 · max(fixture, floor).
  * - FLOOR_VALUE = 2e-5 (≈ 170 float32 ulps of the tensor's largest entry): where the fixture happens to sit at
  *   1e-7 of the truth (fc biases, CE terms) a smaller bound would demand identical rounding.
  * - FLOOR_UPDATE = 1e-3: a parameter is stored in float32, so its update carries ulp(|p|) / max|update| of rounding
- *   by itself (up to ~1e-4 here, more for the lr-0.01 groups).
+ *   by itself: BN weights ≈ 1 that move by ~1e-4 (the lr-0.01 branches) sit at 1.3e-3 in the fixture and in ours.
  * A real bug (a wrong kernel, momentum, BN statistic or loss term) moves these errors to 1e-2 … 1.
- * MAX_TIE_MARGIN: every choice of ours that differs from float64's own must be a near-tie: margin ≤ 2e-5 of the
- * stage's max|BN output| (our BN outputs differ from float64 by ≤ 1e-5 of it, measured 8e-6 at most).
+ * MAX_TIE_MARGIN: every choice of ours that differs from float64's own must be a near-tie: margin ≤ 1e-5 of the
+ * stage's max|BN output| (our BN outputs differ from float64 by ≤ 8.3e-6 of it at step 1; widest margin seen 1.4e-6).
  */
 const K = 4;
 const FLOOR_VALUE = 2e-5;
 const FLOOR_UPDATE = 1e-3;
-const MAX_TIE_MARGIN = 2e-5;
+const MAX_TIE_MARGIN = 1e-5;
 
 /** Conv biases feed a train-mode BN, which cancels them: their true gradient is 0 and float32 gives rounding noise. */
 const noiseOnly = (key: string) => /^conv\d\.bias$/.test(key);

@@ -84,10 +84,11 @@ describeIfExists(path.join(REFERENCE_DIR, 'esr_cbam'), 'ESR + CBAM training pari
         // rounding noise (../shared/bench's restatement checks these with atol 1e-5 too).
         expectArrayClose(gd, ref, { rtol: 0, atol: 1e-5 }, n);
       } else if (part === 'base') {
-        // Train mode is ill-conditioned here: a 1e-7 (rounding-level) relative input perturbation moves our train
-        // attention by 7.4e-6, the size of our difference from PyTorch, and a 1e-6 one moves the base conv1 gradient
-        // by 1.7 % (branch_1 conv1: 0.14 %); eval mode matches to 1e-7. Base gradients, which pass through every
-        // branch's BNs and max-pools, get atol 1 % of max|ref| (measured ≤ 0.5 %) and must point the same way.
+        // Train mode is ill-conditioned here: ReLU and max-pool choices at near-ties (within float32 noise) flip
+        // between float32 implementations, and one flip moves a base gradient by ~1e-3 of its max.
+        // esr-cbam-float64.slow.test.ts proves it against float64: replaying our choices there, our gradients are
+        // as close to the truth as PyTorch's. Base gradients, which pass through every branch's BNs and max-pools,
+        // get atol 1 % of max|ref| (measured ≤ 0.5 %) and must point the same way.
         expectArrayClose(gd, ref, { rtol: 1e-3, atol: 1e-2 * maxAbs(ref) }, n);
         expect(cosine(gd, ref)).toBeGreaterThan(0.9999);
       } else {
