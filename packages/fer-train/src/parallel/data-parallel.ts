@@ -11,10 +11,13 @@ import { NonFiniteLossError, type StepResult } from '../step';
 import { stateOf } from './state';
 import type { ComputeBackend, ReplicaModelSpec, TrainTaskConfig } from './task';
 
-/** The task module path: src/parallel/task.ts under tsx/jest, dist/parallel/task.{js,mjs} when built (bundled). */
+/**
+ * The task module path: src/parallel/task.ts under tsx/jest; dist/parallel/task.{js,mjs} when built, this code being
+ * bundled into dist/index or dist/cli/main.
+ */
 function taskModule(): string {
   const ext = path.extname(__filename);
-  const candidates = [path.join(__dirname, `task${ext}`), path.join(__dirname, 'parallel', `task${ext}`)];
+  const candidates = [path.join(__dirname, `task${ext}`), path.join(__dirname, 'parallel', `task${ext}`), path.join(__dirname, '..', 'parallel', `task${ext}`)];
   const found = candidates.find((f) => existsSync(f));
   if (!found) throw new Error(`fer-train: the data-parallel task module was not found (looked for ${candidates.join(', ')}). Rebuild fer-train.`);
   return found;
