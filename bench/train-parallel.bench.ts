@@ -37,7 +37,7 @@ export async function run(flags: string[]): Promise<void> {
   const stage = model === 'manet' ? manetPlan({ dataset: 'rafdb', batchSize: batch }).stages[0] : esrGrowthPlan({ branches: 1, batchSize: batch }).stages[0];
   const loss = model === 'manet' ? lossFromSpec({ kind: 'manet', options: { diversity: 'reference' } }) : esrStageLoss(stage, 'reference');
   console.log(`train-parallel: ${model}, batch ${batch}, micro-batch ${micro}, ${steps} timed step(s) after 1 warm-up; load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
-  console.log('| compute workers | s/step | images/s | CPU-ms/image | startup s |\n|---:|---:|---:|---:|---:|');
+  console.log('| compute workers | s/step | images/s | CPU-ms/image | startup s | overhead ms/step (push, gradient request − workers, update) |\n|---:|---:|---:|---:|---:|---|');
   for (const workers of workerSets) {
     const m: FerModel = model === 'manet' ? createManet({ numClasses: classes, seed: 1 }) : createEsr('desr9-affectnet', { initialBranches: 1, seed: 1 });
     const sgd = stageOptimizer(m, stage);
@@ -56,11 +56,15 @@ export async function run(flags: string[]): Promise<void> {
       await once(0);
       const c0 = process.cpuUsage();
       const w0 = performance.now();
-      for (let s = 1; s <= steps; s++) await once(s);
+      const over: string[] = [];
+      for (let s = 1; s <= steps; s++) {
+        await once(s);
+        if (par) over.push(`${par.lastTimings.push.toFixed(0)}, ${(par.lastTimings.gradients - par.lastTimings.workers).toFixed(0)}, ${par.lastTimings.update.toFixed(0)}`);
+      }
       const wall = (performance.now() - w0) / 1000 / steps;
       const c = process.cpuUsage(c0);
       const cpuMs = (c.user + c.system) / 1000 / (steps * batch);
-      console.log(`| ${workers} | ${wall.toFixed(2)} | ${(batch / wall).toFixed(2)} | ${cpuMs.toFixed(0)} | ${par ? startup.toFixed(1) : '–'} |`);
+      console.log(`| ${workers} | ${wall.toFixed(2)} | ${(batch / wall).toFixed(2)} | ${cpuMs.toFixed(0)} | ${par ? startup.toFixed(1) : '–'} | ${over.join('; ') || '–'} |`);
     } finally {
       await par?.dispose();
       sgd.dispose();

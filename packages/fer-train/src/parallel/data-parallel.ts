@@ -61,6 +61,12 @@ export interface DataParallelStepOptions {
  * Create per model shape (ESR growth changes the variables: create a new one per stage) and always `dispose()`.
  */
 export class DataParallelStep {
+  /**
+   * Wall time of the last `step`, ms: sending weights and state, the workers' compute (slowest worker), the whole
+   * gradient request, and the update with the trainer's optimizer (engine overhead = total − workers' compute).
+   */
+  lastTimings = { push: 0, workers: 0, gradients: 0, update: 0, total: 0 };
+
   private constructor(
     private readonly dp: DataParallel,
     private readonly variables: tf.Variable[],
@@ -106,12 +112,15 @@ export class DataParallelStep {
    * loss term or a gradient is not finite.
    */
   async step(opt: Sgd, batch: Batch): Promise<StepResult> {
+    const t0 = performance.now();
     await this.pushWeights();
+    const t1 = performance.now();
     const [n, h, w, c] = batch.images.shape;
     const images = (await batch.images.data()) as Float32Array;
     const raw = await batch.labels.data();
     const labels = raw instanceof Int32Array ? raw : Int32Array.from(raw);
     const g = await this.dp.computeGradients({ images, shape: [n, h, w, c], labels });
+    const t2 = performance.now();
 
     const names = ['total', ...Object.keys(g.terms)];
     const values = [g.loss, ...Object.values(g.terms)];
@@ -136,6 +145,8 @@ export class DataParallelStep {
       tf.dispose(Object.values(grads));
     }
     if (g.state) this.pullState(g.state);
+    const t3 = performance.now();
+    this.lastTimings = { push: t1 - t0, workers: Math.max(...g.workerMs), gradients: t2 - t1, update: t3 - t2, total: t3 - t0 };
     return { loss: g.loss, terms: g.terms, correct, count: n };
   }
 
