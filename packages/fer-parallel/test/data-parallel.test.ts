@@ -119,6 +119,9 @@ describe('DataParallel (tiny task)', () => {
         return [tf.add(0.0, tf.mul(mean, 0.1)).dataSync(), tf.add(0.9, tf.mul(varU, 0.1)).dataSync()];
       });
       const snaps = await dp.replicaSnapshots();
+      // What computeGradients reported as the reconciled state is what every replica now holds; no counts from tiny.
+      expect(g2.counts).toEqual([]);
+      expect(Array.from(g2.state!)).toEqual([...Array.from(snaps[0].state[0]), ...Array.from(snaps[0].state[1])]);
       for (const s of snaps) {
         expectArrayClose(s.state[0], stats[0], { rtol: 1e-5, atol: 1e-7 }, 'running_mean');
         expectArrayClose(s.state[1], stats[1], { rtol: 1e-5, atol: 1e-7 }, 'running_var');
@@ -162,6 +165,7 @@ describe('DataParallel (tiny task)', () => {
       await expect(dp.computeGradients({ ...b, labels: new Int32Array(2) })).rejects.toThrow('Expected batch.labels to be an Int32Array of 6 class indices, but got 2.');
       await expect(dp.computeGradients({ ...b, shape: [6, 5, 5, 3] })).rejects.toThrow('Expected batch.images to be a Float32Array of 6×5×5×3 = 450 values, but got 300.');
       await expect(dp.setWeights([new Float32Array(1)])).rejects.toThrow('Expected 4 weight arrays (one per variable), but got 1.');
+      await expect(dp.setWeights(undefined, new Float32Array(1))).rejects.toThrow('Expected a flat state vector of 0 values, but got 1.');
       await dp.computeGradients(b);
     } finally {
       expect((await dp.dispose()).leaked).toEqual([1]);
