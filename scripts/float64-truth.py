@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 SHARED = Path(os.environ.get('FER_SHARED_DIR', Path(__file__).resolve().parents[2] / 'shared'))
 SAMPLE_STRIDE = 31  # esr_cbam after_sgd.safetensors: `sample/` = C-order flat tensor [::31]
@@ -51,27 +52,30 @@ def write_safetensors(path, tensors):
     tmp.replace(path)
 
 
-def read_u8_safetensors(path):
-    """{name: uint8 array} from a safetensors file of U8 tensors (the routing masks written by the parity test)."""
+def read_routing_safetensors(path):
+    """{name: array} from a safetensors file of U8/I32 tensors (the routing decisions written by the parity test)."""
     raw = Path(path).read_bytes()
     (n,) = struct.unpack('<Q', raw[:8])
     header = json.loads(raw[8:8 + n])
     header.pop('__metadata__', None)
     out = {}
     for name, info in header.items():
-        if info['dtype'] != 'U8':
-            raise SystemExit(f'{path}: expected U8 routing tensors, got {info["dtype"]} for {name}')
+        dtype = {'U8': np.uint8, 'I32': np.dtype('<i4')}.get(info['dtype'])
+        if dtype is None:
+            raise SystemExit(f'{path}: expected U8 or I32 routing tensors, got {info["dtype"]} for {name}')
         begin, end = info['data_offsets']
-        out[name] = np.frombuffer(raw, np.uint8, end - begin, 8 + n + begin).reshape(info['shape'])
+        out[name] = np.frombuffer(raw, dtype, (end - begin) // np.dtype(dtype).itemsize, 8 + n + begin).reshape(info['shape'])
     return out
 
 
 class Routing:
-    """Replays another implementation's ReLU masks and 2x2 max-pool choices (the only discontinuous decisions of
-    the network besides CBAM's global maxima) in a stage's forward, and records how far each decision that differs
-    from this run's own was from a tie: |BN output| for a ReLU, (window max - chosen value) for a pool, relative
-    to max|BN output| of the stage. Masks: `step<s>/<part>/relu<i>` [N,H,W,C] 0/1 and `step<s>/<part>/pool<i>`
-    [N,H/2,W/2,C] in 0..3 (row-major index of the chosen cell), NHWC as tfjs keeps activations."""
+    """Replays another implementation's discrete choices (every ReLU mask, 2x2 max-pool cell and CBAM maximum: the
+    network's only discontinuities) in a stage's forward, and records how far each choice that differs from this
+    run's own was from a tie: |BN output| for a ReLU and (max - chosen value) for a maximum, relative to the largest
+    magnitude of the tensor the choice is made on. Choices, NHWC as tfjs keeps activations:
+    `step<s>/<part>/relu<i>` [N,H,W,C] 0/1; `.../pool<i>` [N,H/2,W/2,C] 0..3 (row-major cell of each window);
+    `.../gmax<i>` [N,C] int32 (flat h*W+w of CBAM's global max per channel); `.../cmax<i>` [N,H,W] int32 (channel of
+    CBAM's max over channels of the channel-gated map)."""
 
     def __init__(self, masks):
         self.masks, self.step, self.flips = masks, 1, {}
@@ -95,7 +99,30 @@ class Routing:
             gap = (top.values - picked.detach())[differs]
             self._note(f'{key}/pool{index}', int(differs.sum()), gap.max() / scale if differs.any() else 0.0)
             y = picked
-        return stage.cbam(y)
+        return self.cbam_forward(f'{key}/', index, stage.cbam, y)
+
+    def cbam_forward(self, key, index, cbam, x):
+        """torch_bench's CBAM with the two maxima taken at the replayed positions."""
+        n, c, h, w = x.shape
+        avg = F.avg_pool2d(x, (h, w)).flatten(1)
+        flat = x.flatten(2)                                                                        # [N,C,HW]
+        where = torch.from_numpy(self.masks[f'{key}gmax{index}'].astype(np.int64))               # [N,C]
+        peak = flat.gather(2, where.unsqueeze(2)).squeeze(2)
+        self._note_max(f'{key}gmax{index}', flat.detach(), 2, where, peak.detach())
+        att_ch = torch.sigmoid(cbam.mlp(avg) + cbam.mlp(peak))
+        xc = x * att_ch[:, :, None, None]
+        chan = torch.from_numpy(self.masks[f'{key}cmax{index}'].astype(np.int64)).unsqueeze(1)   # [N,1,H,W]
+        cmax = xc.gather(1, chan)
+        self._note_max(f'{key}cmax{index}', xc.detach(), 1, chan.squeeze(1), cmax.detach().squeeze(1))
+        pooled = torch.cat([cmax, xc.mean(dim=1, keepdim=True)], dim=1)
+        att_sp = torch.sigmoid(cbam.spatial_bn(cbam.spatial_conv(pooled)))
+        return xc * att_sp, att_ch, att_sp
+
+    def _note_max(self, name, values, dim, chosen, picked):
+        top = values.max(dim)
+        differs = (chosen != top.indices) & (top.values > picked)
+        gap = (top.values - picked)[differs]
+        self._note(name, int(differs.sum()), gap.max() / values.abs().max() if differs.any() else 0.0)
 
     def _note(self, name, count, margin):
         self.flips[name] = (count, float(margin))
@@ -207,7 +234,7 @@ def main(argv=None):
     p.add_argument('--reference', default=str(SHARED / 'reference'), help='fixtures folder (holds esr_cbam/, manet/)')
     p.add_argument('--bench', default=str(SHARED / 'bench'), help='folder holding torch_bench.py')
     p.add_argument('--all-grads', action='store_true', help='ESR: also write every step-1 gradient as all_grad/<part>/<name>')
-    p.add_argument('--routing', metavar='FILE', help='ESR: replay the ReLU masks and max-pool choices in FILE (U8 safetensors)')
+    p.add_argument('--routing', metavar='FILE', help='ESR: replay the ReLU, max-pool and CBAM-max choices in FILE (safetensors)')
     p.add_argument('--threads', type=int, default=1, help='torch.set_num_threads (default 1)')
     args = p.parse_args(argv)
     fixture = Path(args.reference) / ('esr_cbam' if args.model == 'esr' else 'manet')
@@ -221,7 +248,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     dtype = torch.float64 if args.dtype == 'float64' else torch.float32
-    routing = Routing(read_u8_safetensors(args.routing)) if args.routing else None
+    routing = Routing(read_routing_safetensors(args.routing)) if args.routing else None
     out = run_esr(tb, fixture, dtype, args.all_grads, routing) if args.model == 'esr' else run_manet(tb, fixture, dtype)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     path = Path(args.out) / f'{args.model}-{args.dtype}{"-routed" if routing else ""}.safetensors'

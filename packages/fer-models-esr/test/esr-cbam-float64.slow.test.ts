@@ -4,13 +4,14 @@
  * SGD steps with the reference parameter groups) with PyTorch in float64.
  *
  * What we found (README, "Parity"): the train-mode gradient is a discontinuous function of the forward values.
- * Each ReLU and 2x2 max-pool makes a discrete choice; at a near-tie (a BN output within float32 noise of 0, two
- * window values within noise of each other) any float32 implementation may choose differently from float64, and one
- * such choice moves whole gradient tensors by 1e-3 … 1e-2 of their maximum. At step 1 our forward differs from
- * float64 by no more than PyTorch float32's does (BN outputs ≤ 1.6x its error), yet one of our max-pool choices
- * (branch_1, stage 2) and 8 ReLU signs fall on the other side of a near-tie (margins ≤ 1.4e-6 of the stage's
- * max|BN output|); PyTorch float32 hit fewer. Replaying our choices in float64 ("routed" truth) removes the gap:
- * base gradients go from 2.5e-3 to ≤ 2.2e-5 of max, post-step parameters from ≤ 24 % to ≤ 0.7 % of the update.
+ * Each ReLU, 2x2 max-pool and CBAM maximum makes a discrete choice; at a near-tie (a BN output within float32 noise
+ * of 0, two candidates within noise of each other) any float32 implementation may choose differently from float64,
+ * and one such choice moves whole gradient tensors by 1e-3 … 1e-2 of their maximum. At step 1 our forward differs
+ * from float64 by no more than PyTorch float32's does (BN outputs ≤ 1.6x its error), yet one of our max-pool
+ * choices (branch_1, stage 2) and 8 ReLU signs fall on the other side of a near-tie (margins ≤ 1.4e-6 of the
+ * stage's max|BN output|); PyTorch float32 flipped 4 ReLUs, no pool. Replaying our choices in float64 ("routed"; CBAM's
+ * maxima are replayed too, none differed here) removes the gap: base gradients go from 2.5e-3 to ≤ 2.2e-5 of max,
+ * post-step parameters from ≤ 24 % to ≤ 0.7 % of the update. That is what this test checks.
  */
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -38,7 +39,8 @@ const AFTER = 'after_sgd.safetensors';
  *   by itself: BN weights ≈ 1 that move by ~1e-4 (the lr-0.01 branches) sit at 1.3e-3 in the fixture and in ours.
  * A real bug (a wrong kernel, momentum, BN statistic or loss term) moves these errors to 1e-2 … 1.
  * MAX_TIE_MARGIN: every choice of ours that differs from float64's own must be a near-tie: margin ≤ 1e-5 of the
- * stage's max|BN output| (our BN outputs differ from float64 by ≤ 8.3e-6 of it at step 1; widest margin seen 1.4e-6).
+ * compared tensor's max magnitude (BN output for ReLU and pool, CBAM input or gated map for its maxima); our BN
+ * outputs differ from float64 by ≤ 8.3e-6 of it at step 1, and the widest margin seen is 1.4e-6.
  */
 const K = 4;
 const FLOOR_VALUE = 2e-5;
@@ -75,6 +77,36 @@ function routingMasks(bn: Float32Array, [n, h, w, c]: number[], pool: boolean): 
   return { relu, pool: choice };
 }
 
+/**
+ * CBAM's two maxima (fer-core Cbam): per (image, channel) the first position of the global max over H·W, and per
+ * position the first channel of the max over C of the channel-gated map x·a (float32 products, as tfjs computes them).
+ */
+function cbamChoices(x: Float32Array, att: Float32Array, [n, h, w, c]: number[]): { gmax: Int32Array; cmax: Int32Array } {
+  const gmax = new Int32Array(n * c);
+  const cmax = new Int32Array(n * h * w);
+  for (let b = 0; b < n; b++) {
+    for (let ch = 0; ch < c; ch++) {
+      let best = 0;
+      for (let q = 1; q < h * w; q++) if (x[(b * h * w + q) * c + ch] > x[(b * h * w + best) * c + ch]) best = q;
+      gmax[b * c + ch] = best;
+    }
+    for (let q = 0; q < h * w; q++) {
+      const o = (b * h * w + q) * c;
+      let best = 0;
+      let bv = Math.fround(x[o] * att[b * c]);
+      for (let ch = 1; ch < c; ch++) {
+        const v = Math.fround(x[o + ch] * att[b * c + ch]);
+        if (v > bv) {
+          bv = v;
+          best = ch;
+        }
+      }
+      cmax[b * h * w + q] = best;
+    }
+  }
+  return { gmax, cmax };
+}
+
 describeIfTorch(path.join(REFERENCE_DIR, 'esr_cbam'), 'ESR + CBAM train mode against a float64 truth (issue 5)', () => {
   let fx: Fixture;
   let esr: EsrEnsemble;
@@ -102,15 +134,24 @@ describeIfTorch(path.join(REFERENCE_DIR, 'esr_cbam'), 'ESR + CBAM train mode aga
 
     // Record every BN output of esr.forward (instrumenting the layers' call, not a copy of the forward).
     const bnOut = new Map<string, tf.Tensor>();
+    const cbamIn = new Map<string, [tf.Tensor, tf.Tensor]>();
     let step = 1;
     for (const p of esr.parts()) {
       for (let i = 1; i <= 4; i++) {
-        const layer = p.model.layers.find((l) => l.name === `bn${i}`)!;
-        const call = layer.call.bind(layer);
-        layer.call = (inputs, kwargs) => {
-          const y = call(inputs, kwargs) as tf.Tensor;
+        const bn = p.model.layers.find((l) => l.name === `bn${i}`)!;
+        const bnCall = bn.call.bind(bn);
+        bn.call = (inputs, kwargs) => {
+          const y = bnCall(inputs, kwargs) as tf.Tensor;
           bnOut.set(`step${step}/${p.name}/${i}`, tf.keep(tf.clone(y)));
           return y;
+        };
+        const cbam = p.model.layers.find((l) => l.name === `cbam${i}`)!;
+        const cbamCall = cbam.call.bind(cbam);
+        cbam.call = (inputs, kwargs) => {
+          const out = cbamCall(inputs, kwargs) as tf.Tensor[];
+          const x = Array.isArray(inputs) ? inputs[0] : inputs;
+          cbamIn.set(`step${step}/${p.name}/${i}`, [tf.keep(tf.clone(x)), tf.keep(tf.clone(out[1]))]);
+          return out;
         };
       }
     }
@@ -168,6 +209,14 @@ describeIfTorch(path.join(REFERENCE_DIR, 'esr_cbam'), 'ESR + CBAM train mode aga
       if (m.pool) masks.set(`${s}/${part}/pool${i}`, { dtype: 'uint8', shape: [n, Math.floor(h / 2), Math.floor(w / 2), c], data: m.pool });
       t.dispose();
     }
+    for (const [key, [x, ch]] of cbamIn) {
+      const [s, part, i] = key.split('/');
+      const [n, h, w, c] = x.shape as [number, number, number, number];
+      const m = cbamChoices(await x.data() as Float32Array, await ch.data() as Float32Array, [n, h, w, c]);
+      masks.set(`${s}/${part}/gmax${i}`, { dtype: 'int32', shape: [n, c], data: new Uint8Array(m.gmax.buffer) });
+      masks.set(`${s}/${part}/cmax${i}`, { dtype: 'int32', shape: [n, h, w], data: new Uint8Array(m.cmax.buffer) });
+      tf.dispose([x, ch]);
+    }
     const dir = mkdtempSync(path.join(os.tmpdir(), 'fer-esr-routing-'));
     try {
       await writeSafetensors(path.join(dir, 'routing.safetensors'), masks);
@@ -203,12 +252,12 @@ describeIfTorch(path.join(REFERENCE_DIR, 'esr_cbam'), 'ESR + CBAM train mode aga
     }
   });
 
-  it('every ReLU or max-pool choice where ours differs from float64 is a near-tie', () => {
+  it('every ReLU, max-pool or CBAM-max choice where ours differs from float64 is a near-tie', () => {
     const decisions = [...routed.keys()].filter((k) => k.startsWith('routing/') && k.endsWith('/count'));
-    // 2 steps × (base + 3 branches) × 4 stages of ReLU, plus the 2 + 3·1 pools per step.
-    expect(decisions.length).toBe(2 * (16 + 5));
+    // 2 steps × (base + 3 branches) × 4 stages × (ReLU + 2 CBAM maxima), plus the 2 + 3·1 pools per step.
+    expect(decisions.length).toBe(2 * (16 * 3 + 5));
     const all = decisions.map((k) => ({ k, count: routed.get(k)![0], margin: routed.get(k.replace(/count$/, 'margin'))![0] }));
-    for (const d of all.filter((a) => a.count > 0)) notes.push(`differing choices ${d.k.slice('routing/'.length, -'/count'.length)}: ${d.count}, widest margin ${d.margin.toExponential(2)} of max|BN output|`);
+    for (const d of all.filter((a) => a.count > 0)) notes.push(`differing choices ${d.k.slice('routing/'.length, -'/count'.length)}: ${d.count}, widest margin ${d.margin.toExponential(2)} of the compared tensor's max magnitude`);
     const wide = all
       .filter((d) => d.count > 0 && !(d.margin <= MAX_TIE_MARGIN))
       .map((d) => `${d.k}: ${d.count} choices differ, widest margin ${d.margin.toExponential(2)}`);
