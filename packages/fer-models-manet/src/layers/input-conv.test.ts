@@ -15,26 +15,31 @@ async function kernelNames(f: () => tf.TensorContainer): Promise<string[]> {
 }
 
 describe('useLazyInputGradient', () => {
-  const make = (lazy: boolean) => {
-    const layer = tfl.layers.conv2d({ filters: 4, kernelSize: 3, strides: 2, padding: 'valid', useBias: false, kernelInitializer: tfl.initializers.glorotNormal({ seed: 3 }) });
+  const make = (lazy: boolean, useBias = false) => {
+    const layer = tfl.layers.conv2d({
+      filters: 4, kernelSize: 3, strides: 2, padding: 'valid', useBias,
+      kernelInitializer: tfl.initializers.glorotNormal({ seed: 3 }), biasInitializer: tfl.initializers.randomUniform({ minval: -1, maxval: 1, seed: 4 }),
+    });
     if (lazy) useLazyInputGradient(layer);
     const input = tfl.input({ shape: [9, 9, 3] });
     return { layer, model: tfl.model({ inputs: input, outputs: layer.apply(input) as tfl.SymbolicTensor }) };
   };
 
-  it('gives the stock forward and kernel gradient, without computing the input gradient; no leak', async () => {
-    const stock = make(false);
-    const lazy = make(true);
+  it.each([false, true])('gives the stock forward and weight gradients, without computing the input gradient; no leak (bias: %s)', async (useBias) => {
+    const stock = make(false, useBias);
+    const lazy = make(true, useBias);
     lazy.layer.setWeights(stock.layer.getWeights());
     const x = tf.tidy(() => tf.sin(tf.reshape(tf.range(0, 2 * 9 * 9 * 3), [2, 9, 9, 3])));
     const grad = (m: tfl.LayersModel) => {
-      const v = m.trainableWeights[0].read() as tf.Variable;
-      return tf.variableGrads(() => tf.sum(tf.square(m.apply(x, { training: true }) as tf.Tensor)) as tf.Scalar, [v]);
+      const vs = m.trainableWeights.map((w) => w.read() as tf.Variable);
+      const r = tf.variableGrads(() => tf.sum(tf.square(m.apply(x, { training: true }) as tf.Tensor)) as tf.Scalar, vs);
+      return { value: r.value, grads: Object.fromEntries(vs.map((v, i) => [i, r.grads[v.name]])) };
     };
     const a = grad(stock.model);
     const b = grad(lazy.model);
+    expect(Object.keys(b.grads)).toHaveLength(useBias ? 2 : 1);
     expectTensorClose(b.value, a.value, { rtol: 1e-6, atol: 1e-6 });
-    expectTensorClose(Object.values(b.grads)[0], Object.values(a.grads)[0], { rtol: 1e-5, atol: 1e-6 });
+    for (const k of Object.keys(a.grads)) expectTensorClose(b.grads[k], a.grads[k], { rtol: 1e-5, atol: 1e-5 });
     tf.dispose([a.value, b.value, ...Object.values(a.grads), ...Object.values(b.grads)]);
 
     // The stock fused conv's custom gradient differentiates the image too; the lazy one does not.
@@ -53,9 +58,9 @@ describe('useLazyInputGradient', () => {
     lazy.model.dispose();
   });
 
-  it('refuses a conv with a bias or an activation, naming the layer', () => {
-    const biased = tfl.layers.conv2d({ filters: 2, kernelSize: 1, name: 'biased_conv' });
-    expect(() => useLazyInputGradient(biased)).toThrow("expects a bias-free, linear, channels-last Conv2D, but 'biased_conv' is a Conv2D with a bias");
+  it('refuses a conv with an activation, or another layer, naming the layer', () => {
+    const relu = tfl.layers.conv2d({ filters: 2, kernelSize: 1, activation: 'relu', name: 'relu_conv' });
+    expect(() => useLazyInputGradient(relu)).toThrow("expects a linear, channels-last Conv2D, but 'relu_conv' is a Conv2D with an activation");
     expect(() => useLazyInputGradient(tfl.layers.dense({ units: 2, name: 'fc' }))).toThrow("but 'fc' is a Dense.");
   });
 });

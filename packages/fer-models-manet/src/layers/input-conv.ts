@@ -5,6 +5,7 @@ import type * as tfl from '@tensorflow/tfjs-layers';
 interface Conv2dLike {
   name: string;
   kernel: { read(): tf.Tensor };
+  bias: { read(): tf.Tensor } | null;
   useBias: boolean;
   strides: number[];
   padding: 'valid' | 'same' | 'causal';
@@ -15,23 +16,26 @@ interface Conv2dLike {
 }
 
 /**
- * Makes a bias-free, linear tfjs-layers `Conv2D` that reads the network input run the plain `conv2d` op instead of
- * tfjs-layers' fused conv. Why: under a gradient tape with a linear activation tfjs-core takes the fused path, whose
- * custom gradient computes the *input* gradient eagerly even when nothing needs it. For MA-Net's stem (conv1 on the
- * [B, 230, 230, 3] padded image) that was a stock wasm Conv2DBackpropInput of 100-160 ms per micro-batch of 8,
- * thrown away. The plain op's gradient is lazy, and tfjs prunes inputs that no trainable variable reaches, so the
- * image is never differentiated. Forward values are unchanged (same XNNPACK convolution without bias or activation).
- * The layer keeps its class and config (saving is unaffected); call again after loading a saved model.
+ * Makes a linear tfjs-layers `Conv2D` (with or without bias) that reads the network input run the plain `conv2d` op
+ * (+ bias) instead of tfjs-layers' fused conv. Why: under a gradient tape with a linear activation tfjs-core takes
+ * the fused path, whose custom gradient computes the *input* gradient eagerly even when nothing needs it. For
+ * MA-Net's stem (conv1 on the [B, 230, 230, 3] padded image) that was a stock wasm Conv2DBackpropInput of 100-160 ms
+ * per micro-batch of 8, thrown away (ESR's first conv: 69 ms). The plain ops' gradients are lazy, and tfjs prunes
+ * inputs that no trainable variable reaches, so the image is never differentiated. Forward values are unchanged
+ * (the same XNNPACK convolution). The layer keeps its class and config (saving is unaffected); call again after
+ * loading a saved model.
  */
 export function useLazyInputGradient(layer: tfl.layers.Layer): void {
   const conv = layer as unknown as Conv2dLike;
   const cls = layer.getClassName();
-  if (cls !== 'Conv2D' || conv.useBias || conv.activation.getClassName() !== 'linear' || conv.dataFormat !== 'channelsLast' || conv.padding === 'causal') {
-    throw new Error(`useLazyInputGradient expects a bias-free, linear, channels-last Conv2D, but '${layer.name}' is a ${cls}${cls === 'Conv2D' ? ' with a bias, an activation or another format' : ''}.`);
+  if (cls !== 'Conv2D' || conv.activation.getClassName() !== 'linear' || conv.dataFormat !== 'channelsLast' || conv.padding === 'causal') {
+    throw new Error(`useLazyInputGradient expects a linear, channels-last Conv2D, but '${layer.name}' is a ${cls}${cls === 'Conv2D' ? ' with an activation or another format' : ''}.`);
   }
   conv.call = (inputs) =>
     tf.tidy(() => {
       const x = (Array.isArray(inputs) ? inputs[0] : inputs) as tf.Tensor4D;
-      return tf.conv2d(x, conv.kernel.read() as tf.Tensor4D, conv.strides as [number, number], conv.padding as 'valid' | 'same', 'NHWC', conv.dilationRate as [number, number]);
+      const y = tf.conv2d(x, conv.kernel.read() as tf.Tensor4D, conv.strides as [number, number], conv.padding as 'valid' | 'same', 'NHWC', conv.dilationRate as [number, number]);
+      // The bias is created in build(), after this call is installed: read it at call time.
+      return conv.useBias && conv.bias ? tf.add(y, conv.bias.read()) : y;
     });
 }
