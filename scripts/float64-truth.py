@@ -10,10 +10,17 @@ machine that made it), PyTorch float32 here and our tfjs port each are from the 
 The models come from ../shared/bench/torch_bench.py (an independent PyTorch restatement, verified value by value
 against these fixtures), imported at run time from --bench; nothing of it is copied here.
 
+With --routing (ESR), the float64 run replays another implementation's discrete choices (ReLU masks, 2x2 max-pool
+cells, CBAM's two maxima; see `Routing`) and also writes, per choice set, how many differ from float64's own and by
+how much (`routing/<step>/<part>/<kind><i>/{count,margin}`). A train-mode gradient jumps where such a choice flips,
+so this separates "a near-tie decided the other way" from "a wrong computation".
+
 Usage (Debian's python3-torch, PyTorch 1.13):
     /usr/bin/python3 scripts/float64-truth.py --model esr   --dtype float64 --out /tmp/truth
     /usr/bin/python3 scripts/float64-truth.py --model manet --dtype float32 --out /tmp/truth --threads 2
-    -> /tmp/truth/<model>-<dtype>.safetensors; prints a one-line JSON summary on stdout.
+    /usr/bin/python3 scripts/float64-truth.py --model esr --routing choices.safetensors --out /tmp/truth
+    -> /tmp/truth/<model>-<dtype>[-routed].safetensors; prints a one-line JSON summary on stdout.
+    --all-grads (ESR) adds every parameter's step-1 gradient as all_grad/<part>/<torch_bench name>, for diagnosis.
 Defaults: --reference and --bench are ../shared/{reference,bench} next to the repo (env FER_SHARED_DIR overrides).
 """
 import argparse
