@@ -7,5 +7,5 @@ export { Rng, mixSeed } from './random';
 export type { RngState } from './random';
 export { writeFileAtomic } from './io';
 export { TorchBatchNorm, applyTorchBatchNorm, TORCH_BN_EPSILON, TORCH_BN_MOMENTUM, Cbam, applyCbam, CBAM_SPATIAL_BN_MOMENTUM } from './layers';
-export { TORCH_BN_KEYS, CBAM_TORCH_KEYS, TORCH_CONV_KEYS, TORCH_LINEAR_KEYS } from './layers';
+export { TORCH_BN_KEYS, CBAM_TORCH_KEYS, TORCH_CONV_KEYS, TORCH_LINEAR_KEYS, useLazyInputGradient } from './layers';
 export type { TorchBatchNormArgs, TorchBnWeights, TorchBnOptions, CbamArgs, CbamOutput, TorchTransform, TorchKeySpec } from './layers';

@@ -300,6 +300,45 @@ describe('PyTorch state dicts', () => {
   });
 });
 
+/** Output shapes of the `Conv2DBackpropInput` kernels one training gradient step runs. */
+async function inputGradientShapes(esr: EsrEnsemble, x: tf.Tensor4D, y: tf.Tensor1D): Promise<number[][]> {
+  const info = await tf.profile(() => {
+    const { value, grads } = tf.variableGrads(() => sumCrossEntropy(esr.forward(x, { training: true }).logits, y), esr.trainableVariables());
+    tf.dispose([value, ...Object.values(grads)]);
+    return [];
+  });
+  return info.kernels.filter((k) => k.name === 'Conv2DBackpropInput').map((k) => k.outputShapes[0] as number[]);
+}
+
+describe('stem convolution', () => {
+  it('a training step never differentiates the image, created or loaded (conv1 gets useLazyInputGradient)', async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'esr-stem-'));
+    const esr = createEsr('desr9-affectnet', { initialBranches: 1, seed: 13 });
+    const s = minInputSize();
+    const x = images(2, s);
+    const y = tf.tensor1d([1, 3], 'int32');
+    try {
+      await esr.save(dir);
+      const loaded = await loadEsr(dir);
+      try {
+        for (const model of [esr, loaded]) {
+          const shapes = await inputGradientShapes(model, x, y);
+          // Every later conv still passes its gradient down (conv2's input: [2, s-4, s-4, 64]) ...
+          expect(shapes).toContainEqual([2, s - 4, s - 4, 64]);
+          // ... but nothing is computed for the [2, s, s, 3] image.
+          expect(shapes.filter((sh) => sh[3] === 3)).toEqual([]);
+        }
+      } finally {
+        loaded.dispose();
+      }
+    } finally {
+      tf.dispose([x, y]);
+      esr.dispose();
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('memory', () => {
   it('does not leak: eval forward, train forward, predict, a gradient step', async () => {
     const esr = createEsr('desr9-affectnet', { initialBranches: 2, seed: 12 });

@@ -5,6 +5,7 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import { FerInputError, isEmotion, writeFileAtomic } from 'fer-core';
 import { resolveConfig, type EsrConfig } from './configs';
 import { EsrEnsemble } from './esr';
+import { useFastStem } from './layers';
 
 /** Manifest of a saved ensemble (`<dir>/esr.json`). Each part is a standard tfjs-layers model folder. */
 export interface EsrManifest {
@@ -60,6 +61,7 @@ export async function loadEsr(dir: string): Promise<EsrEnsemble> {
     throw e;
   }
   const [base, ...branches] = models;
+  useFastStem(base);
   const esr = new EsrEnsemble(config, base, []);
   for (const b of branches) esr.addBranch(b);
   return esr;

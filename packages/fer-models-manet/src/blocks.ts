@@ -1,7 +1,7 @@
 import * as tfl from '@tensorflow/tfjs-layers';
-import { Cbam, TorchBatchNorm } from 'fer-core';
+import { Cbam, TorchBatchNorm, useLazyInputGradient } from 'fer-core';
 import type { MsScaleOrder } from './configs';
-import { ChannelSlice, TorchMaxPool2d, useLazyInputGradient } from './layers';
+import { ChannelSlice, TorchMaxPool2d } from './layers';
 
 type Sym = tfl.SymbolicTensor;
 

@@ -6,5 +6,5 @@ export { fromMsCeleb, loadTorchStateDict, toTorchStateDict, torchParameter, torc
 export type { ManetLoadReport, LoadTorchOptions, FromMsCelebOptions } from './weights/from-torch';
 export { manetTorchEntries, MANET_HEAD_KEYS } from './weights/torch-keys';
 export type { ManetTorchEntry } from './weights/torch-keys';
-export { TorchMaxPool2d, ChannelSlice, useLazyInputGradient } from './layers';
+export { TorchMaxPool2d, ChannelSlice } from './layers';
 export type { TorchMaxPool2dArgs, ChannelSliceArgs } from './layers';

@@ -1,8 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import { assertShape, type FerModel, type ForwardOptions, type ForwardResult, type LabelSet, type VariableGroup } from 'fer-core';
+import { assertShape, useLazyInputGradient, type FerModel, type ForwardOptions, type ForwardResult, type LabelSet, type VariableGroup } from 'fer-core';
 import { ManetBuilder } from './blocks';
-import { useLazyInputGradient } from './layers';
 import { MANET_INPUT_SIZE, resolveConfig, type ManetOptions, type ResolvedManetConfig } from './configs';
 
 /** What `Manet.forward` puts in `ForwardResult.heads`. */

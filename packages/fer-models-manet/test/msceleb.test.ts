@@ -37,6 +37,20 @@ beforeAll(async () => {
   await initBackend({ backend: 'wasm' });
 });
 
+/** The conv-gradient kernels of d(sum(conv1(x)))/d(kernel) on a small image. */
+async function stemGradientKernels(manet: Manet): Promise<string[]> {
+  const conv1 = manet.model.getLayer('conv1');
+  const kernel = conv1.trainableWeights[0].read() as tf.Variable;
+  const x = tf.randomUniform([1, 16, 16, 3], 0, 1, 'float32', 2);
+  const info = await tf.profile(() => {
+    const { value, grads } = tf.variableGrads(() => tf.sum(conv1.apply(x, { training: true }) as tf.Tensor) as tf.Scalar, [kernel]);
+    tf.dispose([value, ...Object.values(grads)]);
+    return [];
+  });
+  x.dispose();
+  return info.kernels.map((k) => k.name).filter((n) => n.startsWith('Conv2DBackprop'));
+}
+
 describeIfExists(MANET_DIR, 'fromMsCeleb: the genuine-format subset checkpoint', () => {
   test('loads (module. stripped, 30 entries), equals msceleb_subset.safetensors bit for bit, and reports the rest missing', async () => {
     const before = tf.memory().numTensors;
@@ -173,6 +187,8 @@ describe('fromMsCeleb: a full-size synthetic checkpoint with 12,666-class heads'
       const b = loaded.forward(x, { training: false });
       expectArrayClose(b.logits[1].dataSync(), a.logits[1].dataSync(), { rtol: 0, atol: 0 }, 'logits after reload');
       tf.dispose([x, a as unknown as tf.TensorContainer, b as unknown as tf.TensorContainer]);
+      // Both stems skip the image gradient (fer-core's useLazyInputGradient, applied by createManet and loadManet).
+      for (const m of [manet, loaded]) expect(await stemGradientKernels(m)).toEqual(['Conv2DBackpropFilter']);
     } finally {
       loaded.dispose();
     }

@@ -4,3 +4,4 @@ export { Cbam, applyCbam, CBAM_SPATIAL_BN_MOMENTUM } from './cbam';
 export type { CbamArgs, CbamOutput } from './cbam';
 export { TORCH_BN_KEYS, CBAM_TORCH_KEYS, TORCH_CONV_KEYS, TORCH_LINEAR_KEYS } from './torch-keys';
 export type { TorchTransform, TorchKeySpec } from './torch-keys';
+export { useLazyInputGradient } from './lazy-input-gradient';

@@ -20,7 +20,8 @@ interface Conv2dLike {
  * (+ bias) instead of tfjs-layers' fused conv. Why: under a gradient tape with a linear activation tfjs-core takes
  * the fused path, whose custom gradient computes the *input* gradient eagerly even when nothing needs it. For
  * MA-Net's stem (conv1 on the [B, 230, 230, 3] padded image) that was a stock wasm Conv2DBackpropInput of 100-160 ms
- * per micro-batch of 8, thrown away (ESR's first conv: 69 ms). The plain ops' gradients are lazy, and tfjs prunes
+ * per micro-batch of 8, thrown away (ESR's conv1 at 96 px: ~69 ms). fer-models-manet and fer-models-esr apply it to their
+ * stem conv when they create or load a model. The plain ops' gradients are lazy, and tfjs prunes
  * inputs that no trainable variable reaches, so the image is never differentiated. Forward values are unchanged
  * (the same XNNPACK convolution). The layer keeps its class and config (saving is unaffected); call again after
  * loading a saved model.
