@@ -20,10 +20,9 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-layers';
 import { initBackend } from 'fer-backend';
 import { toFloat32, writeSafetensors, type RawTensor } from 'fer-torch';
-import { REFERENCE_DIR, loadFixture, type Fixture } from 'fer-test-utils';
 import { esrKeyMap, toTorchStateDicts, type EsrEnsemble } from 'fer-models-esr';
 import { TorchSgd, labels, nhwc, referenceEnsemble, referenceLoss, toTorchLayout } from './helpers';
-import { describeIfTorch, formatRows, maxAbs, relErr, runTruth, updateScale, type ErrorRow } from './float64';
+import { REFERENCE_DIR, describeIfTorch, formatRows, loadFixture, maxAbs, relErr, runTruth, updateScale, type ErrorRow, type Fixture } from 'fer-test-utils';
 
 const DATA = 'data.safetensors';
 const AFTER = 'after_sgd.safetensors';

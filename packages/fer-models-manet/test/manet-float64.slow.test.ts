@@ -16,10 +16,9 @@ import { crossEntropy } from 'fer-core';
 import { diversityLoss, manetChannelHeads, manetGlobalHeads, manetSpatialHeads } from 'fer-diversity-loss';
 import { initBackend } from 'fer-backend';
 import { toFloat32 } from 'fer-torch';
-import { REFERENCE_DIR, loadFixture, type Fixture } from 'fer-test-utils';
 import { createManet, loadTorchStateDict, tfjsToTorch, torchParameter, type Manet } from '../src';
 import { analyticEntries, analyticStateDict, type AnalyticEntry } from './analytic-weights';
-import { describeIfTorch, formatRows, maxAbs, relErr, runTruth, updateScale, type ErrorRow } from './float64';
+import { REFERENCE_DIR, describeIfTorch, formatRows, loadFixture, maxAbs, relErr, runTruth, updateScale, type ErrorRow, type Fixture } from 'fer-test-utils';
 
 const DATA = 'data.safetensors';
 const BETA = 0.6;

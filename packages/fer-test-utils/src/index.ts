@@ -3,12 +3,11 @@ import { existsSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 import { readSafetensors, toFloat32, type RawTensor } from 'fer-torch';
 
-/** Repo root: packages/fer-test-utils/src -> ../../.. */
-export const REPO_ROOT = path.resolve(__dirname, '../../..');
-/** ../shared next to the repo (the CI clone gets a copy there too). */
-export const SHARED_DIR = process.env.FER_SHARED_DIR ?? path.resolve(REPO_ROOT, '../shared');
-export const REFERENCE_DIR = path.join(SHARED_DIR, 'reference');
-export const DATA_DIR = path.join(SHARED_DIR, 'data');
+import { REFERENCE_DIR } from './paths';
+
+export { REPO_ROOT, SHARED_DIR, REFERENCE_DIR, DATA_DIR } from './paths';
+export { PYTHON, TRUTH_SCRIPT, hasTorch, describeIfTorch, runTruth, float64, maxAbs, relErr, updateScale, formatRows } from './float64';
+export type { ErrorRow } from './float64';
 
 /**
  * `describe` when `dir` exists, otherwise a skipped `describe` that says why, so a checkout without ../shared

@@ -1,14 +1,13 @@
 /**
- * Float64 truth for the train-mode parity tests: runs ../../../scripts/float64-truth.py with Debian's PyTorch and
- * compares float32 results (the fixture, ours) against it. (Same helper as fer-models-esr/test/float64.ts; a
- * candidate for fer-test-utils.)
+ * Float64 truth for the train-mode parity tests (ESR and MA-Net): runs scripts/float64-truth.py with Debian's PyTorch
+ * and compares float32 results (the fixture, PyTorch re-run here, ours) against it.
  */
 import * as path from 'node:path';
 import * as os from 'node:os';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { spawn, spawnSync } from 'node:child_process';
 import { readSafetensors, type RawTensor } from 'fer-torch';
-import { REPO_ROOT, SHARED_DIR } from 'fer-test-utils';
+import { REPO_ROOT, SHARED_DIR } from './paths';
 
 export const PYTHON = '/usr/bin/python3';
 export const TRUTH_SCRIPT = path.join(REPO_ROOT, 'scripts', 'float64-truth.py');
@@ -89,17 +88,21 @@ export function updateScale(truth: ArrayLike<number>, init: ArrayLike<number>): 
 
 export interface ErrorRow {
   name: string;
-  /** What the errors are relative to: 'max' (max|truth|) or 'update' (max|truth − init|). */
+  /** What the errors are relative to: 'max' (max|truth|), 'update' (max|truth − init|), 'w-…' (the layer's weight). */
   scale: string;
-  /** The fixture (PyTorch float32) against float64. */
+  /** The fixture (PyTorch float32) against the plain float64 run. */
   fixture: number;
-  /** Ours against float64. */
+  /** Ours against the plain float64 run. */
   ours: number;
+  /** Ours against float64 replaying our ReLU masks and max-pool choices (ESR). */
+  oursRouted?: number;
 }
 
 /** Fixed-width table of rows (for the test log and the README). */
 export function formatRows(rows: ErrorRow[]): string {
   const f = (v: number) => v.toExponential(2).padStart(9);
   const w = Math.max(...rows.map((r) => r.name.length), 4);
-  return [`${'name'.padEnd(w)}  scale     fixture      ours`, ...rows.map((r) => `${r.name.padEnd(w)}  ${r.scale.padEnd(7)} ${f(r.fixture)} ${f(r.ours)}`)].join('\n');
+  const routed = rows.some((r) => r.oursRouted !== undefined);
+  const lines = rows.map((r) => `${r.name.padEnd(w)}  ${r.scale.padEnd(7)} ${f(r.fixture)} ${f(r.ours)}${routed ? ` ${f(r.oursRouted ?? NaN)}` : ''}`);
+  return [`${'name'.padEnd(w)}  scale     fixture      ours${routed ? '  ours-rt' : ''}`, ...lines].join('\n');
 }
