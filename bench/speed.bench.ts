@@ -7,6 +7,12 @@
  * Measures (issue 9): esr1-train (ESR base + 1 branch, batch 32), esr9-train (9 branches, batch 32), esr9-infer
  * (ESR-9 eval forward, batch 32), manet-train (MA-Net 224×224, effective batch 128, accumulated).
  *
+ * The replicas are fer-train's training task (`trainTaskSpec` with `replicaModelSpec`; what `fer train
+ * --compute-workers N` runs) on fer-parallel's `DataParallel`, updated by `FlatSgd` on the host. The loss is fer-train's
+ * `lossFromSpec`, the same as torch_bench.py's: ESR Σ_k CE(branch k) + (≥ 2 branches) the spatial and channel
+ * diversity terms of the last CBAM attention with the 'reference' preset (−det, γ 10, zero diagonal); MA-Net
+ * 0.6·CE(fc_1) + 0.4·CE(fc_2) + the patch-spatial, patch-channel and global diversity terms ('reference').
+ *
  * Flags:
  *   --only=esr1-train,esr9-train,esr9-infer,manet-train   measures to run (default all)
  *   --workers=1,2          our variants (default both)
@@ -25,7 +31,10 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { DataParallel, FlatSgd, esrTask, manetTask, type SgdGroupOptions, type TaskSpec } from 'fer-parallel';
+import { DataParallel, FlatSgd, type SgdGroupOptions, type TaskSpec } from 'fer-parallel';
+import { resolveConfig as resolveEsrConfig } from 'fer-models-esr';
+import { resolveConfig as resolveManetConfig } from 'fer-models-manet';
+import { trainTaskSpec, type LossSpec, type ReplicaModelSpec } from 'fer-train';
 
 type Measure = 'esr1-train' | 'esr9-train' | 'esr9-infer' | 'manet-train';
 const MEASURES: readonly Measure[] = ['esr1-train', 'esr9-train', 'esr9-infer', 'manet-train'];
@@ -99,20 +108,56 @@ function makeBatch(n: number, size: number, classes: number) {
   return { images, labels, shape: [n, size, size, 3] as [number, number, number, number] };
 }
 
+/** The reference losses of torch_bench.py, as fer-train loss specs. */
+const ESR_LOSS: LossSpec = { kind: 'esr', options: { diversity: 'reference' } };
+const MANET_LOSS: LossSpec = { kind: 'manet', options: { diversity: 'reference', beta: 0.6 } };
+
+/** fer-train's training task for a model and loss, on wasm. */
+function trainTask(model: ReplicaModelSpec, loss: LossSpec): TaskSpec {
+  return trainTaskSpec({ model, loss, backend: 'wasm' }) as TaskSpec;
+}
+
 function taskOf(m: Measure): { task: TaskSpec; size: number; classes: number; sgd: SgdGroupOptions | Record<string, SgdGroupOptions> } {
+  const esr = (branches: number): ReplicaModelSpec => ({ kind: 'esr', config: resolveEsrConfig('desr9-affectnet'), branches, frozen: [] });
   switch (m) {
     case 'esr1-train':
-      return { task: esrTask({ branches: 1, seed: 0 }), size: 96, classes: 8, sgd: { lr: 0.1, momentum: 0.9 } };
+      return { task: trainTask(esr(1), ESR_LOSS), size: 96, classes: 8, sgd: { lr: 0.1, momentum: 0.9 } };
     case 'esr9-train':
     case 'esr9-infer': {
       // esr_affectnet.py: base 0.01, newest branch 0.1, older branches 0.01.
       const groups: Record<string, SgdGroupOptions> = { base: { lr: 0.01, momentum: 0.9 } };
       for (let b = 1; b <= 9; b++) groups[`branch_${b}`] = { lr: b === 9 ? 0.1 : 0.01, momentum: 0.9 };
-      return { task: esrTask({ branches: 9, seed: 0 }), size: 96, classes: 8, sgd: groups };
+      return { task: trainTask(esr(9), ESR_LOSS), size: 96, classes: 8, sgd: groups };
     }
     case 'manet-train':
-      return { task: manetTask({ numClasses: 7, seed: 0 }), size: 224, classes: 7, sgd: { lr: 0.01, momentum: 0.9, weightDecay: 1e-4 } };
+      return {
+        task: trainTask({ kind: 'manet', config: resolveManetConfig({ numClasses: 7 }) }, MANET_LOSS),
+        size: 224,
+        classes: 7,
+        sgd: { lr: 0.01, momentum: 0.9, weightDecay: 1e-4 },
+      };
   }
+}
+
+/**
+ * The training task builds MA-Net with zero conv kernels (the trainer's weights replace them); the bench gives its
+ * conv kernels (HWIO) Kaiming-normal fan-out values as the reference initialises them, so activations and the
+ * diversity terms are those of a real step. Seeded; ESR replicas are already PyTorch-initialised.
+ */
+function kaimingConvKernels(variables: { shape: number[] }[], write: (i: number, values: Float32Array) => void, seed = 1): void {
+  let s = seed >>> 0;
+  const uniform = () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return (s + 0.5) / 4294967296;
+  };
+  variables.forEach((v, i) => {
+    if (v.shape.length !== 4) return;
+    const [h, w, , o] = v.shape;
+    const std = Math.sqrt(2 / (h * w * o));
+    const values = new Float32Array(v.shape.reduce((a, b) => a * b, 1));
+    for (let j = 0; j < values.length; j++) values[j] = std * Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
+    write(i, values);
+  });
 }
 
 /** Runs one case in this process (the child side). */
@@ -120,6 +165,10 @@ async function runCase(c: CaseSpec): Promise<CaseResult> {
   const { task, size, classes, sgd } = taskOf(c.measure);
   const t0 = performance.now();
   const dp = await DataParallel.create({ task, workers: c.workers, microBatch: c.microBatch });
+  if (c.measure === 'manet-train') {
+    kaimingConvKernels(dp.variables, (i, values) => dp.weights[i].set(values));
+    await dp.setWeights();
+  }
   const startupMs = performance.now() - t0;
   try {
     const batch = makeBatch(c.batch, size, classes);
@@ -163,13 +212,14 @@ async function runCase(c: CaseSpec): Promise<CaseResult> {
   }
 }
 
-/** Per-kernel time of one training micro-batch of a built-in task, in this process (the child side of --profile). */
+/** Per-kernel time of one training micro-batch of the training task, in this process (the child side of --profile). */
 async function profileCase(model: 'esr1' | 'esr9' | 'manet', batch: number): Promise<void> {
   const tf = await import('@tensorflow/tfjs-core');
   const measure: Measure = model === 'manet' ? 'manet-train' : (`${model}-train` as Measure);
   const { task, size, classes } = taskOf(measure);
   const mod = (await import(task.module)) as { createReplica: (c: unknown) => Promise<import('fer-parallel').Replica> };
   const replica = await mod.createReplica(task.config);
+  if (model === 'manet') kaimingConvKernels(replica.variables, (i, values) => tf.tidy(() => replica.variables[i].assign(tf.tensor(values, replica.variables[i].shape))));
   const b = makeBatch(batch, size, classes);
   const shard = { images: b.images, shape: b.shape, labels: b.labels };
   const once = async () => tf.dispose((await replica.computeGradients(shard)).grads.filter((g): g is import('@tensorflow/tfjs-core').Tensor => g instanceof tf.Tensor));

@@ -1,12 +1,10 @@
 import { defineConfig } from 'tsup';
 
 export default defineConfig({
-  // The worker and the task modules are loaded by path at run time (new Worker / require), so each is an entry.
+  // The worker is loaded by path at run time (new Worker), so it is an entry of its own.
   entry: {
     index: 'src/index.ts',
     worker: 'src/worker.ts',
-    'tasks/esr': 'src/tasks/esr.ts',
-    'tasks/manet': 'src/tasks/manet.ts',
   },
   format: ['esm', 'cjs'],
   dts: true,

@@ -2,8 +2,6 @@ export { DataParallel, WorkerTaskError, planShards, activeWorkerCount } from './
 export type { DataParallelOptions } from './engine';
 export { FlatSgd } from './sgd';
 export type { SgdGroupOptions } from './sgd';
-export { esrTask, manetTask } from './tasks/specs';
-export type { EsrTaskConfig, ManetTaskConfig } from './tasks/specs';
 export type {
   TaskSpec,
   ShardBatch,

@@ -2,9 +2,9 @@ import type * as tf from '@tensorflow/tfjs-core';
 
 /**
  * Which module builds a replica inside each worker. `module` is an absolute path (`.ts` sources run through tsx) or
- * a package specifier resolvable from the worker (e.g. `fer-parallel/tasks/esr`); `export` names a
- * `CreateReplica` function (default `createReplica`); `config` is passed to it and must be JSON-serialisable
- * (structured clone).
+ * a package specifier resolvable from the worker (fer-train's `trainTaskSpec` gives its training task's path);
+ * `export` names a `CreateReplica` function (default `createReplica`); `config` is passed to it and must be
+ * JSON-serialisable (structured clone).
  */
 export interface TaskSpec<C = unknown> {
   module: string;

@@ -57,6 +57,7 @@ export async function createReplica(config: TrainTaskConfig): Promise<Replica> {
     groups: groups.flatMap((g) => g.variables.map(() => g.name)),
     state: stateOf(model),
     computeGradients: (batch) => replicaGradients(model, variables, loss, batch),
+    infer: (batch) => replicaLogits(model, batch),
     dispose: () => model.dispose(),
   };
 }
@@ -95,4 +96,15 @@ async function replicaGradients(model: FerModel, variables: tf.Variable[], loss:
   } finally {
     tf.dispose([x, y, ...(readout ? [readout] : [])]);
   }
+}
+
+/**
+ * Eval-mode forward on one shard: every branch's or head's logits, image-major [B, heads, K] (flattened by the
+ * worker, which reads and disposes the returned tensor). Used for data-parallel inference (`DataParallel.infer`).
+ */
+function replicaLogits(model: FerModel, batch: ShardBatch): tf.Tensor {
+  return tf.tidy(() => {
+    const out = model.forward(tf.tensor4d(batch.images, batch.shape), { training: false });
+    return tf.stack(out.logits, 1);
+  });
 }
