@@ -1,7 +1,8 @@
 /**
  * MA-Net end to end through the `fer` commands on wasm (issue 8): `fer train manet --dataset synthetic` (224 px, the
- * only size the architecture takes) writes checkpoints, history and a saved model, and `fer eval` on the reloaded
- * model reproduces the trainer's final test evaluation. Tiny sizes: this checks the plumbing, not learning (an MA-Net
+ * only size the architecture takes) writes checkpoints, history and a saved model; with `--bn-batches` the model is
+ * selected with batch statistics, its BN statistics are recomputed before the final evaluation and saved with it, so
+ * `fer eval` on the reloaded model reproduces that final (inference-mode) test evaluation. Tiny sizes: this checks the plumbing, not learning (an MA-Net
  * trains at well under 1 image/s here, see README "Learning on synthetic faces").
  */
 import * as os from 'node:os';
@@ -34,9 +35,9 @@ describe('fer train manet --dataset synthetic -> fer eval (wasm)', () => {
     );
   });
 
-  it('trains one epoch, checkpoints, saves a model that `fer eval` reloads with the same test result', async () => {
+  it('trains one epoch, checkpoints, recalibrates BN, saves a model that `fer eval` reloads with the same test result', async () => {
     const { result } = await runTrain('manet', {
-      dataset: 'synthetic', syntheticSize: sizes, out: dir, diversity: 'dpp', epochs: 1, batch: 8, microBatch: 4, seed: 0, plots: false, workers: 0,
+      dataset: 'synthetic', syntheticSize: sizes, out: dir, diversity: 'dpp', epochs: 1, batch: 8, microBatch: 4, seed: 0, plots: false, workers: 0, bnBatches: 2,
     }, out);
     expect(result.stopped).toBe(false);
     expect(result.history.script).toBe('manet_rafdb');
@@ -50,6 +51,11 @@ describe('fer train manet --dataset synthetic -> fer eval (wasm)', () => {
     for (const f of ['model/model.json', 'model/weights.bin', 'history.json', 'history.csv', 'checkpoints/last.safetensors', 'checkpoints/stage-1-best.safetensors']) {
       expect(existsSync(path.join(dir, f))).toBe(true);
     }
+    const history = JSON.parse(await fs.readFile(path.join(dir, 'history.json'), 'utf8'));
+    expect(history.final.map((f: { split: string; accuracy: number }) => [f.split, f.accuracy])).toEqual([
+      ['validation', result.validation!.ensemble.accuracy],
+      ['test', result.test!.ensemble.accuracy],
+    ]);
     const last = await loadCheckpoint(path.join(dir, 'checkpoints', 'last.safetensors'));
     expect(last.meta.position).toEqual({ stage: 2, epoch: 0, step: 0, globalStep: 2 });
     result.model.dispose();

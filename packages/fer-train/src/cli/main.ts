@@ -85,6 +85,7 @@ export function buildProgram(): Command {
       .option('--max-steps <n>', 'stop after n optimizer steps (checkpointed; continue with --resume)', int('--max-steps'))
       .option('--checkpoint-every <n>', 'also checkpoint every n steps within an epoch', int('--checkpoint-every'))
       .option('--no-plots', 'do not write SVG/PNG plots')
+      .option('--bn-batches <n>', 'short runs: select the model with batch statistics, then recompute every BN\'s running statistics over n training batches before the final evaluation and the saved model', int('--bn-batches'))
       .action(async (opts, cmd: Command) => {
         await backend(cmd);
         await runTrain(model, opts, outputOf(cmd));

@@ -3,6 +3,7 @@ import type { Manet } from 'fer-models-manet';
 import { fileSaveHandler } from '../io/layers-files';
 import { lossFromSpec } from '../loss';
 import type { DiversityMode } from '../loss-types';
+import type { EvaluateOptions } from '../evaluate';
 import type { TrainingPlan } from '../schedule/plans';
 import { Trainer, type TrainResult } from '../trainer';
 import type { RecipeRunOptions } from './run-options';
@@ -18,6 +19,18 @@ export interface TrainManetOptions extends RecipeRunOptions {
   diversity: DiversityMode;
   /** Head-1 weight (reference 0.6) in the loss and the combined prediction. */
   beta?: number;
+  /** Evaluate with batch statistics (see `EvaluateOptions.batchStatistics`); for very short runs only. */
+  evaluateWithBatchStatistics?: boolean;
+}
+
+/** MA-Net evaluation: argmax of β·fc_1 + (1 − β)·fc_2; diversity on the two global features. */
+export function manetEvaluation(beta = 0.6): Omit<EvaluateOptions, 'onBatch'> {
+  return { combine: { kind: 'weighted', weights: [beta, 1 - beta] }, diversityHead: 'globalFeatures' };
+}
+
+/** Saves an MA-Net in the tfjs-layers format (model.json + weights.bin) into `dir`. */
+export async function saveManet(model: Manet, dir: string): Promise<void> {
+  await model.save(fileSaveHandler(dir));
 }
 
 /** Fine-tunes a diversified MA-Net with a `manet_*` plan. */
@@ -25,12 +38,12 @@ export function trainManet(o: TrainManetOptions): Promise<TrainResult<Manet>> {
   const beta = o.beta ?? 0.6;
   return new Trainer<Manet>({
     plan: o.plan,
-    model: { create: o.createModel, save: async (m, dir) => void (await m.save(fileSaveHandler(dir))) },
+    model: { create: o.createModel, save: saveManet },
     trainData: () => o.train,
     validation: o.validation,
     test: o.test,
     loss: () => lossFromSpec({ kind: 'manet', options: { diversity: o.diversity, beta } }),
-    evaluation: () => ({ combine: { kind: 'weighted', weights: [beta, 1 - beta] }, diversityHead: 'globalFeatures' }),
+    evaluation: () => ({ ...manetEvaluation(beta), batchStatistics: o.evaluateWithBatchStatistics }),
     outDir: o.outDir,
     seed: o.seed,
     microBatch: o.microBatch,

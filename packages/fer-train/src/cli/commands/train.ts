@@ -4,8 +4,11 @@ import { MANET_INPUT_SIZE, MANET_WASM_MAX_BATCH, MANET_WASM_MICRO_BATCH } from '
 import { FerInputError, parseChoice } from 'fer-core';
 import { loadSplits, DATASET_KINDS, type DatasetKind } from '../../data';
 import { DIVERSITY_MODES, type DiversityMode } from '../../loss-types';
-import { trainEsr } from '../../recipes/esr';
-import { trainManet } from '../../recipes/manet';
+import { esrStageEvaluation, trainEsr } from '../../recipes/esr';
+import type { EsrEnsemble } from 'fer-models-esr';
+import type { Manet } from 'fer-models-manet';
+import { manetEvaluation, saveManet, trainManet } from '../../recipes/manet';
+import { finishWithPreciseBn } from '../../recipes/precise-bn';
 import { esrFineTunePlan, esrGrowthPlan, manetPlan, type TrainingPlan } from '../../schedule/plans';
 import type { EvalResult } from '../../evaluate';
 import type { TrainResult } from '../../trainer';
@@ -37,6 +40,8 @@ export interface TrainCommandOptions {
   plots: boolean;
   syntheticSize?: number[];
   workers?: number;
+  /** Short runs: select with batch statistics, then recompute BN statistics over this many training batches. */
+  bnBatches?: number;
   computeWorkers?: number;
 }
 
@@ -82,8 +87,10 @@ export async function runTrain(model: 'esr' | 'manet', o: TrainCommandOptions, o
     computeWorkers: o.computeWorkers, resume: o.resume, maxSteps: o.maxSteps, checkpointEverySteps: o.checkpointEvery, plots: o.plots, onEvent: out.trainEvents(),
   };
   let result: TrainResult<FerModel>;
+  let plan: TrainingPlan;
+  // Precise BN batches: the size training normalised with (a micro-batch when accumulating), at least 2.
+  let bnBatchSize: number;
   if (model === 'esr') {
-    let plan: TrainingPlan;
     if (o.pretrained) {
       if (kind !== 'ferplus' && kind !== 'rafdb' && kind !== 'folder' && kind !== 'synthetic') throw new FerInputError(`Fine-tuning a pretrained ESR applies to ferplus, rafdb, folder or synthetic data, not ${kind}.`);
       plan = esrFineTunePlan({
@@ -93,6 +100,7 @@ export async function runTrain(model: 'esr' | 'manet', o: TrainCommandOptions, o
     } else {
       plan = esrGrowthPlan({ branches: o.branches, firstEpochs: o.epochs, laterEpochs: o.laterEpochs, batchSize: o.batch });
     }
+    bnBatchSize = Math.max(2, o.microBatch ?? plan.batchSize);
     const pre = o.pretrained;
     result = await trainEsr({
       ...common, plan, channelTermOnSpatial: o.faithfulChannel,
@@ -100,7 +108,7 @@ export async function runTrain(model: 'esr' | 'manet', o: TrainCommandOptions, o
     });
   } else {
     const ds = kind === 'affectnet' || kind === 'ferplus' || kind === 'rafdb' ? kind : 'rafdb';
-    let plan = manetPlan({ dataset: ds, epochs: o.epochs, batchSize: o.batch });
+    plan = manetPlan({ dataset: ds, epochs: o.epochs, batchSize: o.batch });
     let microBatch = o.microBatch;
     if (tf.getBackend() === 'wasm') {
       // The wasm heap (4 GiB) holds a training forward + backward of at most MANET_WASM_MAX_BATCH images at 224 px.
@@ -110,6 +118,7 @@ export async function runTrain(model: 'esr' | 'manet', o: TrainCommandOptions, o
       }
       plan = { ...plan, evalBatchSize: Math.min(plan.evalBatchSize, MANET_WASM_MAX_BATCH) };
     }
+    bnBatchSize = Math.max(2, microBatch ?? plan.batchSize);
     result = await trainManet({ ...common, microBatch, plan, createModel: () => manetFor(labels, o.seed, o.pretrained) });
   }
   if (result.stopped) {
@@ -117,6 +126,16 @@ export async function runTrain(model: 'esr' | 'manet', o: TrainCommandOptions, o
     return { outDir, result };
   }
   const names = labels as readonly string[];
+  if (o.bnBatches) {
+    const last = plan.stages[plan.stages.length - 1];
+    const fin = await finishWithPreciseBn(result, {
+      train: splits.train, validation: splits.validation, test: splits.test,
+      evaluation: { ...(model === 'esr' ? esrStageEvaluation(last) : manetEvaluation()), batchSize: plan.evalBatchSize },
+      recalibrate: { batches: o.bnBatches, batchSize: bnBatchSize, seed: o.seed },
+      save: async (m, dir) => void (model === 'esr' ? await (m as EsrEnsemble).save(dir) : await saveManet(m as Manet, dir)),
+    });
+    out.info(`precise BN: recomputed ${fin.batchNorm.layers} batch norms over ${fin.batchNorm.batches} training batches (${fin.batchNorm.images} images); validation accuracy with batch statistics was ${pct(fin.before.validation!.ensemble.accuracy)}.`);
+  }
   out.result(describeEval(splits.test ? 'validation (model selection)' : 'validation', result.validation!, names), { type: 'summary', split: 'validation', accuracy: result.validation!.ensemble.accuracy, macroF1: result.validation!.ensemble.macroF1 });
   if (result.test) out.result(describeEval('test', result.test, names), { type: 'summary', split: 'test', accuracy: result.test.ensemble.accuracy, macroF1: result.test.ensemble.macroF1 });
   out.result(
