@@ -26,7 +26,7 @@ describe('useLazyInputGradient', () => {
     return { layer, model: tfl.model({ inputs: input, outputs: layer.apply(input) as tfl.SymbolicTensor }) };
   };
 
-  it.each([false, true])('gives the stock forward and weight gradients, without computing the input gradient; no leak (bias: %s)', async (useBias) => {
+  it.each([false, true])('gives the stock forward and weight gradients bit for bit, without computing the input gradient; no leak (bias: %s)', async (useBias) => {
     const stock = make(false, useBias);
     const lazy = make(true, useBias);
     lazy.layer.setWeights(stock.layer.getWeights());
@@ -39,9 +39,14 @@ describe('useLazyInputGradient', () => {
     const a = grad(stock.model);
     const b = grad(lazy.model);
     expect(Object.keys(b.grads)).toHaveLength(useBias ? 2 : 1);
-    expectTensorClose(b.value, a.value, { rtol: 1e-6, atol: 1e-6 });
-    for (const k of Object.keys(a.grads)) expectTensorClose(b.grads[k], a.grads[k], { rtol: 1e-5, atol: 1e-5 });
+    // The same fused conv forward and the same Conv2DBackpropFilter / bias sum as the stock fused gradient.
+    expectTensorClose(b.value, a.value, { rtol: 0, atol: 0 });
+    for (const k of Object.keys(a.grads)) expectTensorClose(b.grads[k], a.grads[k], { rtol: 0, atol: 0 });
     tf.dispose([a.value, b.value, ...Object.values(a.grads), ...Object.values(b.grads)]);
+    // Inference (no tape) is the stock call.
+    const [ea, eb] = [stock.model.predict(x) as tf.Tensor, lazy.model.predict(x) as tf.Tensor];
+    expectTensorClose(eb, ea, { rtol: 0, atol: 0 });
+    tf.dispose([ea, eb]);
 
     // The stock fused conv's custom gradient differentiates the image too; the lazy one does not.
     const run = (m: tfl.LayersModel) => () => {
@@ -59,9 +64,26 @@ describe('useLazyInputGradient', () => {
     lazy.model.dispose();
   });
 
-  it('refuses a conv with an activation, or another layer, naming the layer', () => {
+  it('falls back to the stock call when the input depends on a variable, so its gradient still flows', async () => {
+    const stock = make(false, true);
+    const lazy = make(true, true);
+    lazy.layer.setWeights(stock.layer.getWeights());
+    const scale = tf.variable(tf.fill([1, 1, 1, 3], 0.7), true, 'lazy_test_scale');
+    const x = tf.tidy(() => tf.cos(tf.reshape(tf.range(0, 9 * 9 * 3), [1, 9, 9, 3])));
+    const grad = (m: tfl.LayersModel) => tf.variableGrads(() => tf.sum(tf.square(m.apply(tf.mul(x, scale), { training: true }) as tf.Tensor)) as tf.Scalar, [scale]);
+    const a = grad(stock.model);
+    const b = grad(lazy.model);
+    expect(b.grads[scale.name]).toBeDefined();
+    expectTensorClose(b.grads[scale.name], a.grads[scale.name], { rtol: 0, atol: 0 });
+    tf.dispose([a.value, b.value, a.grads[scale.name], b.grads[scale.name], x, scale]);
+    stock.model.dispose();
+    lazy.model.dispose();
+  });
+
+  it('refuses a conv with an activation, a dilation, or another layer, naming the layer', () => {
     const relu = tfl.layers.conv2d({ filters: 2, kernelSize: 1, activation: 'relu', name: 'relu_conv' });
-    expect(() => useLazyInputGradient(relu)).toThrow("expects a linear, channels-last Conv2D, but 'relu_conv' is a Conv2D with an activation");
+    expect(() => useLazyInputGradient(relu)).toThrow("expects a linear, channels-last, undilated Conv2D, but 'relu_conv' is a Conv2D with an activation");
+    expect(() => useLazyInputGradient(tfl.layers.conv2d({ filters: 2, kernelSize: 3, dilationRate: 2, name: 'dil' }))).toThrow("'dil' is a Conv2D");
     expect(() => useLazyInputGradient(tfl.layers.dense({ units: 2, name: 'fc' }))).toThrow("but 'fc' is a Dense.");
   });
 });
