@@ -70,18 +70,21 @@ export function useLazyInputGradient(layer: tfl.layers.Layer): void {
       // The stock layer's op (tfjs-layers conv2dWithBiasActivation): same kernel, same values.
       const forward = (w: tf.Tensor, b?: tf.Tensor) => tf.fused.conv2d({ x, filter: w as tf.Tensor4D, strides, pad, dataFormat: 'NHWC', bias: b });
       // The stock fused gradient's filter term (tfjs-core ops/fused/conv2d.ts): Conv2DBackpropFilter(x, dy).
-      const filterGrad = (dy: tf.Tensor, w: tf.Tensor) =>
-        tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, { strides, pad, dataFormat: 'NHWC', filterShape: w.shape }) as tf.Tensor;
+      const filterGrad = (xs: tf.Tensor, dy: tf.Tensor, w: tf.Tensor) =>
+        tf.engine().runKernel('Conv2DBackpropFilter', { x: xs, dy }, { strides, pad, dataFormat: 'NHWC', filterShape: w.shape }) as tf.Tensor;
       const kernel = conv.kernel.read();
       // The bias is created in build(), after this call is installed: read it at call time.
       const bias = conv.useBias && conv.bias ? conv.bias.read() : undefined;
       // customGrad's inputs are the kernel (and bias), not x: the tape gets no edge to the image.
       const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
         const [w, b] = args as tf.Tensor[];
+        // x may be an intermediate (a padding op's output) that the forward's tidy disposes: save it for backward.
+        (args[args.length - 1] as tf.GradSaveFunc)([x]);
         return {
           value: forward(w, bias ? b : undefined),
           // Bias term as the stock getFusedBiasGradient: dy summed over batch and positions.
-          gradFunc: (dy: tf.Tensor) => (bias ? [filterGrad(dy, w), tf.reshape(tf.sum(dy, [0, 1, 2]), b.shape)] : [filterGrad(dy, w)]),
+          gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
+            bias ? [filterGrad(saved[0], dy, w), tf.reshape(tf.sum(dy, [0, 1, 2]), b.shape)] : [filterGrad(saved[0], dy, w)],
         };
       });
       return bias ? f(kernel, bias) : f(kernel);
