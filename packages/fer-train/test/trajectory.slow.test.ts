@@ -99,10 +99,10 @@ describeIfExists(path.join(REFERENCE_DIR, 'train_esr2'), 'ESR trajectory parity 
         }
       });
 
-      // Known gap: train mode at batch 4 is ill-conditioned (fer-models-esr README: a 1e-7 relative input change
-      // moves the train-mode attention by 7e-6, our whole distance to PyTorch), so tensors below each branch's bn4
-      // miss the manifest's strict tolerances after the lr-0.1 updates; fer-models-esr checks the gradients and the
-      // SGD state at measured tolerances. `failing` turns into an error if these ever meet the manifest exactly.
+      // Known gap: train mode at batch 4 is ill-conditioned. ReLU and max-pool choices at float32 near-ties flip
+      // differently on XNNPACK than on oneDNN, and one flip moves a whole gradient by 1e-3..1e-2 of its max
+      // (fer-models-esr/test/esr-cbam-float64.slow.test.ts measures this against a float64 truth), so tensors miss
+      // the manifest's strict tolerances after the lr-0.1 updates. `failing` turns into an error if they ever meet it.
       it.failing('every stored tensor after 3 steps (base and branches, BN buffers)', async () => {
         const finals = fx.manifest.tensors.filter((t: { name: string }) => t.name.startsWith(`${variant}/final/`));
         for (const t of finals) {
@@ -120,23 +120,68 @@ describeIfExists(path.join(REFERENCE_DIR, 'esr_cbam'), 'esr_cbam: 2 SGD steps wi
 
   const got: { total: number; terms: Record<string, number> }[] = [];
   let ours = new Map<string, Float32Array>();
-  beforeAll(async () => {
+  /** The same two steps written out by hand (tf.variableGrads + PyTorch's momentum rule), not through fer-train. */
+  let byHand = new Map<string, Float32Array>();
+  const stage = esrGrowthPlan().stages[2];
+  const LRS: Record<string, number> = { base: 0.01, branch_1: 0.01, branch_2: 0.01, branch_3: 0.1 };
+  const batches = [['input/x', 'input/labels'], ['input/x_step2', 'input/labels_step2']];
+  const readBatch = async (xs: string, ys: string) => ({
+    images: nhwc(await fx.tensor('data.safetensors', xs)),
+    labels: tf.tensor1d(Array.from(toFloat32(await fx.raw('data.safetensors', ys))), 'int32'),
+  });
+  const fixtureEnsemble = async () => {
     const sds = await Promise.all(['base', 'branch_1', 'branch_2', 'branch_3'].map(stateDict));
-    const { esr } = fromTorchStateDicts(sds[0], sds.slice(1));
-    const stage = esrGrowthPlan().stages[2];
+    return fromTorchStateDicts(sds[0], sds.slice(1)).esr;
+  };
+  beforeAll(async () => {
+    const esr = await fixtureEnsemble();
     const opt = stageOptimizer(esr, stage);
-    expect(opt.learningRates()).toEqual({ base: 0.01, branch_1: 0.01, branch_2: 0.01, branch_3: 0.1 });
-    const batches = [['input/x', 'input/labels'], ['input/x_step2', 'input/labels_step2']];
+    expect(opt.learningRates()).toEqual(LRS);
     for (const [xs, ys] of batches) {
-      const x = nhwc(await fx.tensor('data.safetensors', xs));
-      const labels = tf.tensor1d(Array.from(toFloat32(await fx.raw('data.safetensors', ys))), 'int32');
-      const r = await trainStep(esr, opt, { images: x, labels }, esrStageLoss(stage, 'reference'));
-      tf.dispose([x, labels]);
+      const batch = await readBatch(xs, ys);
+      const r = await trainStep(esr, opt, batch, esrStageLoss(stage, 'reference'));
+      tf.dispose([batch.images, batch.labels]);
       got.push({ total: r.loss, terms: r.terms });
     }
     ours = torchState(esr);
     opt.dispose();
     esr.dispose();
+
+    // SGD with momentum 0.9, no dampening or weight decay, as torch.optim.SGD: buf = g (first step), then
+    // buf = 0.9·buf + g; p -= lr·buf.
+    const ref = await fixtureEnsemble();
+    const loss = esrStageLoss(stage, 'reference');
+    const bufs = new Map<tf.Variable, tf.Tensor>();
+    for (const [xs, ys] of batches) {
+      const batch = await readBatch(xs, ys);
+      const vars = ref.variableGroups().flatMap((g) => g.variables);
+      const { value, grads } = tf.variableGrads(() => loss(ref.forward(batch.images, { training: true }), batch.labels).total, vars);
+      for (const g of ref.variableGroups()) {
+        for (const v of g.variables) {
+          const grad = grads[v.name];
+          const prev = bufs.get(v);
+          const buf = prev ? tf.tidy(() => tf.add(tf.mul(prev, 0.9), grad)) : tf.clone(grad);
+          prev?.dispose();
+          bufs.set(v, buf);
+          v.assign(tf.tidy(() => tf.sub(v, tf.mul(buf, LRS[g.name]))));
+        }
+      }
+      tf.dispose([value, batch.images, batch.labels, ...Object.values(grads)]);
+    }
+    tf.dispose([...bufs.values()]);
+    byHand = torchState(ref);
+    ref.dispose();
+  });
+
+  // The trainer adds nothing of its own to a step: its parameters after two steps equal the hand-written step's to
+  // float32 rounding. (How close that step is to PyTorch: fer-models-esr/test/esr-cbam-float64.slow.test.ts proves
+  // it is as close to a float64 computation as the fixture is, once float32 near-ties in ReLU/max-pool are replayed.)
+  it('trainStep + stageOptimizer equal a hand-written SGD step on every parameter and BN buffer', () => {
+    expect([...ours.keys()].sort()).toEqual([...byHand.keys()].sort());
+    for (const [k, want] of byHand) {
+      if (k.endsWith('num_batches_tracked')) continue;
+      expectArrayClose(ours.get(k)!, want, { rtol: 1e-5, atol: 1e-6 }, k);
+    }
   });
 
   it('losses of both steps (sgd/loss_step1, loss_step2) and their CE terms', () => {
@@ -157,7 +202,10 @@ describeIfExists(path.join(REFERENCE_DIR, 'esr_cbam'), 'esr_cbam: 2 SGD steps wi
     }
   });
 
-  // Same known gap as train_esr2 (train-mode conditioning below the branches' bn4; see above).
+  // Same known gap as train_esr2: float32 near-ties in ReLU / max-pool choices (margins ≤ 1.4e-6 of the compared
+  // tensor) flip differently on XNNPACK than on oneDNN and move whole gradients by 1e-3..1e-2 of their max; the
+  // float64-truth test in fer-models-esr shows each such choice is a near-tie and that, replaying our choices, float64
+  // agrees with us as closely as with the fixture. `failing` turns into an error if these ever meet the manifest.
   it.failing('every parameter and BN buffer after two steps (full and sampled)', async () => {
     const after = fx.manifest.tensors.filter((t: { file: string }) => t.file === 'after_sgd.safetensors');
     for (const t of after) {
