@@ -1,16 +1,8 @@
-import { defineConfig } from 'tsup';
+import { packageConfig } from '../../tsup.base';
 
-export default defineConfig({
+export default packageConfig({
   // The worker is loaded by path at run time (new Worker), so it is an entry of its own.
-  entry: {
-    index: 'src/index.ts',
-    worker: 'src/worker.ts',
-  },
-  format: ['esm', 'cjs'],
-  dts: true,
-  clean: true,
-  sourcemap: true,
+  entry: { index: 'src/index.ts', worker: 'src/worker.ts' },
   // __filename / __dirname in the ESM build (the engine finds worker.mjs next to itself).
   shims: true,
-  target: 'node20',
 });
