@@ -37,6 +37,8 @@ export interface History {
   script: string;
   epochs: EpochRecord[];
   final?: FinalEval[];
+  /** When precise BN replaced `final`: the same evaluations before it, normalised with batch statistics. */
+  finalBatchStatistics?: FinalEval[];
 }
 
 export function finalEval(split: FinalEval['split'], r: EvalResult): FinalEval {

@@ -56,6 +56,9 @@ describe('fer train manet --dataset synthetic -> fer eval (wasm)', () => {
       ['validation', result.validation!.ensemble.accuracy],
       ['test', result.test!.ensemble.accuracy],
     ]);
+    // The batch-statistics evaluations that selected the model are kept beside the recalibrated ones.
+    expect(history.finalBatchStatistics.map((f: { split: string }) => f.split)).toEqual(['validation', 'test']);
+    for (const f of history.finalBatchStatistics) expect(f.confusion.flat().reduce((a: number, b: number) => a + b, 0)).toBe(f.split === 'test' ? 8 : result.validation!.size);
     const last = await loadCheckpoint(path.join(dir, 'checkpoints', 'last.safetensors'));
     expect(last.meta.position).toEqual({ stage: 2, epoch: 0, step: 0, globalStep: 2 });
     result.model.dispose();

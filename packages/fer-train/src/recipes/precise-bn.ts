@@ -25,12 +25,17 @@ export interface PreciseBnFinish {
 /**
  * After a (short) run: recomputes every BN's running statistics over training batches (`recalibrateBatchNorm`),
  * evaluates validation and test again in inference mode, re-saves the model and rewrites the history's final
- * evaluations. Mutates `result` (model, `validation`, `test`, `history.final`) and returns what it replaced.
+ * evaluations (the replaced ones stay in `history.finalBatchStatistics`). Mutates `result` (model, `validation`,
+ * `test`, `history`) and returns what it replaced.
  */
 export async function finishWithPreciseBn<M extends FerModel>(result: TrainResult<M>, o: PreciseBnFinishOptions<M>): Promise<PreciseBnFinish> {
   const before = { validation: result.validation, test: result.test };
   const batchNorm = await recalibrateBatchNorm(result.model, o.train, o.recalibrate);
   const opts = { ...o.evaluation, batchStatistics: false };
+  result.history.finalBatchStatistics = [
+    ...(before.validation ? [finalEval('validation', before.validation)] : []),
+    ...(before.test ? [finalEval('test', before.test)] : []),
+  ];
   result.validation = await evaluate(result.model, o.validation, opts);
   result.history.final = [finalEval('validation', result.validation)];
   if (o.test) {
