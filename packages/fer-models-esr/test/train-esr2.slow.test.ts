@@ -2,27 +2,11 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-layers';
 import { initBackend } from 'fer-backend';
-import { fromFloat32, toFloat32, type RawTensor } from 'fer-torch';
-import { REFERENCE_DIR, describeIfExists, expectArrayClose, loadFixture, type Fixture } from 'fer-test-utils';
+import { REFERENCE_DIR, describeIfExists, expectArrayClose, loadFixture, nearDuplicateStateDict, type Fixture } from 'fer-test-utils';
 import { createEsr, esrKeyMap, loadTorchStateDict, type EsrEnsemble } from 'fer-models-esr';
 import { TorchSgd, fixtureStateDict, labels, nhwc, referenceLoss, tolerance } from './helpers';
 
 const DATA = 'data.safetensors';
-
-/** near_duplicate's branch_2: float32(b1 + 0.1·(b2 − b1)) computed in float64; integer buffers from b1. */
-function nearDuplicate(b1: Map<string, RawTensor>, b2: Map<string, RawTensor>): Map<string, RawTensor> {
-  const out = new Map<string, RawTensor>();
-  for (const [k, t1] of b1) {
-    if (t1.dtype !== 'float32') {
-      out.set(k, t1);
-      continue;
-    }
-    const v1 = toFloat32(t1);
-    const v2 = toFloat32(b2.get(k)!);
-    out.set(k, fromFloat32(Float32Array.from(v1, (a, i) => a + 0.1 * (v2[i] - a)), t1.shape));
-  }
-  return out;
-}
 
 describeIfExists(path.join(REFERENCE_DIR, 'train_esr2'), 'train_esr2: three SGD steps of base + 2 CBAM branches (wasm)', () => {
   let fx: Fixture;
@@ -39,7 +23,7 @@ describeIfExists(path.join(REFERENCE_DIR, 'train_esr2'), 'train_esr2: three SGD 
     const base = await fixtureStateDict(init, 'base');
     const b1 = await fixtureStateDict(init, 'branch_1');
     const b2 = await fixtureStateDict(init, 'branch_2');
-    const dicts = [base, b1, variant === 'fresh' ? b2 : nearDuplicate(b1, b2)];
+    const dicts = [base, b1, variant === 'fresh' ? b2 : nearDuplicateStateDict(b1, b2)];
     esr.parts().forEach((p, i) => loadTorchStateDict(p.model, dicts[i], esrKeyMap(i === 0 ? 'base' : 'branch', esr.config)));
     return esr;
   }

@@ -8,6 +8,7 @@ import { REFERENCE_DIR } from './paths';
 export { REPO_ROOT, SHARED_DIR, REFERENCE_DIR, DATA_DIR } from './paths';
 export { PYTHON, TRUTH_SCRIPT, hasTorch, describeIfTorch, runTruth, float64, maxAbs, relErr, updateScale, formatRows } from './float64';
 export type { ErrorRow } from './float64';
+export { nearDuplicateStateDict } from './fixture-rules';
 
 /**
  * `describe` when `dir` exists, otherwise a skipped `describe` that says why, so a checkout without ../shared

@@ -5,7 +5,7 @@
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from 'fer-backend';
-import { describeIfExists, expectArrayClose, loadFixture, REFERENCE_DIR } from 'fer-test-utils';
+import { describeIfExists, expectArrayClose, loadFixture, nearDuplicateStateDict, REFERENCE_DIR } from 'fer-test-utils';
 import { readSafetensors, toFloat32, type RawTensor } from 'fer-torch';
 import { fromTorchStateDicts, toTorchStateDicts, type EsrEnsemble } from 'fer-models-esr';
 import { esrStageLoss } from '../src/recipes/esr';
@@ -21,22 +21,6 @@ beforeAll(async () => {
 
 async function stateDict(part: string): Promise<Map<string, RawTensor>> {
   return (await readSafetensors(path.join(INIT, `${part}.safetensors`))).tensors;
-}
-
-/** float32(b1 + 0.1·(b2 − b1)) computed in float64; integer buffers from b1 (the fixture's near_duplicate rule). */
-function nearDuplicate(b1: Map<string, RawTensor>, b2: Map<string, RawTensor>): Map<string, RawTensor> {
-  const out = new Map<string, RawTensor>();
-  for (const [k, t1] of b1) {
-    if (t1.dtype !== 'float32') {
-      out.set(k, t1);
-      continue;
-    }
-    const a = toFloat32(t1);
-    const b = toFloat32(b2.get(k)!);
-    const v = Float32Array.from(a, (x, i) => x + 0.1 * (b[i] - x));
-    out.set(k, { dtype: 'float32', shape: t1.shape, data: new Uint8Array(v.buffer) });
-  }
-  return out;
 }
 
 function nhwc(x: tf.Tensor): tf.Tensor4D {
@@ -61,7 +45,7 @@ describeIfExists(path.join(REFERENCE_DIR, 'train_esr2'), 'ESR trajectory parity 
       let ours = new Map<string, Float32Array>();
       beforeAll(async () => {
         const [base, b1, b2raw] = await Promise.all(['base', 'branch_1', 'branch_2'].map(stateDict));
-        const b2 = variant === 'fresh' ? b2raw : nearDuplicate(b1, b2raw);
+        const b2 = variant === 'fresh' ? b2raw : nearDuplicateStateDict(b1, b2raw);
         const { esr } = fromTorchStateDicts(base, [b1, b2]);
         const stage = esrGrowthPlan().stages[1]; // ensemble of 2: base .01, branch_2 (newest) .1, branch_1 .01
         const opt = stageOptimizer(esr, stage);
