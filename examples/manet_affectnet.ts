@@ -6,21 +6,21 @@
  *   pnpm tsx examples/manet_affectnet.ts <dataset root> [Pretrained_on_MSCeleb.pth.tar] [out dir]
  */
 import { initBackend } from 'fer-backend';
-import { AFFECTNET_LABELS } from 'fer-core';
 import { affectNet } from 'fer-datasets';
-import { createManet, fromMsCeleb } from 'fer-models-manet';
-import { manetPlan, trainManet } from 'fer-train';
+import { manetFor, manetPlan, trainManet } from 'fer-train';
 
 async function main(): Promise<void> {
   const [root, msceleb, out = 'checkpoint/affectNet'] = process.argv.slice(2);
   if (!root) throw new Error('Usage: manet_affectnet.ts <dataset root> [MS-Celeb checkpoint] [out]');
   await initBackend();
-  const numClasses = AFFECTNET_LABELS.length;
+  const train = await affectNet({ root, split: 'train', augment: true, cap: 5000, imageSize: 224 });
+  const validation = await affectNet({ root, split: 'validation', cap: Infinity, imageSize: 224 });
   const result = await trainManet({
     plan: manetPlan({ dataset: 'affectnet' }),
-    createModel: () => (msceleb ? fromMsCeleb(msceleb, { numClasses, labels: AFFECTNET_LABELS }) : createManet({ numClasses, labels: AFFECTNET_LABELS, seed: 0 })),
-    train: await affectNet({ root, split: 'train', augment: true, cap: 5000, imageSize: 224 }),
-    validation: await affectNet({ root, split: 'validation', cap: Infinity, imageSize: 224 }),
+    // The label set comes from the dataset (its class order is the heads' order).
+    createModel: () => manetFor(train.labels, 0, msceleb),
+    train,
+    validation,
     diversity: 'reference',
     beta: 0.6,
     microBatch: 8, // the reference batch accumulated in micro-batches that fit the wasm heap

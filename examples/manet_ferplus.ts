@@ -6,22 +6,23 @@
  *   pnpm tsx examples/manet_ferplus.ts <dataset root> [Pretrained_on_MSCeleb.pth.tar] [out dir]
  */
 import { initBackend } from 'fer-backend';
-import { AFFECTNET_LABELS } from 'fer-core';
 import { ferPlus } from 'fer-datasets';
-import { createManet, fromMsCeleb } from 'fer-models-manet';
-import { manetPlan, trainManet } from 'fer-train';
+import { manetFor, manetPlan, trainManet } from 'fer-train';
 
 async function main(): Promise<void> {
   const [root, msceleb, out = 'checkpoint/FER'] = process.argv.slice(2);
   if (!root) throw new Error('Usage: manet_ferplus.ts <dataset root> [MS-Celeb checkpoint] [out]');
   await initBackend();
-  const numClasses = AFFECTNET_LABELS.length;
+  const train = await ferPlus({ root, split: 'train', augment: true, cap: 5000, imageSize: 224 });
+  const validation = await ferPlus({ root, split: 'valid', imageSize: 224 });
+  const test = await ferPlus({ root, split: 'test', imageSize: 224 });
   const result = await trainManet({
     plan: manetPlan({ dataset: 'ferplus' }),
-    createModel: () => (msceleb ? fromMsCeleb(msceleb, { numClasses, labels: AFFECTNET_LABELS }) : createManet({ numClasses, labels: AFFECTNET_LABELS, seed: 0 })),
-    train: await ferPlus({ root, split: 'train', augment: true, cap: 5000, imageSize: 224 }),
-    validation: await ferPlus({ root, split: 'valid', imageSize: 224 }),
-    test: await ferPlus({ root, split: 'test', imageSize: 224 }),
+    // The label set comes from the dataset (its class order is the heads' order).
+    createModel: () => manetFor(train.labels, 0, msceleb),
+    train,
+    validation,
+    test,
     diversity: 'reference',
     beta: 0.6,
     microBatch: 8, // the reference batch accumulated in micro-batches that fit the wasm heap

@@ -6,21 +6,21 @@
  *   pnpm tsx examples/manet_rafdb.ts <dataset root> [Pretrained_on_MSCeleb.pth.tar] [out dir]
  */
 import { initBackend } from 'fer-backend';
-import { RAFDB_LABELS } from 'fer-core';
 import { rafDb } from 'fer-datasets';
-import { createManet, fromMsCeleb } from 'fer-models-manet';
-import { manetPlan, trainManet } from 'fer-train';
+import { manetFor, manetPlan, trainManet } from 'fer-train';
 
 async function main(): Promise<void> {
   const [root, msceleb, out = 'checkpoint/RAFDB'] = process.argv.slice(2);
   if (!root) throw new Error('Usage: manet_rafdb.ts <dataset root> [MS-Celeb checkpoint] [out]');
   await initBackend();
-  const numClasses = RAFDB_LABELS.length;
+  const train = await rafDb({ root, split: 'train', augment: true, imageSize: 224 });
+  const validation = await rafDb({ root, split: 'test', imageSize: 224 });
   const result = await trainManet({
     plan: manetPlan({ dataset: 'rafdb' }),
-    createModel: () => (msceleb ? fromMsCeleb(msceleb, { numClasses, labels: RAFDB_LABELS }) : createManet({ numClasses, labels: RAFDB_LABELS, seed: 0 })),
-    train: await rafDb({ root, split: 'train', augment: true, imageSize: 224 }),
-    validation: await rafDb({ root, split: 'test', imageSize: 224 }),
+    // The label set comes from the dataset (its class order is the heads' order).
+    createModel: () => manetFor(train.labels, 0, msceleb),
+    train,
+    validation,
     diversity: 'reference',
     beta: 0.6,
     microBatch: 8, // the reference batch accumulated in micro-batches that fit the wasm heap

@@ -35,3 +35,4 @@ export type { TrainManetOptions } from './recipes/manet';
 export { fileSaveHandler, fileLoadHandler } from './io/layers-files';
 export { recalibrateBatchNorm, findBatchNorms } from './batch-norm-recalibration';
 export type { RecalibrateOptions, RecalibrateResult, BatchNormState } from './batch-norm-recalibration';
+export { manetFor } from './cli/models';

@@ -44,7 +44,10 @@ export async function pretrainedEsr(dir: string, labels: LabelSet): Promise<EsrE
   return esr;
 }
 
-/** MA-Net: from the MS-Celeb-1M checkpoint when given (heads replaced), else a fresh seeded one. */
+/**
+ * A diversified MA-Net for `labels`: from the MS-Celeb-1M checkpoint at `msceleb` when given (its 12,666-class heads
+ * replaced by fresh ones seeded with `seed`), else a fresh model. The caller owns it.
+ */
 export async function manetFor(labels: LabelSet, seed: number, msceleb?: string): Promise<Manet> {
   if (msceleb) return fromMsCeleb(msceleb, { numClasses: labels.length, labels, seed });
   return createManet({ numClasses: labels.length, labels, seed });
