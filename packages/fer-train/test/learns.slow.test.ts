@@ -9,6 +9,7 @@
  */
 import * as os from 'node:os';
 import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
 import { promises as fs } from 'node:fs';
 import { initBackend } from 'fer-backend';
 import { BASIC7_LABELS } from 'fer-core';
@@ -43,6 +44,7 @@ describe('ESR learns synthetic expressions (wasm, short run)', () => {
     const growth = esrGrowthPlan({ branches: 2, firstEpochs: 3, laterEpochs: 1, batchSize: BATCH });
     // The demo's learning rates (reference × 0.1): at 0.1 a few-epoch run stays at ln 7.
     const plan: TrainingPlan = { ...growth, evalBatchSize: 35, stages: growth.stages.map((s) => ({ ...s, baseLrs: Object.fromEntries(Object.entries(s.baseLrs).map(([k, v]) => [k, v * 0.1])) })) };
+    const tensorsBefore = tf.memory().numTensors;
     const res = await trainEsr({
       plan, train, validation, diversity: 'dpp', outDir: dir, seed, plots: false, evaluateWithBatchStatistics: true,
       createModel: () => createEsr({ base: 'desr9-affectnet', numClasses: 7, labels: BASIC7_LABELS, inputSize: IMAGE_SIZE }, { initialBranches: 1, seed }),
@@ -63,5 +65,7 @@ describe('ESR learns synthetic expressions (wasm, short run)', () => {
     } finally {
       res.model.dispose();
     }
+    // The whole run (growth, snapshots, optimizer state, evaluation, recalibration) leaves no tensor behind.
+    expect(tf.memory().numTensors).toBe(tensorsBefore);
   });
 });

@@ -7,6 +7,7 @@
  */
 import * as os from 'node:os';
 import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
 import { existsSync, promises as fs } from 'node:fs';
 import { initBackend } from 'fer-backend';
 import { runTrain } from '../src/cli/commands/train';
@@ -36,6 +37,7 @@ describe('fer train manet --dataset synthetic -> fer eval (wasm)', () => {
   });
 
   it('trains one epoch, checkpoints, recalibrates BN, saves a model that `fer eval` reloads with the same test result', async () => {
+    const tensorsBefore = tf.memory().numTensors;
     const { result } = await runTrain('manet', {
       dataset: 'synthetic', syntheticSize: sizes, out: dir, diversity: 'dpp', epochs: 1, batch: 8, microBatch: 4, seed: 0, plots: false, workers: 0, bnBatches: 2,
     }, out);
@@ -67,5 +69,7 @@ describe('fer train manet --dataset synthetic -> fer eval (wasm)', () => {
     expect(r.size).toBe(8);
     expect(r.ensemble.accuracy).toBe(result.test!.ensemble.accuracy);
     r.branches.forEach((b, k) => expect(b.loss).toBeCloseTo(result.test!.branches[k].loss, 4));
+    // Training, recalibration and `fer eval` (which loads and disposes its own model) leave no tensor behind.
+    expect(tf.memory().numTensors).toBe(tensorsBefore);
   });
 });
