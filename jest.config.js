@@ -6,7 +6,10 @@ module.exports = {
   roots: ['<rootDir>/packages', '<rootDir>/examples'],
   testMatch: ['**/*.test.ts'],
   transform: {
-    '^.+\\.ts$': ['@swc/jest', { jsc: { parser: { syntax: 'typescript' }, target: 'es2022' }, module: { type: 'commonjs' } }],
+    '^.+\\.ts$': [
+      '@swc/jest',
+      { jsc: { parser: { syntax: 'typescript' }, target: 'es2022' }, module: { type: 'commonjs' } },
+    ],
   },
   moduleNameMapper: {
     '^(fer-[a-z-]+)$': path.join(__dirname, 'packages/$1/src/index.ts'),

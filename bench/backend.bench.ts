@@ -34,7 +34,9 @@ function buildNet(): EsrShaped {
   const vars: tf.Variable[] = [];
   const convs = CONVS.map((c) =>
     tf.tidy(() => {
-      const w = tf.variable(tf.randomNormal([c.k, c.k, c.ci, c.co], 0, Math.sqrt(2 / (c.k * c.k * c.ci)), 'float32', 1));
+      const w = tf.variable(
+        tf.randomNormal([c.k, c.k, c.ci, c.co], 0, Math.sqrt(2 / (c.k * c.k * c.ci)), 'float32', 1),
+      );
       const gamma = tf.variable(tf.ones([c.co]));
       const beta = tf.variable(tf.zeros([c.co]));
       vars.push(w, gamma, beta);
@@ -95,7 +97,13 @@ function report(what: string, batch: number, t: { wall: number; cpu: number }): 
 function data(batch: number) {
   return tf.tidy(() => ({
     x: tf.randomUniform([batch, 96, 96, 3], 0, 1, 'float32', 3) as tf.Tensor4D,
-    y: tf.oneHot(tf.tensor1d(Array.from({ length: batch }, (_, i) => i % CLASSES), 'int32'), CLASSES),
+    y: tf.oneHot(
+      tf.tensor1d(
+        Array.from({ length: batch }, (_, i) => i % CLASSES),
+        'int32',
+      ),
+      CLASSES,
+    ),
   }));
 }
 
@@ -115,7 +123,11 @@ async function measure(backend: 'wasm' | 'cpu', fwdBatch: number, trainBatch: nu
     if (!doTrain) return;
     const t = data(trainBatch);
     const step = await timeIt(steps, async () => {
-      const cost = opt.minimize(() => tf.losses.softmaxCrossEntropy(t.y, net.logits(t.x)) as tf.Scalar, true, net.vars)!;
+      const cost = opt.minimize(
+        () => tf.losses.softmaxCrossEntropy(t.y, net.logits(t.x)) as tf.Scalar,
+        true,
+        net.vars,
+      )!;
       await cost.data();
       cost.dispose();
     });
@@ -188,7 +200,9 @@ async function profileStep(batch: number, perCall: boolean): Promise<void> {
     `wasm training-step profile, batch ${batch}: ${totalMs.toFixed(0)} CPU-ms in all, ${kernelMs.toFixed(0)} in kernels; per kernel, exclusive of nested kernels:`,
   );
   for (const [name, r] of sorted) {
-    console.log(`  ${name.padEnd(24)} ${(r.us / 1000).toFixed(0).padStart(7)} ms ${((100 * r.us) / 1000 / totalMs).toFixed(1).padStart(5)}%  x${r.n}`);
+    console.log(
+      `  ${name.padEnd(24)} ${(r.us / 1000).toFixed(0).padStart(7)} ms ${((100 * r.us) / 1000 / totalMs).toFixed(1).padStart(5)}%  x${r.n}`,
+    );
   }
   if (perCall) console.log(`top-level calls (inclusive CPU time):\n${calls.join('\n')}`);
   tf.dispose([t.x, t.y]);

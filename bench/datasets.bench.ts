@@ -10,7 +10,13 @@ import * as path from 'node:path';
 import { existsSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { classFolders, esrTrainTransform, manetRafdbTrainTransform, syntheticExpressions, type ImageDataset } from 'fer-datasets';
+import {
+  classFolders,
+  esrTrainTransform,
+  manetRafdbTrainTransform,
+  syntheticExpressions,
+  type ImageDataset,
+} from 'fer-datasets';
 
 const DATA = path.resolve(__dirname, '../../shared/data/fer2013-test');
 
@@ -40,25 +46,53 @@ export async function run(flags: string[]): Promise<void> {
   const quick = flags.includes('--quick');
   const rows: string[][] = [];
   const quiet = { onWarning: () => {} };
-  const cases: { name: string; size: number; make: (workers: number) => Promise<ImageDataset> | ImageDataset; limit: number }[] = [];
+  const cases: {
+    name: string;
+    size: number;
+    make: (workers: number) => Promise<ImageDataset> | ImageDataset;
+    limit: number;
+  }[] = [];
   if (existsSync(DATA)) {
     cases.push(
-      { name: 'fer2013 JPEG, ESR aug', size: 96, limit: quick ? 600 : 3000, make: (w) => classFolders({ root: DATA, imageSize: 96, augment: esrTrainTransform(), workers: w, ...quiet }) },
-      { name: 'fer2013 JPEG, MA-Net/RAF-DB aug', size: 224, limit: quick ? 200 : 1000, make: (w) => classFolders({ root: DATA, imageSize: 224, augment: manetRafdbTrainTransform(), workers: w, ...quiet }) },
+      {
+        name: 'fer2013 JPEG, ESR aug',
+        size: 96,
+        limit: quick ? 600 : 3000,
+        make: (w) => classFolders({ root: DATA, imageSize: 96, augment: esrTrainTransform(), workers: w, ...quiet }),
+      },
+      {
+        name: 'fer2013 JPEG, MA-Net/RAF-DB aug',
+        size: 224,
+        limit: quick ? 200 : 1000,
+        make: (w) =>
+          classFolders({ root: DATA, imageSize: 224, augment: manetRafdbTrainTransform(), workers: w, ...quiet }),
+      },
     );
   } else {
     console.log(`(${DATA} not found: real-image rows skipped)`);
   }
-  cases.push({ name: 'synthetic faces, ESR aug', size: 96, limit: quick ? 300 : 1500, make: (w) => syntheticExpressions({ size: 20000, seed: 1, imageSize: 96, augment: true, workers: w }) });
+  cases.push({
+    name: 'synthetic faces, ESR aug',
+    size: 96,
+    limit: quick ? 300 : 1500,
+    make: (w) => syntheticExpressions({ size: 20000, seed: 1, imageSize: 96, augment: true, workers: w }),
+  });
   for (const c of cases) {
     for (const workers of [0, 1, 2]) {
       const ds = await c.make(workers);
       const { ips, cpuMs } = await measure(ds, 32, c.limit);
       rows.push([c.name, `${c.size}`, `${workers}`, ips.toFixed(0), cpuMs.toFixed(2)]);
-      console.log(`  ${c.name} @${c.size}, workers ${workers}: ${ips.toFixed(0)} img/s, ${cpuMs.toFixed(2)} CPU ms/img`);
+      console.log(
+        `  ${c.name} @${c.size}, workers ${workers}: ${ips.toFixed(0)} img/s, ${cpuMs.toFixed(2)} CPU ms/img`,
+      );
     }
   }
-  console.log(`\nload average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')} on ${os.cpus().length} cores`);
+  console.log(
+    `\nload average ${os
+      .loadavg()
+      .map((l) => l.toFixed(1))
+      .join(' ')} on ${os.cpus().length} cores`,
+  );
   console.log('| source | size | workers | images/s | CPU ms/img (all threads) |\n|---|---|---|---|---|');
   for (const r of rows) console.log(`| ${r.join(' | ')} |`);
   console.log(

@@ -30,7 +30,11 @@ function measure(batch: number): ChildResult {
   const r = spawnSync(tsx, [__filename, '--child', `--batch=${batch}`], { encoding: 'utf8', maxBuffer: 1 << 24 });
   const line = (r.stdout ?? '').split('\n').find((l) => l.startsWith('RESULT '));
   if (r.status === 0 && line) return JSON.parse(line.slice(7)) as ChildResult;
-  const err = `${r.stderr ?? ''}`.split('\n').filter((l) => /abort|memory|RangeError|Error/i.test(l)).slice(0, 2).join(' | ');
+  const err = `${r.stderr ?? ''}`
+    .split('\n')
+    .filter((l) => /abort|memory|RangeError|Error/i.test(l))
+    .slice(0, 2)
+    .join(' | ');
   return { ok: false, batch, error: err || `exit ${r.status ?? r.signal}` };
 }
 
@@ -67,7 +71,9 @@ export async function run(flags: string[]): Promise<void> {
     if (r.ok) lo = mid;
     else hi = mid;
   }
-  console.log(`largest batch whose forward + backward fits the wasm heap: ${lo}${Number.isFinite(hi) ? ` (fails at ${hi})` : ` (not bounded below --max=${max})`}`);
+  console.log(
+    `largest batch whose forward + backward fits the wasm heap: ${lo}${Number.isFinite(hi) ? ` (fails at ${hi})` : ` (not bounded below --max=${max})`}`,
+  );
 }
 
 async function child(batch: number): Promise<void> {
@@ -79,12 +85,18 @@ async function child(batch: number): Promise<void> {
   await initBackend({ backend: 'wasm', quiet: true });
   const manet = createManet({ numClasses: 7, seed: 1 });
   const x = tf.randomUniform([batch, 224, 224, 3], 0, 1, 'float32', 2) as import('@tensorflow/tfjs-core').Tensor4D;
-  const labels = tf.tensor1d(Array.from({ length: batch }, (_, i) => i % 7), 'int32');
+  const labels = tf.tensor1d(
+    Array.from({ length: batch }, (_, i) => i % 7),
+    'int32',
+  );
   let tensorsMb = 0;
   const t0 = Date.now();
   const { value, grads } = tf.variableGrads(() => {
     const out = manet.forward(x, { training: true });
-    const ce = tf.add(tf.mul(0.6, crossEntropy(out.logits[0], labels)), tf.mul(0.4, crossEntropy(out.logits[1], labels)));
+    const ce = tf.add(
+      tf.mul(0.6, crossEntropy(out.logits[0], labels)),
+      tf.mul(0.4, crossEntropy(out.logits[1], labels)),
+    );
     const div = [
       diversityLoss(manetSpatialHeads(out.heads.localFeatures), { preset: 'reference' }),
       diversityLoss(manetChannelHeads(out.heads.localFeatures), { preset: 'reference' }),

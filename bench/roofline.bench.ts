@@ -88,7 +88,10 @@ function wasmPeak(runs: number, convs: Work['convs']): { matmul: number; conv: {
     const ms = bestMs(runs, () => tf.conv2d(x, w, 1, 'same').dataSync());
     const out = tf.tidy(() => tf.conv2d(x, w, 1, 'same').shape);
     tf.dispose([x, w]);
-    return { shape: `x[8,${c.x.slice(1).join(',')}] w[${c.w.join(',')}]`, gmacs: (prod(out) * c.w[0] * c.w[1] * c.w[2]) / ms / 1e6 };
+    return {
+      shape: `x[8,${c.x.slice(1).join(',')}] w[${c.w.join(',')}]`,
+      gmacs: (prod(out) * c.w[0] * c.w[1] * c.w[2]) / ms / 1e6,
+    };
   });
   return { matmul: n ** 3 / mm / 1e6, conv };
 }
@@ -135,11 +138,15 @@ interface TorchRecord {
 
 function torchModels(runs: number): TorchRecord[] {
   const json = path.join(os.tmpdir(), `roofline-torch-${process.pid}.json`);
-  const r = spawnSync('/usr/bin/python3', [TORCH_BENCH, '--bench', '--json', json, '--runs', String(runs), '--esr-batch', '32', '--manet-batch', '8'], {
-    cwd: path.dirname(TORCH_BENCH),
-    encoding: 'utf8',
-    maxBuffer: 1 << 26,
-  });
+  const r = spawnSync(
+    '/usr/bin/python3',
+    [TORCH_BENCH, '--bench', '--json', json, '--runs', String(runs), '--esr-batch', '32', '--manet-batch', '8'],
+    {
+      cwd: path.dirname(TORCH_BENCH),
+      encoding: 'utf8',
+      maxBuffer: 1 << 26,
+    },
+  );
   if (r.status !== 0) throw new Error(`torch_bench.py failed: ${r.stderr.split('\n').slice(-3).join(' ')}`);
   const out = JSON.parse(readFileSync(json, 'utf8')) as TorchRecord[];
   rmSync(json, { force: true });
@@ -150,7 +157,12 @@ export async function run(args: string[]): Promise<void> {
   const runs = Number(args.find((a) => a.startsWith('--runs='))?.split('=')[1] ?? 5);
   const withTorch = !args.includes('--no-torch') && existsSync(TORCH_BENCH) && torchAvailable();
   const backend = (await initBackend({ quiet: true })).name;
-  console.log(`backend ${backend}; load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+  console.log(
+    `backend ${backend}; load average ${os
+      .loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')}`,
+  );
 
   const esr1 = createEsr('desr9-affectnet', { initialBranches: 1, seed: 0 });
   const esr9 = createEsr('desr9-affectnet', { initialBranches: 9, seed: 0 });
@@ -165,25 +177,36 @@ export async function run(args: string[]): Promise<void> {
   manet.dispose();
   console.log('\nwork per image (multiply-accumulates):');
   for (const [name, w] of Object.entries(models)) {
-    console.log(`  ${name.padEnd(6)} forward ${(w.forwardMacs / 1e9).toFixed(2)} GMAC   training step (lower bound) ${(w.trainMacs / 1e9).toFixed(2)} GMAC`);
+    console.log(
+      `  ${name.padEnd(6)} forward ${(w.forwardMacs / 1e9).toFixed(2)} GMAC   training step (lower bound) ${(w.trainMacs / 1e9).toFixed(2)} GMAC`,
+    );
   }
 
   const shapes = [...models.esr1.convs.slice(0, 2), ...models.manet.convs.slice(0, 1)];
   const ours = wasmPeak(runs, shapes);
   const oursPeak = Math.max(ours.matmul, ...ours.conv.map((c) => c.gmacs));
   console.log(`\npeak of one core, GMAC/s (best of ${runs}):`);
-  console.log(`  ${backend.padEnd(8)} matMul 1024³ ${ours.matmul.toFixed(1)}; ${ours.conv.map((c) => `${c.shape} ${c.gmacs.toFixed(1)}`).join('; ')}`);
+  console.log(
+    `  ${backend.padEnd(8)} matMul 1024³ ${ours.matmul.toFixed(1)}; ${ours.conv.map((c) => `${c.shape} ${c.gmacs.toFixed(1)}`).join('; ')}`,
+  );
   let torchImg: TorchRecord[] = [];
   if (withTorch) {
     const tp = torchPeak(runs, shapes);
-    for (const th of ['1', '2']) console.log(`  torch ${th}t  matMul 1024³ ${tp[th].matmul.toFixed(1)}; conv ${tp[th].conv.map((g) => g.toFixed(1)).join('; ')}`);
+    for (const th of ['1', '2'])
+      console.log(
+        `  torch ${th}t  matMul 1024³ ${tp[th].matmul.toFixed(1)}; conv ${tp[th].conv.map((g) => g.toFixed(1)).join('; ')}`,
+      );
     torchImg = torchModels(3);
   } else {
-    console.log('  PyTorch side skipped (--no-torch, or /usr/bin/python3 cannot import torch, or torch_bench.py not found)');
+    console.log(
+      '  PyTorch side skipped (--no-torch, or /usr/bin/python3 cannot import torch, or torch_bench.py not found)',
+    );
   }
 
   const workers = 2;
-  console.log(`\nceiling: ${workers} workers × ${oursPeak.toFixed(1)} GMAC/s, every MAC at peak, nothing else costing time:`);
+  console.log(
+    `\nceiling: ${workers} workers × ${oursPeak.toFixed(1)} GMAC/s, every MAC at peak, nothing else costing time:`,
+  );
   console.log('  case          MACs/img   ceiling img/s   PyTorch img/s (2 threads)   ratio ceiling');
   const cases: [string, keyof typeof models, 'train' | 'fwd'][] = [
     ['esr1 train', 'esr1', 'train'],

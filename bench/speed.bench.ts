@@ -117,8 +117,18 @@ function trainTask(model: ReplicaModelSpec, loss: LossSpec): TaskSpec {
   return trainTaskSpec({ model, loss, backend: 'wasm' }) as TaskSpec;
 }
 
-function taskOf(m: Measure): { task: TaskSpec; size: number; classes: number; sgd: SgdGroupOptions | Record<string, SgdGroupOptions> } {
-  const esr = (branches: number): ReplicaModelSpec => ({ kind: 'esr', config: resolveEsrConfig('desr9-affectnet'), branches, frozen: [] });
+function taskOf(m: Measure): {
+  task: TaskSpec;
+  size: number;
+  classes: number;
+  sgd: SgdGroupOptions | Record<string, SgdGroupOptions>;
+} {
+  const esr = (branches: number): ReplicaModelSpec => ({
+    kind: 'esr',
+    config: resolveEsrConfig('desr9-affectnet'),
+    branches,
+    frozen: [],
+  });
   switch (m) {
     case 'esr1-train':
       return { task: trainTask(esr(1), ESR_LOSS), size: 96, classes: 8, sgd: { lr: 0.1, momentum: 0.9 } };
@@ -144,7 +154,11 @@ function taskOf(m: Measure): { task: TaskSpec; size: number; classes: number; sg
  * conv kernels (HWIO) Kaiming-normal fan-out values as the reference initialises them, so activations and the
  * diversity terms are those of a real step. Seeded; ESR replicas are already PyTorch-initialised.
  */
-function kaimingConvKernels(variables: { shape: number[] }[], write: (i: number, values: Float32Array) => void, seed = 1): void {
+function kaimingConvKernels(
+  variables: { shape: number[] }[],
+  write: (i: number, values: Float32Array) => void,
+  seed = 1,
+): void {
   let s = seed >>> 0;
   const uniform = () => {
     s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
@@ -155,7 +169,8 @@ function kaimingConvKernels(variables: { shape: number[] }[], write: (i: number,
     const [h, w, , o] = v.shape;
     const std = Math.sqrt(2 / (h * w * o));
     const values = new Float32Array(v.shape.reduce((a, b) => a * b, 1));
-    for (let j = 0; j < values.length; j++) values[j] = std * Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
+    for (let j = 0; j < values.length; j++)
+      values[j] = std * Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
     write(i, values);
   });
 }
@@ -219,10 +234,18 @@ async function profileCase(model: 'esr1' | 'esr9' | 'manet', batch: number): Pro
   const { task, size, classes } = taskOf(measure);
   const mod = (await import(task.module)) as { createReplica: (c: unknown) => Promise<import('fer-parallel').Replica> };
   const replica = await mod.createReplica(task.config);
-  if (model === 'manet') kaimingConvKernels(replica.variables, (i, values) => tf.tidy(() => replica.variables[i].assign(tf.tensor(values, replica.variables[i].shape))));
+  if (model === 'manet')
+    kaimingConvKernels(replica.variables, (i, values) =>
+      tf.tidy(() => replica.variables[i].assign(tf.tensor(values, replica.variables[i].shape))),
+    );
   const b = makeBatch(batch, size, classes);
   const shard = { images: b.images, shape: b.shape, labels: b.labels };
-  const once = async () => tf.dispose((await replica.computeGradients(shard)).grads.filter((g): g is import('@tensorflow/tfjs-core').Tensor => g instanceof tf.Tensor));
+  const once = async () =>
+    tf.dispose(
+      (await replica.computeGradients(shard)).grads.filter(
+        (g): g is import('@tensorflow/tfjs-core').Tensor => g instanceof tf.Tensor,
+      ),
+    );
   await once(); // warm-up
   const t0 = performance.now();
   const info = await tf.profile(once);
@@ -236,7 +259,9 @@ async function profileCase(model: 'esr1' | 'esr9' | 'manet', batch: number): Pro
     agg.set(k.name, a);
   }
   const total = [...agg.values()].reduce((x, a) => x + a.ms, 0);
-  console.log(`profile ${model}, micro-batch ${batch}, backend ${tf.getBackend()}: wall ${(wall / 1000).toFixed(2)} s (profiling adds overhead), kernels ${(total / 1000).toFixed(2)} s, peak heap ${(info.peakBytes / 2 ** 20).toFixed(0)} MB`);
+  console.log(
+    `profile ${model}, micro-batch ${batch}, backend ${tf.getBackend()}: wall ${(wall / 1000).toFixed(2)} s (profiling adds overhead), kernels ${(total / 1000).toFixed(2)} s, peak heap ${(info.peakBytes / 2 ** 20).toFixed(0)} MB`,
+  );
   console.log('| kernel | calls | ms | share |\n|---|---:|---:|---:|');
   for (const [name, a] of [...agg.entries()].sort((x, y) => y[1].ms - x[1].ms).slice(0, 25)) {
     console.log(`| ${name} | ${a.n} | ${a.ms.toFixed(0)} | ${((100 * a.ms) / total).toFixed(1)}% |`);
@@ -244,7 +269,9 @@ async function profileCase(model: 'esr1' | 'esr9' | 'manet', batch: number): Pro
   const detail = flagDetail;
   if (detail) {
     for (const k of info.kernels.filter((x) => x.name === detail)) {
-      console.log(`  ${detail} ${JSON.stringify(k.inputShapes)} -> ${JSON.stringify(k.outputShapes)}: ${(Number(await k.kernelTimeMs) || 0).toFixed(0)} ms`);
+      console.log(
+        `  ${detail} ${JSON.stringify(k.inputShapes)} -> ${JSON.stringify(k.outputShapes)}: ${(Number(await k.kernelTimeMs) || 0).toFixed(0)} ms`,
+      );
     }
   }
   replica.dispose?.();
@@ -271,7 +298,19 @@ function runChild(c: CaseSpec): Promise<CaseResult> {
       const line = out.split('\n').find((l) => l.startsWith('@@RESULT '));
       if (line) return resolve(JSON.parse(line.slice(9)));
       const why = (err.split('\n').find((l) => /Error|abort|memory/i.test(l)) ?? `exit code ${code}`).trim();
-      resolve({ ...c, msMedian: NaN, msMin: NaN, msMax: NaN, imgPerS: NaN, workerMsMedian: NaN, peakRssMb: NaN, wasmHeapMb: [], startupMs: NaN, cpuMsPerImage: NaN, error: why });
+      resolve({
+        ...c,
+        msMedian: NaN,
+        msMin: NaN,
+        msMax: NaN,
+        imgPerS: NaN,
+        workerMsMedian: NaN,
+        peakRssMb: NaN,
+        wasmHeapMb: [],
+        startupMs: NaN,
+        cpuMsPerImage: NaN,
+        error: why,
+      });
     });
   });
 }
@@ -282,16 +321,41 @@ function torchAvailable(): boolean {
 }
 
 /** Runs torch_bench.py once for everything needed; returns its records and its peak RSS (MB) if measurable. */
-function runTorch(models: string[], modes: string[], runs: number, manetBatch: number): { records: TorchRecord[]; peakRssMb: number | null } {
+function runTorch(
+  models: string[],
+  modes: string[],
+  runs: number,
+  manetBatch: number,
+): { records: TorchRecord[]; peakRssMb: number | null } {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'fer-speed-'));
   const json = path.join(dir, 'torch.json');
-  const args = [TORCH_BENCH, '--bench', '--json', json, '--only', models.join(','), '--modes', modes.join(','), '--runs', String(runs), '--esr-batch', '32', '--manet-batch', String(manetBatch)];
+  const args = [
+    TORCH_BENCH,
+    '--bench',
+    '--json',
+    json,
+    '--only',
+    models.join(','),
+    '--modes',
+    modes.join(','),
+    '--runs',
+    String(runs),
+    '--esr-batch',
+    '32',
+    '--manet-batch',
+    String(manetBatch),
+  ];
   const useTime = existsSync('/usr/bin/time');
   const r = useTime
-    ? spawnSync('/usr/bin/time', ['-f', '@@MAXRSS %M', '/usr/bin/python3', ...args], { cwd: path.dirname(TORCH_BENCH), encoding: 'utf8', maxBuffer: 1 << 26 })
+    ? spawnSync('/usr/bin/time', ['-f', '@@MAXRSS %M', '/usr/bin/python3', ...args], {
+        cwd: path.dirname(TORCH_BENCH),
+        encoding: 'utf8',
+        maxBuffer: 1 << 26,
+      })
     : spawnSync('/usr/bin/python3', args, { cwd: path.dirname(TORCH_BENCH), encoding: 'utf8', maxBuffer: 1 << 26 });
   try {
-    if (r.status !== 0) throw new Error(`torch_bench.py failed (exit ${r.status}): ${String(r.stderr).split('\n').slice(-5).join(' ')}`);
+    if (r.status !== 0)
+      throw new Error(`torch_bench.py failed (exit ${r.status}): ${String(r.stderr).split('\n').slice(-5).join(' ')}`);
     const m = /@@MAXRSS (\d+)/.exec(String(r.stderr));
     return { records: JSON.parse(readFileSync(json, 'utf8')), peakRssMb: m ? Number(m[1]) / 1024 : null };
   } finally {
@@ -314,7 +378,8 @@ export async function run(flags: string[]): Promise<void> {
   const prof = flag(flags, 'profile');
   if (prof !== undefined) {
     const model = (prof || 'esr1') as 'esr1' | 'esr9' | 'manet';
-    if (!['esr1', 'esr9', 'manet'].includes(model)) throw new Error(`Expected --profile=esr1|esr9|manet, but got '${prof}'.`);
+    if (!['esr1', 'esr9', 'manet'].includes(model))
+      throw new Error(`Expected --profile=esr1|esr9|manet, but got '${prof}'.`);
     flagDetail = flag(flags, 'detail');
     await profileCase(model, intFlag(flags, 'batch', model === 'esr1' ? 16 : 8));
     return;
@@ -324,7 +389,8 @@ export async function run(flags: string[]): Promise<void> {
   const bad = only.filter((m) => !MEASURES.includes(m));
   if (bad.length) throw new Error(`Unknown measure ${bad.join(', ')}. Valid: ${MEASURES.join(', ')}.`);
   const workerSets = (flag(flags, 'workers') ?? '1,2').split(',').map(Number);
-  if (workerSets.some((w) => !Number.isInteger(w) || w < 1)) throw new Error(`Expected --workers like 1,2, but got '${flag(flags, 'workers')}'.`);
+  if (workerSets.some((w) => !Number.isInteger(w) || w < 1))
+    throw new Error(`Expected --workers like 1,2, but got '${flag(flags, 'workers')}'.`);
   const runs = intFlag(flags, 'runs', quick ? 1 : 3);
   const manetBatch = intFlag(flags, 'manet-batch', quick ? 32 : 128);
   const micro: Record<Measure, number> = {
@@ -336,40 +402,62 @@ export async function run(flags: string[]): Promise<void> {
   const withTorch = flag(flags, 'no-torch') === undefined && torchAvailable();
   const load0 = os.loadavg();
   const started = Date.now();
-  console.log(`speed: ${only.join(', ')}; workers ${workerSets.join(', ')}; ${runs} run(s) (MA-Net 1) after 1 warm-up; load average ${load0.map((l) => l.toFixed(2)).join(' ')}`);
+  console.log(
+    `speed: ${only.join(', ')}; workers ${workerSets.join(', ')}; ${runs} run(s) (MA-Net 1) after 1 warm-up; load average ${load0.map((l) => l.toFixed(2)).join(' ')}`,
+  );
 
   let torch: { records: TorchRecord[]; peakRssMb: number | null } | null = null;
   if (withTorch) {
     const models = [...new Set(only.map((m) => TORCH_KEY[m][0]))];
     const modes = [...new Set(only.map((m) => TORCH_KEY[m][1]))];
-    console.log(`PyTorch: torch_bench.py --only ${models.join(',')} --modes ${modes.join(',')} --runs ${runs} --manet-batch ${manetBatch} ...`);
+    console.log(
+      `PyTorch: torch_bench.py --only ${models.join(',')} --modes ${modes.join(',')} --runs ${runs} --manet-batch ${manetBatch} ...`,
+    );
     try {
       torch = runTorch(models, modes, runs, manetBatch);
     } catch (e) {
       console.log(`PyTorch side failed: ${(e as Error).message}`);
     }
   } else {
-    console.log('PyTorch side skipped (--no-torch, or /usr/bin/python3 cannot import torch, or torch_bench.py not found).');
+    console.log(
+      'PyTorch side skipped (--no-torch, or /usr/bin/python3 cannot import torch, or torch_bench.py not found).',
+    );
   }
 
   const results: CaseResult[] = [];
   for (const m of only) {
     for (const w of workerSets) {
       const batch = m === 'manet-train' ? manetBatch : 32;
-      const c: CaseSpec = { measure: m, workers: w, batch, microBatch: Math.min(micro[m], Math.ceil(batch / w)), runs: m === 'manet-train' ? 1 : runs };
+      const c: CaseSpec = {
+        measure: m,
+        workers: w,
+        batch,
+        microBatch: Math.min(micro[m], Math.ceil(batch / w)),
+        runs: m === 'manet-train' ? 1 : runs,
+      };
       console.log(`ours: ${m}, ${w} worker(s), batch ${batch}, micro-batch ${c.microBatch}...`);
       results.push(await runChild(c));
     }
   }
 
   const rows: string[] = [];
-  const head = ['measure', 'batch', 'PyTorch img/s', ...workerSets.flatMap((w) => [`ours ${w}w img/s`, `ratio ${w}w`]), 'peak RSS MB (ours ' + workerSets.map((w) => `${w}w`).join('/') + '; torch)', 'wasm heap MB/worker'];
+  const head = [
+    'measure',
+    'batch',
+    'PyTorch img/s',
+    ...workerSets.flatMap((w) => [`ours ${w}w img/s`, `ratio ${w}w`]),
+    'peak RSS MB (ours ' + workerSets.map((w) => `${w}w`).join('/') + '; torch)',
+    'wasm heap MB/worker',
+  ];
   rows.push(`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`);
   for (const m of only) {
     const [tm, tmode] = TORCH_KEY[m];
     const t = torch?.records.find((r) => r.model === tm && r.mode === tmode);
     const ours = workerSets.map((w) => results.find((r) => r.measure === m && r.workers === w)!);
-    const cells = ours.flatMap((r) => [r.error ? `failed: ${r.error.slice(0, 60)}` : fmt(r.imgPerS), t && !r.error ? fmt(r.imgPerS / t.img_per_s) : '–']);
+    const cells = ours.flatMap((r) => [
+      r.error ? `failed: ${r.error.slice(0, 60)}` : fmt(r.imgPerS),
+      t && !r.error ? fmt(r.imgPerS / t.img_per_s) : '–',
+    ]);
     const rss = `${ours.map((r) => fmt(r.peakRssMb, 0)).join('/')}; ${fmt(torch?.peakRssMb, 0)}`;
     const heap = ours.map((r) => r.wasmHeapMb.map((h) => fmt(h, 0)).join('+') || '–').join(' / ');
     rows.push(`| ${m} | ${ours[0].batch} | ${t ? fmt(t.img_per_s) : '–'} | ${cells.join(' | ')} | ${rss} | ${heap} |`);
@@ -391,7 +479,8 @@ export async function run(flags: string[]): Promise<void> {
     );
   }
   const jsonOut = flag(flags, 'json');
-  if (jsonOut) writeFileSync(jsonOut, JSON.stringify({ ours: results, torch, load: { before: load0, after: load1 } }, null, 2));
+  if (jsonOut)
+    writeFileSync(jsonOut, JSON.stringify({ ours: results, torch, load: { before: load0, after: load1 } }, null, 2));
 }
 
 if (require.main === module) {

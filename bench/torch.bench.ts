@@ -8,7 +8,13 @@
 import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { readSafetensors, readStateDict, serializeSafetensors, serializeTorchStateDict, writeTorchStateDict } from 'fer-torch';
+import {
+  readSafetensors,
+  readStateDict,
+  serializeSafetensors,
+  serializeTorchStateDict,
+  writeTorchStateDict,
+} from 'fer-torch';
 
 const SHARED = process.env.FER_SHARED_DIR ?? path.resolve(__dirname, '../../shared');
 const BRANCH_PT = path.join(SHARED, 'reference/esr_cbam/torch_checkpoint/3/Net-Branch_1.pt');
@@ -33,18 +39,29 @@ export async function run(args: string[]): Promise<void> {
   }
   const mb = (file: string) => statSync(file).size / 1e6;
   const row = (what: string, megabytes: number, ms: number) =>
-    console.log(`${what.padEnd(44)} ${megabytes.toFixed(2).padStart(7)} MB  ${ms.toFixed(1).padStart(8)} ms  ${(megabytes / (ms / 1000)).toFixed(0).padStart(6)} MB/s`);
+    console.log(
+      `${what.padEnd(44)} ${megabytes.toFixed(2).padStart(7)} MB  ${ms.toFixed(1).padStart(8)} ms  ${(megabytes / (ms / 1000)).toFixed(0).padStart(6)} MB/s`,
+    );
 
   row('read torch.save zip (CRC-32 checked)', mb(BRANCH_PT), await median(repeat, () => readStateDict(BRANCH_PT)));
-  row('read torch.save zip (verifyCrc: false)', mb(BRANCH_PT), await median(repeat, () => readStateDict(BRANCH_PT, { verifyCrc: false })));
-  if (existsSync(LEGACY)) row('read legacy torch.save (ESR-9 base)', mb(LEGACY), await median(repeat, () => readStateDict(LEGACY)));
+  row(
+    'read torch.save zip (verifyCrc: false)',
+    mb(BRANCH_PT),
+    await median(repeat, () => readStateDict(BRANCH_PT, { verifyCrc: false })),
+  );
+  if (existsSync(LEGACY))
+    row('read legacy torch.save (ESR-9 base)', mb(LEGACY), await median(repeat, () => readStateDict(LEGACY)));
   row('read safetensors', mb(BRANCH_ST), await median(repeat, () => readSafetensors(BRANCH_ST)));
   const sd = await readStateDict(BRANCH_PT);
   row('serialize torch.save zip (in memory)', mb(BRANCH_PT), await median(repeat, () => serializeTorchStateDict(sd)));
   row('serialize safetensors (in memory)', mb(BRANCH_ST), await median(repeat, () => serializeSafetensors(sd)));
   const dir = mkdtempSync(path.join(tmpdir(), 'fer-torch-bench-'));
   try {
-    row('write torch.save zip (atomic, to tmp)', mb(BRANCH_PT), await median(repeat, () => writeTorchStateDict(path.join(dir, 'w.pt'), sd)));
+    row(
+      'write torch.save zip (atomic, to tmp)',
+      mb(BRANCH_PT),
+      await median(repeat, () => writeTorchStateDict(path.join(dir, 'w.pt'), sd)),
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

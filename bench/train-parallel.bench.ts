@@ -10,7 +10,15 @@ import { initBackend } from 'fer-backend';
 import type { Batch, FerModel } from 'fer-core';
 import { createEsr } from 'fer-models-esr';
 import { createManet } from 'fer-models-manet';
-import { DataParallelStep, esrGrowthPlan, esrStageLoss, lossFromSpec, manetPlan, stageOptimizer, trainStep } from 'fer-train';
+import {
+  DataParallelStep,
+  esrGrowthPlan,
+  esrStageLoss,
+  lossFromSpec,
+  manetPlan,
+  stageOptimizer,
+  trainStep,
+} from 'fer-train';
 
 function flag(flags: string[], name: string): string | undefined {
   const f = flags.find((a) => a === `--${name}` || a.startsWith(`--${name}=`));
@@ -20,7 +28,10 @@ function flag(flags: string[], name: string): string | undefined {
 function makeBatch(n: number, size: number, classes: number, seed: number): Batch {
   return tf.tidy(() => ({
     images: tf.randomUniform([n, size, size, 3], 0, 1, 'float32', seed) as tf.Tensor4D,
-    labels: tf.tensor1d(Array.from({ length: n }, (_, i) => (i * 5 + seed) % classes), 'int32'),
+    labels: tf.tensor1d(
+      Array.from({ length: n }, (_, i) => (i * 5 + seed) % classes),
+      'int32',
+    ),
   }));
 }
 
@@ -34,12 +45,28 @@ export async function run(flags: string[]): Promise<void> {
   await initBackend({ backend: 'wasm', quiet: true });
   const size = model === 'manet' ? 224 : 96;
   const classes = model === 'manet' ? 7 : 8;
-  const stage = model === 'manet' ? manetPlan({ dataset: 'rafdb', batchSize: batch }).stages[0] : esrGrowthPlan({ branches: 1, batchSize: batch }).stages[0];
-  const loss = model === 'manet' ? lossFromSpec({ kind: 'manet', options: { diversity: 'reference' } }) : esrStageLoss(stage, 'reference');
-  console.log(`train-parallel: ${model}, batch ${batch}, micro-batch ${micro}, ${steps} timed step(s) after 1 warm-up; load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
-  console.log('| compute workers | s/step | images/s | CPU-ms/image | startup s | overhead ms/step (push, gradient request − workers, update) |\n|---:|---:|---:|---:|---:|---|');
+  const stage =
+    model === 'manet'
+      ? manetPlan({ dataset: 'rafdb', batchSize: batch }).stages[0]
+      : esrGrowthPlan({ branches: 1, batchSize: batch }).stages[0];
+  const loss =
+    model === 'manet'
+      ? lossFromSpec({ kind: 'manet', options: { diversity: 'reference' } })
+      : esrStageLoss(stage, 'reference');
+  console.log(
+    `train-parallel: ${model}, batch ${batch}, micro-batch ${micro}, ${steps} timed step(s) after 1 warm-up; load average ${os
+      .loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')}`,
+  );
+  console.log(
+    '| compute workers | s/step | images/s | CPU-ms/image | startup s | overhead ms/step (push, gradient request − workers, update) |\n|---:|---:|---:|---:|---:|---|',
+  );
   for (const workers of workerSets) {
-    const m: FerModel = model === 'manet' ? createManet({ numClasses: classes, seed: 1 }) : createEsr('desr9-affectnet', { initialBranches: 1, seed: 1 });
+    const m: FerModel =
+      model === 'manet'
+        ? createManet({ numClasses: classes, seed: 1 })
+        : createEsr('desr9-affectnet', { initialBranches: 1, seed: 1 });
     const sgd = stageOptimizer(m, stage);
     const t0 = performance.now();
     const par = workers > 1 ? await DataParallelStep.create(m, loss, { workers, microBatch: micro }) : undefined;
@@ -59,12 +86,17 @@ export async function run(flags: string[]): Promise<void> {
       const over: string[] = [];
       for (let s = 1; s <= steps; s++) {
         await once(s);
-        if (par) over.push(`${par.lastTimings.push.toFixed(0)}, ${(par.lastTimings.gradients - par.lastTimings.workers).toFixed(0)}, ${par.lastTimings.update.toFixed(0)}`);
+        if (par)
+          over.push(
+            `${par.lastTimings.push.toFixed(0)}, ${(par.lastTimings.gradients - par.lastTimings.workers).toFixed(0)}, ${par.lastTimings.update.toFixed(0)}`,
+          );
       }
       const wall = (performance.now() - w0) / 1000 / steps;
       const c = process.cpuUsage(c0);
       const cpuMs = (c.user + c.system) / 1000 / (steps * batch);
-      console.log(`| ${workers} | ${wall.toFixed(2)} | ${(batch / wall).toFixed(2)} | ${cpuMs.toFixed(0)} | ${par ? startup.toFixed(1) : '–'} | ${over.join('; ') || '–'} |`);
+      console.log(
+        `| ${workers} | ${wall.toFixed(2)} | ${(batch / wall).toFixed(2)} | ${cpuMs.toFixed(0)} | ${par ? startup.toFixed(1) : '–'} | ${over.join('; ') || '–'} |`,
+      );
     } finally {
       await par?.dispose();
       sgd.dispose();

@@ -17,7 +17,8 @@ async function main(): Promise<void> {
   await initBackend();
   const result = await trainEsr({
     plan: esrGrowthPlan({ branches: 9, firstEpochs: 50, laterEpochs: 20, batchSize: 32 }),
-    createModel: () => createEsr({ base: 'desr9-affectnet', labels: AFFECTNET_LABELS }, { initialBranches: 1, seed: 0 }),
+    createModel: () =>
+      createEsr({ base: 'desr9-affectnet', labels: AFFECTNET_LABELS }, { initialBranches: 1, seed: 0 }),
     train: await affectNet({ root, split: 'train', augment: true, cap: 5000 }),
     validation: await affectNet({ root, split: 'validation', cap: Infinity }),
     diversity: 'reference', // the paper's −det with a zero diagonal; 'dpp' for the corrected loss

@@ -17,7 +17,8 @@ async function main(): Promise<void> {
   const [root, pretrained, out = 'experiments/FER_plus/Diversified_ESR_9'] = process.argv.slice(2);
   if (!root || !pretrained) throw new Error('Usage: esr_ferplus.ts <FER+ root> <AffectNet-trained ESR-9 folder> [out]');
   await initBackend();
-  const load = () => (existsSync(path.join(pretrained, 'esr.json')) ? loadEsr(pretrained) : fromTorchCheckpoint(pretrained));
+  const load = () =>
+    existsSync(path.join(pretrained, 'esr.json')) ? loadEsr(pretrained) : fromTorchCheckpoint(pretrained);
   const result = await trainEsr({
     plan: esrFineTunePlan({ dataset: 'ferplus', branches: 9, firstEpochs: 100, laterEpochs: 60, batchSize: 32 }),
     createModel: load, // AffectNet order, classifier kept

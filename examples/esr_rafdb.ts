@@ -15,10 +15,13 @@ import { esrFineTunePlan, trainEsr } from 'fer-train';
 
 async function main(): Promise<void> {
   const [root, pretrained, out = 'experiments/RAFDB/Diversified_ESR_9'] = process.argv.slice(2);
-  if (!root || !pretrained) throw new Error('Usage: esr_rafdb.ts <RAF-DB basic/ root> <AffectNet-trained ESR-9 folder> [out]');
+  if (!root || !pretrained)
+    throw new Error('Usage: esr_rafdb.ts <RAF-DB basic/ root> <AffectNet-trained ESR-9 folder> [out]');
   await initBackend();
   const load = async () => {
-    const esr = existsSync(path.join(pretrained, 'esr.json')) ? await loadEsr(pretrained) : await fromTorchCheckpoint(pretrained);
+    const esr = existsSync(path.join(pretrained, 'esr.json'))
+      ? await loadEsr(pretrained)
+      : await fromTorchCheckpoint(pretrained);
     esr.replaceClassifier(7, RAFDB_LABELS); // fresh Linear(512 → 7) per branch
     return esr;
   };

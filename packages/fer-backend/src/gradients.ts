@@ -60,12 +60,16 @@ function reductionGrad(dy: tf.Tensor, x: tf.Tensor, axis: unknown, scaleBySize: 
 export const sumGradConfig: tf.GradConfig = {
   kernelName: 'Sum',
   inputsToSave: ['x'],
-  gradFunc: (dy, saved, attrs) => ({ x: () => reductionGrad(dy as tf.Tensor, saved[0], (attrs as { axis?: unknown }).axis, false) }),
+  gradFunc: (dy, saved, attrs) => ({
+    x: () => reductionGrad(dy as tf.Tensor, saved[0], (attrs as { axis?: unknown }).axis, false),
+  }),
 };
 export const meanGradConfig: tf.GradConfig = {
   kernelName: 'Mean',
   inputsToSave: ['x'],
-  gradFunc: (dy, saved, attrs) => ({ x: () => reductionGrad(dy as tf.Tensor, saved[0], (attrs as { axis?: unknown }).axis, true) }),
+  gradFunc: (dy, saved, attrs) => ({
+    x: () => reductionGrad(dy as tf.Tensor, saved[0], (attrs as { axis?: unknown }).axis, true),
+  }),
 };
 
 /**

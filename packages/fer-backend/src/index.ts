@@ -1,4 +1,10 @@
 export { initBackend, parseBackendName, BackendUnavailableError, BACKEND_NAMES } from './select';
 export type { BackendName, BackendOptions, BackendInfo } from './select';
 export { registerWasmTrainingKernels, WASM_TRAINING_KERNELS } from './wasm/register';
-export { registerGradientOverrides, leanBatchNormGradConfig, sumGradConfig, meanGradConfig, maxGradConfig } from './gradients';
+export {
+  registerGradientOverrides,
+  leanBatchNormGradConfig,
+  sumGradConfig,
+  meanGradConfig,
+  maxGradConfig,
+} from './gradients';

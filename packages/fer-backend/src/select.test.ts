@@ -32,7 +32,9 @@ describe('initBackend', () => {
 
   it('throws a clear error naming the install command when an explicit choice is unavailable', async () => {
     await expect(initBackend({ backend: 'tfjs-node', quiet: true })).rejects.toThrow(BackendUnavailableError);
-    await expect(initBackend({ backend: 'tfjs-node', quiet: true })).rejects.toThrow(/npm install @tensorflow\/tfjs-node@4\.22\.0/);
+    await expect(initBackend({ backend: 'tfjs-node', quiet: true })).rejects.toThrow(
+      /npm install @tensorflow\/tfjs-node@4\.22\.0/,
+    );
     process.env.FER_BACKEND = 'tfjs-node-gpu';
     await expect(initBackend({ quiet: true })).rejects.toThrow(/'tfjs-node-gpu' was requested but is not available/);
     expect(tf.getBackend()).toBe('wasm'); // the failed attempt left the active backend alone
@@ -56,7 +58,10 @@ describe('initBackend', () => {
     const g = tf.tidy(() => {
       const f = tf.variable(tf.ones([3, 3, 1, 2]));
       const x = tf.ones([1, 5, 5, 1]) as tf.Tensor4D;
-      const { grads } = tf.variableGrads(() => tf.sum(tf.relu(tf.conv2d(x, f as tf.Tensor4D, 1, 'valid'))) as tf.Scalar, [f]);
+      const { grads } = tf.variableGrads(
+        () => tf.sum(tf.relu(tf.conv2d(x, f as tf.Tensor4D, 1, 'valid'))) as tf.Scalar,
+        [f],
+      );
       const v = grads[f.name].dataSync();
       f.dispose();
       return Array.from(v);
@@ -71,6 +76,8 @@ describe('parseBackendName', () => {
     expect(parseBackendName('WASM')).toBe('wasm');
     expect(parseBackendName('tensorflow')).toBe('tfjs-node');
     expect(parseBackendName('auto')).toBe('auto');
-    expect(() => parseBackendName('webgl')).toThrow("Unknown backend 'webgl'. Valid: tfjs-node-gpu, tfjs-node, wasm, cpu, auto.");
+    expect(() => parseBackendName('webgl')).toThrow(
+      "Unknown backend 'webgl'. Valid: tfjs-node-gpu, tfjs-node, wasm, cpu, auto.",
+    );
   });
 });

@@ -49,7 +49,9 @@ export class BackendUnavailableError extends Error {
     readonly backend: BackendName,
     readonly reason: string,
   ) {
-    super(`Backend '${backend}' was requested but is not available: ${reason}. ${INSTALL_HINT[backend]} Or pick another with FER_BACKEND=wasm or { backend: 'wasm' }.`);
+    super(
+      `Backend '${backend}' was requested but is not available: ${reason}. ${INSTALL_HINT[backend]} Or pick another with FER_BACKEND=wasm or { backend: 'wasm' }.`,
+    );
     this.name = 'BackendUnavailableError';
   }
 }
@@ -142,7 +144,9 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
       skipped.push({ name, reason: why });
     }
     if (!chosen) {
-      throw new Error(`No tfjs backend could be initialised: ${skipped.map((s) => `${s.name}: ${s.reason}`).join('; ')}.`);
+      throw new Error(
+        `No tfjs backend could be initialised: ${skipped.map((s) => `${s.name}: ${s.reason}`).join('; ')}.`,
+      );
     }
   }
   const info: BackendInfo = {

@@ -31,12 +31,27 @@ function sampleCase(rng: Prng, k: number, s: number, padMode: Pad): ConvCase {
     let pad: ConvCase['pad'] = padMode === 'explicit' ? 'valid' : padMode;
     if (padMode === 'explicit') {
       // Asymmetric explicit padding up to k-1 per side (k//2 each side is what PyTorch's padding=k//2 means).
-      pad = [[0, 0], [rng.int(0, k - 1), rng.int(0, k - 1)], [rng.int(0, k - 1), rng.int(0, k - 1)], [0, 0]];
+      pad = [
+        [0, 0],
+        [rng.int(0, k - 1), rng.int(0, k - 1)],
+        [rng.int(0, k - 1), rng.int(0, k - 1)],
+        [0, 0],
+      ];
     }
     const info = tf.backend_util.computeConv2DInfo([n, h, w, ci], [k, k, ci, co], s, 1, pad);
     if (info.outHeight < 1 || info.outWidth < 1) continue;
     if (n * info.outHeight * info.outWidth * k * k * ci * co > MAX_MACS) continue;
-    return { n, h, w, ci, co, k, s, pad, label: `x[${n},${h},${w},${ci}] k${k} s${s} co${co} pad ${JSON.stringify(pad)}` };
+    return {
+      n,
+      h,
+      w,
+      ci,
+      co,
+      k,
+      s,
+      pad,
+      label: `x[${n},${h},${w},${ci}] k${k} s${s} co${co} pad ${JSON.stringify(pad)}`,
+    };
   }
 }
 
@@ -57,10 +72,23 @@ describe('Conv2DBackpropFilter / Conv2DBackpropInput on wasm match the cpu backe
           const x = host([c.n, c.h, c.w, c.ci], rng.values(c.n * c.h * c.w * c.ci));
           // dy scaled so sums over M terms stay O(1); the tolerance is then meaningful for every entry.
           const dy = host([c.n, info.outHeight, info.outWidth, c.co], rng.values(m * c.co, 1 / Math.sqrt(m)));
-          const filter = host([c.k, c.k, c.ci, c.co], rng.values(c.k * c.k * c.ci * c.co, 1 / Math.sqrt(c.k * c.k * c.co)));
+          const filter = host(
+            [c.k, c.k, c.ci, c.co],
+            rng.values(c.k * c.k * c.ci * c.co, 1 / Math.sqrt(c.k * c.k * c.co)),
+          );
           const common = { strides: [c.s, c.s], pad: c.pad, dataFormat: 'NHWC' };
-          expectKernelMatchesCpu('Conv2DBackpropFilter', { x, dy }, { ...common, filterShape: [c.k, c.k, c.ci, c.co] }, c.label);
-          expectKernelMatchesCpu('Conv2DBackpropInput', { dy, filter }, { ...common, inputShape: [c.n, c.h, c.w, c.ci] }, c.label);
+          expectKernelMatchesCpu(
+            'Conv2DBackpropFilter',
+            { x, dy },
+            { ...common, filterShape: [c.k, c.k, c.ci, c.co] },
+            c.label,
+          );
+          expectKernelMatchesCpu(
+            'Conv2DBackpropInput',
+            { dy, filter },
+            { ...common, inputShape: [c.n, c.h, c.w, c.ci] },
+            c.label,
+          );
         });
       }
     }
@@ -69,7 +97,18 @@ describe('Conv2DBackpropFilter / Conv2DBackpropInput on wasm match the cpu backe
   // Deep layers (few positions, many channels) take Conv2DBackpropInput's matMul + col2im form.
   const deep: [string, number[], number, number, ConvCase['pad']][] = [
     ['deep 3x3 s1 same', [2, 5, 5, 64], 3, 1, 'same'],
-    ['deep 3x3 s2 explicit pad 1', [2, 7, 7, 48], 3, 2, [[0, 0], [1, 1], [1, 1], [0, 0]]],
+    [
+      'deep 3x3 s2 explicit pad 1',
+      [2, 7, 7, 48],
+      3,
+      2,
+      [
+        [0, 0],
+        [1, 1],
+        [1, 1],
+        [0, 0],
+      ],
+    ],
     ['deep 1x1 s2 valid', [3, 5, 5, 64], 1, 2, 'valid'],
     ['deep 5x5 s1 valid, asymmetric', [1, 6, 7, 40], 5, 1, 'valid'],
   ];
@@ -93,10 +132,22 @@ describe('Conv2DBackpropFilter / Conv2DBackpropInput on wasm match the cpu backe
     const x = tf.zeros([1, 5, 5, 2]);
     const dy = tf.zeros([1, 3, 3, 4]);
     expect(() =>
-      tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, { strides: 1, pad: 'valid', dataFormat: 'NCHW', filterShape: [3, 3, 2, 4] }),
+      tf
+        .engine()
+        .runKernel(
+          'Conv2DBackpropFilter',
+          { x, dy },
+          { strides: 1, pad: 'valid', dataFormat: 'NCHW', filterShape: [3, 3, 2, 4] },
+        ),
     ).toThrow(/expected dataFormat 'NHWC'/);
     expect(() =>
-      tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, { strides: 1, pad: 'valid', dataFormat: 'NHWC', dilations: 2, filterShape: [3, 3, 2, 4] }),
+      tf
+        .engine()
+        .runKernel(
+          'Conv2DBackpropFilter',
+          { x, dy },
+          { strides: 1, pad: 'valid', dataFormat: 'NHWC', dilations: 2, filterShape: [3, 3, 2, 4] },
+        ),
     ).toThrow(/only dilation 1/);
     tf.dispose([x, dy]);
   });
@@ -110,7 +161,9 @@ describe('Conv2DBackpropFilter / Conv2DBackpropInput on wasm match the cpu backe
       return tf.tidy(() => {
         const x = tf.tensor4d(xv, [2, 9, 9, 3]);
         const f = tf.tensor4d(fv, [3, 3, 3, 5]);
-        const g = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.square(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, 2, 'same'))));
+        const g = tf.grads((a: tf.Tensor, b: tf.Tensor) =>
+          tf.sum(tf.square(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, 2, 'same'))),
+        );
         return g([x, f]).map((t) => t.dataSync() as Float32Array);
       });
     };
@@ -119,7 +172,9 @@ describe('Conv2DBackpropFilter / Conv2DBackpropInput on wasm match the cpu backe
     const [wx, wf] = grads('wasm');
     expect(tf.memory().numTensors).toBe(before);
     expect(Array.from(wx).every(Number.isFinite)).toBe(true);
-    for (let i = 0; i < cx.length; i++) expect(Math.abs(wx[i] - cx[i])).toBeLessThanOrEqual(1e-5 + 1e-4 * Math.abs(cx[i]));
-    for (let i = 0; i < cf.length; i++) expect(Math.abs(wf[i] - cf[i])).toBeLessThanOrEqual(1e-5 + 1e-4 * Math.abs(cf[i]));
+    for (let i = 0; i < cx.length; i++)
+      expect(Math.abs(wx[i] - cx[i])).toBeLessThanOrEqual(1e-5 + 1e-4 * Math.abs(cx[i]));
+    for (let i = 0; i < cf.length; i++)
+      expect(Math.abs(wf[i] - cf[i])).toBeLessThanOrEqual(1e-5 + 1e-4 * Math.abs(cf[i]));
   });
 });

@@ -33,10 +33,17 @@ describe('MaxPoolGrad on wasm matches the cpu backend', () => {
       const dy = host([n, info.outHeight, info.outWidth, c], rng.values(n * info.outHeight * info.outWidth * c));
       // The kernel reads only x and dy; `output` is part of its signature, so pass the true forward output.
       tf.setBackend('cpu');
-      const y = tf.tidy(() => tf.maxPool(tf.tensor4d(x.values, x.shape as [number, number, number, number]), k, s, pad));
+      const y = tf.tidy(() =>
+        tf.maxPool(tf.tensor4d(x.values, x.shape as [number, number, number, number]), k, s, pad),
+      );
       const output = host(y.shape, y.dataSync() as Float32Array);
       y.dispose();
-      expectKernelMatchesCpu('MaxPoolGrad', { dy, input: x, output }, { filterSize: k, strides: s, pad }, `x[${n},${h},${w},${c}]`);
+      expectKernelMatchesCpu(
+        'MaxPoolGrad',
+        { dy, input: x, output },
+        { filterSize: k, strides: s, pad },
+        `x[${n},${h},${w},${c}]`,
+      );
     });
   }
 
@@ -44,7 +51,12 @@ describe('MaxPoolGrad on wasm matches the cpu backend', () => {
     const x = host([1, 2, 2, 1], new Float32Array([1, 1, 1, 1]));
     const dy = host([1, 1, 1, 1], new Float32Array([5]));
     const output = host([1, 1, 1, 1], new Float32Array([1]));
-    expectKernelMatchesCpu('MaxPoolGrad', { dy, input: x, output }, { filterSize: 2, strides: 2, pad: 'valid' }, 'ties');
+    expectKernelMatchesCpu(
+      'MaxPoolGrad',
+      { dy, input: x, output },
+      { filterSize: 2, strides: 2, pad: 'valid' },
+      'ties',
+    );
   });
 });
 
@@ -57,7 +69,12 @@ describe('UnsortedSegmentSum on wasm matches the cpu backend', () => {
       const numSegments = rng.int(1, 12);
       const ids = Int32Array.from({ length: count }, () => rng.int(0, numSegments - 1));
       const x = host([count, ...inner], rng.values(count * inner[0] * inner[1]));
-      expectKernelMatchesCpu('UnsortedSegmentSum', { x, segmentIds: host([count], ids) }, { numSegments }, `seed ${seed}`);
+      expectKernelMatchesCpu(
+        'UnsortedSegmentSum',
+        { x, segmentIds: host([count], ids) },
+        { numSegments },
+        `seed ${seed}`,
+      );
     });
   }
 
@@ -67,7 +84,11 @@ describe('UnsortedSegmentSum on wasm matches the cpu backend', () => {
     const g = tf.tidy(() => {
       const x = tf.tensor2d([1, 2, 3, 4, 5, 6], [3, 2]);
       const idx = tf.tensor1d([2, 0, 2], 'int32');
-      return Array.from(tf.grad((t: tf.Tensor) => tf.sum(tf.gather(t, idx)))(x).dataSync());
+      return Array.from(
+        tf
+          .grad((t: tf.Tensor) => tf.sum(tf.gather(t, idx)))(x)
+          .dataSync(),
+      );
     });
     expect(g).toEqual([1, 1, 0, 0, 2, 2]);
     expect(tf.memory().numTensors).toBe(before);
@@ -96,9 +117,16 @@ describe('lean FusedBatchNorm gradient', () => {
         tf.setBackend(backend);
         const before = tf.memory().numTensors;
         const out = tf.tidy(() => {
-          const saved = [tf.tensor(vals.x, xs), tf.tensor(vals.mean, param), tf.tensor(vals.variance, param), tf.tensor(vals.scale, param)];
+          const saved = [
+            tf.tensor(vals.x, xs),
+            tf.tensor(vals.mean, param),
+            tf.tensor(vals.variance, param),
+            tf.tensor(vals.scale, param),
+          ];
           const fns = cfg.gradFunc(tf.tensor(vals.dy, xs), saved, { varianceEpsilon: 1e-5 });
-          return Object.fromEntries(Object.entries(fns).map(([k, f]) => [k, (f as () => tf.Tensor)().dataSync() as Float32Array]));
+          return Object.fromEntries(
+            Object.entries(fns).map(([k, f]) => [k, (f as () => tf.Tensor)().dataSync() as Float32Array]),
+          );
         });
         expect(tf.memory().numTensors).toBe(before);
         return out;

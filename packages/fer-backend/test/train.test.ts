@@ -55,7 +55,9 @@ async function train(backend: 'wasm' | 'cpu'): Promise<number[]> {
   const net = buildNet(rng);
   const labels = Int32Array.from({ length: N }, (_, i) => i % CLASSES);
   // Images carry a class-dependent pattern, so the net can learn something in a few steps.
-  const pixels = rng.values(N * SIZE * SIZE * 3, 0.5).map((v, i) => v + (labels[Math.floor(i / (SIZE * SIZE * 3))] === i % 4 ? 0.5 : 0));
+  const pixels = rng
+    .values(N * SIZE * SIZE * 3, 0.5)
+    .map((v, i) => v + (labels[Math.floor(i / (SIZE * SIZE * 3))] === i % 4 ? 0.5 : 0));
   const x = tf.tensor4d(pixels, [N, SIZE, SIZE, 3]);
   const y = tf.tensor1d(labels, 'int32');
   const opt = tf.train.sgd(0.1);

@@ -4,7 +4,16 @@
  */
 export type Emotion = 'neutral' | 'happy' | 'sad' | 'surprise' | 'fear' | 'disgust' | 'anger' | 'contempt';
 
-export const EMOTIONS = ['neutral', 'happy', 'sad', 'surprise', 'fear', 'disgust', 'anger', 'contempt'] as const satisfies readonly Emotion[];
+export const EMOTIONS = [
+  'neutral',
+  'happy',
+  'sad',
+  'surprise',
+  'fear',
+  'disgust',
+  'anger',
+  'contempt',
+] as const satisfies readonly Emotion[];
 
 /** A class order: index i of a model's logits is `labels[i]`. */
 export type LabelSet = readonly Emotion[];
@@ -34,12 +43,29 @@ export function labelIndex(labels: LabelSet, emotion: Emotion): number {
  * Lower-case keys; callers lower-case the folder name first.
  */
 export const EMOTION_ALIASES: Readonly<Record<string, Emotion>> = {
-  neutral: 'neutral', neutrality: 'neutral', ne: 'neutral',
-  happy: 'happy', happiness: 'happy', joy: 'happy', ha: 'happy',
-  sad: 'sad', sadness: 'sad', sa: 'sad',
-  surprise: 'surprise', surprised: 'surprise', su: 'surprise',
-  fear: 'fear', fearful: 'fear', afraid: 'fear', fe: 'fear',
-  disgust: 'disgust', disgusted: 'disgust', di: 'disgust',
-  anger: 'anger', angry: 'anger', an: 'anger',
-  contempt: 'contempt', co: 'contempt',
+  neutral: 'neutral',
+  neutrality: 'neutral',
+  ne: 'neutral',
+  happy: 'happy',
+  happiness: 'happy',
+  joy: 'happy',
+  ha: 'happy',
+  sad: 'sad',
+  sadness: 'sad',
+  sa: 'sad',
+  surprise: 'surprise',
+  surprised: 'surprise',
+  su: 'surprise',
+  fear: 'fear',
+  fearful: 'fear',
+  afraid: 'fear',
+  fe: 'fear',
+  disgust: 'disgust',
+  disgusted: 'disgust',
+  di: 'disgust',
+  anger: 'anger',
+  angry: 'anger',
+  an: 'anger',
+  contempt: 'contempt',
+  co: 'contempt',
 };

@@ -4,7 +4,10 @@
  */
 export class FerInputError extends Error {
   override readonly name = 'FerInputError';
-  constructor(message: string, readonly hint?: string) {
+  constructor(
+    message: string,
+    readonly hint?: string,
+  ) {
     super(hint ? `${message} ${hint}` : message);
   }
 }
@@ -32,7 +35,12 @@ export function assertPositiveInt(what: string, x: unknown): asserts x is number
 }
 
 /** Checks rank and every fixed dimension (`null` = any size). */
-export function assertShape(what: string, shape: readonly number[], want: readonly (number | null)[], hint?: string): void {
+export function assertShape(
+  what: string,
+  shape: readonly number[],
+  want: readonly (number | null)[],
+  hint?: string,
+): void {
   const ok = shape.length === want.length && want.every((d, i) => d === null || d === shape[i]);
   if (!ok) {
     const w = `[${want.map((d) => (d === null ? '?' : d)).join(', ')}]`;

@@ -1,11 +1,35 @@
 export type { Emotion, LabelSet } from './emotions';
-export { EMOTIONS, AFFECTNET_LABELS, RAFDB_LABELS, BASIC7_LABELS, EMOTION_ALIASES, isEmotion, labelIndex } from './emotions';
+export {
+  EMOTIONS,
+  AFFECTNET_LABELS,
+  RAFDB_LABELS,
+  BASIC7_LABELS,
+  EMOTION_ALIASES,
+  isEmotion,
+  labelIndex,
+} from './emotions';
 export { FerInputError, expected, describe, assertPositiveInt, assertShape, parseChoice } from './errors';
 export type { Batch, BatchOptions, FerDataset, ForwardResult, ForwardOptions, FerModel, VariableGroup } from './types';
 export { crossEntropy, sumCrossEntropy, stagedSum, stagedMean } from './tensor';
 export { Rng, mixSeed } from './random';
 export type { RngState } from './random';
 export { writeFileAtomic } from './io';
-export { TorchBatchNorm, applyTorchBatchNorm, TORCH_BN_EPSILON, TORCH_BN_MOMENTUM, Cbam, applyCbam, CBAM_SPATIAL_BN_MOMENTUM } from './layers';
+export {
+  TorchBatchNorm,
+  applyTorchBatchNorm,
+  TORCH_BN_EPSILON,
+  TORCH_BN_MOMENTUM,
+  Cbam,
+  applyCbam,
+  CBAM_SPATIAL_BN_MOMENTUM,
+} from './layers';
 export { TORCH_BN_KEYS, CBAM_TORCH_KEYS, TORCH_CONV_KEYS, TORCH_LINEAR_KEYS, useLazyInputGradient } from './layers';
-export type { TorchBatchNormArgs, TorchBnWeights, TorchBnOptions, CbamArgs, CbamOutput, TorchTransform, TorchKeySpec } from './layers';
+export type {
+  TorchBatchNormArgs,
+  TorchBnWeights,
+  TorchBnOptions,
+  CbamArgs,
+  CbamOutput,
+  TorchTransform,
+  TorchKeySpec,
+} from './layers';

@@ -1,5 +1,12 @@
 export { ImageDataset, summariseProblems } from './pipeline/dataset';
-export type { SampleRecord, DatasetProblem, PipelineOptions, ImageDatasetInit, SamplePixels, Preprocessing } from './pipeline/dataset';
+export type {
+  SampleRecord,
+  DatasetProblem,
+  PipelineOptions,
+  ImageDatasetInit,
+  SamplePixels,
+  Preprocessing,
+} from './pipeline/dataset';
 export type { PixelImage, RawImage, CropBox, ChannelOrder, ResizeMode } from './pipeline/image';
 export { cropRaw, resizeBilinear, rawToPixels, pixelsToRaw, swapRedBlue } from './pipeline/image';
 export { loadImage, decodeImage, rawToModelInput, encodeJpeg, ImageDecodeError } from './pipeline/decode';

@@ -16,7 +16,12 @@ test('file names follow the reference (s separators, %07d ids, int() truncation 
   expect(affectNetFileName(0, 7, -0.653, 0.653)).toBe('0000000s7s-653s653.jpg');
   expect(affectNetFileName(1234567, 9, -2, -2)).toBe('1234567s9s-2000s-2000.jpg');
   expect(affectNetFileName(5, 1, 1.001, -0.0009)).toBe('0000005s1s1000s0.jpg'); // 1.001·1000 = 1000.999… in float64
-  expect(parseAffectNetFileName('0000000s7s-653s653.jpg')).toEqual({ id: 0, expression: 7, valence: -0.653, arousal: 0.653 });
+  expect(parseAffectNetFileName('0000000s7s-653s653.jpg')).toEqual({
+    id: 0,
+    expression: 7,
+    valence: -0.653,
+    arousal: 0.653,
+  });
   expect(parseAffectNetFileName('0000000_7_-653_653.jpg')).toBeNull(); // the README's pattern (defect 26)
 });
 
@@ -32,7 +37,12 @@ describeIfExists(ROOT, 'AffectNet on ../shared/data/affectnet-mini', () => {
   let correct: Awaited<ReturnType<typeof preprocessAffectNet>>;
   beforeAll(async () => {
     out = mkdtempSync(path.join(tmpdir(), 'fer-affectnet-'));
-    correct = await preprocessAffectNet({ root: ROOT, out: path.join(out, 'correct'), set: 'training', imageSize: SIZE });
+    correct = await preprocessAffectNet({
+      root: ROOT,
+      out: path.join(out, 'correct'),
+      set: 'training',
+      imageSize: SIZE,
+    });
   });
   afterAll(() => rmSync(out, { recursive: true, force: true }));
 
@@ -58,7 +68,9 @@ describeIfExists(ROOT, 'AffectNet on ../shared/data/affectnet-mini', () => {
     for (const f of csvRows()) {
       if (f[0].includes('missing') || f[0].includes('truncated')) continue;
       const [expr, val, aro] = f.slice(-3);
-      expected.push(`${String(id++).padStart(7, '0')}s${expr}s${Math.trunc(Number(val) * 1000)}s${Math.trunc(Number(aro) * 1000)}.jpg`);
+      expected.push(
+        `${String(id++).padStart(7, '0')}s${expr}s${Math.trunc(Number(val) * 1000)}s${Math.trunc(Number(aro) * 1000)}.jpg`,
+      );
     }
     expect(readdirSync(correct.outDir)).toEqual(['0']);
     expect(readdirSync(path.join(correct.outDir, '0')).sort()).toEqual(expected.sort());
@@ -67,12 +79,26 @@ describeIfExists(ROOT, 'AffectNet on ../shared/data/affectnet-mini', () => {
   });
 
   test('the crop matches the annotation box: correct box by default, the reference swap as an option', async () => {
-    const ref = await preprocessAffectNet({ root: ROOT, out: path.join(out, 'reference'), set: 'training', imageSize: SIZE, box: 'reference' });
+    const ref = await preprocessAffectNet({
+      root: ROOT,
+      out: path.join(out, 'reference'),
+      set: 'training',
+      imageSize: SIZE,
+      box: 'reference',
+    });
     expect(ref.written).toBe(66);
     // Row 1: 100/angry_0001.jpg, face_x 57, face_y 31, face_width 216, face_height 224 in a 360×300 photo.
     const src = path.join(ROOT, 'Manually_Annotated_Images', '100', 'angry_0001.jpg');
     const cut = async (left: number, top: number, width: number, height: number) =>
-      new Uint8Array((await sharp(src).extract({ left, top, width, height }).resize(SIZE, SIZE, { kernel: 'linear', fit: 'fill' }).raw().toBuffer()).buffer);
+      new Uint8Array(
+        (
+          await sharp(src)
+            .extract({ left, top, width, height })
+            .resize(SIZE, SIZE, { kernel: 'linear', fit: 'fill' })
+            .raw()
+            .toBuffer()
+        ).buffer,
+      );
     const xIsColumn = await cut(57, 31, 216, 224);
     const xIsRow = await cut(31, 57, 224, 216);
     const name = '0000001s6s394s40.jpg';
@@ -85,15 +111,25 @@ describeIfExists(ROOT, 'AffectNet on ../shared/data/affectnet-mini', () => {
   });
 
   test('malformed CSV rows and missing columns', async () => {
-    const lines = readFileSync(path.join(ROOT, 'Manually_Annotated_file_lists', 'training.csv'), 'utf8').trim().split('\n');
+    const lines = readFileSync(path.join(ROOT, 'Manually_Annotated_file_lists', 'training.csv'), 'utf8')
+      .trim()
+      .split('\n');
     const csv = path.join(out, 'bad.csv');
     writeFileSync(csv, [lines[0], lines[1], '100/angry_0001.jpg,abc,1,2', lines[3]].join('\n'));
-    const r = await preprocessAffectNet({ csv, images: path.join(ROOT, 'Manually_Annotated_Images'), out: path.join(out, 'bad'), set: 'training', imageSize: 8 });
+    const r = await preprocessAffectNet({
+      csv,
+      images: path.join(ROOT, 'Manually_Annotated_Images'),
+      out: path.join(out, 'bad'),
+      set: 'training',
+      imageSize: 8,
+    });
     expect(r.written).toBe(2);
     expect(r.errors.map((e) => e.row)).toEqual([1]);
     expect(r.errors[0].reason).toMatch(/malformed row \(line 3\)/);
     writeFileSync(csv, 'subDirectory_filePath,face_x\n100/angry_0001.jpg,1\n');
-    await expect(preprocessAffectNet({ csv, images: ROOT, out, set: 'training', imageSize: 8 })).rejects.toThrow(/lacks column\(s\) face_y/);
+    await expect(preprocessAffectNet({ csv, images: ROOT, out, set: 'training', imageSize: 8 })).rejects.toThrow(
+      /lacks column\(s\) face_y/,
+    );
     await expect(preprocessAffectNet({ root: ROOT, out, set: 'training', imageSize: 0 })).rejects.toThrow(/imageSize/);
   });
 
@@ -115,7 +151,12 @@ describeIfExists(ROOT, 'AffectNet on ../shared/data/affectnet-mini', () => {
     expect(pick()).toEqual(a);
     expect(b).not.toEqual(a);
     expect(capped.classCounts()).toEqual([5, 5, 5, 5, 5, 5, 5, 0]);
-    expect(capped.preprocessing()).toEqual({ imageSize: 96, channelOrder: 'bgr', resize: 'bilinear', labels: [...AFFECTNET_LABELS] });
+    expect(capped.preprocessing()).toEqual({
+      imageSize: 96,
+      channelOrder: 'bgr',
+      resize: 'bilinear',
+      labels: [...AFFECTNET_LABELS],
+    });
 
     const one = await capped.sample(0);
     expect([one.image.width, one.image.height, one.image.data.length]).toEqual([96, 96, 96 * 96 * 3]);
@@ -126,15 +167,19 @@ describeIfExists(ROOT, 'AffectNet on ../shared/data/affectnet-mini', () => {
     const bgr = await affectNet({ root, split: 'train', cap: 1, workers: 0, ...quiet });
     const [x, y] = await Promise.all([rgb.sample(0), bgr.sample(0)]);
     for (let i = 0; i < x.image.data.length; i += 3) {
-      if (x.image.data[i] !== y.image.data[i + 2] || x.image.data[i + 2] !== y.image.data[i]) throw new Error(`not swapped at ${i}`);
+      if (x.image.data[i] !== y.image.data[i + 2] || x.image.data[i + 2] !== y.image.data[i])
+        throw new Error(`not swapped at ${i}`);
     }
-    await expectNoLeak(async () => {
-      for await (const b of capped.batches({ batchSize: 16, seed: 3 })) {
-        expect(b.images.shape).toEqual([16, 96, 96, 3]);
-        tf.dispose([b.images, b.labels]);
-        break;
-      }
-    }, { returned: 0 });
+    await expectNoLeak(
+      async () => {
+        for await (const b of capped.batches({ batchSize: 16, seed: 3 })) {
+          expect(b.images.shape).toEqual([16, 96, 96, 3]);
+          tf.dispose([b.images, b.labels]);
+          break;
+        }
+      },
+      { returned: 0 },
+    );
 
     await expect(affectNet({ root, split: 'validation' })).rejects.toThrow(/AffectNet split 'validation' not found/);
   });

@@ -39,7 +39,10 @@ describeIfExists(ROOT, 'FER+ on ../shared/data/ferplus', () => {
 
   test('test split: every image labelled as extra/labels_majority.csv says', async () => {
     const ds = await ferPlus({ root: ROOT, split: 'test', workers: 0, ...quiet });
-    const lines = readFileSync(path.join(ROOT, 'extra', 'labels_majority.csv'), 'utf8').trim().split('\n').slice(1);
+    const lines = readFileSync(path.join(ROOT, 'extra', 'labels_majority.csv'), 'utf8')
+      .trim()
+      .split('\n')
+      .slice(1);
     const expected = new Map<string, string>();
     for (const l of lines) {
       const f = l.split(',');
@@ -71,12 +74,19 @@ describeIfExists(ROOT, 'FER+ on ../shared/data/ferplus', () => {
   test('some images missing: reported once with their label.csv rows, the rest loads', async () => {
     const tmp = mkdtempSync(path.join(tmpdir(), 'fer-ferplus-'));
     try {
-      const rows = readFileSync(path.join(ROOT, 'Labels', 'FER2013Test', 'label.csv'), 'utf8').trim().split('\n').slice(0, 20);
+      const rows = readFileSync(path.join(ROOT, 'Labels', 'FER2013Test', 'label.csv'), 'utf8')
+        .trim()
+        .split('\n')
+        .slice(0, 20);
       mkdirSync(path.join(tmp, 'Labels', 'FER2013Test'), { recursive: true });
       mkdirSync(path.join(tmp, 'Images', 'FER2013Test'), { recursive: true });
       writeFileSync(path.join(tmp, 'Labels', 'FER2013Test', 'label.csv'), rows.join('\n') + '\nbroken-row\n');
       const files = rows.map((r) => r.split(',')[0]);
-      files.slice(3).forEach((f) => symlinkSync(path.join(ROOT, 'Images', 'FER2013Test', f), path.join(tmp, 'Images', 'FER2013Test', f)));
+      files
+        .slice(3)
+        .forEach((f) =>
+          symlinkSync(path.join(ROOT, 'Images', 'FER2013Test', f), path.join(tmp, 'Images', 'FER2013Test', f)),
+        );
       const warnings: string[] = [];
       const ds = await ferPlus({ root: tmp, split: 'test', workers: 0, onWarning: (m) => warnings.push(m) });
       const labelled = (await readFerPlusLabels(tmp, 'test')).labels;
@@ -106,7 +116,8 @@ describeIfExists(ROOT, 'FER+ on ../shared/data/ferplus', () => {
         expect(b.soft!.shape).toEqual([8, 8]);
         const px = (await b.images.data()) as Float32Array;
         expect(px.every((v) => v >= 0 && v <= 1)).toBe(true);
-        for (let i = 0; i < px.length; i += 3) if (px[i] !== px[i + 1] || px[i] !== px[i + 2]) throw new Error('channels differ');
+        for (let i = 0; i < px.length; i += 3)
+          if (px[i] !== px[i + 1] || px[i] !== px[i + 2]) throw new Error('channels differ');
         const soft = (await b.soft!.array()) as number[][];
         const labels = (await b.labels.data()) as Int32Array;
         soft.forEach((row, i) => {

@@ -27,7 +27,10 @@ describeIfExists(path.join(DATA_DIR, 'ckplus48'), 'class folders on ../shared/da
       expect(Buffer.compare(Buffer.from(tif.data), Buffer.from(png.data))).toBe(0);
       for (let i = 0; i < tif.data.length; i += 3) if (tif.data[i] !== tif.data[i + 2]) throw new Error('not grey');
     }
-    const bgr = await loadImage(path.join(DATA_DIR, 'jaffe', 'png', 'happy', 'KA.HA1.29.png'), { size: 64, channelOrder: 'bgr' });
+    const bgr = await loadImage(path.join(DATA_DIR, 'jaffe', 'png', 'happy', 'KA.HA1.29.png'), {
+      size: 64,
+      channelOrder: 'bgr',
+    });
     expect(bgr.data.length).toBe(64 * 64 * 3);
   });
 
@@ -57,7 +60,9 @@ describeIfExists(path.join(DATA_DIR, 'ckplus48'), 'class folders on ../shared/da
       }
       expect(seen).toBe(6);
       expect(ds.size).toBe(6);
-      expect(ds.problems.filter((p) => p.kind === 'unreadable-image').map((p) => path.basename(p.path!))).toEqual(['broken.jpg']);
+      expect(ds.problems.filter((p) => p.kind === 'unreadable-image').map((p) => path.basename(p.path!))).toEqual([
+        'broken.jpg',
+      ]);
       expect(warnings.some((w) => /skipping .*broken\.jpg/.test(w))).toBe(true);
 
       // Most files unreadable → stop with a clear error.

@@ -13,7 +13,10 @@ import { classFolders, liveWorkerCount, syntheticExpressions, type ImageDataset 
 const quiet = { onWarning: () => {} };
 const openFds = () => readdirSync('/proc/self/fd').length;
 
-async function collect(ds: ImageDataset, opts: Parameters<ImageDataset['batches']>[0]): Promise<{ images: Float32Array[]; labels: number[] }> {
+async function collect(
+  ds: ImageDataset,
+  opts: Parameters<ImageDataset['batches']>[0],
+): Promise<{ images: Float32Array[]; labels: number[] }> {
   const images: Float32Array[] = [];
   const labels: number[] = [];
   for await (const b of ds.batches(opts)) {
@@ -55,7 +58,11 @@ describe('batching', () => {
       expect(b.labels.dtype).toBe('int32');
       tf.dispose([b.images, b.labels]);
     }
-    expect(shapes).toEqual([[4, 32, 32, 3], [4, 32, 32, 3], [2, 32, 32, 3]]);
+    expect(shapes).toEqual([
+      [4, 32, 32, 3],
+      [4, 32, 32, 3],
+      [2, 32, 32, 3],
+    ]);
     expect((await collect(ds, { batchSize: 4 })).labels).toEqual([0, 1, 2, 3, 4, 5, 6, 0, 1, 2]);
     expect((await collect(ds, { batchSize: 4, dropRemainder: true })).labels).toHaveLength(8);
   });
@@ -91,13 +98,19 @@ describe('batching', () => {
 
   test('no tensors leak: a full epoch disposed batch by batch; an abandoned one keeps only the taken batch', async () => {
     const ds = syntheticExpressions({ size: 9, seed: 1, imageSize: 16, workers: 0 });
-    await expectNoLeak(async () => {
-      await collect(ds, { batchSize: 4, seed: 1 });
-    }, { returned: 0 });
-    await expectNoLeak(async () => {
-      for await (const b of ds.batches({ batchSize: 4 })) return b; // caller owns the one batch it took
-      return undefined;
-    }, { returned: 2 });
+    await expectNoLeak(
+      async () => {
+        await collect(ds, { batchSize: 4, seed: 1 });
+      },
+      { returned: 0 },
+    );
+    await expectNoLeak(
+      async () => {
+        for await (const b of ds.batches({ batchSize: 4 })) return b; // caller owns the one batch it took
+        return undefined;
+      },
+      { returned: 2 },
+    );
   });
 });
 

@@ -43,7 +43,12 @@ describeIfExists(ROOT, 'RAF-DB on ../shared/data/rafdb-mini', () => {
     try {
       expect(b.images.shape).toEqual([4, 96, 96, 3]);
       const labels = Array.from((await b.labels.data()) as Int32Array);
-      expect(labels).toEqual(ds.activeRecords().slice(0, 4).map((r) => RAFDB_LABELS.indexOf(r.emotion)));
+      expect(labels).toEqual(
+        ds
+          .activeRecords()
+          .slice(0, 4)
+          .map((r) => RAFDB_LABELS.indexOf(r.emotion)),
+      );
       const min = (await tf.min(b.images).data())[0];
       expect(min).toBeLessThan(-1.5); // (0 − 0.485)/0.229 ≈ −2.1 where the image is dark
     } finally {
@@ -51,7 +56,7 @@ describeIfExists(ROOT, 'RAF-DB on ../shared/data/rafdb-mini', () => {
     }
   });
 
-  test("README layout train/0..6 (Neutral, Happiness, Sadness, Surprise, Fear, Disgust, Anger) maps to the same emotions", async () => {
+  test('README layout train/0..6 (Neutral, Happiness, Sadness, Surprise, Fear, Disgust, Anger) maps to the same emotions', async () => {
     const official = await rafDb({ root: ROOT, split: 'train', ...quiet });
     const tmp = mkdtempSync(path.join(tmpdir(), 'fer-rafdb-'));
     try {

@@ -24,9 +24,18 @@ function read(f: () => tf.Tensor): number[] {
 const EX1 = () => tf.tensor4d([[[[0, 0]]], [[[0.1, 0.2]]]]); // n 2, B 1, maps 1×2
 const EX2 = () =>
   tf.tensor3d([
-    [[0, 0], [1, 0]],
-    [[0.1, 0], [1, 0.2]],
-    [[0, 0.3], [0.8, 0]],
+    [
+      [0, 0],
+      [1, 0],
+    ],
+    [
+      [0.1, 0],
+      [1, 0.2],
+    ],
+    [
+      [0, 0.3],
+      [0.8, 0],
+    ],
   ]); // n 3, B 2, vectors of length 2
 
 /** Heads near each other: sigmoid(2z + noise·ε_i), z shared. */
@@ -39,7 +48,11 @@ function nearbyHeads(n: number, b: number, f: number, noise: number, seed: numbe
 }
 
 /** Mean pairwise distance before and after one normalised gradient-descent step on the loss. */
-function distanceChange(heads: tf.Tensor, options: DiversityOptions, lr = 1e-3): { before: number; after: number; gradMax: number } {
+function distanceChange(
+  heads: tf.Tensor,
+  options: DiversityOptions,
+  lr = 1e-3,
+): { before: number; after: number; gradMax: number } {
   return tf.tidy(() => {
     const g = tf.grad((h: tf.Tensor) => diversityLoss(h, options))(heads);
     const gradMax = tf.max(tf.abs(g)).dataSync()[0];
@@ -77,11 +90,18 @@ describe('diversity options', () => {
       epsilon: 0.5,
       detGradient: 'torch',
     });
-    expect(resolveDiversityOptions({ diagonal: 'zero', epsilon: 0 })).toMatchObject({ preset: 'dpp', diagonal: 'zero', epsilon: 0, gamma: 1 });
+    expect(resolveDiversityOptions({ diagonal: 'zero', epsilon: 0 })).toMatchObject({
+      preset: 'dpp',
+      diagonal: 'zero',
+      epsilon: 0,
+      gamma: 1,
+    });
   });
 
   it('rejects bad options and heads with messages that say what to do', () => {
-    expect(() => resolveDiversityOptions({ preset: 'paper' as never })).toThrow("Unknown diversity preset 'paper'. Valid: reference, dpp.");
+    expect(() => resolveDiversityOptions({ preset: 'paper' as never })).toThrow(
+      "Unknown diversity preset 'paper'. Valid: reference, dpp.",
+    );
     expect(() => resolveDiversityOptions({ reduction: 'det' as never })).toThrow(/Valid: negDet, negLogDet, sum/);
     expect(() => resolveDiversityOptions({ gamma: 0 })).toThrow(/gamma to be a finite number > 0, but got 0/);
     expect(() => resolveDiversityOptions({ epsilon: -1 })).toThrow(/epsilon to be a finite number ≥ 0/);
@@ -100,16 +120,32 @@ describe.each(['cpu', 'wasm'])('similarity matrix and diversity loss (%s)', (bac
 
   it('reproduces the spec §3.4 worked examples (reference semantics, and with a unit diagonal)', () => {
     const e1 = EX1();
-    expectArrayClose(read(() => similarityMatrix(e1)), [0, 0.60653, 0.60653, 0], { rtol: 1e-5 });
+    expectArrayClose(
+      read(() => similarityMatrix(e1)),
+      [0, 0.60653, 0.60653, 0],
+      { rtol: 1e-5 },
+    );
     const ref = (o: DiversityOptions) => read(() => diversityLoss(e1, { preset: 'reference', ...o }))[0];
-    expectArrayClose([ref({ reduction: 'sum' }), ref({}), ref({ reduction: 'negLogDet' })], [1.21306, 0.36788, NaN], { rtol: 1e-5 });
-    expectArrayClose([ref({ diagonal: 'one' }), ref({ diagonal: 'one', reduction: 'negLogDet' })], [-0.632121, 0.458675], { rtol: 1e-5 });
+    expectArrayClose([ref({ reduction: 'sum' }), ref({}), ref({ reduction: 'negLogDet' })], [1.21306, 0.36788, NaN], {
+      rtol: 1e-5,
+    });
+    expectArrayClose(
+      [ref({ diagonal: 'one' }), ref({ diagonal: 'one', reduction: 'negLogDet' })],
+      [-0.632121, 0.458675],
+      { rtol: 1e-5 },
+    );
     const e2 = EX2();
     const s2 = read(() => similarityMatrix(e2));
     expectArrayClose([s2[1], s2[2], s2[5], s2[3], s2[0]], [0.787579, 0.538445, 0.408604, 0.787579, 0], { rtol: 1e-5 });
     const ref2 = (o: DiversityOptions) => read(() => diversityLoss(e2, { preset: 'reference', ...o }))[0];
     expectArrayClose(
-      [ref2({ reduction: 'sum' }), ref2({}), ref2({ reduction: 'negLogDet' }), ref2({ diagonal: 'one' }), ref2({ diagonal: 'one', reduction: 'negLogDet' })],
+      [
+        ref2({ reduction: 'sum' }),
+        ref2({}),
+        ref2({ reduction: 'negLogDet' }),
+        ref2({ diagonal: 'one' }),
+        ref2({ diagonal: 'one', reduction: 'negLogDet' }),
+      ],
       [3.469255, -0.346552, 1.059723, -0.269391, 1.311591],
       { rtol: 1e-5 },
     );
@@ -122,7 +158,11 @@ describe.each(['cpu', 'wasm'])('similarity matrix and diversity loss (%s)', (bac
     const b = read(() => similarityMatrix(h, { gamma: 0.2, distance: 'sum', diagonal: 'one' }));
     expectArrayClose(a, b, { rtol: 1e-5 });
     expect([a[0], a[5], a[10], a[15]]).toEqual([1, 1, 1, 1]);
-    expectArrayClose(a, [a[0], a[4], a[8], a[12], a[1], a[5], a[9], a[13], a[2], a[6], a[10], a[14], a[3], a[7], a[11], a[15]], { rtol: 0, atol: 0 });
+    expectArrayClose(
+      a,
+      [a[0], a[4], a[8], a[12], a[1], a[5], a[9], a[13], a[2], a[6], a[10], a[14], a[3], a[7], a[11], a[15]],
+      { rtol: 0, atol: 0 },
+    );
     h.dispose();
   });
 
@@ -198,8 +238,16 @@ describe.each(['cpu', 'wasm'])('similarity matrix and diversity loss (%s)', (bac
     const v = read(() => diversityLoss(h))[0];
     expect(Number.isFinite(v)).toBe(true);
     const one = nearbyHeads(1, 2, 8, 0.5, 9);
-    expectArrayClose(read(() => diversityLoss(one)), [-Math.log(1 + 1e-3)], { rtol: 1e-4 });
-    expectArrayClose(read(() => meanPairwiseDistance(one)), [0], { rtol: 0, atol: 0 });
+    expectArrayClose(
+      read(() => diversityLoss(one)),
+      [-Math.log(1 + 1e-3)],
+      { rtol: 1e-4 },
+    );
+    expectArrayClose(
+      read(() => meanPairwiseDistance(one)),
+      [0],
+      { rtol: 0, atol: 0 },
+    );
     tf.dispose([h, one]);
   });
 
@@ -208,11 +256,20 @@ describe.each(['cpu', 'wasm'])('similarity matrix and diversity loss (%s)', (bac
     await expectNoLeak(() => similarityMatrix(h));
     const sumOf = (s: tf.Tensor2D) => reduceSimilarity(s, { reduction: 'sum', epsilon: 0, detGradient: 'torch' });
     await expectNoLeak(() => tf.grad((x: tf.Tensor) => sumOf(similarityMatrix(x, { diagonal: 'one' })))(h));
-    for (const o of [{}, { preset: 'reference' as const }, { reduction: 'negDet' as const }, { reduction: 'sum' as const }, { preset: 'reference' as const, reduction: 'negLogDet' as const }]) {
+    for (const o of [
+      {},
+      { preset: 'reference' as const },
+      { reduction: 'negDet' as const },
+      { reduction: 'sum' as const },
+      { preset: 'reference' as const, reduction: 'negLogDet' as const },
+    ]) {
       await expectNoLeak(() => diversityLoss(h, o));
       await expectNoLeak(() => tf.grad((x: tf.Tensor) => diversityLoss(x, o))(h));
     }
-    const s = tf.tensor2d([[1, 0.5], [0.5, 1]]);
+    const s = tf.tensor2d([
+      [1, 0.5],
+      [0.5, 1],
+    ]);
     await expectNoLeak(() => reduceSimilarity(s, { reduction: 'negLogDet', epsilon: 0, detGradient: 'adjugate' }));
     await expectNoLeak(() => meanPairwiseDistance(h));
     tf.dispose([h, s]);

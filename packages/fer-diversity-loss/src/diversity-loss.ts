@@ -67,7 +67,12 @@ export function resolveDiversityOptions(options: DiversityOptions = {}): Resolve
   const sim = resolveSimilarity(options, p);
   const epsilon = options.epsilon ?? p.epsilon;
   if (typeof epsilon !== 'number' || !Number.isFinite(epsilon) || epsilon < 0) {
-    throw expected('epsilon', 'a finite number ≥ 0', epsilon, 'It is the jitter added to the diagonal before a determinant.');
+    throw expected(
+      'epsilon',
+      'a finite number ≥ 0',
+      epsilon,
+      'It is the jitter added to the diagonal before a determinant.',
+    );
   }
   return {
     preset,
@@ -85,8 +90,19 @@ export function resolveDiversityOptions(options: DiversityOptions = {}): Resolve
  * The caller owns the result.
  */
 export function reduceSimilarity(s: tf.Tensor2D, options: DiversityOptions = {}): tf.Scalar {
-  if (!(s instanceof tf.Tensor) || s.rank !== 2 || s.shape[0] !== s.shape[1] || s.shape[0] < 1 || s.dtype !== 'float32') {
-    throw expected('the similarity matrix', 'a float32 tensor of shape [n, n]', s, 'Build it with similarityMatrix(heads).');
+  if (
+    !(s instanceof tf.Tensor) ||
+    s.rank !== 2 ||
+    s.shape[0] !== s.shape[1] ||
+    s.shape[0] < 1 ||
+    s.dtype !== 'float32'
+  ) {
+    throw expected(
+      'the similarity matrix',
+      'a float32 tensor of shape [n, n]',
+      s,
+      'Build it with similarityMatrix(heads).',
+    );
   }
   const o = resolveDiversityOptions(options);
   const n = s.shape[0];
@@ -119,9 +135,15 @@ export function reduceSimilarity(s: tf.Tensor2D, options: DiversityOptions = {})
           if (o.reduction === 'negDet') {
             if (o.detGradient === 'torch') {
               const [lu, perm, d] = saved as [tf.Tensor3D, tf.Tensor2D, tf.Tensor1D];
-              return tf.reshape(torchDetGrad({ lu, perm } as LuFactors, tf.mul(gUp, d as tf.Tensor) as tf.Tensor1D), [n, n]);
+              return tf.reshape(torchDetGrad({ lu, perm } as LuFactors, tf.mul(gUp, d as tf.Tensor) as tf.Tensor1D), [
+                n,
+                n,
+              ]);
             }
-            return tf.reshape(tf.mul(gUp as tf.Tensor, cofactors(tf.reshape(saved[0], [1, n, n]) as tf.Tensor3D)), [n, n]);
+            return tf.reshape(tf.mul(gUp as tf.Tensor, cofactors(tf.reshape(saved[0], [1, n, n]) as tf.Tensor3D)), [
+              n,
+              n,
+            ]);
           }
           const [lu, perm, sign] = saved as [tf.Tensor3D, tf.Tensor2D, tf.Tensor1D];
           // torch.logdet = where(sign == −1, NaN, logabsdet): the NaN branch passes no gradient.

@@ -38,12 +38,21 @@ describe.each(['cpu', 'wasm'])('head helpers and metric (%s)', (backend) => {
   });
 
   it('headsFrom stacks per-branch tensors and routes gradients back to each branch', () => {
-    const a = tf.tensor2d([[1, 2], [3, 4]]);
-    const b = tf.tensor2d([[5, 6], [7, 8]]);
+    const a = tf.tensor2d([
+      [1, 2],
+      [3, 4],
+    ]);
+    const b = tf.tensor2d([
+      [5, 6],
+      [7, 8],
+    ]);
     const h = headsFrom([a, b]);
     expect(h.shape).toEqual([2, 2, 2]);
     expectArrayClose(h.dataSync(), [1, 2, 3, 4, 5, 6, 7, 8], { rtol: 0, atol: 0 });
-    const [ga, gb] = tf.grads((x: tf.Tensor, y: tf.Tensor) => headsFrom([x, y]))([a, b], tf.reshape(tf.range(1, 9), [2, 2, 2]));
+    const [ga, gb] = tf.grads((x: tf.Tensor, y: tf.Tensor) => headsFrom([x, y]))(
+      [a, b],
+      tf.reshape(tf.range(1, 9), [2, 2, 2]),
+    );
     expectArrayClose(ga.dataSync(), [1, 2, 3, 4], { rtol: 0, atol: 0 });
     expectArrayClose(gb.dataSync(), [5, 6, 7, 8], { rtol: 0, atol: 0 });
     expect(() => headsFrom([a, tf.zeros([2, 3])])).toThrow(/shape of head 0, \[2, 2\], but head 1 has \[2, 3\]/);
@@ -76,8 +85,16 @@ describe.each(['cpu', 'wasm'])('head helpers and metric (%s)', (backend) => {
     expect(ch.shape).toEqual([2, 1, 3]);
     expectArrayClose(ch.dataSync(), [15, 16, 17, 115, 116, 117], { rtol: 1e-6 });
     // Gradients spread evenly: 1/C per channel, 1/(h·w) per position.
-    expectArrayClose(gradOf((t) => manetSpatialHeads(t), x, [2, 1, 2, 2]), vals.map((_, i) => (Math.floor(i / 3) + 1) / 3), { rtol: 1e-6 });
-    expectArrayClose(gradOf((t) => manetChannelHeads(t), x, [2, 1, 3]), vals.map((_, i) => ((Math.floor(i / 12) * 3 + (i % 3)) + 1) / 4), { rtol: 1e-6 });
+    expectArrayClose(
+      gradOf((t) => manetSpatialHeads(t), x, [2, 1, 2, 2]),
+      vals.map((_, i) => (Math.floor(i / 3) + 1) / 3),
+      { rtol: 1e-6 },
+    );
+    expectArrayClose(
+      gradOf((t) => manetChannelHeads(t), x, [2, 1, 3]),
+      vals.map((_, i) => (Math.floor(i / 12) * 3 + (i % 3) + 1) / 4),
+      { rtol: 1e-6 },
+    );
     expect(manetGlobalHeads(tf.zeros([2, 1, 512])).shape).toEqual([2, 1, 512]);
     expect(() => manetSpatialHeads(tf.zeros([2, 1, 512, 7]))).toThrow(/\[n, B, h, w, C\] \(NHWC\).*transpose/);
     tf.dispose([x, sp, ch]);
@@ -88,7 +105,14 @@ describe.each(['cpu', 'wasm'])('head helpers and metric (%s)', (backend) => {
     const b = 2;
     const h = 3;
     const w = 4;
-    const x = tf.tidy(() => tf.sigmoid(tf.add(tf.randomNormal([1, b, h, w], 0, 1, 'float32', 4), tf.mul(tf.randomNormal([n, b, h, w], 0, 1, 'float32', 5), 0.1))));
+    const x = tf.tidy(() =>
+      tf.sigmoid(
+        tf.add(
+          tf.randomNormal([1, b, h, w], 0, 1, 'float32', 4),
+          tf.mul(tf.randomNormal([n, b, h, w], 0, 1, 'float32', 5), 0.1),
+        ),
+      ),
+    );
     const v = Array.from(x.dataSync());
     const at = (i: number, s: number, r: number, c: number) => v[((i * b + s) * h + r) * w + c];
     // Independent restatement of BranchDiversity(attn_sp, 'channel'): d(s, col) = Σ_rows (x_i − x_j)², S = mean exp(−10 d).
@@ -110,12 +134,17 @@ describe.each(['cpu', 'wasm'])('head helpers and metric (%s)', (backend) => {
       }
     const heads = referenceFerPlusChannelHeads(x);
     expect(heads.shape).toEqual([n, b * w, h]);
-    expectArrayClose(read(() => similarityMatrix(heads)), expected, { rtol: 1e-5, atol: 1e-7 });
+    expectArrayClose(
+      read(() => similarityMatrix(heads)),
+      expected,
+      { rtol: 1e-5, atol: 1e-7 },
+    );
     // Its gradient is the inverse permutation.
     const g = gradOf((t) => referenceFerPlusChannelHeads(t), x, [n, b * w, h]);
     const idx = (i: number, s: number, c: number, r: number) => ((i * b + s) * w + c) * h + r + 1;
     const want: number[] = [];
-    for (let i = 0; i < n; i++) for (let s = 0; s < b; s++) for (let r = 0; r < h; r++) for (let c = 0; c < w; c++) want.push(idx(i, s, c, r));
+    for (let i = 0; i < n; i++)
+      for (let s = 0; s < b; s++) for (let r = 0; r < h; r++) for (let c = 0; c < w; c++) want.push(idx(i, s, c, r));
     expect(g).toEqual(want);
     tf.dispose([x, heads]);
   });
@@ -123,15 +152,36 @@ describe.each(['cpu', 'wasm'])('head helpers and metric (%s)', (backend) => {
   it('diversityMetric: mean pairwise distance and branch disagreement rate', async () => {
     const heads = tf.tensor3d([[[0, 0]], [[1, 0]], [[0, 2]]]); // n 3, B 1, F 2
     // Pair distances (mean over 2 entries): (0,1) 0.5, (0,2) 2, (1,2) 2.5 → mean 5/3; 'sum' doubles them.
-    expectArrayClose(read(() => meanPairwiseDistance(heads)), [5 / 3], { rtol: 1e-6 });
-    expectArrayClose(read(() => meanPairwiseDistance(heads, 'sum')), [10 / 3], { rtol: 1e-6 });
+    expectArrayClose(
+      read(() => meanPairwiseDistance(heads)),
+      [5 / 3],
+      { rtol: 1e-6 },
+    );
+    expectArrayClose(
+      read(() => meanPairwiseDistance(heads, 'sum')),
+      [10 / 3],
+      { rtol: 1e-6 },
+    );
     // Predictions per branch over 2 samples: [0, 1], [0, 2], [1, 1] → pairs differ on 1, 2, 1 of 2 samples each.
     const logits = [
-      tf.tensor2d([[5, 0, 0], [0, 5, 0]]),
-      tf.tensor2d([[5, 0, 0], [0, 0, 5]]),
-      tf.tensor2d([[0, 5, 0], [0, 5, 0]]),
+      tf.tensor2d([
+        [5, 0, 0],
+        [0, 5, 0],
+      ]),
+      tf.tensor2d([
+        [5, 0, 0],
+        [0, 0, 5],
+      ]),
+      tf.tensor2d([
+        [0, 5, 0],
+        [0, 5, 0],
+      ]),
     ];
-    expectArrayClose(read(() => disagreementRate(logits)), [4 / 6], { rtol: 1e-6 });
+    expectArrayClose(
+      read(() => disagreementRate(logits)),
+      [4 / 6],
+      { rtol: 1e-6 },
+    );
     const m = await diversityMetric(heads, { logits });
     expect(m.meanPairwiseDistance).toBeCloseTo(5 / 3, 5);
     expect(m.disagreementRate).toBeCloseTo(4 / 6, 6);

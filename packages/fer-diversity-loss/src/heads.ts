@@ -13,7 +13,9 @@ function shapeStr(s: readonly number[]): string {
 function requireTensor(what: string, x: unknown): asserts x is tf.Tensor {
   if (!(x instanceof tf.Tensor)) throw expected(what, 'a tf.Tensor', x);
   if (x.dtype !== 'float32') {
-    throw new DiversityInputError(`Expected ${what} to be float32, but got ${x.dtype}. Cast with tf.cast(x, 'float32').`);
+    throw new DiversityInputError(
+      `Expected ${what} to be float32, but got ${x.dtype}. Cast with tf.cast(x, 'float32').`,
+    );
   }
 }
 
@@ -37,8 +39,7 @@ function meanOp(x: tf.Tensor, axes: number[]): tf.Tensor {
   const kept = x.shape.map((d, i) => (axes.includes(i) ? 1 : d));
   return customOp([x], ([t]) => ({
     value: tf.div(tf.sum(t, axes), tf.scalar(count)),
-    gradFunc: (dy: tf.Tensor) =>
-      tf.tidy(() => tf.broadcastTo(tf.div(tf.reshape(dy, kept), tf.scalar(count)), t.shape)),
+    gradFunc: (dy: tf.Tensor) => tf.tidy(() => tf.broadcastTo(tf.div(tf.reshape(dy, kept), tf.scalar(count)), t.shape)),
   }));
 }
 
@@ -53,7 +54,9 @@ export function headsFrom(tensors: readonly tf.Tensor[]): tf.Tensor {
   tensors.forEach((t, i) => requireTensor(`headsFrom() tensor ${i}`, t));
   const s0: number[] = tensors[0].shape;
   if (s0.length < 2) {
-    throw new DiversityInputError(`Expected each head of shape [batch, ...features] (rank ≥ 2), but got ${shapeStr(s0)}.`);
+    throw new DiversityInputError(
+      `Expected each head of shape [batch, ...features] (rank ≥ 2), but got ${shapeStr(s0)}.`,
+    );
   }
   tensors.forEach((t, i) => {
     if (t.rank !== s0.length || (t.shape as number[]).some((d, j) => d !== s0[j])) {
@@ -73,7 +76,13 @@ export function esrSpatialHeads(attention: tf.Tensor): tf.Tensor4D {
   requireTensor('ESR spatial attention', attention);
   const s = attention.shape;
   if (s.length === 5 && s[4] === 1) return reshapeOp(attention, s.slice(0, 4)) as tf.Tensor4D;
-  requireRank('ESR spatial attention', attention, 4, '[n, B, h, w] (or [n, B, h, w, 1])', 'Stack the branches first (headsFrom).');
+  requireRank(
+    'ESR spatial attention',
+    attention,
+    4,
+    '[n, B, h, w] (or [n, B, h, w, 1])',
+    'Stack the branches first (headsFrom).',
+  );
   return reshapeOp(attention, s) as tf.Tensor4D;
 }
 
@@ -87,14 +96,26 @@ export function esrChannelHeads(attention: tf.Tensor): tf.Tensor3D {
 /** MA-Net local feature maps NHWC [n, B, h, w, C] → "spatial" heads [n, B, h, w] (mean over the C channels). */
 export function manetSpatialHeads(localFeatures: tf.Tensor): tf.Tensor4D {
   requireTensor('MA-Net local features', localFeatures);
-  requireRank('MA-Net local features', localFeatures, 5, '[n, B, h, w, C] (NHWC)', 'A PyTorch [n, B, C, h, w] stack needs tf.transpose(x, [0, 1, 3, 4, 2]).');
+  requireRank(
+    'MA-Net local features',
+    localFeatures,
+    5,
+    '[n, B, h, w, C] (NHWC)',
+    'A PyTorch [n, B, C, h, w] stack needs tf.transpose(x, [0, 1, 3, 4, 2]).',
+  );
   return meanOp(localFeatures, [4]) as tf.Tensor4D;
 }
 
 /** MA-Net local feature maps NHWC [n, B, h, w, C] → "channel" heads [n, B, C] (mean over the h·w positions). */
 export function manetChannelHeads(localFeatures: tf.Tensor): tf.Tensor3D {
   requireTensor('MA-Net local features', localFeatures);
-  requireRank('MA-Net local features', localFeatures, 5, '[n, B, h, w, C] (NHWC)', 'A PyTorch [n, B, C, h, w] stack needs tf.transpose(x, [0, 1, 3, 4, 2]).');
+  requireRank(
+    'MA-Net local features',
+    localFeatures,
+    5,
+    '[n, B, h, w, C] (NHWC)',
+    'A PyTorch [n, B, C, h, w] stack needs tf.transpose(x, [0, 1, 3, 4, 2]).',
+  );
   return meanOp(localFeatures, [2, 3]) as tf.Tensor3D;
 }
 
@@ -116,7 +137,13 @@ export function referenceFerPlusChannelHeads(spatialAttention: tf.Tensor): tf.Te
   requireTensor('ESR spatial attention', spatialAttention);
   const s = spatialAttention.shape;
   if (!(s.length === 5 && s[4] === 1)) {
-    requireRank('ESR spatial attention', spatialAttention, 4, '[n, B, h, w] (or [n, B, h, w, 1])', 'Stack the branches first (headsFrom).');
+    requireRank(
+      'ESR spatial attention',
+      spatialAttention,
+      4,
+      '[n, B, h, w] (or [n, B, h, w, 1])',
+      'Stack the branches first (headsFrom).',
+    );
   }
   const [n, b, h, w] = s;
   return customOp([spatialAttention], ([t]) => ({

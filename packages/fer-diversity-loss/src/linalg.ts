@@ -185,7 +185,8 @@ export function cofactors(a: tf.Tensor3D): tf.Tensor3D {
 }
 
 function checkSquare(what: string, a: tf.Tensor): { batch: number[]; n: number; m: number } {
-  if (!(a instanceof tf.Tensor)) throw new DiversityInputError(`Expected ${what} to be a tf.Tensor, but got ${describeValue(a)}.`);
+  if (!(a instanceof tf.Tensor))
+    throw new DiversityInputError(`Expected ${what} to be a tf.Tensor, but got ${describeValue(a)}.`);
   const s = a.shape;
   if (s.length < 2 || s[s.length - 1] !== s[s.length - 2] || s[s.length - 1] === 0) {
     throw new DiversityInputError(
@@ -193,7 +194,9 @@ function checkSquare(what: string, a: tf.Tensor): { batch: number[]; n: number; 
     );
   }
   if (a.dtype !== 'float32') {
-    throw new DiversityInputError(`Expected ${what} to be float32, but got ${a.dtype}. Cast it with tf.cast(x, 'float32').`);
+    throw new DiversityInputError(
+      `Expected ${what} to be float32, but got ${a.dtype}. Cast it with tf.cast(x, 'float32').`,
+    );
   }
   const batch = s.slice(0, -2);
   return { batch, n: s[s.length - 1], m: batch.reduce((p, d) => p * d, 1) };

@@ -57,7 +57,10 @@ export function disagreementRate(logits: tf.Tensor | readonly tf.Tensor[]): tf.S
 }
 
 /** Both figures as plain numbers for logging; disposes everything it creates, never the inputs. */
-export async function diversityMetric(heads: tf.Tensor, options: DiversityMetricOptions = {}): Promise<DiversityMetric> {
+export async function diversityMetric(
+  heads: tf.Tensor,
+  options: DiversityMetricOptions = {},
+): Promise<DiversityMetric> {
   const dist = meanPairwiseDistance(heads, options.distance ?? 'mean');
   const dis = options.logits !== undefined ? disagreementRate(options.logits) : null;
   try {

@@ -35,7 +35,9 @@ export function checkHeads(heads: unknown, what = 'heads'): { n: number; b: numb
     );
   }
   if (heads.dtype !== 'float32') {
-    throw new DiversityInputError(`Expected ${what} to be float32, but got ${heads.dtype}. Cast with tf.cast(x, 'float32').`);
+    throw new DiversityInputError(
+      `Expected ${what} to be float32, but got ${heads.dtype}. Cast with tf.cast(x, 'float32').`,
+    );
   }
   return { n: s[0], b: s[1], f: s.slice(2).reduce((p, d) => p * d, 1) };
 }
@@ -49,7 +51,12 @@ export interface ResolvedSimilarity {
 export function resolveSimilarity(o: SimilarityOptions, defaults: ResolvedSimilarity): ResolvedSimilarity {
   const gamma = o.gamma ?? defaults.gamma;
   if (typeof gamma !== 'number' || !Number.isFinite(gamma) || gamma <= 0) {
-    throw expected('gamma', 'a finite number > 0', gamma, 'The reference uses 10 (sum distance); the dpp preset uses 1 (mean distance).');
+    throw expected(
+      'gamma',
+      'a finite number > 0',
+      gamma,
+      'The reference uses 10 (sum distance); the dpp preset uses 1 (mean distance).',
+    );
   }
   return {
     gamma,

@@ -57,7 +57,12 @@ describeIfExists(path.join(REFERENCE_DIR, 'diversity'), `diversity fixture parit
           const snm = similarityMatrix(x, { gamma });
           const snmTol = tolerances.get(`${prefix}/snm`)!;
           failures.push(
-            ...compareArrays(snm.dataSync(), snmRef, { check: check === 'edge' ? 'edge' : 'strict', rtol: snmTol.rtol, atol: snmTol.atol! }, `${prefix}/snm`),
+            ...compareArrays(
+              snm.dataSync(),
+              snmRef,
+              { check: check === 'edge' ? 'edge' : 'strict', rtol: snmTol.rtol, atol: snmTol.atol! },
+              `${prefix}/snm`,
+            ),
           );
           snm.dispose();
           for (const [name, reduction] of REDUCTIONS) {
@@ -65,7 +70,12 @@ describeIfExists(path.join(REFERENCE_DIR, 'diversity'), `diversity fixture parit
             const ref = (await read(`${prefix}/${name}`))[0];
             if (!Number.isFinite(ref)) nonFinite++;
             const vt = tolerances.get(`${prefix}/${name}`)!;
-            const valueRule = { check, rtol: loose ? 1e-2 : vt.rtol, atol: loose ? 1e-30 : vt.atol!, zeroPattern: check === 'edge' };
+            const valueRule = {
+              check,
+              rtol: loose ? 1e-2 : vt.rtol,
+              atol: loose ? 1e-30 : vt.atol!,
+              zeroPattern: check === 'edge',
+            };
             if (!g[name].grad_stored) {
               const v = diversityLoss(x, opts);
               failures.push(...compareArrays(v.dataSync(), [ref], valueRule, `${prefix}/${name}`));

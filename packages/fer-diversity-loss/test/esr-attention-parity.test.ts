@@ -54,7 +54,12 @@ describeIfExists(path.join(REFERENCE_DIR, 'esr_cbam'), `ESR attention diversity 
             const t = tol.get(base);
             // Below 1e-30 the manifest asks for magnitude and sign only (checked as 'edge': factor 2, same sign).
             failures.push(
-              ...compareArrays(v.dataSync(), [ref], { check: underflow ? 'edge' : 'strict', rtol: t.rtol, atol: t.atol, zeroPattern: true }, base),
+              ...compareArrays(
+                v.dataSync(),
+                [ref],
+                { check: underflow ? 'edge' : 'strict', rtol: t.rtol, atol: t.atol, zeroPattern: true },
+                base,
+              ),
             );
             v.dispose();
             const gref = await read(`${base}_grad`);
@@ -64,7 +69,12 @@ describeIfExists(path.join(REFERENCE_DIR, 'esr_cbam'), `ESR attention diversity 
               ...compareArrays(
                 grad.dataSync(),
                 gref,
-                { check: 'strict', rtol: gt.rtol, atol: underflow ? 1e-30 : gt.atol_rel_max * maxAbsFinite(gref), zeroPattern: true },
+                {
+                  check: 'strict',
+                  rtol: gt.rtol,
+                  atol: underflow ? 1e-30 : gt.atol_rel_max * maxAbsFinite(gref),
+                  zeroPattern: true,
+                },
                 `${base}_grad`,
               ),
             );
@@ -75,7 +85,14 @@ describeIfExists(path.join(REFERENCE_DIR, 'esr_cbam'), `ESR attention diversity 
             const ref = (await read(lossKey))[0];
             const v = diversityLoss(heads, { preset: 'reference' });
             const t = tol.get(lossKey);
-            failures.push(...compareArrays(v.dataSync(), [ref], { check: Math.abs(ref) < 1e-30 ? 'edge' : 'strict', rtol: t.rtol, atol: t.atol }, lossKey));
+            failures.push(
+              ...compareArrays(
+                v.dataSync(),
+                [ref],
+                { check: Math.abs(ref) < 1e-30 ? 'edge' : 'strict', rtol: t.rtol, atol: t.atol },
+                lossKey,
+              ),
+            );
             v.dispose();
           }
         } finally {
@@ -83,7 +100,9 @@ describeIfExists(path.join(REFERENCE_DIR, 'esr_cbam'), `ESR attention diversity 
         }
         expect(failures).toEqual([]);
         // The one non-finite reference value (train channel −logdet = +inf) is compared above, not skipped.
-        expect(nonFinite).toEqual(mode === 'train' && kind === 'channel' ? ['train/div_channel_neg_logdet=Infinity'] : []);
+        expect(nonFinite).toEqual(
+          mode === 'train' && kind === 'channel' ? ['train/div_channel_neg_logdet=Infinity'] : [],
+        );
       });
     }
   }

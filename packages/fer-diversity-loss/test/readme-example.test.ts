@@ -32,7 +32,9 @@ async function train(weight: number, steps: number): Promise<number> {
     const v = await expectNoLeak(() => trainStep(x, labels), { returned: 0 });
     expect(Number.isFinite(v)).toBe(true);
   }
-  const spread = tf.tidy(() => meanPairwiseDistance(tf.stack(heads.map((h) => tf.softmax(h.apply(x) as tfc.Tensor)))).dataSync()[0]);
+  const spread = tf.tidy(
+    () => meanPairwiseDistance(tf.stack(heads.map((h) => tf.softmax(h.apply(x) as tfc.Tensor)))).dataSync()[0],
+  );
   tf.dispose([x, labels]);
   optimizer.dispose();
   heads.forEach((h) => h.weights.forEach((w) => w.dispose())); // Layer.dispose() needs a symbolic apply first

@@ -40,26 +40,51 @@ const IMAGENET = { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] } as 
 export const ESR_CONFIGS = {
   /** Upstream ESR-9 (AffectNet, 8 classes, BGR [0, 1], valence/arousal heads). */
   'esr9-affectnet': {
-    variant: 'original', numClasses: 8, labels: AFFECTNET_LABELS, inputSize: 96, colorOrder: 'bgr', normalization: null,
-    valenceArousal: true, ensembleSize: 9,
+    variant: 'original',
+    numClasses: 8,
+    labels: AFFECTNET_LABELS,
+    inputSize: 96,
+    colorOrder: 'bgr',
+    normalization: null,
+    valenceArousal: true,
+    ensembleSize: 9,
     description: 'Upstream ESR-9 (Siqueira et al. 2020) trained on AffectNet; no attention, valence/arousal heads.',
   },
   /** Diversified ESR-9 with CBAM trained on AffectNet (`esr_affectnet.py`): BGR in [0, 1]. */
   'desr9-affectnet': {
-    variant: 'cbam', numClasses: 8, labels: AFFECTNET_LABELS, inputSize: 96, colorOrder: 'bgr', normalization: null,
-    valenceArousal: false, ensembleSize: 9,
+    variant: 'cbam',
+    numClasses: 8,
+    labels: AFFECTNET_LABELS,
+    inputSize: 96,
+    colorOrder: 'bgr',
+    normalization: null,
+    valenceArousal: false,
+    ensembleSize: 9,
     description: 'Diversified ESR-9 with CBAM (Heidari & Iosifidis 2022), AffectNet 8 classes.',
   },
   /** Fine-tuned on FER+ (`esr_ferplus.py`): AffectNet order, BGR in [0, 1], the AffectNet classifier kept. */
   'desr9-ferplus': {
-    variant: 'cbam', numClasses: 8, labels: AFFECTNET_LABELS, inputSize: 96, colorOrder: 'bgr', normalization: null,
-    valenceArousal: false, ensembleSize: 9,
-    description: 'Diversified ESR-9 fine-tuned on FER+ (8 classes, AffectNet order). The reference fed 224 px (defect 12); 96 here.',
+    variant: 'cbam',
+    numClasses: 8,
+    labels: AFFECTNET_LABELS,
+    inputSize: 96,
+    colorOrder: 'bgr',
+    normalization: null,
+    valenceArousal: false,
+    ensembleSize: 9,
+    description:
+      'Diversified ESR-9 fine-tuned on FER+ (8 classes, AffectNet order). The reference fed 224 px (defect 12); 96 here.',
   },
   /** Fine-tuned on RAF-DB (`esr_rafdb.py`): RAF-DB order, RGB with ImageNet mean/std, fresh Linear(512→7). */
   'desr9-rafdb': {
-    variant: 'cbam', numClasses: 7, labels: RAFDB_LABELS, inputSize: 96, colorOrder: 'rgb', normalization: IMAGENET,
-    valenceArousal: false, ensembleSize: 9,
+    variant: 'cbam',
+    numClasses: 7,
+    labels: RAFDB_LABELS,
+    inputSize: 96,
+    colorOrder: 'rgb',
+    normalization: IMAGENET,
+    valenceArousal: false,
+    ensembleSize: 9,
     description: 'Diversified ESR-9 fine-tuned on RAF-DB (7 classes, RAF-DB order, RGB + ImageNet normalisation).',
   },
 } as const satisfies Record<string, EsrPretrainedConfig>;
@@ -67,10 +92,13 @@ export const ESR_CONFIGS = {
 export type EsrConfigName = keyof typeof ESR_CONFIGS;
 
 /** Fills defaults (from `desr9-affectnet`, or the named base config) and validates. */
-export function resolveConfig(config: EsrConfigName | (Partial<EsrConfig> & { base?: EsrConfigName }) = 'desr9-affectnet'): EsrConfig {
+export function resolveConfig(
+  config: EsrConfigName | (Partial<EsrConfig> & { base?: EsrConfigName }) = 'desr9-affectnet',
+): EsrConfig {
   const names = Object.keys(ESR_CONFIGS) as EsrConfigName[];
   if (typeof config === 'string') {
-    if (!(config in ESR_CONFIGS)) throw new FerInputError(`Unknown ESR config '${config}'. Valid: ${names.join(', ')}.`);
+    if (!(config in ESR_CONFIGS))
+      throw new FerInputError(`Unknown ESR config '${config}'. Valid: ${names.join(', ')}.`);
     config = { base: config };
   }
   const { base = 'desr9-affectnet', ...overrides } = config;
@@ -83,12 +111,16 @@ export function resolveConfig(config: EsrConfigName | (Partial<EsrConfig> & { ba
       'Pass `labels` with one emotion per class.',
     );
   }
-  if (!ESR_VARIANTS.includes(c.variant)) throw new FerInputError(`Unknown ESR variant '${c.variant}'. Valid: ${ESR_VARIANTS.join(', ')}.`);
+  if (!ESR_VARIANTS.includes(c.variant))
+    throw new FerInputError(`Unknown ESR variant '${c.variant}'. Valid: ${ESR_VARIANTS.join(', ')}.`);
   for (const k of ['numClasses', 'inputSize', 'ensembleSize'] as const) {
-    if (!Number.isInteger(c[k]) || c[k] <= 0) throw new FerInputError(`Expected ${k} to be a positive integer, but got ${c[k]}.`);
+    if (!Number.isInteger(c[k]) || c[k] <= 0)
+      throw new FerInputError(`Expected ${k} to be a positive integer, but got ${c[k]}.`);
   }
   if (c.labels.length !== c.numClasses) {
-    throw new FerInputError(`Expected ${c.numClasses} labels (numClasses), but got ${c.labels.length}: ${c.labels.join(', ')}.`);
+    throw new FerInputError(
+      `Expected ${c.numClasses} labels (numClasses), but got ${c.labels.length}: ${c.labels.join(', ')}.`,
+    );
   }
   if (minInputSize() > c.inputSize) {
     throw new FerInputError(`Expected inputSize of at least ${minInputSize()} pixels, but got ${c.inputSize}.`);

@@ -7,7 +7,18 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import { initBackend } from 'fer-backend';
 import { RAFDB_LABELS, sumCrossEntropy } from 'fer-core';
 import { expectArrayClose, expectNoLeak } from 'fer-test-utils';
-import { createEsr, fromTorchCheckpoint, saveTorchCheckpoint, fromTorchStateDicts, loadEsr, toTorchStateDicts, vote, featureSizes, minInputSize, type EsrEnsemble } from './index';
+import {
+  createEsr,
+  fromTorchCheckpoint,
+  saveTorchCheckpoint,
+  fromTorchStateDicts,
+  loadEsr,
+  toTorchStateDicts,
+  vote,
+  featureSizes,
+  minInputSize,
+  type EsrEnsemble,
+} from './index';
 
 beforeAll(async () => {
   await initBackend({ backend: 'wasm', quiet: true });
@@ -45,7 +56,11 @@ describe('ESR architecture', () => {
     expect(esr.numBranches).toBe(3);
     const x = images(2);
     const out = esr.forward(x, { training: false });
-    expect(out.logits.map((l) => l.shape)).toEqual([[2, 8], [2, 8], [2, 8]]);
+    expect(out.logits.map((l) => l.shape)).toEqual([
+      [2, 8],
+      [2, 8],
+      [2, 8],
+    ]);
     expect(out.heads.spatialAttention.shape).toEqual([3, 2, 6, 6]);
     expect(out.heads.channelAttention.shape).toEqual([3, 2, 512]);
     const sp = out.heads.spatialAttention.dataSync();
@@ -95,7 +110,10 @@ describe('ESR architecture', () => {
     const before = runningStats(esr);
     const k = esr.branch(1).getLayer('fc').getWeights()[0].dataSync().slice();
     tf.dispose(esr.forward(x, { training: true }) as unknown as tf.TensorContainer);
-    esr.branch(1).getLayer('fc').setWeights([tf.zerosLike(esr.branch(1).getLayer('fc').getWeights()[0]), tf.zeros([8])]);
+    esr
+      .branch(1)
+      .getLayer('fc')
+      .setWeights([tf.zerosLike(esr.branch(1).getLayer('fc').getWeights()[0]), tf.zeros([8])]);
     expect(runningStats(esr)).not.toEqual(before);
     esr.restore(snap);
     expect(runningStats(esr)).toEqual(before);
@@ -142,7 +160,9 @@ describe('ESR architecture', () => {
     expect(() => esr.forward(grey, { training: false })).toThrow(/\[\?, \?, \?, 3\]/);
     expect(() => esr.forward(tiny, { training: false })).toThrow(/at least 54×54.*Resize faces to 96×96/);
     expect(() => createEsr({ numClasses: 7 })).toThrow(/labels/);
-    expect(() => createEsr('esr10' as never)).toThrow("Unknown ESR config 'esr10'. Valid: esr9-affectnet, desr9-affectnet, desr9-ferplus, desr9-rafdb.");
+    expect(() => createEsr('esr10' as never)).toThrow(
+      "Unknown ESR config 'esr10'. Valid: esr9-affectnet, desr9-affectnet, desr9-ferplus, desr9-rafdb.",
+    );
     const empty = createEsr('desr9-affectnet', { initialBranches: 0 });
     expect(() => empty.forward(tiny, { training: false })).toThrow(/no branches.*addBranch/);
     tf.dispose([grey, tiny]);
@@ -155,10 +175,30 @@ describe('vote', () => {
   it('plurality of branch argmaxes, ties to the lowest class index', () => {
     const l = (rows: number[][]) => tf.tensor2d(rows);
     const logits = [
-      l([[0, 5, 0], [9, 0, 0], [0, 0, 1], [0, 1, 0]]),
-      l([[0, 0, 5], [0, 9, 0], [0, 1, 0], [0, 0, 2]]),
-      l([[0, 0, 7], [0, 0, 9], [1, 0, 0], [3, 0, 0]]),
-      l([[0, 3, 0], [0, 0, 0.5], [0, 2, 0], [0, 1, 0]]),
+      l([
+        [0, 5, 0],
+        [9, 0, 0],
+        [0, 0, 1],
+        [0, 1, 0],
+      ]),
+      l([
+        [0, 0, 5],
+        [0, 9, 0],
+        [0, 1, 0],
+        [0, 0, 2],
+      ]),
+      l([
+        [0, 0, 7],
+        [0, 0, 9],
+        [1, 0, 0],
+        [3, 0, 0],
+      ]),
+      l([
+        [0, 3, 0],
+        [0, 0, 0.5],
+        [0, 2, 0],
+        [0, 1, 0],
+      ]),
     ];
     // votes: sample 0 {1,2,2,1} tie → 1; sample 1 {0,1,2,2} → 2; sample 2 {2,1,0,1} → 1; sample 3 {1,2,0,1} → 1
     const v = vote(logits);
@@ -225,15 +265,25 @@ describe('save / load', () => {
         const r = await fetch(url);
         const bytes = new Uint8Array(await r.arrayBuffer());
         return {
-          ok: r.ok, status: r.status, statusText: r.statusText, headers: r.headers, url: String(url),
+          ok: r.ok,
+          status: r.status,
+          statusText: r.statusText,
+          headers: r.headers,
+          url: String(url),
           json: async () => JSON.parse(new TextDecoder().decode(bytes)),
           arrayBuffer: async () => bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength),
         } as unknown as Response;
       };
-      const plain = await tfl.loadLayersModel(tf.io.http(`http://127.0.0.1:${port}/branch_1/model.json`, { fetchFunc }));
+      const plain = await tfl.loadLayersModel(
+        tf.io.http(`http://127.0.0.1:${port}/branch_1/model.json`, { fetchFunc }),
+      );
       const shared = esr.base.predict(x) as tf.Tensor;
       const outs = plain.predict(shared) as tf.Tensor[];
-      expect(outs.map((o) => o.shape)).toEqual([[2, 8], [2, 512], [2, 1, 1, 1]]);
+      expect(outs.map((o) => o.shape)).toEqual([
+        [2, 8],
+        [2, 512],
+        [2, 1, 1, 1],
+      ]);
       expect(Array.from(outs[0].dataSync())).toEqual(Array.from(a.logits[0].dataSync()));
       plain.dispose();
       tf.dispose([shared, ...outs]);
@@ -246,12 +296,16 @@ describe('save / load', () => {
   });
 
   it('refuses a folder that is not an ESR save, or an incomplete one', async () => {
-    await expect(loadEsr(path.join(dir, 'nothing'))).rejects.toThrow(/Cannot read an ESR ensemble manifest.*EsrEnsemble\.save/);
+    await expect(loadEsr(path.join(dir, 'nothing'))).rejects.toThrow(
+      /Cannot read an ESR ensemble manifest.*EsrEnsemble\.save/,
+    );
     const esr = createEsr('desr9-affectnet', { initialBranches: 1, seed: 15 });
     await esr.save(path.join(dir, 'partial'));
     esr.dispose();
     await fs.rm(path.join(dir, 'partial', 'branch_1', 'weights.bin'));
-    await expect(loadEsr(path.join(dir, 'partial'))).rejects.toThrow(/Cannot load part 'branch_1'.*save the ensemble again/);
+    await expect(loadEsr(path.join(dir, 'partial'))).rejects.toThrow(
+      /Cannot load part 'branch_1'.*save the ensemble again/,
+    );
   });
 });
 
@@ -259,10 +313,17 @@ describe('PyTorch state dicts', () => {
   it('export → import restores every tensor; strict import names missing and unexpected keys', () => {
     const esr = createEsr('desr9-affectnet', { initialBranches: 2, seed: 11 });
     const dicts = toTorchStateDicts(esr);
-    expect(dicts.map((d) => d.file)).toEqual(['Net-Base-Shared_Representations.pt', 'Net-Branch_1.pt', 'Net-Branch_2.pt']);
+    expect(dicts.map((d) => d.file)).toEqual([
+      'Net-Base-Shared_Representations.pt',
+      'Net-Branch_1.pt',
+      'Net-Branch_2.pt',
+    ]);
     expect(dicts.map((d) => d.stateDict.size)).toEqual([68, 70, 70]);
     expect(dicts[1].stateDict.get('conv4.weight')!.shape).toEqual([512, 256, 3, 3]);
-    const { esr: back } = fromTorchStateDicts(dicts[0].stateDict, dicts.slice(1).map((d) => d.stateDict));
+    const { esr: back } = fromTorchStateDicts(
+      dicts[0].stateDict,
+      dicts.slice(1).map((d) => d.stateDict),
+    );
     expect(back.config.variant).toBe('cbam');
     const bytes = (t: tf.Tensor) => Buffer.from((t.dataSync() as Float32Array).buffer);
     esr.parts().forEach((p, i) => {
@@ -274,7 +335,9 @@ describe('PyTorch state dicts', () => {
     const broken = new Map(dicts[1].stateDict);
     broken.delete('fc.bias');
     broken.set('fc_dimensional.weight', broken.get('fc.weight')!);
-    expect(() => fromTorchStateDicts(dicts[0].stateDict, [broken])).toThrow(/missing \[fc\.bias\], unexpected \[fc_dimensional\.weight\]/);
+    expect(() => fromTorchStateDicts(dicts[0].stateDict, [broken])).toThrow(
+      /missing \[fc\.bias\], unexpected \[fc_dimensional\.weight\]/,
+    );
     esr.dispose();
     back.dispose();
   });
@@ -290,7 +353,9 @@ describe('PyTorch state dicts', () => {
       const bytes = (t: tf.Tensor) => Buffer.from((t.dataSync() as Float32Array).buffer);
       esr.parts().forEach((p, i) => {
         const w2 = back.parts()[i].model.getWeights();
-        p.model.getWeights().forEach((w, j) => expect([p.name, j, bytes(w2[j]).equals(bytes(w))]).toEqual([p.name, j, true]));
+        p.model
+          .getWeights()
+          .forEach((w, j) => expect([p.name, j, bytes(w2[j]).equals(bytes(w))]).toEqual([p.name, j, true]));
       });
       esr.dispose();
       back.dispose();
@@ -303,7 +368,10 @@ describe('PyTorch state dicts', () => {
 /** Output shapes of the `Conv2DBackpropInput` kernels one training gradient step runs. */
 async function inputGradientShapes(esr: EsrEnsemble, x: tf.Tensor4D, y: tf.Tensor1D): Promise<number[][]> {
   const info = await tf.profile(() => {
-    const { value, grads } = tf.variableGrads(() => sumCrossEntropy(esr.forward(x, { training: true }).logits, y), esr.trainableVariables());
+    const { value, grads } = tf.variableGrads(
+      () => sumCrossEntropy(esr.forward(x, { training: true }).logits, y),
+      esr.trainableVariables(),
+    );
     tf.dispose([value, ...Object.values(grads)]);
     return [];
   });
@@ -348,12 +416,18 @@ describe('memory', () => {
     await expectNoLeak(() => esr.forward(x, { training: true }), { returned: 4 });
     await expectNoLeak(() => esr.predict(x), { returned: 1 });
     const optimizer = tf.train.sgd(0.01);
-    await expectNoLeak(() => {
-      const { value, grads } = tf.variableGrads(() => sumCrossEntropy(esr.forward(x, { training: true }).logits, y), esr.trainableVariables());
-      optimizer.applyGradients(grads);
-      tf.dispose(grads);
-      return value;
-    }, { returned: 1 });
+    await expectNoLeak(
+      () => {
+        const { value, grads } = tf.variableGrads(
+          () => sumCrossEntropy(esr.forward(x, { training: true }).logits, y),
+          esr.trainableVariables(),
+        );
+        optimizer.applyGradients(grads);
+        tf.dispose(grads);
+        return value;
+      },
+      { returned: 1 },
+    );
     optimizer.dispose();
     tf.dispose([x, y]);
     esr.dispose();

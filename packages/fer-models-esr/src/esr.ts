@@ -1,6 +1,13 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import { FerInputError, assertShape, type FerModel, type ForwardResult, type LabelSet, type VariableGroup } from 'fer-core';
+import {
+  FerInputError,
+  assertShape,
+  type FerModel,
+  type ForwardResult,
+  type LabelSet,
+  type VariableGroup,
+} from 'fer-core';
 import { featureSizes, minInputSize, resolveConfig, type EsrConfig, type EsrConfigName } from './configs';
 import { buildBase, buildBranch, runBase, runBranch } from './layers';
 import { vote } from './vote';
@@ -83,7 +90,10 @@ export class EsrEnsemble implements FerModel {
 
   /** The parts in order: base, branch_1, … (owned by the ensemble). */
   parts(): { name: EsrPartName; model: tfl.LayersModel }[] {
-    return [{ name: 'base', model: this.baseModel }, ...this.branchModels.map((model, i) => ({ name: `branch_${i + 1}` as EsrPartName, model }))];
+    return [
+      { name: 'base', model: this.baseModel },
+      ...this.branchModels.map((model, i) => ({ name: `branch_${i + 1}` as EsrPartName, model })),
+    ];
   }
 
   /**
@@ -95,9 +105,12 @@ export class EsrEnsemble implements FerModel {
     const m = model ?? buildBranch(this.config, index, this.seed === undefined ? undefined : this.seed + index);
     const outs = m.outputs.length;
     if (m.inputs[0].shape[3] !== 128 || m.outputs[0].shape[1] !== this.config.numClasses) {
-      throw new FerInputError(`Expected a branch mapping 128 channels to ${this.config.numClasses} logits, but got ${m.name}.`);
+      throw new FerInputError(
+        `Expected a branch mapping 128 channels to ${this.config.numClasses} logits, but got ${m.name}.`,
+      );
     }
-    if (this.config.variant === 'cbam' && outs !== 3) throw new FerInputError(`Expected a CBAM branch with 3 outputs, but got ${outs}.`);
+    if (this.config.variant === 'cbam' && outs !== 3)
+      throw new FerInputError(`Expected a CBAM branch with 3 outputs, but got ${outs}.`);
     this.branchModels.push(m);
     return index;
   }
@@ -109,7 +122,8 @@ export class EsrEnsemble implements FerModel {
    * @param images [B, S, S, 3] float32 in the config's colour order and scaling
    */
   forward(images: tf.Tensor4D, opts: EsrForwardOptions = { training: false }): ForwardResult {
-    if (this.branchModels.length === 0) throw new FerInputError('The ensemble has no branches.', 'Call addBranch() first.');
+    if (this.branchModels.length === 0)
+      throw new FerInputError('The ensemble has no branches.', 'Call addBranch() first.');
     this.checkInput(images);
     const training = opts.training === true;
     const branchesTraining = opts.branchesTraining ?? training;
@@ -159,7 +173,8 @@ export class EsrEnsemble implements FerModel {
 
   /** Freezes (`trainable: false`) or unfreezes a part: `'base'`, a 1-based branch index, or `'all'`. */
   setTrainable(part: 'base' | 'all' | number, trainable: boolean): void {
-    const models = part === 'all' ? this.parts().map((p) => p.model) : part === 'base' ? [this.baseModel] : [this.branch(part)];
+    const models =
+      part === 'all' ? this.parts().map((p) => p.model) : part === 'base' ? [this.baseModel] : [this.branch(part)];
     for (const m of models) m.trainable = trainable;
   }
 
@@ -169,7 +184,12 @@ export class EsrEnsemble implements FerModel {
    * the 8 logits, is dropped when the width changes.
    */
   replaceClassifier(numClasses: number, labels: LabelSet): void {
-    const config = resolveConfig({ ...this.config, numClasses, labels, valenceArousal: this.config.valenceArousal && numClasses === 8 });
+    const config = resolveConfig({
+      ...this.config,
+      numClasses,
+      labels,
+      valenceArousal: this.config.valenceArousal && numClasses === 8,
+    });
     const next = this.branchModels.map((old, i) => {
       const fresh = buildBranch(config, i + 1, this.seed === undefined ? undefined : this.seed + 1000 + i);
       for (const layer of fresh.layers) {
@@ -197,7 +217,9 @@ export class EsrEnsemble implements FerModel {
   restore(snapshot: EsrSnapshot): void {
     const parts = this.parts();
     if (snapshot.parts.length !== parts.length) {
-      throw new FerInputError(`Expected a snapshot of ${parts.length} parts (base + ${this.numBranches} branches), but got ${snapshot.parts.length}.`);
+      throw new FerInputError(
+        `Expected a snapshot of ${parts.length} parts (base + ${this.numBranches} branches), but got ${snapshot.parts.length}.`,
+      );
     }
     parts.forEach(({ model }, i) => model.setWeights(snapshot.parts[i]));
   }
@@ -234,7 +256,8 @@ export function createEsr(
 ): EsrEnsemble {
   const c = resolveConfig(config);
   const n = opts.initialBranches ?? 1;
-  if (!Number.isInteger(n) || n < 0) throw new FerInputError(`Expected initialBranches to be a non-negative integer, but got ${n}.`);
+  if (!Number.isInteger(n) || n < 0)
+    throw new FerInputError(`Expected initialBranches to be a non-negative integer, but got ${n}.`);
   const esr = new EsrEnsemble(c, buildBase(c, opts.seed), [], opts.seed);
   for (let i = 0; i < n; i++) esr.addBranch();
   return esr;

@@ -8,5 +8,13 @@ export { esrKeyMap, loadTorchStateDict, toTorchStateDict, torchToTfjs, tfjsToTor
 export type { EsrKeyEntry, LoadReport, LoadStateDictOptions } from './weights/from-torch';
 export { saveEsr, loadEsr, saveLayersModel, loadLayersModelFromDir } from './io';
 export type { EsrManifest } from './io';
-export { fromTorchCheckpoint, importTorchCheckpoint, saveTorchCheckpoint, fromTorchStateDicts, toTorchStateDicts, BASE_FILE, branchFile } from './weights/checkpoint';
+export {
+  fromTorchCheckpoint,
+  importTorchCheckpoint,
+  saveTorchCheckpoint,
+  fromTorchStateDicts,
+  toTorchStateDicts,
+  BASE_FILE,
+  branchFile,
+} from './weights/checkpoint';
 export type { FromTorchOptions, TorchImport } from './weights/checkpoint';

@@ -26,7 +26,12 @@ const MANIFEST = 'esr.json';
 export async function saveEsr(esr: EsrEnsemble, dir: string): Promise<EsrManifest> {
   const parts = esr.parts();
   for (const { name, model } of parts) await saveLayersModel(model, path.join(dir, name));
-  const manifest: EsrManifest = { format: 'fer-models-esr', formatVersion: 1, config: esr.config, parts: parts.map((p) => p.name) };
+  const manifest: EsrManifest = {
+    format: 'fer-models-esr',
+    formatVersion: 1,
+    config: esr.config,
+    parts: parts.map((p) => p.name),
+  };
   await writeFileAtomic(path.join(dir, MANIFEST), JSON.stringify(manifest, null, 2) + '\n');
   return manifest;
 }
@@ -38,22 +43,32 @@ export async function loadEsr(dir: string): Promise<EsrEnsemble> {
   try {
     manifest = JSON.parse(await fs.readFile(file, 'utf8'));
   } catch (e) {
-    throw new FerInputError(`Cannot read an ESR ensemble manifest at ${file} (${(e as Error).message}).`, 'Point to a folder written by EsrEnsemble.save().');
+    throw new FerInputError(
+      `Cannot read an ESR ensemble manifest at ${file} (${(e as Error).message}).`,
+      'Point to a folder written by EsrEnsemble.save().',
+    );
   }
   if (manifest.format !== 'fer-models-esr' || manifest.formatVersion !== 1) {
-    throw new FerInputError(`Expected ${file} to be a fer-models-esr manifest of format version 1, but got format ${JSON.stringify(manifest.format)} version ${JSON.stringify(manifest.formatVersion)}.`);
+    throw new FerInputError(
+      `Expected ${file} to be a fer-models-esr manifest of format version 1, but got format ${JSON.stringify(manifest.format)} version ${JSON.stringify(manifest.formatVersion)}.`,
+    );
   }
-  if (!manifest.config?.labels?.every(isEmotion)) throw new FerInputError(`The labels in ${file} are not known emotions.`);
+  if (!manifest.config?.labels?.every(isEmotion))
+    throw new FerInputError(`The labels in ${file} are not known emotions.`);
   const config = resolveConfig({ ...manifest.config });
   const [baseName] = manifest.parts;
-  if (baseName !== 'base') throw new FerInputError(`Expected the first part in ${file} to be 'base', but got ${JSON.stringify(baseName)}.`);
+  if (baseName !== 'base')
+    throw new FerInputError(`Expected the first part in ${file} to be 'base', but got ${JSON.stringify(baseName)}.`);
   const models: tfl.LayersModel[] = [];
   try {
     for (const p of manifest.parts) {
       try {
         models.push(await loadLayersModelFromDir(path.join(dir, p)));
       } catch (e) {
-        throw new FerInputError(`Cannot load part '${p}' of the ESR ensemble in ${dir} (${(e as Error).message}).`, 'The folder is incomplete: save the ensemble again.');
+        throw new FerInputError(
+          `Cannot load part '${p}' of the ESR ensemble in ${dir} (${(e as Error).message}).`,
+          'The folder is incomplete: save the ensemble again.',
+        );
       }
     }
   } catch (e) {
@@ -70,10 +85,12 @@ export async function loadEsr(dir: string): Promise<EsrEnsemble> {
 /** Writes one LayersModel as tfjs's standard `model.json` + `weights.bin` (the format `tf.loadLayersModel` reads). */
 export async function saveLayersModel(model: tfl.LayersModel, dir: string): Promise<void> {
   let artifacts: tf.io.ModelArtifacts | undefined;
-  await model.save(tf.io.withSaveHandler(async (a) => {
-    artifacts = a;
-    return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
-  }));
+  await model.save(
+    tf.io.withSaveHandler(async (a) => {
+      artifacts = a;
+      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+    }),
+  );
   if (!artifacts?.weightData || !artifacts.weightSpecs) throw new Error(`Saving ${model.name} produced no weights.`);
   const weights = new Uint8Array(tf.io.CompositeArrayBuffer.join(artifacts.weightData));
   const modelJson: tf.io.ModelJSON = {
@@ -92,7 +109,8 @@ export async function loadLayersModelFromDir(dir: string): Promise<tfl.LayersMod
   const json = JSON.parse(await fs.readFile(path.join(dir, 'model.json'), 'utf8')) as tf.io.ModelJSON;
   const specs = json.weightsManifest.flatMap((g) => g.weights);
   const buffers: Uint8Array[] = [];
-  for (const g of json.weightsManifest) for (const p of g.paths) buffers.push(new Uint8Array(await fs.readFile(path.join(dir, p))));
+  for (const g of json.weightsManifest)
+    for (const p of g.paths) buffers.push(new Uint8Array(await fs.readFile(path.join(dir, p))));
   const total = buffers.reduce((s, b) => s + b.byteLength, 0);
   const weightData = new Uint8Array(total);
   let off = 0;
@@ -100,5 +118,7 @@ export async function loadLayersModelFromDir(dir: string): Promise<tfl.LayersMod
     weightData.set(b, off);
     off += b.byteLength;
   }
-  return tfl.loadLayersModel(tf.io.fromMemory({ modelTopology: json.modelTopology, weightSpecs: specs, weightData: weightData.buffer }));
+  return tfl.loadLayersModel(
+    tf.io.fromMemory({ modelTopology: json.modelTopology, weightSpecs: specs, weightData: weightData.buffer }),
+  );
 }

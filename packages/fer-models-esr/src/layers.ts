@@ -9,8 +9,17 @@ type Sym = tfl.SymbolicTensor;
 function torchInit(fanIn: number, seed: number | undefined, salt: number) {
   const s = seed === undefined ? undefined : seed * 7919 + salt;
   return {
-    kernelInitializer: tfl.initializers.varianceScaling({ scale: 1 / 3, mode: 'fanIn', distribution: 'uniform', seed: s }),
-    biasInitializer: tfl.initializers.randomUniform({ minval: -1 / Math.sqrt(fanIn), maxval: 1 / Math.sqrt(fanIn), seed: s === undefined ? undefined : s + 1 }),
+    kernelInitializer: tfl.initializers.varianceScaling({
+      scale: 1 / 3,
+      mode: 'fanIn',
+      distribution: 'uniform',
+      seed: s,
+    }),
+    biasInitializer: tfl.initializers.randomUniform({
+      minval: -1 / Math.sqrt(fanIn),
+      maxval: 1 / Math.sqrt(fanIn),
+      seed: s === undefined ? undefined : s + 1,
+    }),
   };
 }
 
@@ -19,16 +28,27 @@ function torchInit(fanIn: number, seed: number | undefined, salt: number) {
  * Layer names `conv<i>`, `bn<i>`, `relu<i>`, `pool<i>`, `cbam<i>` mirror the PyTorch module names.
  */
 function block(
-  x: Sym, i: number, inC: number, outC: number, k: number,
+  x: Sym,
+  i: number,
+  inC: number,
+  outC: number,
+  k: number,
   opts: { pad: boolean; pool: boolean; cbam: boolean; seed?: number; salt: number },
 ): { y: Sym; channelAttention?: Sym; spatialAttention?: Sym } {
-  let y = tfl.layers.conv2d({
-    name: `conv${i}`, filters: outC, kernelSize: k, padding: opts.pad ? 'same' : 'valid', useBias: true,
-    ...torchInit(inC * k * k, opts.seed, opts.salt),
-  }).apply(x) as Sym;
+  let y = tfl.layers
+    .conv2d({
+      name: `conv${i}`,
+      filters: outC,
+      kernelSize: k,
+      padding: opts.pad ? 'same' : 'valid',
+      useBias: true,
+      ...torchInit(inC * k * k, opts.seed, opts.salt),
+    })
+    .apply(x) as Sym;
   y = new TorchBatchNorm({ name: `bn${i}` }).apply(y) as Sym;
   y = tfl.layers.reLU({ name: `relu${i}` }).apply(y) as Sym;
-  if (opts.pool) y = tfl.layers.maxPooling2d({ name: `pool${i}`, poolSize: 2, strides: 2, padding: 'valid' }).apply(y) as Sym;
+  if (opts.pool)
+    y = tfl.layers.maxPooling2d({ name: `pool${i}`, poolSize: 2, strides: 2, padding: 'valid' }).apply(y) as Sym;
   if (!opts.cbam) return { y };
   const seed = opts.seed === undefined ? undefined : opts.seed * 7919 + opts.salt + 100;
   const [out, ch, sp] = new Cbam({ name: `cbam${i}`, reduction: 16, seed }).apply(y) as Sym[];
@@ -73,12 +93,16 @@ export function buildBranch(config: EsrConfig, index: number, seed?: number): tf
   x = block(x, 3, 256, 256, 3, { pad: false, pool: false, cbam, seed, salt: 13 }).y;
   const last = block(x, 4, 256, 512, 3, { pad: true, pool: false, cbam, seed, salt: 14 });
   const pooled = tfl.layers.globalAveragePooling2d({ name: 'gap', dataFormat: 'channelsLast' }).apply(last.y) as Sym;
-  const logits = tfl.layers.dense({ name: 'fc', units: config.numClasses, ...torchInit(512, seed, 15) }).apply(pooled) as Sym;
+  const logits = tfl.layers
+    .dense({ name: 'fc', units: config.numClasses, ...torchInit(512, seed, 15) })
+    .apply(pooled) as Sym;
   const outputs: Sym[] = [logits];
   if (cbam) outputs.push(last.channelAttention!, last.spatialAttention!);
   else if (config.valenceArousal) {
     const r = tfl.layers.reLU({ name: 'relu_logits' }).apply(logits) as Sym;
-    outputs.push(tfl.layers.dense({ name: 'fc_dimensional', units: 2, ...torchInit(config.numClasses, seed, 16) }).apply(r) as Sym);
+    outputs.push(
+      tfl.layers.dense({ name: 'fc_dimensional', units: 2, ...torchInit(config.numClasses, seed, 16) }).apply(r) as Sym,
+    );
   }
   return tfl.model({ name: `esr_branch_${index}`, inputs: input, outputs });
 }
@@ -92,7 +116,11 @@ function layerOf(model: tfl.LayersModel, name: string): tfl.layers.Layer | undef
  * also work, but tfjs-layers' executor calls a multi-output layer once per fetched output: the last CBAM would run
  * three times and move its running statistics three times in train mode.)
  */
-function runBlocks(model: tfl.LayersModel, x: tf.Tensor, training: boolean): { y: tf.Tensor; ch?: tf.Tensor; sp?: tf.Tensor } {
+function runBlocks(
+  model: tfl.LayersModel,
+  x: tf.Tensor,
+  training: boolean,
+): { y: tf.Tensor; ch?: tf.Tensor; sp?: tf.Tensor } {
   let y = x;
   let ch: tf.Tensor | undefined;
   let sp: tf.Tensor | undefined;

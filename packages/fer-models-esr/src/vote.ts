@@ -8,7 +8,8 @@ import { FerInputError } from 'fer-core';
  * @returns [B] int32 class indices, owned by the caller
  */
 export function vote(logits: readonly tf.Tensor2D[]): tf.Tensor1D {
-  if (logits.length === 0) throw new FerInputError('Expected at least one branch to vote, but got none.', 'Call addBranch() first.');
+  if (logits.length === 0)
+    throw new FerInputError('Expected at least one branch to vote, but got none.', 'Call addBranch() first.');
   const [b, k] = logits[0].shape;
   for (const l of logits) {
     if (l.rank !== 2 || l.shape[0] !== b || l.shape[1] !== k) {

@@ -22,7 +22,18 @@ import { initBackend } from 'fer-backend';
 import { toFloat32, writeSafetensors, type RawTensor } from 'fer-torch';
 import { esrKeyMap, toTorchStateDicts, type EsrEnsemble } from 'fer-models-esr';
 import { TorchSgd, labels, nhwc, referenceEnsemble, referenceLoss, toTorchLayout } from './helpers';
-import { REFERENCE_DIR, describeIfTorch, formatRows, loadFixture, maxAbs, relErr, runTruth, updateScale, type ErrorRow, type Fixture } from 'fer-test-utils';
+import {
+  REFERENCE_DIR,
+  describeIfTorch,
+  formatRows,
+  loadFixture,
+  maxAbs,
+  relErr,
+  runTruth,
+  updateScale,
+  type ErrorRow,
+  type Fixture,
+} from 'fer-test-utils';
 
 const DATA = 'data.safetensors';
 const AFTER = 'after_sgd.safetensors';
@@ -50,7 +61,11 @@ const MAX_TIE_MARGIN = 1e-5;
 const noiseOnly = (key: string) => /^conv\d\.bias$/.test(key);
 
 /** ReLU mask [N,H,W,C] (1 where the BN output is > 0) and, after a 2x2/2 pool, the chosen cell per window (0..3). */
-function routingMasks(bn: Float32Array, [n, h, w, c]: number[], pool: boolean): { relu: Uint8Array; pool?: Uint8Array } {
+function routingMasks(
+  bn: Float32Array,
+  [n, h, w, c]: number[],
+  pool: boolean,
+): { relu: Uint8Array; pool?: Uint8Array } {
   const relu = new Uint8Array(bn.length);
   for (let i = 0; i < bn.length; i++) relu[i] = bn[i] > 0 ? 1 : 0;
   if (!pool) return { relu };
@@ -80,7 +95,11 @@ function routingMasks(bn: Float32Array, [n, h, w, c]: number[], pool: boolean): 
  * CBAM's two maxima (fer-core Cbam): per (image, channel) the first position of the global max over H·W, and per
  * position the first channel of the max over C of the channel-gated map x·a (float32 products, as tfjs computes them).
  */
-function cbamChoices(x: Float32Array, att: Float32Array, [n, h, w, c]: number[]): { gmax: Int32Array; cmax: Int32Array } {
+function cbamChoices(
+  x: Float32Array,
+  att: Float32Array,
+  [n, h, w, c]: number[],
+): { gmax: Int32Array; cmax: Int32Array } {
   const gmax = new Int32Array(n * c);
   const cmax = new Int32Array(n * h * w);
   for (let b = 0; b < n; b++) {
@@ -156,10 +175,18 @@ describeIfTorch(path.join(REFERENCE_DIR, 'esr_cbam'), 'ESR + CBAM train mode aga
     }
     const g = Object.fromEntries(esr.variableGroups().map((v) => [v.name, v.variables]));
     // esr_affectnet.py with 3 branches: base 0.01, newest branch 0.1, older branches 0.01; momentum 0.9.
-    const groups = [{ lr: 0.01, variables: g.base }, { lr: 0.1, variables: g.branch_3 }, { lr: 0.01, variables: g.branch_1 }, { lr: 0.01, variables: g.branch_2 }];
+    const groups = [
+      { lr: 0.01, variables: g.base },
+      { lr: 0.1, variables: g.branch_3 },
+      { lr: 0.01, variables: g.branch_1 },
+      { lr: 0.01, variables: g.branch_2 },
+    ];
     const sgd = new TorchSgd(0.9);
     const gradNames = (await fx.names(DATA)).filter((n) => n.startsWith('grad/'));
-    for (const [s, xName, yName] of [[1, 'input/x', 'input/labels'], [2, 'input/x_step2', 'input/labels_step2']] as const) {
+    for (const [s, xName, yName] of [
+      [1, 'input/x', 'input/labels'],
+      [2, 'input/x_step2', 'input/labels_step2'],
+    ] as const) {
       step = s;
       const x = await nhwc(fx, DATA, xName);
       const y = await labels(fx, DATA, yName);
@@ -189,7 +216,12 @@ describeIfTorch(path.join(REFERENCE_DIR, 'esr_cbam'), 'ESR + CBAM train mode aga
       tf.dispose([x, y, value, grads, kept]);
     }
     sgd.dispose();
-    const dicts = new Map(toTorchStateDicts(esr).map(({ file, stateDict }) => [file.startsWith('Net-Base') ? 'base' : `branch_${file.match(/_(\d+)\.pt$/)![1]}`, stateDict]));
+    const dicts = new Map(
+      toTorchStateDicts(esr).map(({ file, stateDict }) => [
+        file.startsWith('Net-Base') ? 'base' : `branch_${file.match(/_(\d+)\.pt$/)![1]}`,
+        stateDict,
+      ]),
+    );
     for (const n of await fx.names(AFTER)) {
       const [kind, part, key] = n.split('/');
       const all = Float64Array.from(toFloat32(dicts.get(part)!.get(key)!));
@@ -201,17 +233,25 @@ describeIfTorch(path.join(REFERENCE_DIR, 'esr_cbam'), 'ESR + CBAM train mode aga
     const masks = new Map<string, RawTensor>();
     for (const [key, t] of bnOut) {
       const [s, part, i] = key.split('/');
-      const pool = esr.parts().find((p) => p.name === part)!.model.layers.some((l) => l.name === `pool${i}`);
+      const pool = esr
+        .parts()
+        .find((p) => p.name === part)!
+        .model.layers.some((l) => l.name === `pool${i}`);
       const [n, h, w, c] = t.shape as [number, number, number, number];
-      const m = routingMasks(await t.data() as Float32Array, [n, h, w, c], pool);
+      const m = routingMasks((await t.data()) as Float32Array, [n, h, w, c], pool);
       masks.set(`${s}/${part}/relu${i}`, { dtype: 'uint8', shape: [n, h, w, c], data: m.relu });
-      if (m.pool) masks.set(`${s}/${part}/pool${i}`, { dtype: 'uint8', shape: [n, Math.floor(h / 2), Math.floor(w / 2), c], data: m.pool });
+      if (m.pool)
+        masks.set(`${s}/${part}/pool${i}`, {
+          dtype: 'uint8',
+          shape: [n, Math.floor(h / 2), Math.floor(w / 2), c],
+          data: m.pool,
+        });
       t.dispose();
     }
     for (const [key, [x, ch]] of cbamIn) {
       const [s, part, i] = key.split('/');
       const [n, h, w, c] = x.shape as [number, number, number, number];
-      const m = cbamChoices(await x.data() as Float32Array, await ch.data() as Float32Array, [n, h, w, c]);
+      const m = cbamChoices((await x.data()) as Float32Array, (await ch.data()) as Float32Array, [n, h, w, c]);
       masks.set(`${s}/${part}/gmax${i}`, { dtype: 'int32', shape: [n, c], data: new Uint8Array(m.gmax.buffer) });
       masks.set(`${s}/${part}/cmax${i}`, { dtype: 'int32', shape: [n, h, w], data: new Uint8Array(m.cmax.buffer) });
       tf.dispose([x, ch]);
@@ -227,20 +267,40 @@ describeIfTorch(path.join(REFERENCE_DIR, 'esr_cbam'), 'ESR + CBAM train mode aga
   });
   afterAll(() => {
     esr?.dispose();
-    if (rows.length) console.log(`errors against float64 (max|x − f64| / scale); ours-rt: float64 replaying our ReLU/max-pool choices\n${formatRows(rows)}\n${notes.join('\n')}`);
+    if (rows.length)
+      console.log(
+        `errors against float64 (max|x − f64| / scale); ours-rt: float64 replaying our ReLU/max-pool choices\n${formatRows(rows)}\n${notes.join('\n')}`,
+      );
   });
 
   const fixtureValues = async (file: string, name: string) => Float64Array.from(toFloat32(await fx.raw(file, name)));
 
   /** Measures one tensor; returns a failure message when ours is beyond K · max(fixture's error, floor). */
-  function check(name: string, scaleName: string, scale: number, routedScale: number, fixture: Float64Array, floor: number): string[] {
+  function check(
+    name: string,
+    scaleName: string,
+    scale: number,
+    routedScale: number,
+    fixture: Float64Array,
+    floor: number,
+  ): string[] {
     const t = plain.get(name);
     const r = routed.get(name);
     if (!t || !r) throw new Error(`float64-truth.py wrote no '${name}'`);
-    const row = { name, scale: scaleName, fixture: relErr(fixture, t, scale, name), ours: relErr(ours.get(name)!, t, scale, name), oursRouted: relErr(ours.get(name)!, r, routedScale, name) };
+    const row = {
+      name,
+      scale: scaleName,
+      fixture: relErr(fixture, t, scale, name),
+      ours: relErr(ours.get(name)!, t, scale, name),
+      oursRouted: relErr(ours.get(name)!, r, routedScale, name),
+    };
     rows.push(row);
     const bound = K * Math.max(row.fixture, floor);
-    return row.oursRouted <= bound ? [] : [`${name}: ours ${row.oursRouted.toExponential(2)} of ${scaleName} from the routed float64, fixture ${row.fixture.toExponential(2)} from float64, bound ${bound.toExponential(2)}`];
+    return row.oursRouted <= bound
+      ? []
+      : [
+          `${name}: ours ${row.oursRouted.toExponential(2)} of ${scaleName} from the routed float64, fixture ${row.fixture.toExponential(2)} from float64, bound ${bound.toExponential(2)}`,
+        ];
   }
 
   it('the float64 runs reproduce the fixture losses to float32 rounding (the script runs the same computation)', () => {
@@ -255,8 +315,15 @@ describeIfTorch(path.join(REFERENCE_DIR, 'esr_cbam'), 'ESR + CBAM train mode aga
     const decisions = [...routed.keys()].filter((k) => k.startsWith('routing/') && k.endsWith('/count'));
     // 2 steps × (base + 3 branches) × 4 stages × (ReLU + 2 CBAM maxima), plus the 2 + 3·1 pools per step.
     expect(decisions.length).toBe(2 * (16 * 3 + 5));
-    const all = decisions.map((k) => ({ k, count: routed.get(k)![0], margin: routed.get(k.replace(/count$/, 'margin'))![0] }));
-    for (const d of all.filter((a) => a.count > 0)) notes.push(`differing choices ${d.k.slice('routing/'.length, -'/count'.length)}: ${d.count}, widest margin ${d.margin.toExponential(2)} of the compared tensor's max magnitude`);
+    const all = decisions.map((k) => ({
+      k,
+      count: routed.get(k)![0],
+      margin: routed.get(k.replace(/count$/, 'margin'))![0],
+    }));
+    for (const d of all.filter((a) => a.count > 0))
+      notes.push(
+        `differing choices ${d.k.slice('routing/'.length, -'/count'.length)}: ${d.count}, widest margin ${d.margin.toExponential(2)} of the compared tensor's max magnitude`,
+      );
     const wide = all
       .filter((d) => d.count > 0 && !(d.margin <= MAX_TIE_MARGIN))
       .map((d) => `${d.k}: ${d.count} choices differ, widest margin ${d.margin.toExponential(2)}`);
@@ -266,11 +333,22 @@ describeIfTorch(path.join(REFERENCE_DIR, 'esr_cbam'), 'ESR + CBAM train mode aga
   it('train-mode outputs and losses: ours as close to float64 as the fixture', async () => {
     const failures: string[] = [];
     for (const n of ['train/logits', 'train/attn_sp', 'train/attn_ch']) {
-      failures.push(...check(n, 'max', maxAbs(plain.get(n)!), maxAbs(routed.get(n)!), await fixtureValues(DATA, n), FLOOR_VALUE));
+      failures.push(
+        ...check(n, 'max', maxAbs(plain.get(n)!), maxAbs(routed.get(n)!), await fixtureValues(DATA, n), FLOOR_VALUE),
+      );
     }
     for (const s of [1, 2]) {
       const n = `sgd/loss_step${s}`;
-      failures.push(...check(n, 'max', Math.abs(plain.get(n)![0]), Math.abs(routed.get(n)![0]), Float64Array.of(fx.manifest.sgd.step_losses[s - 1].total), FLOOR_VALUE));
+      failures.push(
+        ...check(
+          n,
+          'max',
+          Math.abs(plain.get(n)![0]),
+          Math.abs(routed.get(n)![0]),
+          Float64Array.of(fx.manifest.sgd.step_losses[s - 1].total),
+          FLOOR_VALUE,
+        ),
+      );
     }
     expect(failures).toEqual([]);
   });
@@ -283,7 +361,16 @@ describeIfTorch(path.join(REFERENCE_DIR, 'esr_cbam'), 'ESR + CBAM train mode aga
       const [, , key] = n.split('/');
       // A conv bias's true gradient is 0: its noise is measured against the same layer's weight gradient.
       const ref = noiseOnly(key) ? n.replace('.bias', '.weight') : n;
-      failures.push(...check(n, noiseOnly(key) ? 'w-max' : 'max', maxAbs(plain.get(ref)!), maxAbs(routed.get(ref)!), await fixtureValues(DATA, n), FLOOR_VALUE));
+      failures.push(
+        ...check(
+          n,
+          noiseOnly(key) ? 'w-max' : 'max',
+          maxAbs(plain.get(ref)!),
+          maxAbs(routed.get(ref)!),
+          await fixtureValues(DATA, n),
+          FLOOR_VALUE,
+        ),
+      );
     }
     expect(failures).toEqual([]);
   });
@@ -294,11 +381,24 @@ describeIfTorch(path.join(REFERENCE_DIR, 'esr_cbam'), 'ESR + CBAM train mode aga
     for (const n of names) {
       const [kind, part, key] = n.split('/');
       // Conv biases move by noise only: their error is measured against the same layer's weight update.
-      const weight = noiseOnly(key) ? [`full/${part}/${key.replace('.bias', '.weight')}`, `sample/${part}/${key.replace('.bias', '.weight')}`].find((w) => plain.has(w)) : undefined;
+      const weight = noiseOnly(key)
+        ? [`full/${part}/${key.replace('.bias', '.weight')}`, `sample/${part}/${key.replace('.bias', '.weight')}`].find(
+            (w) => plain.has(w),
+          )
+        : undefined;
       const ref = weight ?? n;
       const init = await fixtureValues(`weights_init/${part}.safetensors`, ref.split('/')[2]);
       const initVals = ref.startsWith('sample/') ? init.filter((_, i) => i % 31 === 0) : init;
-      failures.push(...check(n, weight ? 'w-upd' : 'update', updateScale(plain.get(ref)!, initVals), updateScale(routed.get(ref)!, initVals), await fixtureValues(AFTER, n), FLOOR_UPDATE));
+      failures.push(
+        ...check(
+          n,
+          weight ? 'w-upd' : 'update',
+          updateScale(plain.get(ref)!, initVals),
+          updateScale(routed.get(ref)!, initVals),
+          await fixtureValues(AFTER, n),
+          FLOOR_UPDATE,
+        ),
+      );
       void kind;
     }
     expect(failures).toEqual([]);

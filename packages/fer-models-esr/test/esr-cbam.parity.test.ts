@@ -3,7 +3,14 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-layers';
 import { initBackend } from 'fer-backend';
 import { toFloat32 } from 'fer-torch';
-import { REFERENCE_DIR, describeIfExists, expectArrayClose, expectTensorClose, loadFixture, type Fixture } from 'fer-test-utils';
+import {
+  REFERENCE_DIR,
+  describeIfExists,
+  expectArrayClose,
+  expectTensorClose,
+  loadFixture,
+  type Fixture,
+} from 'fer-test-utils';
 import { importTorchCheckpoint, toTorchStateDicts, type EsrEnsemble } from 'fer-models-esr';
 import { diversityLoss, type DiversityReduction } from 'fer-diversity-loss';
 import { labels, nhwc, referenceEnsemble, referenceLoss, referenceNegDet, tolerance } from './helpers';
@@ -37,8 +44,15 @@ describeIfExists(path.join(REFERENCE_DIR, 'esr_cbam'), 'ESR + CBAM forward parit
 
   /** The reference's BranchDiversity values on our attention maps (fer-diversity-loss, preset 'reference'). */
   const checkDiversity = async (mode: 'eval' | 'train', heads: Record<string, tf.Tensor>) => {
-    const reductions: [string, DiversityReduction][] = [['direct', 'sum'], ['neg_det', 'negDet'], ['neg_logdet', 'negLogDet']];
-    for (const [kind, stack] of [['spatial', heads.spatialAttention], ['channel', heads.channelAttention]] as const) {
+    const reductions: [string, DiversityReduction][] = [
+      ['direct', 'sum'],
+      ['neg_det', 'negDet'],
+      ['neg_logdet', 'negLogDet'],
+    ];
+    for (const [kind, stack] of [
+      ['spatial', heads.spatialAttention],
+      ['channel', heads.channelAttention],
+    ] as const) {
       for (const [suffix, reduction] of reductions) {
         const name = `${mode}/div_${kind}_${suffix}`;
         const got = tf.tidy(() => diversityLoss(stack, { preset: 'reference', reduction })).dataSync()[0];
@@ -53,7 +67,12 @@ describeIfExists(path.join(REFERENCE_DIR, 'esr_cbam'), 'ESR + CBAM forward parit
     }
     // The reference restated by hand (helpers.referenceNegDet) agrees with the package on −det.
     const a = tf.tidy(() => referenceNegDet(heads.spatialAttention)).dataSync()[0];
-    expectArrayClose([a], [(await fx.tensor(DATA, `${mode}/div_spatial_neg_det`)).dataSync()[0]], { rtol: 1e-4, atol: 1e-6 }, `${mode} restated −det`);
+    expectArrayClose(
+      [a],
+      [(await fx.tensor(DATA, `${mode}/div_spatial_neg_det`)).dataSync()[0]],
+      { rtol: 1e-4, atol: 1e-6 },
+      `${mode} restated −det`,
+    );
   };
 
   it('imports the weights from the genuine .pt files bit-exactly (equal to weights_init/*.safetensors)', async () => {
@@ -69,7 +88,8 @@ describeIfExists(path.join(REFERENCE_DIR, 'esr_cbam'), 'ESR + CBAM forward parit
         const wantShape = n.endsWith('num_batches_tracked') ? [] : want.shape;
         expect([n, got.dtype, got.shape]).toEqual([n, want.dtype, wantShape]);
         // Bit-exact: compare the bytes (float32 and int64 little-endian alike).
-        if (!Buffer.from(got.data).equals(Buffer.from(want.data))) expectArrayClose(toFloat32(got), toFloat32(want), { rtol: 0, atol: 0 }, `${part}.${n}`);
+        if (!Buffer.from(got.data).equals(Buffer.from(want.data)))
+          expectArrayClose(toFloat32(got), toFloat32(want), { rtol: 0, atol: 0 }, `${part}.${n}`);
       }
     }
     esr.dispose();
@@ -78,15 +98,22 @@ describeIfExists(path.join(REFERENCE_DIR, 'esr_cbam'), 'ESR + CBAM forward parit
   it('eval mode (ensemble from fromTorchCheckpoint on the reference folder): logits, attention maps, base output', async () => {
     const { esr, reports } = await importTorchCheckpoint(path.join(fx.dir, 'torch_checkpoint', '3'));
     expect([esr.config.variant, esr.numBranches, esr.numClasses]).toEqual(['cbam', 3, 8]);
-    expect(reports.map((r) => [r.part, r.report.loaded.length, r.report.missing.length, r.report.unexpected.length])).toEqual([
-      ['base', 68, 0, 0], ['branch_1', 70, 0, 0], ['branch_2', 70, 0, 0], ['branch_3', 70, 0, 0],
+    expect(
+      reports.map((r) => [r.part, r.report.loaded.length, r.report.missing.length, r.report.unexpected.length]),
+    ).toEqual([
+      ['base', 68, 0, 0],
+      ['branch_1', 70, 0, 0],
+      ['branch_2', 70, 0, 0],
+      ['branch_3', 70, 0, 0],
     ]);
     const out = esr.forward(x, { training: false });
     const logits = tf.stack(out.logits);
     await check(logits, 'eval/logits');
     await check(out.heads.spatialAttention, 'eval/attn_sp');
     await check(out.heads.channelAttention, 'eval/attn_ch');
-    const base0 = tf.tidy(() => tf.transpose(esr.base.apply(tf.slice(x, 0, 1), { training: false }) as tf.Tensor, [0, 3, 1, 2]));
+    const base0 = tf.tidy(() =>
+      tf.transpose(esr.base.apply(tf.slice(x, 0, 1), { training: false }) as tf.Tensor, [0, 3, 1, 2]),
+    );
     await check(base0, 'eval/base_out_sample0');
     await checkDiversity('eval', out.heads);
     tf.dispose([...out.logits, ...Object.values(out.heads), logits, base0]);
@@ -144,7 +171,12 @@ describeIfExists(path.join(REFERENCE_DIR, 'esr_cbam'), 'ESR + CBAM forward parit
     it('BN running statistics after one train forward (momentum 0.1, CBAM 0.01, unbiased variance)', async () => {
       const names = (await fx.names(DATA)).filter((n) => n.startsWith('train/bn_after_forward/'));
       expect(names.length).toBe(2 * (4 + 4) + 3 * 2 * (4 + 4));
-      const dicts = new Map(toTorchStateDicts(esr).map(({ file, stateDict }) => [file.startsWith('Net-Base') ? 'base' : `branch_${file.match(/_(\d+)\.pt$/)![1]}`, stateDict]));
+      const dicts = new Map(
+        toTorchStateDicts(esr).map(({ file, stateDict }) => [
+          file.startsWith('Net-Base') ? 'base' : `branch_${file.match(/_(\d+)\.pt$/)![1]}`,
+          stateDict,
+        ]),
+      );
       for (const n of names) {
         const key = n.slice('train/bn_after_forward/'.length);
         const dot = key.indexOf('.');

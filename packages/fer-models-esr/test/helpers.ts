@@ -20,7 +20,11 @@ export async function referenceEnsemble(fx: Fixture, n: number): Promise<EsrEnse
   const esr = createEsr('desr9-affectnet', { initialBranches: n, seed: 1 });
   for (const p of esr.parts()) {
     if (!cache.has(p.name)) cache.set(p.name, fixtureStateDict(fx, p.name));
-    loadTorchStateDict(p.model, await cache.get(p.name)!, esrKeyMap(p.name === 'base' ? 'base' : 'branch', { variant: 'cbam' }));
+    loadTorchStateDict(
+      p.model,
+      await cache.get(p.name)!,
+      esrKeyMap(p.name === 'base' ? 'base' : 'branch', { variant: 'cbam' }),
+    );
   }
   return esr;
 }
@@ -39,9 +43,19 @@ export async function labels(fx: Fixture, file: string, name: string): Promise<t
 }
 
 /** Manifest tolerance of one tensor, with `atol_rel_max` resolved against the reference. */
-export function tolerance(fx: Fixture, file: string, name: string, ref?: ArrayLike<number>): { rtol: number; atol: number } {
-  const entry = (fx.manifest.tensors as { file: string; name: string; tolerance: { rtol: number; atol?: number; atol_rel_max?: number } }[])
-    .find((t) => t.file === file && t.name === name);
+export function tolerance(
+  fx: Fixture,
+  file: string,
+  name: string,
+  ref?: ArrayLike<number>,
+): { rtol: number; atol: number } {
+  const entry = (
+    fx.manifest.tensors as {
+      file: string;
+      name: string;
+      tolerance: { rtol: number; atol?: number; atol_rel_max?: number };
+    }[]
+  ).find((t) => t.file === file && t.name === name);
   if (!entry) throw new Error(`No manifest entry for ${file}:${name}`);
   const { rtol, atol, atol_rel_max } = entry.tolerance;
   if (atol_rel_max !== undefined) {
@@ -54,7 +68,9 @@ export function tolerance(fx: Fixture, file: string, name: string, ref?: ArrayLi
 
 /** PyTorch layout of a tfjs weight value (as stored in the fixtures). Caller owns. */
 export function toTorchLayout(v: tf.Tensor, transform: 'conv' | 'linear' | 'copy' | 'count'): tf.Tensor {
-  return tf.tidy(() => (transform === 'conv' ? tf.transpose(v, [3, 2, 0, 1]) : transform === 'linear' ? tf.transpose(v) : tf.clone(v)));
+  return tf.tidy(() =>
+    transform === 'conv' ? tf.transpose(v, [3, 2, 0, 1]) : transform === 'linear' ? tf.transpose(v) : tf.clone(v),
+  );
 }
 
 /**
@@ -69,17 +85,27 @@ export function referenceNegDet(stack: tf.Tensor): tf.Scalar {
     const heads = tf.unstack(flat);
     const s = (i: number, j: number) => tf.mean(tf.exp(tf.mul(-10, tf.sum(tf.square(tf.sub(heads[i], heads[j])), 1))));
     if (n === 2) return tf.mul(s(0, 1), s(1, 0)) as tf.Scalar;
-    if (n === 3) return tf.neg(tf.add(tf.mul(tf.mul(s(0, 1), s(1, 2)), s(2, 0)), tf.mul(tf.mul(s(0, 2), s(2, 1)), s(1, 0)))) as tf.Scalar;
+    if (n === 3)
+      return tf.neg(
+        tf.add(tf.mul(tf.mul(s(0, 1), s(1, 2)), s(2, 0)), tf.mul(tf.mul(s(0, 2), s(2, 1)), s(1, 0))),
+      ) as tf.Scalar;
     throw new Error(`referenceNegDet handles 2 or 3 heads, got ${n}`);
   });
 }
 
 /** The esr_affectnet.py loss: Σ CE + (−det spatial) + (−det channel) (diversity only with > 1 branch), via fer-diversity-loss's 'reference' preset. */
-export function referenceLoss(out: { logits: tf.Tensor2D[]; heads: Record<string, tf.Tensor> }, y: tf.Tensor1D): { total: tf.Scalar; terms: tf.Scalar[] } {
+export function referenceLoss(
+  out: { logits: tf.Tensor2D[]; heads: Record<string, tf.Tensor> },
+  y: tf.Tensor1D,
+): { total: tf.Scalar; terms: tf.Scalar[] } {
   const ces = out.logits.map((l) => crossEntropy(l, y));
-  const divs = out.logits.length > 1
-    ? [diversityLoss(out.heads.spatialAttention, { preset: 'reference' }), diversityLoss(out.heads.channelAttention, { preset: 'reference' })]
-    : [];
+  const divs =
+    out.logits.length > 1
+      ? [
+          diversityLoss(out.heads.spatialAttention, { preset: 'reference' }),
+          diversityLoss(out.heads.channelAttention, { preset: 'reference' }),
+        ]
+      : [];
   const terms = [...ces, ...divs];
   return { total: tf.addN(terms) as tf.Scalar, terms };
 }

@@ -29,7 +29,10 @@ describeIfExists(WEIGHTS, 'upstream ESR-9 base (legacy torch.save) imports into 
       const got = stateDict.get(t.name)!;
       expect([t.name, got.shape]).toEqual([t.name, t.shape]);
       // Bit-exact round trip through the tfjs weights: same bytes as the official file.
-      expect([t.name, Buffer.from(got.data).equals(bin.subarray(t.byteOffset, t.byteOffset + t.byteLength))]).toEqual([t.name, true]);
+      expect([t.name, Buffer.from(got.data).equals(bin.subarray(t.byteOffset, t.byteOffset + t.byteLength))]).toEqual([
+        t.name,
+        true,
+      ]);
     }
     const x = tf.randomUniform([1, 96, 96, 3], 0, 1, 'float32', 1);
     const y = esr.base.predict(x) as tf.Tensor;

@@ -31,9 +31,16 @@ function multiScaleModel(order: MsScaleOrder): tfl.LayersModel {
  */
 function restated(model: tfl.LayersModel, x: tf.Tensor4D, order: MsScaleOrder): tf.Tensor {
   const w = (name: string) => model.weights.find((v) => v.originalName === name)!.read();
-  const conv = (y: tf.Tensor, layer: string) => tf.conv2d(y as tf.Tensor4D, w(`${layer}/kernel`) as tf.Tensor4D, 1, 'same');
+  const conv = (y: tf.Tensor, layer: string) =>
+    tf.conv2d(y as tf.Tensor4D, w(`${layer}/kernel`) as tf.Tensor4D, 1, 'same');
   const bn = (y: tf.Tensor, layer: string) =>
-    tf.add(tf.mul(tf.div(tf.sub(y, w(`${layer}/running_mean`)), tf.sqrt(tf.add(w(`${layer}/running_var`), 1e-5))), w(`${layer}/gamma`)), w(`${layer}/beta`));
+    tf.add(
+      tf.mul(
+        tf.div(tf.sub(y, w(`${layer}/running_mean`)), tf.sqrt(tf.add(w(`${layer}/running_var`), 1e-5))),
+        w(`${layer}/gamma`),
+      ),
+      w(`${layer}/beta`),
+    );
   return tf.tidy(() => {
     const t = tf.relu(bn(conv(x, 'blk.conv1'), 'blk.bn1'));
     const s = tf.split(t, 4, 3);
@@ -47,7 +54,9 @@ function restated(model: tfl.LayersModel, x: tf.Tensor4D, order: MsScaleOrder): 
       }
       return tf.concat(ys, 3);
     };
-    return tf.relu(tf.add(tf.add(path(1, [0, 1, 2, 3]), path(2, order === 'forward' ? [0, 1, 2, 3] : [3, 2, 1, 0])), x));
+    return tf.relu(
+      tf.add(tf.add(path(1, [0, 1, 2, 3]), path(2, order === 'forward' ? [0, 1, 2, 3] : [3, 2, 1, 0])), x),
+    );
   });
 }
 

@@ -43,7 +43,12 @@ export class ManetBuilder {
       kernelInitializer:
         this.convInit === 'zeros'
           ? tfl.initializers.zeros()
-          : tfl.initializers.varianceScaling({ scale: 2, mode: 'fanOut', distribution: 'normal', seed: this.nextSeed() }),
+          : tfl.initializers.varianceScaling({
+              scale: 2,
+              mode: 'fanOut',
+              distribution: 'normal',
+              seed: this.nextSeed(),
+            }),
     });
     // A conv on the image: nothing trainable reaches its input, so skip the input gradient (see useLazyInputGradient).
     if (onInput) useLazyInputGradient(layer);
@@ -93,7 +98,10 @@ export class ManetBuilder {
    * maps are discarded): conv3x3(stride)-BN-ReLU-conv3x3-BN[-CBAM] + shortcut, ReLU.
    */
   basicBlock(x: Sym, prefix: string, planes: number, stride: number, attention: boolean): Sym {
-    let out = this.relu(this.bn(this.conv(x, `${prefix}.conv1`, planes, 3, stride, 1), `${prefix}.bn1`), `${prefix}.relu1`);
+    let out = this.relu(
+      this.bn(this.conv(x, `${prefix}.conv1`, planes, 3, stride, 1), `${prefix}.bn1`),
+      `${prefix}.relu1`,
+    );
     out = this.bn(this.conv(out, `${prefix}.conv2`, planes, 3, 1, 1), `${prefix}.bn2`);
     if (attention) {
       const gated = new Cbam({ name: `${prefix}.cbam`, reduction: 16, seed: this.nextSeed() }).apply(out);
@@ -108,15 +116,21 @@ export class ManetBuilder {
    * With `order: 'reverse'` path 2 runs s3 -> s0 as upstream since 2023 (module j still reads group j).
    */
   mulScaleBlock(x: Sym, prefix: string, planes: number, stride: number, order: MsScaleOrder): Sym {
-    const t = this.relu(this.bn(this.conv(x, `${prefix}.conv1`, planes, 3, stride, 1), `${prefix}.bn1`), `${prefix}.relu1`);
+    const t = this.relu(
+      this.bn(this.conv(x, `${prefix}.conv1`, planes, 3, stride, 1), `${prefix}.bn1`),
+      `${prefix}.relu1`,
+    );
     const w = planes / 4;
-    const groups = [0, 1, 2, 3].map((j) => new ChannelSlice({ start: j * w, size: w, name: `${prefix}.split${j}` }).apply(t) as Sym);
+    const groups = [0, 1, 2, 3].map(
+      (j) => new ChannelSlice({ start: j * w, size: w, name: `${prefix}.split${j}` }).apply(t) as Sym,
+    );
     const path = (p: 1 | 2, chain: number[]): Sym => {
       const ys: Sym[] = [];
       let prev: Sym | null = null;
       for (const j of chain) {
         const name = (kind: string) => `${prefix}.${kind}${p}_2_${j + 1}`; // conv1_2_3, bn2_2_4, ...
-        const input: Sym = prev === null ? groups[j] : this.add([this.relu(prev, name('relu')), groups[j]], name('add'));
+        const input: Sym =
+          prev === null ? groups[j] : this.add([this.relu(prev, name('relu')), groups[j]], name('add'));
         prev = this.bn(this.conv(input, name('conv'), w, 3, 1, 1), name('bn'));
         ys[j] = prev;
       }
@@ -128,7 +142,14 @@ export class ManetBuilder {
   }
 
   /** `_make_layer`: `blocks` blocks, the first with the stride (and a projection when needed). */
-  stage(x: Sym, prefix: string, planes: number, stride: number, block: (x: Sym, prefix: string, planes: number, stride: number) => Sym, blocks = 2): Sym {
+  stage(
+    x: Sym,
+    prefix: string,
+    planes: number,
+    stride: number,
+    block: (x: Sym, prefix: string, planes: number, stride: number) => Sym,
+    blocks = 2,
+  ): Sym {
     let y = block(x, `${prefix}.0`, planes, stride);
     for (let b = 1; b < blocks; b++) y = block(y, `${prefix}.${b}`, planes, 1);
     return y;

@@ -18,7 +18,9 @@ describe('resolveConfig', () => {
 
   test('bad options say what was expected and how to fix it', () => {
     expect(() => resolveConfig({ numClasses: 0 })).toThrow(FerInputError);
-    expect(() => resolveConfig({ msScaleOrder: 'backward' as never })).toThrow(/Unknown msScaleOrder 'backward'. Valid: forward, reverse/);
+    expect(() => resolveConfig({ msScaleOrder: 'backward' as never })).toThrow(
+      /Unknown msScaleOrder 'backward'. Valid: forward, reverse/,
+    );
     expect(() => resolveConfig({ variant: 'raf' as never })).toThrow(/Valid: msceleb, rafdb, affectnet, ferplus/);
     expect(() => resolveConfig({ numClasses: 3, labels: RAFDB_LABELS })).toThrow(/numClasses = 3/);
   });

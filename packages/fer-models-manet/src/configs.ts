@@ -108,16 +108,23 @@ export interface ResolvedManetConfig {
 
 /** Fills the defaults in one place and validates the options (errors name what to fix). */
 export function resolveConfig(opts: ManetOptions = {}): ResolvedManetConfig {
-  const variant = opts.variant === undefined ? undefined : MANET_CONFIGS[parseChoice('MA-Net variant', opts.variant, Object.keys(MANET_CONFIGS) as ManetVariant[])];
+  const variant =
+    opts.variant === undefined
+      ? undefined
+      : MANET_CONFIGS[parseChoice('MA-Net variant', opts.variant, Object.keys(MANET_CONFIGS) as ManetVariant[])];
   const numClasses = opts.numClasses ?? variant?.numClasses ?? 7;
   assertPositiveInt('numClasses', numClasses);
   let labels: LabelSet | null = opts.labels ?? (variant ? variant.labels : null);
-  if (labels === null && variant === undefined && numClasses <= AFFECTNET_LABELS.length) labels = AFFECTNET_LABELS.slice(0, numClasses);
+  if (labels === null && variant === undefined && numClasses <= AFFECTNET_LABELS.length)
+    labels = AFFECTNET_LABELS.slice(0, numClasses);
   if (labels !== null && labels.length !== numClasses) {
-    throw new Error(`Expected labels to have numClasses = ${numClasses} entries, but got ${labels.length} (${labels.join(', ')}). Pass matching numClasses and labels.`);
+    throw new Error(
+      `Expected labels to have numClasses = ${numClasses} entries, but got ${labels.length} (${labels.join(', ')}). Pass matching numClasses and labels.`,
+    );
   }
   const msScaleOrder = parseChoice('msScaleOrder', opts.msScaleOrder ?? 'forward', MS_SCALE_ORDERS);
-  if (opts.seed !== undefined && !Number.isInteger(opts.seed)) throw new Error(`Expected seed to be an integer, but got ${opts.seed}.`);
+  if (opts.seed !== undefined && !Number.isInteger(opts.seed))
+    throw new Error(`Expected seed to be an integer, but got ${opts.seed}.`);
   const convInit = parseChoice('convInit', opts.convInit ?? 'kaiming', ['kaiming', 'zeros'] as const);
   return { numClasses, labels, msScaleOrder, seed: opts.seed ?? null, name: opts.name ?? 'manet', convInit };
 }

@@ -1,6 +1,14 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import { assertShape, useLazyInputGradient, type FerModel, type ForwardOptions, type ForwardResult, type LabelSet, type VariableGroup } from 'fer-core';
+import {
+  assertShape,
+  useLazyInputGradient,
+  type FerModel,
+  type ForwardOptions,
+  type ForwardResult,
+  type LabelSet,
+  type VariableGroup,
+} from 'fer-core';
 import { ManetBuilder } from './blocks';
 import { MANET_INPUT_SIZE, resolveConfig, type ManetOptions, type ResolvedManetConfig } from './configs';
 
@@ -14,10 +22,22 @@ export interface ManetHeads {
 
 /** The 2x2 patch grid on the 28x28 layer2 map: [[top, bottom], [left, right]] crops, in p1..p4 order. */
 const PATCH_CROPS: ReadonlyArray<[[number, number], [number, number]]> = [
-  [[0, 14], [0, 14]],
-  [[0, 14], [14, 0]],
-  [[14, 0], [0, 14]],
-  [[14, 0], [14, 0]],
+  [
+    [0, 14],
+    [0, 14],
+  ],
+  [
+    [0, 14],
+    [14, 0],
+  ],
+  [
+    [14, 0],
+    [0, 14],
+  ],
+  [
+    [14, 0],
+    [14, 0],
+  ],
 ];
 
 /**
@@ -39,10 +59,15 @@ export function buildManetModel(config: ResolvedManetConfig): tfl.LayersModel {
     return b.stage(y, `layer4_1_p${k + 1}`, 512, 1, attention); // [B, 7, 7, 512]
   });
   // [L1 | L2] over [L3 | L4] (width, then height) -> [B, 14, 14, 512] -> [B, 512]
-  const grid = b.concat([b.concat([local[0], local[1]], 2, 'grid_top'), b.concat([local[2], local[3]], 2, 'grid_bottom')], 1, 'grid');
+  const grid = b.concat(
+    [b.concat([local[0], local[1]], 2, 'grid_top'), b.concat([local[2], local[3]], 2, 'grid_bottom')],
+    1,
+    'grid',
+  );
   const f1 = tfl.layers.globalAveragePooling2d({ name: 'avgpool_1' }).apply(grid) as tfl.SymbolicTensor;
 
-  const multiScale = (y: tfl.SymbolicTensor, p: string, c: number, s: number) => b.mulScaleBlock(y, p, c, s, config.msScaleOrder);
+  const multiScale = (y: tfl.SymbolicTensor, p: string, c: number, s: number) =>
+    b.mulScaleBlock(y, p, c, s, config.msScaleOrder);
   let g = b.stage(x, 'layer3_2', 256, 2, multiScale); // [B, 14, 14, 256]
   g = b.stage(g, 'layer4_2', 512, 2, multiScale); // [B, 7, 7, 512]
   const f2 = tfl.layers.globalAveragePooling2d({ name: 'avgpool_2' }).apply(g) as tfl.SymbolicTensor;
@@ -79,7 +104,12 @@ export class Manet implements FerModel {
    * @returns logits [fc_1 [B, K], fc_2 [B, K]] and `heads` (`ManetHeads`); every tensor is owned by the caller.
    */
   forward(images: tf.Tensor4D, opts: ForwardOptions): ForwardResult & { heads: ManetHeads } {
-    assertShape('MA-Net input images', images.shape, [null, MANET_INPUT_SIZE, MANET_INPUT_SIZE, 3], 'MA-Net needs NHWC 224x224 RGB/BGR crops (the 28x28 layer2 map is split into 14x14 patches).');
+    assertShape(
+      'MA-Net input images',
+      images.shape,
+      [null, MANET_INPUT_SIZE, MANET_INPUT_SIZE, 3],
+      'MA-Net needs NHWC 224x224 RGB/BGR crops (the 28x28 layer2 map is split into 14x14 patches).',
+    );
     return tf.tidy(() => {
       const [out1, out2, f1, f2, ...local] = this.model.apply(images, { training: opts.training }) as tf.Tensor[];
       return {
@@ -106,7 +136,9 @@ export class Manet implements FerModel {
 
   /** Saves topology + weights in the tfjs-layers format, with the config in the user metadata. */
   async save(handler: tf.io.IOHandler): Promise<tf.io.SaveResult> {
-    this.model.setUserDefinedMetadata({ [METADATA_KEY]: { ...this.config, labels: this.config.labels ? [...this.config.labels] : null } });
+    this.model.setUserDefinedMetadata({
+      [METADATA_KEY]: { ...this.config, labels: this.config.labels ? [...this.config.labels] : null },
+    });
     return this.model.save(handler);
   }
 
@@ -124,7 +156,9 @@ export function createManet(opts: ManetOptions = {}): Manet {
 /** Loads a model saved with `Manet.save` (tfjs-layers format). */
 export async function loadManet(handler: tf.io.IOHandler): Promise<Manet> {
   const model = await tfl.loadLayersModel(handler);
-  const meta = (model.getUserDefinedMetadata() as Record<string, unknown> | undefined)?.[METADATA_KEY] as ResolvedManetConfig | undefined;
+  const meta = (model.getUserDefinedMetadata() as Record<string, unknown> | undefined)?.[METADATA_KEY] as
+    | ResolvedManetConfig
+    | undefined;
   if (!meta) throw new Error(`The loaded model has no '${METADATA_KEY}' metadata; it was not saved by Manet.save().`);
   useLazyInputGradient(model.getLayer('conv1'));
   return new Manet(model, meta);

@@ -53,7 +53,11 @@ export function analyticStateDict(entries: AnalyticEntry[], prefix = ''): Map<st
       prefix + entry.key,
       entry.role === 'bn_count'
         ? { dtype: 'int64', shape: [], data: new Uint8Array(8) }
-        : { dtype: 'float32', shape: [...entry.shape], data: new Uint8Array(values.buffer, values.byteOffset, values.byteLength) },
+        : {
+            dtype: 'float32',
+            shape: [...entry.shape],
+            data: new Uint8Array(values.buffer, values.byteOffset, values.byteLength),
+          },
     ]),
   );
 }

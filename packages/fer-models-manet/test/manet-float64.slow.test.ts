@@ -18,7 +18,18 @@ import { initBackend } from 'fer-backend';
 import { toFloat32 } from 'fer-torch';
 import { createManet, loadTorchStateDict, tfjsToTorch, torchParameter, type Manet } from '../src';
 import { analyticEntries, analyticStateDict, type AnalyticEntry } from './analytic-weights';
-import { REFERENCE_DIR, describeIfTorch, formatRows, loadFixture, maxAbs, relErr, runTruth, updateScale, type ErrorRow, type Fixture } from 'fer-test-utils';
+import {
+  REFERENCE_DIR,
+  describeIfTorch,
+  formatRows,
+  loadFixture,
+  maxAbs,
+  relErr,
+  runTruth,
+  updateScale,
+  type ErrorRow,
+  type Fixture,
+} from 'fer-test-utils';
 
 const DATA = 'data.safetensors';
 const BETA = 0.6;
@@ -66,8 +77,19 @@ describeIfTorch(path.join(REFERENCE_DIR, 'manet'), 'MA-Net train mode against a 
         const ce2 = crossEntropy(out.logits[1], labels);
         const ceWeighted = tf.add(tf.mul(BETA, ce1), tf.mul(1 - BETA, ce2));
         const { localFeatures, globalFeatures } = out.heads;
-        const divs = [manetSpatialHeads(localFeatures), manetChannelHeads(localFeatures), manetGlobalHeads(globalFeatures)].map((h) => diversityLoss(h, { preset: 'reference' }));
-        Object.assign(kept, { 'train/out1': out.logits[0], 'train/out2': out.logits[1], 'train/global_feat': globalFeatures, 'train/loss_ce_1': ce1, 'train/loss_ce_2': ce2, 'train/loss_ce_weighted': ceWeighted });
+        const divs = [
+          manetSpatialHeads(localFeatures),
+          manetChannelHeads(localFeatures),
+          manetGlobalHeads(globalFeatures),
+        ].map((h) => diversityLoss(h, { preset: 'reference' }));
+        Object.assign(kept, {
+          'train/out1': out.logits[0],
+          'train/out2': out.logits[1],
+          'train/global_feat': globalFeatures,
+          'train/loss_ce_1': ce1,
+          'train/loss_ce_2': ce2,
+          'train/loss_ce_weighted': ceWeighted,
+        });
         for (const t of Object.values(kept)) tf.keep(t);
         return tf.addN([ceWeighted, ...divs]) as tf.Scalar;
       }, manet.trainableVariables());
@@ -90,7 +112,12 @@ describeIfTorch(path.join(REFERENCE_DIR, 'manet'), 'MA-Net train mode against a 
         ours.set(n, gv);
         // PyTorch SGD's first step (no momentum history yet): buf = g + wd·p; p ← p − lr·buf, in float32.
         const p = init.get(key)!;
-        ours.set(`after_sgd1/${key}`, Float64Array.from(p, (v, i) => Math.fround(v - Math.fround(LR * Math.fround(gv[i] + Math.fround(WEIGHT_DECAY * v))))));
+        ours.set(
+          `after_sgd1/${key}`,
+          Float64Array.from(p, (v, i) =>
+            Math.fround(v - Math.fround(LR * Math.fround(gv[i] + Math.fround(WEIGHT_DECAY * v)))),
+          ),
+        );
       }
       tf.dispose([x, labels, value, grads, kept]);
     } finally {
@@ -105,10 +132,19 @@ describeIfTorch(path.join(REFERENCE_DIR, 'manet'), 'MA-Net train mode against a 
   function check(name: string, scaleName: string, scale: number, fixture: ArrayLike<number>, floor: number): string[] {
     const t = truth.get(name);
     if (!t) throw new Error(`float64-truth.py wrote no '${name}'`);
-    const row = { name, scale: scaleName, fixture: relErr(fixture, t, scale, name), ours: relErr(ours.get(name)!, t, scale, name) };
+    const row = {
+      name,
+      scale: scaleName,
+      fixture: relErr(fixture, t, scale, name),
+      ours: relErr(ours.get(name)!, t, scale, name),
+    };
     rows.push(row);
     const bound = K * Math.max(row.fixture, floor);
-    return row.ours <= bound ? [] : [`${name}: ours ${row.ours.toExponential(2)} of ${scaleName} from float64, fixture ${row.fixture.toExponential(2)}, bound ${bound.toExponential(2)}`];
+    return row.ours <= bound
+      ? []
+      : [
+          `${name}: ours ${row.ours.toExponential(2)} of ${scaleName} from float64, fixture ${row.fixture.toExponential(2)}, bound ${bound.toExponential(2)}`,
+        ];
   }
   const fixtureValues = async (name: string) => toFloat32(await fx.raw(DATA, name));
 
@@ -120,9 +156,18 @@ describeIfTorch(path.join(REFERENCE_DIR, 'manet'), 'MA-Net train mode against a 
 
   it('outputs, losses and BN statistics after the forward: ours as close to float64 as the fixture', async () => {
     const failures: string[] = [];
-    const names = ['train/out1', 'train/out2', 'train/global_feat', 'train/loss_ce_1', 'train/loss_ce_2', 'train/loss_ce_weighted', 'train/loss_total',
-      ...(await fx.names(DATA)).filter((n) => n.startsWith('train/bn_after_forward/'))];
-    for (const n of names) failures.push(...check(n, 'max', maxAbs(truth.get(n)!), await fixtureValues(n), FLOOR_VALUE));
+    const names = [
+      'train/out1',
+      'train/out2',
+      'train/global_feat',
+      'train/loss_ce_1',
+      'train/loss_ce_2',
+      'train/loss_ce_weighted',
+      'train/loss_total',
+      ...(await fx.names(DATA)).filter((n) => n.startsWith('train/bn_after_forward/')),
+    ];
+    for (const n of names)
+      failures.push(...check(n, 'max', maxAbs(truth.get(n)!), await fixtureValues(n), FLOOR_VALUE));
     expect(failures).toEqual([]);
   });
 
@@ -135,7 +180,9 @@ describeIfTorch(path.join(REFERENCE_DIR, 'manet'), 'MA-Net train mode against a 
       const key = n.slice('grad/'.length);
       failures.push(...check(n, 'max', maxAbs(truth.get(n)!), await fixtureValues(n), FLOOR_VALUE));
       const a = `after_sgd1/${key}`;
-      failures.push(...check(a, 'update', updateScale(truth.get(a)!, init.get(key)!), await fixtureValues(a), FLOOR_UPDATE));
+      failures.push(
+        ...check(a, 'update', updateScale(truth.get(a)!, init.get(key)!), await fixtureValues(a), FLOOR_UPDATE),
+      );
     }
     expect(failures).toEqual([]);
   });

@@ -9,7 +9,16 @@ import { initBackend } from 'fer-backend';
 import { readSafetensors, readStateDict, toFloat32, type RawTensor } from 'fer-torch';
 import { REFERENCE_DIR, describeIfExists, expectArrayClose, expectNoLeak } from 'fer-test-utils';
 import { FerInputError } from 'fer-core';
-import { MSCELEB_NUM_CLASSES, fromMsCeleb, loadManet, manetTorchEntries, tfjsToTorch, toTorchStateDict, torchParameter, type Manet } from '../src';
+import {
+  MSCELEB_NUM_CLASSES,
+  fromMsCeleb,
+  loadManet,
+  manetTorchEntries,
+  tfjsToTorch,
+  toTorchStateDict,
+  torchParameter,
+  type Manet,
+} from '../src';
 
 const MANET_DIR = path.join(REFERENCE_DIR, 'manet');
 const SUBSET_PTH = path.join(MANET_DIR, 'msceleb_format', 'Pretrained_on_MSCeleb_subset.pth.tar');
@@ -43,7 +52,10 @@ async function stemGradientKernels(manet: Manet): Promise<string[]> {
   const kernel = conv1.trainableWeights[0].read() as tf.Variable;
   const x = tf.randomUniform([1, 16, 16, 3], 0, 1, 'float32', 2);
   const info = await tf.profile(() => {
-    const { value, grads } = tf.variableGrads(() => tf.sum(conv1.apply(x, { training: true }) as tf.Tensor) as tf.Scalar, [kernel]);
+    const { value, grads } = tf.variableGrads(
+      () => tf.sum(conv1.apply(x, { training: true }) as tf.Tensor) as tf.Scalar,
+      [kernel],
+    );
     tf.dispose([value, ...Object.values(grads)]);
     return [];
   });
@@ -82,7 +94,9 @@ describeIfExists(MANET_DIR, 'fromMsCeleb: the genuine-format subset checkpoint',
   });
 
   test('a strict load of the partial checkpoint names the missing keys and the fix', async () => {
-    await expect(fromMsCeleb(SUBSET_PTH, { numClasses: 7, convInit: 'zeros' })).rejects.toThrow(/658 of 692 MA-Net entries are missing.*allowMissing: true/s);
+    await expect(fromMsCeleb(SUBSET_PTH, { numClasses: 7, convInit: 'zeros' })).rejects.toThrow(
+      /658 of 692 MA-Net entries are missing.*allowMissing: true/s,
+    );
   });
 
   test('the converted safetensors subset loads the same way', async () => {
@@ -90,7 +104,11 @@ describeIfExists(MANET_DIR, 'fromMsCeleb: the genuine-format subset checkpoint',
     const manet = await fromMsCeleb(sd, { numClasses: 8, allowMissing: true, convInit: 'zeros' });
     try {
       expect(manet.loadReport.loaded).toBe(30);
-      expectArrayClose(torchValues(manet, 'layer1.1.bn2.running_var'), toFloat32(sd.get('module.layer1.1.bn2.running_var')!), { rtol: 0, atol: 0 });
+      expectArrayClose(
+        torchValues(manet, 'layer1.1.bn2.running_var'),
+        toFloat32(sd.get('module.layer1.1.bn2.running_var')!),
+        { rtol: 0, atol: 0 },
+      );
     } finally {
       manet.dispose();
     }
@@ -104,10 +122,17 @@ describe('fromMsCeleb: a full-size synthetic checkpoint with 12,666-class heads'
   beforeAll(async () => {
     // The genuine file's structure: torch.save({'state_dict': {'module.<key>': tensor}}) of manet() (12,666 classes).
     const entries = manetTorchEntries({ numClasses: MSCELEB_NUM_CLASSES });
-    sd = new Map(entries.map((e) => [
-      `module.${e.key}`,
-      e.role === 'bn_count' ? { dtype: 'int64', shape: [], data: new Uint8Array([3, 0, 0, 0, 0, 0, 0, 0]) } : patterned(e.shape, e.index),
-    ] as [string, RawTensor]));
+    sd = new Map(
+      entries.map(
+        (e) =>
+          [
+            `module.${e.key}`,
+            e.role === 'bn_count'
+              ? { dtype: 'int64', shape: [], data: new Uint8Array([3, 0, 0, 0, 0, 0, 0, 0]) }
+              : patterned(e.shape, e.index),
+          ] as [string, RawTensor],
+      ),
+    );
     // (The torch.save container itself is covered by the genuine subset file above and by fer-torch's tests.)
     manet = await fromMsCeleb(sd, { numClasses: 7, seed: 11 });
   });
@@ -126,7 +151,13 @@ describe('fromMsCeleb: a full-size synthetic checkpoint with 12,666-class heads'
     ]);
     expect(r.values).toBe(50_547_214 - 2 * (7 * 512 + 7) + 43_528); // backbone parameters + buffers (104 counters)
     expect(r.torch.ok).toBe(true);
-    for (const key of ['conv1.weight', 'layer3_1_p4.1.cbam.SpatialGate.spatial.conv.weight', 'layer3_1_p2.0.cbam.ChannelGate.mlp.3.weight', 'layer4_2.1.bn2_2_4.running_var', 'layer4_2.0.downsample.0.weight']) {
+    for (const key of [
+      'conv1.weight',
+      'layer3_1_p4.1.cbam.SpatialGate.spatial.conv.weight',
+      'layer3_1_p2.0.cbam.ChannelGate.mlp.3.weight',
+      'layer4_2.1.bn2_2_4.running_var',
+      'layer4_2.0.downsample.0.weight',
+    ]) {
       expectArrayClose(torchValues(manet, key), toFloat32(sd.get(`module.${key}`)!), { rtol: 0, atol: 0 }, key);
     }
     expect(torchValues(manet, 'bn1.num_batches_tracked')[0]).toBe(3);
@@ -134,7 +165,9 @@ describe('fromMsCeleb: a full-size synthetic checkpoint with 12,666-class heads'
     const size = (vs: tf.Variable[]) => vs.reduce((n, v) => n + v.size, 0);
     expect(size(manet.trainableVariables())).toBe(50_547_214);
     expect(size(manet.nonTrainableVariables())).toBe(43_528);
-    expect(manet.variableGroups().map((g) => [g.name, g.variables.length])).toEqual([['manet', manet.trainableVariables().length]]);
+    expect(manet.variableGroups().map((g) => [g.name, g.variables.length])).toEqual([
+      ['manet', manet.trainableVariables().length],
+    ]);
     const fc = torchParameter(manet, 'fc_1.weight').variable;
     expect(fc.shape).toEqual([512, 7]);
     // PyTorch's default Linear init: U(±1/√512), not the checkpoint's pattern.
@@ -161,7 +194,10 @@ describe('fromMsCeleb: a full-size synthetic checkpoint with 12,666-class heads'
     const x = tf.randomUniform([2, 224, 224, 3], 0, 1, 'float32', 3) as tf.Tensor4D;
     for (const training of [false, true]) {
       const out = await expectNoLeak(() => manet.forward(x, { training }), { returned: 4 });
-      expect(out.logits.map((l) => l.shape)).toEqual([[2, 7], [2, 7]]);
+      expect(out.logits.map((l) => l.shape)).toEqual([
+        [2, 7],
+        [2, 7],
+      ]);
       expect(out.heads.globalFeatures.shape).toEqual([2, 2, 512]);
       expect(out.heads.localFeatures.shape).toEqual([4, 2, 7, 7, 512]);
     }
@@ -171,15 +207,22 @@ describe('fromMsCeleb: a full-size synthetic checkpoint with 12,666-class heads'
 
   test('saves and loads in the tfjs-layers format with identical weights and outputs', async () => {
     let artifacts: tf.io.ModelArtifacts | undefined;
-    await manet.save(tf.io.withSaveHandler(async (a) => {
-      artifacts = a;
-      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
-    }));
+    await manet.save(
+      tf.io.withSaveHandler(async (a) => {
+        artifacts = a;
+        return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+      }),
+    );
     const loaded = await loadManet(tf.io.fromMemory(artifacts!));
     try {
       expect(loaded.config).toEqual(manet.config);
       expect(loaded.model.weights.length).toBe(manet.model.weights.length);
-      for (const key of ['conv1.weight', 'layer4_1_p3.1.cbam.ChannelGate.mlp.1.bias', 'fc_2.weight', 'layer2.0.bn1.running_var']) {
+      for (const key of [
+        'conv1.weight',
+        'layer4_1_p3.1.cbam.ChannelGate.mlp.1.bias',
+        'fc_2.weight',
+        'layer2.0.bn1.running_var',
+      ]) {
         expectArrayClose(torchValues(loaded, key), torchValues(manet, key), { rtol: 0, atol: 0 }, key);
       }
       const x = tf.randomUniform([1, 224, 224, 3], 0, 1, 'float32', 9) as tf.Tensor4D;

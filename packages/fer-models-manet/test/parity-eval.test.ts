@@ -5,7 +5,14 @@
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from 'fer-backend';
-import { REFERENCE_DIR, describeIfExists, expectArrayClose, expectTensorClose, loadFixture, type Fixture } from 'fer-test-utils';
+import {
+  REFERENCE_DIR,
+  describeIfExists,
+  expectArrayClose,
+  expectTensorClose,
+  loadFixture,
+  type Fixture,
+} from 'fer-test-utils';
 import { createManet, loadTorchStateDict, type Manet } from '../src';
 import { analyticEntries, analyticStateDict, checksum, type AnalyticEntry } from './analytic-weights';
 
@@ -34,7 +41,15 @@ describeIfExists(FIXTURE_DIR, 'MA-Net parity (eval mode)', () => {
   });
 
   test('the analytic weights match the fixture entry by entry (names, order, shapes, checksums)', () => {
-    const ref = require(path.join(FIXTURE_DIR, 'analytic_weights.json')).entries as Array<{ k: number; name: string; shape: number[]; rule: string; fan_in?: number; sum?: number; sumsq?: number }>;
+    const ref = require(path.join(FIXTURE_DIR, 'analytic_weights.json')).entries as Array<{
+      k: number;
+      name: string;
+      shape: number[];
+      rule: string;
+      fan_in?: number;
+      sum?: number;
+      sumsq?: number;
+    }>;
     expect(entries.map((e) => e.entry.key)).toEqual(ref.map((r) => r.name));
     for (const [i, { entry, values }] of entries.entries()) {
       const r = ref[i];

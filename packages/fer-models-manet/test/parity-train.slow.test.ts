@@ -18,7 +18,13 @@
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { crossEntropy } from 'fer-core';
-import { diversityLoss, manetChannelHeads, manetGlobalHeads, manetSpatialHeads, type DiversityReduction } from 'fer-diversity-loss';
+import {
+  diversityLoss,
+  manetChannelHeads,
+  manetGlobalHeads,
+  manetSpatialHeads,
+  type DiversityReduction,
+} from 'fer-diversity-loss';
 import { initBackend } from 'fer-backend';
 import { REFERENCE_DIR, describeIfExists, expectTensorClose, loadFixture, type Fixture } from 'fer-test-utils';
 import { createManet, loadTorchStateDict, tfjsToTorch, torchParameter, type Manet } from '../src';
@@ -70,11 +76,16 @@ describeIfExists(FIXTURE_DIR, 'MA-Net parity (train mode, one SGD step)', () => 
   let grads: tf.NamedTensorMap = {};
   let vars: tf.Variable[] = [];
 
-  const manifestTol = (name: string): Tol => fx.manifest.tensors.find((t: { name: string }) => t.name === name).tolerance;
+  const manifestTol = (name: string): Tol =>
+    fx.manifest.tensors.find((t: { name: string }) => t.name === name).tolerance;
   // Scalars come back from the fixture loader as [1]; compare them as [].
   const ref = async (name: string) => {
     const t = await fx.tensor('data.safetensors', name);
-    if (t.rank === 1 && t.size === 1 && fx.manifest.tensors.find((d: { name: string }) => d.name === name)?.shape.length === 0) {
+    if (
+      t.rank === 1 &&
+      t.size === 1 &&
+      fx.manifest.tensors.find((d: { name: string }) => d.name === name)?.shape.length === 0
+    ) {
       const s = tf.reshape(t, []);
       t.dispose();
       return s;
@@ -132,7 +143,18 @@ describeIfExists(FIXTURE_DIR, 'MA-Net parity (train mode, one SGD step)', () => 
       const bdivSpatial = diversityLoss(manetSpatialHeads(localFeatures), { preset: 'reference' });
       const bdivChannel = diversityLoss(manetChannelHeads(localFeatures), { preset: 'reference' });
       const fdiv = diversityLoss(manetGlobalHeads(globalFeatures), { preset: 'reference' });
-      const keep = { out1: out.logits[0], out2: out.logits[1], global: globalFeatures, local: localFeatures, ce1, ce2, ceWeighted, bdivSpatial, bdivChannel, fdiv };
+      const keep = {
+        out1: out.logits[0],
+        out2: out.logits[1],
+        global: globalFeatures,
+        local: localFeatures,
+        ce1,
+        ce2,
+        ceWeighted,
+        bdivSpatial,
+        bdivChannel,
+        fdiv,
+      };
       for (const [k, t] of Object.entries(keep)) ours[k] = tf.keep(t);
       return tf.addN([ceWeighted, bdivSpatial, bdivChannel, fdiv]) as tf.Scalar;
     }, vars);
@@ -148,9 +170,15 @@ describeIfExists(FIXTURE_DIR, 'MA-Net parity (train mode, one SGD step)', () => 
   test('well-conditioned: BN running statistics after the forward (manifest tolerance)', async () => {
     // bn1, layer1, the CBAM spatial BN and layer4_1_p1's last BN variance agree to ~1e-9..1e-6; the multi-scale
     // branch's layer4_2.1.bn2_2_4 and layer4_1_p1.1.bn2's mean sit downstream of the chaos (checked loosely).
-    const tight = ['bn1.running_mean', 'bn1.running_var', 'layer1.0.bn1.running_mean', 'layer1.0.bn1.running_var',
-      'layer3_1_p1.0.cbam.SpatialGate.spatial.bn.running_mean', 'layer3_1_p1.0.cbam.SpatialGate.spatial.bn.running_var',
-      'layer4_1_p1.1.bn2.running_var'];
+    const tight = [
+      'bn1.running_mean',
+      'bn1.running_var',
+      'layer1.0.bn1.running_mean',
+      'layer1.0.bn1.running_var',
+      'layer3_1_p1.0.cbam.SpatialGate.spatial.bn.running_mean',
+      'layer3_1_p1.0.cbam.SpatialGate.spatial.bn.running_var',
+      'layer4_1_p1.1.bn2.running_var',
+    ];
     const stored = (await fx.names('data.safetensors')).filter((n) => n.startsWith('train/bn_after_forward/'));
     expect(stored).toHaveLength(10);
     for (const name of stored) {
@@ -182,9 +210,12 @@ describeIfExists(FIXTURE_DIR, 'MA-Net parity (train mode, one SGD step)', () => 
   test('diversity terms as the reference composes them: the underflow edge values (−0, +inf) reproduced', async () => {
     // Our train-mode features are as far from PyTorch's as the chaos allows, but the patches and the two branches
     // stay far apart, so every kernel exp(−10·d) underflows (or nearly) exactly as in the reference.
-    for (const name of ['bdivSpatial', 'bdivChannel', 'fdiv']) expect(Object.is(ours[name].dataSync()[0], -0)).toBe(true);
+    for (const name of ['bdivSpatial', 'bdivChannel', 'fdiv'])
+      expect(Object.is(ours[name].dataSync()[0], -0)).toBe(true);
     const loss = (name: string) => fx.manifest.loss.values[name];
-    expect([loss('bdiv_spatial_det'), loss('bdiv_channel_det'), loss('fdiv_det')].every((v: number) => Object.is(v, -0))).toBe(true);
+    expect(
+      [loss('bdiv_spatial_det'), loss('bdiv_channel_det'), loss('fdiv_det')].every((v: number) => Object.is(v, -0)),
+    ).toBe(true);
     const term = (heads: tf.Tensor, reduction: DiversityReduction) => {
       const v = diversityLoss(heads, { preset: 'reference', reduction });
       const out = v.dataSync()[0];
@@ -198,13 +229,21 @@ describeIfExists(FIXTURE_DIR, 'MA-Net parity (train mode, one SGD step)', () => 
     expect(term(manetChannelHeads(local), 'negLogDet')).toBe(Infinity);
     expect(term(manetGlobalHeads(ours.global), 'sum')).toBe(0);
     expect(term(manetGlobalHeads(ours.global), 'negLogDet')).toBe(Infinity);
-    expect([all.bdiv_channel_direct, all.bdiv_channel_neg_logdet, all.fdiv_direct, all.fdiv_neg_logdet]).toEqual([0, 'Infinity', 0, 'Infinity']);
+    expect([all.bdiv_channel_direct, all.bdiv_channel_neg_logdet, all.fdiv_direct, all.fdiv_neg_logdet]).toEqual([
+      0,
+      'Infinity',
+      0,
+      'Infinity',
+    ]);
     // spatial: S holds subnormal-to-tiny kernels (direct 1.8e-18), det underflows to 0 but −logdet stays finite
     // (209.15). Both depend on the chaotic features through exp(−10·d), so only their scale can agree.
     const direct = term(manetSpatialHeads(local), 'sum');
     const negLogDet = term(manetSpatialHeads(local), 'negLogDet');
     expect(Math.abs(Math.log10(direct) - Math.log10(all.bdiv_spatial_direct))).toBeLessThan(3);
-    expect(Number.isFinite(negLogDet) && Math.abs(negLogDet - all.bdiv_spatial_neg_logdet) < 0.25 * all.bdiv_spatial_neg_logdet).toBe(true);
+    expect(
+      Number.isFinite(negLogDet) &&
+        Math.abs(negLogDet - all.bdiv_spatial_neg_logdet) < 0.25 * all.bdiv_spatial_neg_logdet,
+    ).toBe(true);
     await compare(tf.tensor(Object.is(ours.bdivSpatial.dataSync()[0], -0) ? -0 : NaN), 'train/bdiv_spatial_neg_det');
   });
 
@@ -230,7 +269,12 @@ describeIfExists(FIXTURE_DIR, 'MA-Net parity (train mode, one SGD step)', () => 
     fcBias.dispose();
     // Downstream of little chaos: correlation with PyTorch's gradient (measured 0.9999, 0.987, 0.975, 0.997; our
     // own 1-ulp sensitivity allows down to ~0.96, 0.88 and 0.998 for the last three).
-    for (const [key, minCorr] of [['fc_1.weight', 0.999], ['layer4_1_p4.1.bn2.weight', 0.9], ['layer3_1_p1.0.cbam.ChannelGate.mlp.1.weight', 0.8], ['fc_2.weight', 0.98]] as const) {
+    for (const [key, minCorr] of [
+      ['fc_1.weight', 0.999],
+      ['layer4_1_p4.1.bn2.weight', 0.9],
+      ['layer3_1_p1.0.cbam.ChannelGate.mlp.1.weight', 0.8],
+      ['fc_2.weight', 0.98],
+    ] as const) {
       const g = gradOf(key);
       const r = await ref(`grad/${key}`);
       expect({ key, corr: correlation(g.dataSync(), r.dataSync()) >= minCorr }).toEqual({ key, corr: true });
@@ -251,7 +295,8 @@ describeIfExists(FIXTURE_DIR, 'MA-Net parity (train mode, one SGD step)', () => 
   test('one SGD step with PyTorch semantics (momentum buffer = d_p on the first step, decay on every parameter)', async () => {
     // PyTorch SGD, first step: d = g + wd·p; buf = d; p ← p − lr·buf. Applied (a) to the reference's gradients and
     // initial weights, which must give after_sgd1 at the manifest tolerance, and (b) to our fc_1 bias.
-    const sgd = (p: tf.Tensor, g: tf.Tensor) => tf.tidy(() => tf.sub(p, tf.mul(LR, tf.add(g, tf.mul(WEIGHT_DECAY, p)))));
+    const sgd = (p: tf.Tensor, g: tf.Tensor) =>
+      tf.tidy(() => tf.sub(p, tf.mul(LR, tf.add(g, tf.mul(WEIGHT_DECAY, p)))));
     const initial = new Map(entries.map((e) => [e.entry.key, e]));
     const stepped = (await fx.names('data.safetensors')).filter((n) => n.startsWith('after_sgd1/'));
     expect(stepped).toHaveLength(13);

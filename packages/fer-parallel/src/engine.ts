@@ -2,7 +2,18 @@ import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import { Worker, type ResourceLimits } from 'node:worker_threads';
 import { FerInputError, assertPositiveInt, parseChoice } from 'fer-core';
-import type { Chunk, DisposeReply, GradsReply, InferReply, InitReply, Reply, ReplyBody, Request, RequestBody, WeightsReply } from './protocol';
+import type {
+  Chunk,
+  DisposeReply,
+  GradsReply,
+  InferReply,
+  InitReply,
+  Reply,
+  ReplyBody,
+  Request,
+  RequestBody,
+  WeightsReply,
+} from './protocol';
 import type { BatchGradients, HostBatch, StateSync, TaskSpec, VariableInfo, WorkerMemory } from './types';
 
 export interface DataParallelOptions {
@@ -75,7 +86,11 @@ class WorkerHandle {
       if (reply.ok) p.resolve(reply.body);
       else p.reject(new WorkerTaskError(index, p.op, reply.error));
     });
-    worker.on('error', (e) => this.fail(new WorkerTaskError(index, 'an uncaught exception', { name: e.name, message: e.message, stack: e.stack })));
+    worker.on('error', (e) =>
+      this.fail(
+        new WorkerTaskError(index, 'an uncaught exception', { name: e.name, message: e.message, stack: e.stack }),
+      ),
+    );
     this.exited = new Promise((resolve) =>
       worker.on('exit', (code) => {
         liveWorkers--;
@@ -116,7 +131,10 @@ export function siblingModule(name: string): string {
 
 function startWorker(opts: DataParallelOptions): Worker {
   const file = siblingModule('worker');
-  if (!existsSync(file)) throw new Error(`fer-parallel: worker entry not found at ${file}. Rebuild the package (pnpm --filter fer-parallel build).`);
+  if (!existsSync(file))
+    throw new Error(
+      `fer-parallel: worker entry not found at ${file}. Rebuild the package (pnpm --filter fer-parallel build).`,
+    );
   const useTsx = opts.tsx ?? (file.endsWith('.ts') || /\.[cm]?ts$/.test(opts.task.module));
   const common = { execArgv: opts.execArgv ?? [], resourceLimits: opts.resourceLimits, stdout: false, stderr: false };
   if (!useTsx) return new Worker(file, common);
@@ -126,7 +144,9 @@ function startWorker(opts: DataParallelOptions): Worker {
   try {
     tsxCjs = require.resolve('tsx/cjs', { paths: [process.cwd(), __dirname] });
   } catch {
-    throw new Error('fer-parallel: running TypeScript sources in workers needs tsx. Install it (pnpm add -D tsx) or build the package and use dist.');
+    throw new Error(
+      'fer-parallel: running TypeScript sources in workers needs tsx. Install it (pnpm add -D tsx) or build the package and use dist.',
+    );
   }
   const boot = `require(${JSON.stringify(tsxCjs)}); require(${JSON.stringify(file)});`;
   return new Worker(boot, { ...common, eval: true });
@@ -212,7 +232,9 @@ export class DataParallel {
    */
   static async create(options: DataParallelOptions): Promise<DataParallel> {
     if (!options || typeof options.task?.module !== 'string' || !options.task.module) {
-      throw new FerInputError("Expected options.task.module to be a module path or specifier, e.g. { task: { module: require.resolve('./my-task') } }.");
+      throw new FerInputError(
+        "Expected options.task.module to be a module path or specifier, e.g. { task: { module: require.resolve('./my-task') } }.",
+      );
     }
     const workers = options.workers ?? 2;
     assertPositiveInt('workers', workers);
@@ -223,17 +245,28 @@ export class DataParallel {
     try {
       for (let i = 0; i < workers; i++) handles.push(new WorkerHandle(i, startWorker(opts)));
       const infos = await Promise.all(
-        handles.map((h) => h.request<InitReply>({ type: 'init', task: opts.task, workerIndex: h.index, numWorkers: workers }, 'init (createReplica)')),
+        handles.map((h) =>
+          h.request<InitReply>(
+            { type: 'init', task: opts.task, workerIndex: h.index, numWorkers: workers },
+            'init (createReplica)',
+          ),
+        ),
       );
       const first = JSON.stringify([infos[0].shapes, infos[0].stateShapes]);
       infos.forEach((inf, i) => {
         if (JSON.stringify([inf.shapes, inf.stateShapes]) !== first) {
-          throw new Error(`fer-parallel: replica ${i} has different variable shapes from replica 0; the task must build the same model in every worker.`);
+          throw new Error(
+            `fer-parallel: replica ${i} has different variable shapes from replica 0; the task must build the same model in every worker.`,
+          );
         }
       });
       const init = await handles[0].request<WeightsReply>({ type: 'getWeights' }, 'getWeights');
       const engine = new DataParallel(handles, opts, infos[0], init);
-      await Promise.all(handles.slice(1).map((h) => h.request({ type: 'setWeights', flat: engine.flatWeights, state: init.state }, 'setWeights')));
+      await Promise.all(
+        handles
+          .slice(1)
+          .map((h) => h.request({ type: 'setWeights', flat: engine.flatWeights, state: init.state }, 'setWeights')),
+      );
       return engine;
     } catch (e) {
       await Promise.all(handles.map((h) => h.worker.terminate()));
@@ -267,7 +300,15 @@ export class DataParallel {
     const replies = await Promise.all(
       active.map((hd) =>
         hd.request<GradsReply>(
-          { type: 'grads', images, labels, image: [h, w, c], chunks: plan[hd.index], state, out: this.workerGrads[hd.index] },
+          {
+            type: 'grads',
+            images,
+            labels,
+            image: [h, w, c],
+            chunks: plan[hd.index],
+            state,
+            out: this.workerGrads[hd.index],
+          },
           'computeGradients',
         ),
       ),
@@ -286,9 +327,22 @@ export class DataParallel {
       for (const [k, v] of Object.entries(r.terms)) terms[k] = (terms[k] ?? 0) + v;
     }
     const counts = replies[0].counts.map((_, i) => replies.reduce((a, r) => a + (r.counts[i] ?? 0), 0));
-    this.reconcileState(replies, active.map((hd) => plan[hd.index].reduce((a, ch) => a + ch.count, 0) / n), active.length);
+    this.reconcileState(
+      replies,
+      active.map((hd) => plan[hd.index].reduce((a, ch) => a + ch.count, 0) / n),
+      active.length,
+    );
     const after = this.pendingState ?? (this.opts.stateSync === 'none' ? null : replies[0].state);
-    return { loss, terms, counts, state: after, grads: this.views(g), flat: g, count: n, workerMs: replies.map((r) => r.ms) };
+    return {
+      loss,
+      terms,
+      counts,
+      state: after,
+      grads: this.views(g),
+      flat: g,
+      count: n,
+      workerMs: replies.map((r) => r.ms),
+    };
   }
 
   /**
@@ -304,7 +358,12 @@ export class DataParallel {
     this.pendingState = null;
     const active = this.handles.filter((_, i) => plan[i].length > 0);
     const replies = await Promise.all(
-      active.map((hd) => hd.request<InferReply>({ type: 'infer', images, labels, image: [h, w, c], chunks: plan[hd.index], state }, 'infer')),
+      active.map((hd) =>
+        hd.request<InferReply>(
+          { type: 'infer', images, labels, image: [h, w, c], chunks: plan[hd.index], state },
+          'infer',
+        ),
+      ),
     );
     const outputs = new Float32Array(replies.reduce((a, r) => a + r.flat.length, 0));
     let off = 0;
@@ -319,7 +378,10 @@ export class DataParallel {
    * One optimiser step: batch gradients, `optimizer.step` on the master weights, broadcast. Returns the batch loss
    * and terms (read before the update).
    */
-  async step(batch: HostBatch, optimizer: { step(weights: Float32Array[], grads: Float32Array[]): void }): Promise<{ loss: number; terms: Record<string, number>; count: number }> {
+  async step(
+    batch: HostBatch,
+    optimizer: { step(weights: Float32Array[], grads: Float32Array[]): void },
+  ): Promise<{ loss: number; terms: Record<string, number>; count: number }> {
     const g = await this.computeGradients(batch);
     optimizer.step(this.weights, g.grads);
     await this.setWeights();
@@ -335,7 +397,8 @@ export class DataParallel {
   async setWeights(values?: Float32Array | Float32Array[], state?: Float32Array): Promise<void> {
     this.checkLive();
     if (values) this.copyIntoMaster(values);
-    if (state !== undefined && state.length !== this.stateSize) throw new FerInputError(`Expected a flat state vector of ${this.stateSize} values, but got ${state.length}.`);
+    if (state !== undefined && state.length !== this.stateSize)
+      throw new FerInputError(`Expected a flat state vector of ${this.stateSize} values, but got ${state.length}.`);
     const flat = this.flatWeights;
     state ??= this.pendingState ?? undefined;
     this.pendingState = null;
@@ -354,7 +417,9 @@ export class DataParallel {
   async replicaSnapshots(): Promise<{ weights: Float32Array[]; state: Float32Array[] }[]> {
     this.checkLive();
     await this.flushState();
-    const rs = await Promise.all(this.handles.map((h) => h.request<WeightsReply>({ type: 'getWeights' }, 'getWeights')));
+    const rs = await Promise.all(
+      this.handles.map((h) => h.request<WeightsReply>({ type: 'getWeights' }, 'getWeights')),
+    );
     return rs.map((r) => ({ weights: this.views(r.flat), state: this.splitState(r.state) }));
   }
 
@@ -396,20 +461,29 @@ export class DataParallel {
   private checkLive(): void {
     if (this.disposed) throw new Error('This DataParallel engine was disposed; create a new one.');
     const dead = this.handles.find((h) => h.dead);
-    if (dead) throw new Error(`fer-parallel: worker ${dead.index} is no longer usable (${dead.dead!.message}). Dispose the engine and create a new one.`);
+    if (dead)
+      throw new Error(
+        `fer-parallel: worker ${dead.index} is no longer usable (${dead.dead!.message}). Dispose the engine and create a new one.`,
+      );
   }
 
   private checkBatch(b: HostBatch): [number, number, number, number] {
     const s = b?.shape;
     if (!Array.isArray(s) || s.length !== 4 || s.some((d) => !Number.isInteger(d) || d < 1)) {
-      throw new FerInputError(`Expected batch.shape to be [n, height, width, channels] of positive integers, but got ${JSON.stringify(s)}.`);
+      throw new FerInputError(
+        `Expected batch.shape to be [n, height, width, channels] of positive integers, but got ${JSON.stringify(s)}.`,
+      );
     }
     const [n, h, w, c] = s;
     if (!(b.images instanceof Float32Array) || b.images.length !== n * h * w * c) {
-      throw new FerInputError(`Expected batch.images to be a Float32Array of ${n}×${h}×${w}×${c} = ${n * h * w * c} values, but got ${b.images?.length ?? typeof b.images}.`);
+      throw new FerInputError(
+        `Expected batch.images to be a Float32Array of ${n}×${h}×${w}×${c} = ${n * h * w * c} values, but got ${b.images?.length ?? typeof b.images}.`,
+      );
     }
     if (!(b.labels instanceof Int32Array) || b.labels.length !== n) {
-      throw new FerInputError(`Expected batch.labels to be an Int32Array of ${n} class indices, but got ${b.labels?.length ?? typeof b.labels}.`);
+      throw new FerInputError(
+        `Expected batch.labels to be an Int32Array of ${n} class indices, but got ${b.labels?.length ?? typeof b.labels}.`,
+      );
     }
     return [n, h, w, c];
   }
@@ -418,8 +492,14 @@ export class DataParallel {
   private stage(b: HostBatch): { images: Float32Array; labels: Int32Array } {
     if (b.images.buffer instanceof SharedArrayBuffer && b.labels.buffer instanceof SharedArrayBuffer) return b;
     const cur = this.shared;
-    const images = cur && cur.images.length === b.images.length ? cur.images : new Float32Array(new SharedArrayBuffer(b.images.byteLength));
-    const labels = cur && cur.labels.length === b.labels.length ? cur.labels : new Int32Array(new SharedArrayBuffer(b.labels.byteLength));
+    const images =
+      cur && cur.images.length === b.images.length
+        ? cur.images
+        : new Float32Array(new SharedArrayBuffer(b.images.byteLength));
+    const labels =
+      cur && cur.labels.length === b.labels.length
+        ? cur.labels
+        : new Int32Array(new SharedArrayBuffer(b.labels.byteLength));
     images.set(b.images);
     labels.set(b.labels);
     this.shared = { images, labels };
@@ -434,17 +514,22 @@ export class DataParallel {
 
   private copyIntoMaster(values: Float32Array | Float32Array[]): void {
     if (values instanceof Float32Array) {
-      if (values.length !== this.size) throw new FerInputError(`Expected a flat weight vector of ${this.size} values, but got ${values.length}.`);
+      if (values.length !== this.size)
+        throw new FerInputError(`Expected a flat weight vector of ${this.size} values, but got ${values.length}.`);
       if (values !== this.flatWeights) this.flatWeights.set(values);
       return;
     }
     if (!Array.isArray(values) || values.length !== this.variables.length) {
-      throw new FerInputError(`Expected ${this.variables.length} weight arrays (one per variable), but got ${Array.isArray(values) ? values.length : typeof values}.`);
+      throw new FerInputError(
+        `Expected ${this.variables.length} weight arrays (one per variable), but got ${Array.isArray(values) ? values.length : typeof values}.`,
+      );
     }
     values.forEach((v, i) => {
       const info = this.variables[i];
       if (!(v instanceof Float32Array) || v.length !== info.size) {
-        throw new FerInputError(`Expected weights for ${info.name} [${info.shape.join(', ')}] to be a Float32Array of ${info.size} values, but got ${v?.length}.`);
+        throw new FerInputError(
+          `Expected weights for ${info.name} [${info.shape.join(', ')}] to be a Float32Array of ${info.size} values, but got ${v?.length}.`,
+        );
       }
       if (v !== this.weights[i]) this.weights[i].set(v);
     });

@@ -16,7 +16,10 @@ describe('FlatSgd (torch.optim.SGD semantics)', () => {
   });
 
   it('per-group learning rates, dampening, nesterov and setLr', () => {
-    const sgd = new FlatSgd([info('base'), info('head')], { base: { lr: 0.01 }, head: { lr: 0.1, momentum: 0.5, nesterov: true } });
+    const sgd = new FlatSgd([info('base'), info('head')], {
+      base: { lr: 0.01 },
+      head: { lr: 0.1, momentum: 0.5, nesterov: true },
+    });
     const p = [Float32Array.of(1), Float32Array.of(1)];
     sgd.step(p, [Float32Array.of(2), Float32Array.of(2)]);
     expect(p[0][0]).toBeCloseTo(1 - 0.02, 6);
@@ -36,7 +39,9 @@ describe('FlatSgd (torch.optim.SGD semantics)', () => {
 
   it('names what is missing or invalid', () => {
     expect(() => new FlatSgd([info('base')], { head: { lr: 1 } })).toThrow("Expected SGD options for group 'base'");
-    expect(() => new FlatSgd([info('a')], { lr: -1 })).toThrow("Expected lr of SGD group 'a' to be a finite number ≥ 0, but got -1.");
+    expect(() => new FlatSgd([info('a')], { lr: -1 })).toThrow(
+      "Expected lr of SGD group 'a' to be a finite number ≥ 0, but got -1.",
+    );
     expect(() => new FlatSgd([info('a')], { lr: 1, nesterov: true })).toThrow('Nesterov');
     expect(() => new FlatSgd([info('a')], { lr: 1 }).setLr('b', 1)).toThrow("Unknown SGD group 'b'. Valid: a.");
   });

@@ -27,11 +27,15 @@ export class FlatSgd {
     readonly variables: readonly VariableInfo[],
     groups: SgdGroupOptions | Record<string, SgdGroupOptions>,
   ) {
-    const named = typeof (groups as SgdGroupOptions).lr === 'number' ? null : (groups as Record<string, SgdGroupOptions>);
+    const named =
+      typeof (groups as SgdGroupOptions).lr === 'number' ? null : (groups as Record<string, SgdGroupOptions>);
     this.groups = new Map();
     for (const g of new Set(variables.map((v) => v.group))) {
       const o = named ? named[g] : (groups as SgdGroupOptions);
-      if (!o) throw new FerInputError(`Expected SGD options for group '${g}', but got none. Groups: ${Object.keys(named ?? {}).join(', ')}.`);
+      if (!o)
+        throw new FerInputError(
+          `Expected SGD options for group '${g}', but got none. Groups: ${Object.keys(named ?? {}).join(', ')}.`,
+        );
       this.groups.set(g, resolve(g, o));
     }
     this.buffers = variables.map(() => null);
@@ -48,7 +52,9 @@ export class FlatSgd {
   /** Updates `weights` in place from `grads` (one array per variable, in `variables` order). */
   step(weights: Float32Array[], grads: Float32Array[]): void {
     if (weights.length !== this.variables.length || grads.length !== this.variables.length) {
-      throw new FerInputError(`Expected ${this.variables.length} weight and gradient arrays, but got ${weights.length} and ${grads.length}.`);
+      throw new FerInputError(
+        `Expected ${this.variables.length} weight and gradient arrays, but got ${weights.length} and ${grads.length}.`,
+      );
     }
     this.variables.forEach((info, i) => {
       const o = this.groups.get(info.group)!;
@@ -71,10 +77,20 @@ export class FlatSgd {
 }
 
 function resolve(name: string, o: SgdGroupOptions): Required<SgdGroupOptions> {
-  const r = { lr: o.lr, momentum: o.momentum ?? 0, dampening: o.dampening ?? 0, weightDecay: o.weightDecay ?? 0, nesterov: o.nesterov ?? false };
+  const r = {
+    lr: o.lr,
+    momentum: o.momentum ?? 0,
+    dampening: o.dampening ?? 0,
+    weightDecay: o.weightDecay ?? 0,
+    nesterov: o.nesterov ?? false,
+  };
   for (const k of ['lr', 'momentum', 'dampening', 'weightDecay'] as const) {
-    if (!(typeof r[k] === 'number' && r[k] >= 0 && Number.isFinite(r[k]))) throw new FerInputError(`Expected ${k} of SGD group '${name}' to be a finite number ≥ 0, but got ${r[k]}.`);
+    if (!(typeof r[k] === 'number' && r[k] >= 0 && Number.isFinite(r[k])))
+      throw new FerInputError(`Expected ${k} of SGD group '${name}' to be a finite number ≥ 0, but got ${r[k]}.`);
   }
-  if (r.nesterov && (r.momentum <= 0 || r.dampening !== 0)) throw new FerInputError(`Nesterov momentum (group '${name}') requires momentum > 0 and dampening 0, as in PyTorch.`);
+  if (r.nesterov && (r.momentum <= 0 || r.dampening !== 0))
+    throw new FerInputError(
+      `Nesterov momentum (group '${name}') requires momentum > 0 and dampening 0, as in PyTorch.`,
+    );
   return r;
 }

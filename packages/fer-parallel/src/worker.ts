@@ -46,7 +46,9 @@ async function loadTask(task: TaskSpec): Promise<CreateReplica> {
   const fn = mod[name] ?? (mod.default as Record<string, unknown> | undefined)?.[name];
   if (typeof fn !== 'function') {
     const found = Object.keys(mod).filter((k) => typeof mod[k] === 'function');
-    throw new Error(`The task module '${task.module}' has no function export '${name}'. Found: ${found.join(', ') || 'none'}. Set task.export.`);
+    throw new Error(
+      `The task module '${task.module}' has no function export '${name}'. Found: ${found.join(', ') || 'none'}. Set task.export.`,
+    );
   }
   return fn as CreateReplica;
 }
@@ -64,7 +66,8 @@ function need(): Replica {
 function setFlat(vars: tf.Variable[], flat: Float32Array, what: string): void {
   let off = 0;
   for (const v of vars) {
-    if (off + v.size > flat.length) throw new Error(`Expected ${what} of at least ${off + v.size} values, but got ${flat.length}.`);
+    if (off + v.size > flat.length)
+      throw new Error(`Expected ${what} of at least ${off + v.size} values, but got ${flat.length}.`);
     const t = tf.tensor(flat.subarray(off, off + v.size), v.shape, 'float32');
     v.assign(v.dtype === 'float32' ? t : tf.cast(t, v.dtype));
     t.dispose();
@@ -90,7 +93,9 @@ async function init(req: Extract<Request, { type: 'init' }>): Promise<InitReply>
   replica = await create(req.task.config as never, { workerIndex: req.workerIndex, numWorkers: req.numWorkers });
   const r = replica;
   if (!r || !Array.isArray(r.variables) || typeof r.computeGradients !== 'function') {
-    throw new Error(`The task's ${req.task.export ?? 'createReplica'} must return { variables: tf.Variable[], computeGradients(batch) }.`);
+    throw new Error(
+      `The task's ${req.task.export ?? 'createReplica'} must return { variables: tf.Variable[], computeGradients(batch) }.`,
+    );
   }
   if (r.groups && r.groups.length !== r.variables.length) {
     throw new Error(`Expected one group per variable (${r.variables.length}), but got ${r.groups.length}.`);
@@ -118,7 +123,8 @@ async function grads(req: Extract<Request, { type: 'grads' }>): Promise<GradsRep
   const [h, w, c] = req.image;
   const px = h * w * c;
   req.chunks.forEach((ch, i) => {
-    if (i > 0 && req.chunks[i - 1].start + req.chunks[i - 1].count !== ch.start) throw new Error('Chunks must be contiguous.');
+    if (i > 0 && req.chunks[i - 1].start + req.chunks[i - 1].count !== ch.start)
+      throw new Error('Chunks must be contiguous.');
   });
   for (let k = 0; k < req.chunks.length; k++) {
     const ch: Chunk = req.chunks[k];
@@ -130,14 +136,17 @@ async function grads(req: Extract<Request, { type: 'grads' }>): Promise<GradsRep
     const out = await r.computeGradients(batch);
     if (!out || !Array.isArray(out.grads) || out.grads.length !== sizes.length) {
       tf.dispose((out?.grads ?? []).filter((g): g is tf.Tensor => g instanceof tf.Tensor));
-      throw new Error(`Expected computeGradients to return ${sizes.length} gradients (one per variable), but got ${out?.grads?.length}.`);
+      throw new Error(
+        `Expected computeGradients to return ${sizes.length} gradients (one per variable), but got ${out?.grads?.length}.`,
+      );
     }
     let off = 0;
     try {
       for (let j = 0; j < out.grads.length; j++) {
         const g = out.grads[j];
         const vals = g instanceof tf.Tensor ? ((await g.data()) as Float32Array) : g;
-        if (vals.length !== sizes[j]) throw new Error(`Gradient ${j} has ${vals.length} values; its variable has ${sizes[j]}.`);
+        if (vals.length !== sizes[j])
+          throw new Error(`Gradient ${j} has ${vals.length} values; its variable has ${sizes[j]}.`);
         const wgt = Math.fround(ch.weight);
         // acc = fl(acc + fl(w·g)): the same arithmetic the engine uses to sum workers, so 1 worker × 2 chunks and
         // 2 workers × 1 chunk give bit-identical sums.
@@ -150,18 +159,26 @@ async function grads(req: Extract<Request, { type: 'grads' }>): Promise<GradsRep
     }
     loss += ch.weight * out.loss;
     if (out.counts) {
-      if (k > 0 && out.counts.length !== counts.length) throw new Error(`Expected ${counts.length} counts from every micro-batch, but got ${out.counts.length}.`);
+      if (k > 0 && out.counts.length !== counts.length)
+        throw new Error(`Expected ${counts.length} counts from every micro-batch, but got ${out.counts.length}.`);
       counts = k === 0 ? [...out.counts] : counts.map((v, i) => v + out.counts![i]);
     }
     for (const [n, v] of Object.entries(out.terms ?? {})) terms[n] = (terms[n] ?? 0) + ch.weight * v;
   }
-  const state = r.state && r.state.length ? await readFlat(r.state, stateSizes.reduce((a, b) => a + b, 0)) : null;
+  const state =
+    r.state && r.state.length
+      ? await readFlat(
+          r.state,
+          stateSizes.reduce((a, b) => a + b, 0),
+        )
+      : null;
   return { loss, terms, counts, flat: acc, state, ms: performance.now() - t0 };
 }
 
 async function infer(req: Extract<Request, { type: 'infer' }>): Promise<InferReply> {
   const r = need();
-  if (typeof r.infer !== 'function') throw new Error("The task's replica has no infer(batch) method; add one to run inference in parallel.");
+  if (typeof r.infer !== 'function')
+    throw new Error("The task's replica has no infer(batch) method; add one to run inference in parallel.");
   const t0 = performance.now();
   if (req.state) setFlat(r.state ?? [], req.state, 'state');
   const [h, w, c] = req.image;
@@ -175,7 +192,8 @@ async function infer(req: Extract<Request, { type: 'infer' }>): Promise<InferRep
     });
     const vals = out instanceof tf.Tensor ? ((await out.data()) as Float32Array) : out;
     if (out instanceof tf.Tensor) out.dispose();
-    if (vals.length % ch.count !== 0) throw new Error(`Expected infer() to return ${ch.count} equal rows, but got ${vals.length} values.`);
+    if (vals.length % ch.count !== 0)
+      throw new Error(`Expected infer() to return ${ch.count} equal rows, but got ${vals.length} values.`);
     parts.push(vals);
   }
   const flat = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
@@ -204,13 +222,25 @@ async function handle(req: Request): Promise<ReplyBody> {
     case 'getWeights': {
       const r = need();
       return {
-        flat: await readFlat(r.variables, sizes.reduce((a, b) => a + b, 0)),
-        state: await readFlat(r.state ?? [], stateSizes.reduce((a, b) => a + b, 0)),
+        flat: await readFlat(
+          r.variables,
+          sizes.reduce((a, b) => a + b, 0),
+        ),
+        state: await readFlat(
+          r.state ?? [],
+          stateSizes.reduce((a, b) => a + b, 0),
+        ),
       };
     }
     case 'memory': {
       const m = tf.memory();
-      const body: WorkerMemory = { worker: -1, backend: tf.getBackend(), numTensors: m.numTensors, numBytes: m.numBytes, wasmHeapBytes: wasmHeapBytes() };
+      const body: WorkerMemory = {
+        worker: -1,
+        backend: tf.getBackend(),
+        numTensors: m.numTensors,
+        numBytes: m.numBytes,
+        wasmHeapBytes: wasmHeapBytes(),
+      };
       return body;
     }
     case 'dispose': {
@@ -240,7 +270,11 @@ port.on('message', (req: Request) => {
       port.postMessage(reply, transferables(body));
     } catch (e) {
       const err = e as Error;
-      reply = { id: req.id, ok: false, error: { name: err?.name ?? 'Error', message: String(err?.message ?? e), stack: err?.stack } };
+      reply = {
+        id: req.id,
+        ok: false,
+        error: { name: err?.name ?? 'Error', message: String(err?.message ?? e), stack: err?.stack },
+      };
       port.postMessage(reply);
     }
     if (req.type === 'dispose') port.close();

@@ -21,11 +21,17 @@ function makeBatch(n = N) {
 const tiny = (config: Partial<TinyConfig> = {}) => ({ module: TINY, config: { channels: C, classes: K, ...config } });
 
 /** Full-batch gradient in this thread, from the given weights (order w1, b1, [gamma, beta], w2, b2). */
-function mainThreadGrads(weights: Float32Array[], shapes: number[][], bn: boolean): { loss: number; grads: Float32Array[] } {
+function mainThreadGrads(
+  weights: Float32Array[],
+  shapes: number[][],
+  bn: boolean,
+): { loss: number; grads: Float32Array[] } {
   return tf.tidy(() => {
     const vars = weights.map((w, i) => tf.variable(tf.tensor(w, shapes[i]), true));
     const [w1, b1, ...rest] = vars;
-    const p = bn ? { w1, b1, gamma: rest[0], beta: rest[1], w2: rest[2], b2: rest[3] } : { w1, b1, w2: rest[0], b2: rest[1] };
+    const p = bn
+      ? { w1, b1, gamma: rest[0], beta: rest[1], w2: rest[2], b2: rest[3] }
+      : { w1, b1, w2: rest[0], b2: rest[1] };
     const b = makeBatch();
     const x = tf.tensor4d(b.images, b.shape);
     const y = tf.tensor1d(b.labels, 'int32');
@@ -59,14 +65,21 @@ describe('DataParallel (tiny task)', () => {
       expect(Array.from(dp.flatWeights)).toEqual(Array.from(snap0[0].weights.flatMap((w) => Array.from(w))));
 
       const g = await dp.computeGradients(makeBatch());
-      const ref = mainThreadGrads(dp.weights, dp.variables.map((v) => v.shape), false);
+      const ref = mainThreadGrads(
+        dp.weights,
+        dp.variables.map((v) => v.shape),
+        false,
+      );
       expect(g.count).toBe(N);
       expect(g.loss).toBeCloseTo(ref.loss, 5);
       expect(g.terms.ce).toBeCloseTo(ref.loss, 5);
       g.grads.forEach((gr, i) => expectArrayClose(gr, ref.grads[i], { rtol: 1e-5, atol: 1e-7 }, dp.variables[i].name));
       expect(g.grads.every((gr) => gr.some((v) => v !== 0))).toBe(true);
 
-      const sgd = new FlatSgd(dp.variables, { conv: { lr: 0.05, momentum: 0.9 }, rest: { lr: 0.1, momentum: 0.9, weightDecay: 1e-4 } });
+      const sgd = new FlatSgd(dp.variables, {
+        conv: { lr: 0.05, momentum: 0.9 },
+        rest: { lr: 0.1, momentum: 0.9, weightDecay: 1e-4 },
+      });
       const mem0 = await dp.memory();
       for (let s = 0; s < 2; s++) await dp.step(makeBatch(), sgd);
       const mem1 = await dp.memory();
@@ -102,7 +115,11 @@ describe('DataParallel (tiny task)', () => {
       // Same micro-batches, same kernels, same summation arithmetic: identical.
       expect(Array.from(g2.flat)).toEqual(Array.from(g1));
       // With BN the full-batch gradient differs (per-shard batch statistics): document that it is not that.
-      const full = mainThreadGrads(g2.grads.map((_, i) => start.weights[i]), dp.variables.map((v) => v.shape), true);
+      const full = mainThreadGrads(
+        g2.grads.map((_, i) => start.weights[i]),
+        dp.variables.map((v) => v.shape),
+        true,
+      );
       expect(Math.max(...full.grads[0].map((v, i) => Math.abs(v - g2.grads[0][i])))).toBeGreaterThan(1e-6);
 
       // Expected running stats: 0.9·init + 0.1·mean over shards of each shard's (mean, unbiased var).
@@ -136,7 +153,9 @@ describe('DataParallel (tiny task)', () => {
     const dp = await DataParallel.create({ task: tiny({ failOn: 'compute' }), workers: 2 });
     const err = await dp.computeGradients(makeBatch()).catch((e) => e);
     expect(err).toBeInstanceOf(WorkerTaskError);
-    expect(err.message).toMatch(/^fer-parallel worker [01] failed in computeGradients: Error: tiny task: cannot handle a batch of 3$/);
+    expect(err.message).toMatch(
+      /^fer-parallel worker [01] failed in computeGradients: Error: tiny task: cannot handle a batch of 3$/,
+    );
     expect(err.stack).toContain('tiny.ts');
     expect((await dp.dispose()).leaked).toEqual([0, 0]);
     expect(activeWorkerCount()).toBe(before);
@@ -147,13 +166,15 @@ describe('DataParallel (tiny task)', () => {
     await expect(DataParallel.create({ task: tiny({ failOn: 'create' }), workers: 2 })).rejects.toThrow(
       /worker [01] failed in init \(createReplica\): RangeError: tiny task refused to start in worker [01]/,
     );
-    await expect(DataParallel.create({ task: { module: path.join(__dirname, 'tasks', 'nope.ts') }, workers: 1 })).rejects.toThrow(
-      /Could not load the task module '.*nope\.ts'/,
-    );
+    await expect(
+      DataParallel.create({ task: { module: path.join(__dirname, 'tasks', 'nope.ts') }, workers: 1 }),
+    ).rejects.toThrow(/Could not load the task module '.*nope\.ts'/);
     await expect(DataParallel.create({ task: { module: TINY, export: 'makeIt' }, workers: 1 })).rejects.toThrow(
       "has no function export 'makeIt'. Found: createReplica, tinyLoss. Set task.export.",
     );
-    await expect(DataParallel.create({ task: tiny(), workers: 0 })).rejects.toThrow('Expected workers to be a positive integer');
+    await expect(DataParallel.create({ task: tiny(), workers: 0 })).rejects.toThrow(
+      'Expected workers to be a positive integer',
+    );
     await new Promise((r) => setTimeout(r, 50));
     expect(activeWorkerCount()).toBe(before);
   });
@@ -162,10 +183,18 @@ describe('DataParallel (tiny task)', () => {
     const dp = await DataParallel.create({ task: tiny({ leak: true }), workers: 1 });
     try {
       const b = makeBatch();
-      await expect(dp.computeGradients({ ...b, labels: new Int32Array(2) })).rejects.toThrow('Expected batch.labels to be an Int32Array of 6 class indices, but got 2.');
-      await expect(dp.computeGradients({ ...b, shape: [6, 5, 5, 3] })).rejects.toThrow('Expected batch.images to be a Float32Array of 6×5×5×3 = 450 values, but got 300.');
-      await expect(dp.setWeights([new Float32Array(1)])).rejects.toThrow('Expected 4 weight arrays (one per variable), but got 1.');
-      await expect(dp.setWeights(undefined, new Float32Array(1))).rejects.toThrow('Expected a flat state vector of 0 values, but got 1.');
+      await expect(dp.computeGradients({ ...b, labels: new Int32Array(2) })).rejects.toThrow(
+        'Expected batch.labels to be an Int32Array of 6 class indices, but got 2.',
+      );
+      await expect(dp.computeGradients({ ...b, shape: [6, 5, 5, 3] })).rejects.toThrow(
+        'Expected batch.images to be a Float32Array of 6×5×5×3 = 450 values, but got 300.',
+      );
+      await expect(dp.setWeights([new Float32Array(1)])).rejects.toThrow(
+        'Expected 4 weight arrays (one per variable), but got 1.',
+      );
+      await expect(dp.setWeights(undefined, new Float32Array(1))).rejects.toThrow(
+        'Expected a flat state vector of 0 values, but got 1.',
+      );
       await dp.computeGradients(b);
     } finally {
       expect((await dp.dispose()).leaked).toEqual([1]);

@@ -13,7 +13,13 @@ export function nearDuplicateStateDict(b1: Map<string, RawTensor>, b2: Map<strin
     }
     const v1 = toFloat32(t1);
     const v2 = toFloat32(b2.get(k)!);
-    out.set(k, fromFloat32(Float32Array.from(v1, (a, i) => a + 0.1 * (v2[i] - a)), t1.shape));
+    out.set(
+      k,
+      fromFloat32(
+        Float32Array.from(v1, (a, i) => a + 0.1 * (v2[i] - a)),
+        t1.shape,
+      ),
+    );
   }
   return out;
 }

@@ -15,7 +15,9 @@ export const TRUTH_SCRIPT = path.join(REPO_ROOT, 'scripts', 'float64-truth.py');
 /** True when Debian's python3 can import torch (find_spec: no import, which takes seconds). */
 export const hasTorch =
   existsSync(PYTHON) &&
-  spawnSync(PYTHON, ['-c', 'import importlib.util, sys; sys.exit(0 if importlib.util.find_spec("torch") else 1)'], { timeout: 60_000 }).status === 0;
+  spawnSync(PYTHON, ['-c', 'import importlib.util, sys; sys.exit(0 if importlib.util.find_spec("torch") else 1)'], {
+    timeout: 60_000,
+  }).status === 0;
 
 /** `describe` when torch and `dir` exist, else a skipped block whose title says what is missing. */
 export function describeIfTorch(dir: string, name: string, fn: () => void): void {
@@ -23,7 +25,9 @@ export function describeIfTorch(dir: string, name: string, fn: () => void): void
     describe(name, fn);
     return;
   }
-  const why = !hasTorch ? `${PYTHON} has no torch; apt-get install -y python3-torch to run` : `${dir} not found (fixtures live in ../shared)`;
+  const why = !hasTorch
+    ? `${PYTHON} has no torch; apt-get install -y python3-torch to run`
+    : `${dir} not found (fixtures live in ../shared)`;
   describe(name, () => {
     it.skip(`skipped: ${why}`, () => undefined);
   });
@@ -33,11 +37,27 @@ export function describeIfTorch(dir: string, name: string, fn: () => void): void
  * Runs scripts/float64-truth.py for `model` (`--dtype`, optional `--routing` file, `--threads`) and resolves with
  * its tensors by fixture name, as float64. The output folder is removed afterwards.
  */
-export async function runTruth(model: 'esr' | 'manet', opts: { dtype?: 'float64' | 'float32'; routing?: string; threads?: number } = {}): Promise<Map<string, Float64Array>> {
+export async function runTruth(
+  model: 'esr' | 'manet',
+  opts: { dtype?: 'float64' | 'float32'; routing?: string; threads?: number } = {},
+): Promise<Map<string, Float64Array>> {
   const dtype = opts.dtype ?? 'float64';
   const out = mkdtempSync(path.join(os.tmpdir(), `fer-${model}-truth-`));
-  const args = [TRUTH_SCRIPT, '--model', model, '--dtype', dtype, '--out', out, '--threads', String(opts.threads ?? 1),
-    '--reference', path.join(SHARED_DIR, 'reference'), '--bench', path.join(SHARED_DIR, 'bench')];
+  const args = [
+    TRUTH_SCRIPT,
+    '--model',
+    model,
+    '--dtype',
+    dtype,
+    '--out',
+    out,
+    '--threads',
+    String(opts.threads ?? 1),
+    '--reference',
+    path.join(SHARED_DIR, 'reference'),
+    '--bench',
+    path.join(SHARED_DIR, 'bench'),
+  ];
   if (opts.routing) args.push('--routing', opts.routing);
   try {
     await new Promise<void>((resolve, reject) => {
@@ -45,7 +65,9 @@ export async function runTruth(model: 'esr' | 'manet', opts: { dtype?: 'float64'
       let err = '';
       p.stderr.on('data', (d) => (err += d));
       p.on('error', reject);
-      p.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`${PYTHON} ${args.join(' ')} exited with ${code}:\n${err}`))));
+      p.on('close', (code) =>
+        code === 0 ? resolve() : reject(new Error(`${PYTHON} ${args.join(' ')} exited with ${code}:\n${err}`)),
+      );
     });
     const file = await readSafetensors(path.join(out, `${model}-${dtype}${opts.routing ? '-routed' : ''}.safetensors`));
     return new Map([...file.tensors].map(([k, t]) => [k, float64(t)]));
@@ -103,6 +125,9 @@ export function formatRows(rows: ErrorRow[]): string {
   const f = (v: number) => v.toExponential(2).padStart(9);
   const w = Math.max(...rows.map((r) => r.name.length), 4);
   const routed = rows.some((r) => r.oursRouted !== undefined);
-  const lines = rows.map((r) => `${r.name.padEnd(w)}  ${r.scale.padEnd(7)} ${f(r.fixture)} ${f(r.ours)}${routed ? ` ${f(r.oursRouted ?? NaN)}` : ''}`);
+  const lines = rows.map(
+    (r) =>
+      `${r.name.padEnd(w)}  ${r.scale.padEnd(7)} ${f(r.fixture)} ${f(r.ours)}${routed ? ` ${f(r.oursRouted ?? NaN)}` : ''}`,
+  );
   return [`${'name'.padEnd(w)}  scale     fixture      ours${routed ? '  ours-rt' : ''}`, ...lines].join('\n');
 }

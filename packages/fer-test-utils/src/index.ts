@@ -6,7 +6,18 @@ import { readSafetensors, toFloat32, type RawTensor } from 'fer-torch';
 import { REFERENCE_DIR } from './paths';
 
 export { REPO_ROOT, SHARED_DIR, REFERENCE_DIR, DATA_DIR } from './paths';
-export { PYTHON, TRUTH_SCRIPT, hasTorch, describeIfTorch, runTruth, float64, maxAbs, relErr, updateScale, formatRows } from './float64';
+export {
+  PYTHON,
+  TRUTH_SCRIPT,
+  hasTorch,
+  describeIfTorch,
+  runTruth,
+  float64,
+  maxAbs,
+  relErr,
+  updateScale,
+  formatRows,
+} from './float64';
 export type { ErrorRow } from './float64';
 export { nearDuplicateStateDict } from './fixture-rules';
 

@@ -15,8 +15,16 @@ export interface ByteSource {
 }
 
 function checkRange(src: { name: string; size: number }, offset: number, length: number): void {
-  if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > src.size) {
-    throw new TorchFormatError(`${src.name}: the file is truncated or corrupt: needed bytes ${offset}..${offset + length} but it has ${src.size}.`);
+  if (
+    !Number.isSafeInteger(offset) ||
+    !Number.isSafeInteger(length) ||
+    offset < 0 ||
+    length < 0 ||
+    offset + length > src.size
+  ) {
+    throw new TorchFormatError(
+      `${src.name}: the file is truncated or corrupt: needed bytes ${offset}..${offset + length} but it has ${src.size}.`,
+    );
   }
 }
 
@@ -39,12 +47,17 @@ export function fileSource(path: string): ByteSource {
     fd = openSync(path, 'r');
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new TorchFormatError(`Cannot open checkpoint ${path}: ${code === 'ENOENT' ? 'no such file' : (e as Error).message}. Check the path.`);
+    throw new TorchFormatError(
+      `Cannot open checkpoint ${path}: ${code === 'ENOENT' ? 'no such file' : (e as Error).message}. Check the path.`,
+    );
   }
   let size: number;
   try {
     const st = fstatSync(fd);
-    if (!st.isFile()) throw new TorchFormatError(`Cannot read checkpoint ${path}: it is not a regular file (a folder?). Pass the .pt/.pth/.safetensors file itself.`);
+    if (!st.isFile())
+      throw new TorchFormatError(
+        `Cannot read checkpoint ${path}: it is not a regular file (a folder?). Pass the .pt/.pth/.safetensors file itself.`,
+      );
     size = st.size;
   } catch (e) {
     closeSync(fd);
@@ -60,7 +73,10 @@ export function fileSource(path: string): ByteSource {
       let done = 0;
       while (done < length) {
         const n = readSync(fd, out, done, length - done, offset + done);
-        if (n <= 0) throw new TorchFormatError(`${path}: the file shrank while reading (got ${done} of ${length} bytes at ${offset}).`);
+        if (n <= 0)
+          throw new TorchFormatError(
+            `${path}: the file shrank while reading (got ${done} of ${length} bytes at ${offset}).`,
+          );
         done += n;
       }
       return out;

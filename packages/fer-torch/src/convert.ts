@@ -27,15 +27,23 @@ export interface EsrConversion {
  * legacy format) to `base.safetensors` and `branch_<i>.safetensors` in `outDir`, with PyTorch names and layouts
  * unchanged and `{ format: 'pt', source: <file name> }` metadata. Branches must be numbered 1…n without gaps.
  */
-export async function convertEsrCheckpointFolder(folder: string, outDir: string, opts: ReadStateDictOptions = {}): Promise<EsrConversion> {
+export async function convertEsrCheckpointFolder(
+  folder: string,
+  outDir: string,
+  opts: ReadStateDictOptions = {},
+): Promise<EsrConversion> {
   let names: string[];
   try {
     names = await fs.readdir(folder);
   } catch (e) {
-    throw new StateDictError(`Cannot read the ESR checkpoint folder ${folder} (${(e as Error).message}). Point it at the folder that holds ${ESR_BASE_FILE}, e.g. SavedNetworks/9.`);
+    throw new StateDictError(
+      `Cannot read the ESR checkpoint folder ${folder} (${(e as Error).message}). Point it at the folder that holds ${ESR_BASE_FILE}, e.g. SavedNetworks/9.`,
+    );
   }
   if (!names.includes(ESR_BASE_FILE)) {
-    throw new StateDictError(`No ${ESR_BASE_FILE} in ${folder}. Point it at the folder that ESR.save() wrote (e.g. SavedNetworks/9), which holds ${ESR_BASE_FILE} and Net-Branch_<i>.pt.`);
+    throw new StateDictError(
+      `No ${ESR_BASE_FILE} in ${folder}. Point it at the folder that ESR.save() wrote (e.g. SavedNetworks/9), which holds ${ESR_BASE_FILE} and Net-Branch_<i>.pt.`,
+    );
   }
   const branches = names
     .map((n) => ESR_BRANCH_FILE.exec(n))
@@ -43,9 +51,15 @@ export async function convertEsrCheckpointFolder(folder: string, outDir: string,
     .map((m) => Number(m[1]))
     .sort((a, b) => a - b);
   branches.forEach((b, i) => {
-    if (b !== i + 1) throw new StateDictError(`${folder}: expected Net-Branch_${i + 1}.pt, but the branches found are ${branches.join(', ')}; ESR.load() needs 1…n without gaps.`);
+    if (b !== i + 1)
+      throw new StateDictError(
+        `${folder}: expected Net-Branch_${i + 1}.pt, but the branches found are ${branches.join(', ')}; ESR.load() needs 1…n without gaps.`,
+      );
   });
-  const jobs: Array<[string, string]> = [[ESR_BASE_FILE, 'base.safetensors'], ...branches.map((b): [string, string] => [`Net-Branch_${b}.pt`, `branch_${b}.safetensors`])];
+  const jobs: Array<[string, string]> = [
+    [ESR_BASE_FILE, 'base.safetensors'],
+    ...branches.map((b): [string, string] => [`Net-Branch_${b}.pt`, `branch_${b}.safetensors`]),
+  ];
   await fs.mkdir(outDir, { recursive: true });
   const files: ConvertedFile[] = [];
   for (const [src, dst] of jobs) {

@@ -1,5 +1,25 @@
 import { PICKLES_BY_PROTOCOL, PICKLE_OBJECT_CANON } from '../test/fixtures/pickles';
-import { EMPTY_DICT, EMPTY_LIST, MARK, NEWOBJ, PROTO2, REDUCE, SETITEMS, STOP, APPENDS, BUILD, EMPTY_TUPLE, global, hexBytes, int, pk, str, float, NONE, NEWTRUE } from '../test/helpers';
+import {
+  EMPTY_DICT,
+  EMPTY_LIST,
+  MARK,
+  NEWOBJ,
+  PROTO2,
+  REDUCE,
+  SETITEMS,
+  STOP,
+  APPENDS,
+  BUILD,
+  EMPTY_TUPLE,
+  global,
+  hexBytes,
+  int,
+  pk,
+  str,
+  float,
+  NONE,
+  NEWTRUE,
+} from '../test/helpers';
 import { TorchFormatError, UnsafePickleError } from './errors';
 import { PickledObject, PyDict, opcodeName, unpickle } from './pickle';
 
@@ -14,7 +34,8 @@ function canon(x: unknown): unknown {
   if (typeof x === 'string') return { s: x };
   if (x instanceof Uint8Array) return { b: Buffer.from(x).toString('hex') };
   if (Array.isArray(x)) return x.map(canon);
-  if (x instanceof PyDict) return { [x.kind === 'OrderedDict' ? 'od' : 'd']: [...x].map(([k, v]) => [canon(k), canon(v)]) };
+  if (x instanceof PyDict)
+    return { [x.kind === 'OrderedDict' ? 'od' : 'd']: [...x].map(([k, v]) => [canon(k), canon(v)]) };
   if (x instanceof Set) {
     const items = [...x].map(canon);
     return { set: items.sort((a, b) => (JSON.stringify(a) < JSON.stringify(b) ? -1 : 1)) };
@@ -36,15 +57,44 @@ describe('unpickle: CPython pickles of one object at every protocol', () => {
 
 describe('unpickle: opcodes', () => {
   it('reads NONE, NEWTRUE, BINFLOAT (big-endian), LONG1, lists with APPENDS, TUPLE3', () => {
-    const bytes = pk(...PROTO2, EMPTY_LIST, MARK, NONE, NEWTRUE, ...float(0.1), 0x8a, 9, [0, 0, 0, 0, 0, 0, 0, 0, 1], ...int(1), ...int(2), ...int(3), 0x87, APPENDS, STOP);
+    const bytes = pk(
+      ...PROTO2,
+      EMPTY_LIST,
+      MARK,
+      NONE,
+      NEWTRUE,
+      ...float(0.1),
+      0x8a,
+      9,
+      [0, 0, 0, 0, 0, 0, 0, 0, 1],
+      ...int(1),
+      ...int(2),
+      ...int(3),
+      0x87,
+      APPENDS,
+      STOP,
+    );
     expect(unpickle(bytes).value).toEqual([null, true, 0.1, 2n ** 64n, [1, 2, 3]]);
   });
 
   it('builds an OrderedDict and keeps BUILD attributes (the state_dict _metadata)', () => {
     const bytes = pk(
-      ...PROTO2, ...global('collections', 'OrderedDict'), EMPTY_TUPLE, REDUCE,
-      MARK, ...str('b'), ...int(1), ...str('a'), ...int(2), SETITEMS,
-      EMPTY_DICT, ...str('_metadata'), EMPTY_DICT, 0x73, BUILD, STOP,
+      ...PROTO2,
+      ...global('collections', 'OrderedDict'),
+      EMPTY_TUPLE,
+      REDUCE,
+      MARK,
+      ...str('b'),
+      ...int(1),
+      ...str('a'),
+      ...int(2),
+      SETITEMS,
+      EMPTY_DICT,
+      ...str('_metadata'),
+      EMPTY_DICT,
+      0x73,
+      BUILD,
+      STOP,
     );
     const od = unpickle(bytes).value as PyDict;
     expect(od.kind).toBe('OrderedDict');
@@ -57,7 +107,9 @@ describe('unpickle: opcodes', () => {
   });
 
   it('refuses truncated and malformed streams with a TorchFormatError naming the opcode and byte', () => {
-    expect(() => unpickle(pk(...PROTO2, 0x58, [0xff, 0xff, 0xff, 0x7f], 'abc'))).toThrow(/truncated.*BINUNICODE at byte 2/);
+    expect(() => unpickle(pk(...PROTO2, 0x58, [0xff, 0xff, 0xff, 0x7f], 'abc'))).toThrow(
+      /truncated.*BINUNICODE at byte 2/,
+    );
     expect(() => unpickle(pk(...PROTO2, 0x8e, [0, 0, 0, 0, 0, 0, 0, 0x10]))).toThrow(TorchFormatError);
     expect(() => unpickle(pk(...PROTO2, ...int(1)))).toThrow(/truncated/);
     expect(() => unpickle(pk(...PROTO2, 0x68, 5, STOP))).toThrow(/memo index 5 was never stored/);
@@ -71,24 +123,49 @@ describe('unpickle: opcodes', () => {
 describe('unpickle: unknown globals', () => {
   // A training checkpoint's RecorderMeter: NEWOBJ on a __main__ class, then BUILD with its __dict__.
   const recorder = pk(
-    ...PROTO2, ...global('__main__', 'RecorderMeter'), EMPTY_TUPLE, NEWOBJ,
-    EMPTY_DICT, MARK, ...str('total_epoch'), ...int(40), ...str('best'), ...float(0.61), SETITEMS, BUILD, STOP,
+    ...PROTO2,
+    ...global('__main__', 'RecorderMeter'),
+    EMPTY_TUPLE,
+    NEWOBJ,
+    EMPTY_DICT,
+    MARK,
+    ...str('total_epoch'),
+    ...int(40),
+    ...str('best'),
+    ...float(0.61),
+    SETITEMS,
+    BUILD,
+    STOP,
   );
 
   it('refuses them by default, saying nothing ran and how to opt in', () => {
     expect(() => unpickle(recorder)).toThrow(UnsafePickleError);
-    expect(() => unpickle(recorder)).toThrow(/'__main__\.RecorderMeter'.*not on the allow-list.*Nothing was executed.*unknownGlobals: 'inert'/s);
+    expect(() => unpickle(recorder)).toThrow(
+      /'__main__\.RecorderMeter'.*not on the allow-list.*Nothing was executed.*unknownGlobals: 'inert'/s,
+    );
   });
 
   it("keeps them as inert records with unknownGlobals: 'inert'", () => {
     const obj = unpickle(recorder, { unknownGlobals: 'inert' }).value as PickledObject;
     expect(obj).toBeInstanceOf(PickledObject);
     expect([obj.module, obj.name, obj.args]).toEqual(['__main__', 'RecorderMeter', []]);
-    expect([...(obj.state as PyDict).entries()]).toEqual([['total_epoch', 40], ['best', 0.61]]);
+    expect([...(obj.state as PyDict).entries()]).toEqual([
+      ['total_epoch', 40],
+      ['best', 0.61],
+    ]);
   });
 
   it('records REDUCE on an inert global (e.g. a numpy scalar) without calling it', () => {
-    const bytes = pk(...PROTO2, ...global('numpy.core.multiarray', 'scalar'), MARK, ...str('f8'), ...str('raw'), 0x74, REDUCE, STOP);
+    const bytes = pk(
+      ...PROTO2,
+      ...global('numpy.core.multiarray', 'scalar'),
+      MARK,
+      ...str('f8'),
+      ...str('raw'),
+      0x74,
+      REDUCE,
+      STOP,
+    );
     const obj = unpickle(bytes, { unknownGlobals: 'inert' }).value as PickledObject;
     expect([obj.qualifiedName, obj.args]).toEqual(['numpy.core.multiarray.scalar', ['f8', 'raw']]);
   });
@@ -96,7 +173,14 @@ describe('unpickle: unknown globals', () => {
 
 describe('inert mode and harmless builtins', () => {
   it('keeps defaultdict(list) as an inert record, but only in inert mode', () => {
-    const bytes = pk(...PROTO2, ...global('collections', 'defaultdict'), ...global('builtins', 'list'), 0x85, REDUCE, STOP);
+    const bytes = pk(
+      ...PROTO2,
+      ...global('collections', 'defaultdict'),
+      ...global('builtins', 'list'),
+      0x85,
+      REDUCE,
+      STOP,
+    );
     expect(() => unpickle(bytes)).toThrow(/'collections\.defaultdict'.*not on the allow-list/);
     const obj = unpickle(bytes, { unknownGlobals: 'inert' }).value as PickledObject;
     expect(obj.qualifiedName).toBe('collections.defaultdict');

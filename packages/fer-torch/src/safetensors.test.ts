@@ -24,7 +24,8 @@ describe('safetensors', () => {
       .sort((x, y) => x[1].data_offsets[0] - y[1].data_offsets[0])
       .map(([k]) => k);
     expect(order).toEqual(['c.count', 'b.weight', 'd.half', 'a.mask']);
-    for (const [k, t] of tensors) expect([k, (8 + n + header[k].data_offsets[0]) % DTYPE_SIZE[t.dtype]]).toEqual([k, 0]);
+    for (const [k, t] of tensors)
+      expect([k, (8 + n + header[k].data_offsets[0]) % DTYPE_SIZE[t.dtype]]).toEqual([k, 0]);
   });
 
   it('caps the header at 100 MB', () => {

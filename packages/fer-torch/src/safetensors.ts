@@ -15,8 +15,16 @@ export interface SafetensorsFile {
 export const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 
 const ST_DTYPES: Readonly<Record<string, DType>> = {
-  F32: 'float32', F64: 'float64', F16: 'float16', BF16: 'bfloat16', I64: 'int64', I32: 'int32', I16: 'int16',
-  I8: 'int8', U8: 'uint8', BOOL: 'bool',
+  F32: 'float32',
+  F64: 'float64',
+  F16: 'float16',
+  BF16: 'bfloat16',
+  I64: 'int64',
+  I32: 'int32',
+  I16: 'int16',
+  I8: 'int8',
+  U8: 'uint8',
+  BOOL: 'bool',
 };
 const ST_NAMES: Readonly<Record<DType, string>> = Object.fromEntries(
   Object.entries(ST_DTYPES).map(([k, v]) => [v, k]),
@@ -32,16 +40,19 @@ export function parseSafetensors(bytes: Uint8Array, source = 'buffer'): Safetens
   if (bytes.byteLength < 8) throw fail(`expected at least 8 bytes (header length), got ${bytes.byteLength}.`);
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const headerLen = dv.getBigUint64(0, true);
-  if (headerLen > BigInt(MAX_HEADER_BYTES)) throw fail(`header of ${headerLen} bytes exceeds the ${MAX_HEADER_BYTES}-byte limit.`);
+  if (headerLen > BigInt(MAX_HEADER_BYTES))
+    throw fail(`header of ${headerLen} bytes exceeds the ${MAX_HEADER_BYTES}-byte limit.`);
   const hl = Number(headerLen);
-  if (8 + hl > bytes.byteLength) throw fail(`header claims ${hl} bytes but the file has only ${bytes.byteLength - 8} after the length.`);
+  if (8 + hl > bytes.byteLength)
+    throw fail(`header claims ${hl} bytes but the file has only ${bytes.byteLength - 8} after the length.`);
   let header: Record<string, unknown>;
   try {
     header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, 8 + hl)));
   } catch (e) {
     throw fail(`header is not valid UTF-8 JSON (${(e as Error).message}).`);
   }
-  if (header === null || typeof header !== 'object' || Array.isArray(header)) throw fail('header must be a JSON object.');
+  if (header === null || typeof header !== 'object' || Array.isArray(header))
+    throw fail('header must be a JSON object.');
   const body = bytes.subarray(8 + hl);
   const tensors = new Map<string, RawTensor>();
   const ranges: Array<[number, number, string]> = [];
@@ -54,19 +65,31 @@ export function parseSafetensors(bytes: Uint8Array, source = 'buffer'): Safetens
     }
     const t = info as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
     const dtype = typeof t.dtype === 'string' ? ST_DTYPES[t.dtype] : undefined;
-    if (!dtype) throw fail(`tensor '${name}' has unsupported dtype ${JSON.stringify(t.dtype)}; expected one of ${Object.keys(ST_DTYPES).join(', ')}.`);
+    if (!dtype)
+      throw fail(
+        `tensor '${name}' has unsupported dtype ${JSON.stringify(t.dtype)}; expected one of ${Object.keys(ST_DTYPES).join(', ')}.`,
+      );
     if (!Array.isArray(t.shape) || !t.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
       throw fail(`tensor '${name}' has an invalid shape ${JSON.stringify(t.shape)}.`);
     }
     const offs = t.data_offsets;
-    if (!Array.isArray(offs) || offs.length !== 2 || !offs.every((o) => Number.isSafeInteger(o) && o >= 0) || offs[0] > offs[1]) {
+    if (
+      !Array.isArray(offs) ||
+      offs.length !== 2 ||
+      !offs.every((o) => Number.isSafeInteger(o) && o >= 0) ||
+      offs[0] > offs[1]
+    ) {
       throw fail(`tensor '${name}' has invalid data_offsets ${JSON.stringify(offs)}.`);
     }
     const [begin, end] = offs as [number, number];
     const shape = t.shape as number[];
     const want = numel(shape) * DTYPE_SIZE[dtype];
-    if (end - begin !== want) throw fail(`tensor '${name}' (${dtype} [${shape.join(', ')}]) needs ${want} bytes but its offsets span ${end - begin}.`);
-    if (end > body.byteLength) throw fail(`tensor '${name}' ends at byte ${end}, past the ${body.byteLength}-byte data section.`);
+    if (end - begin !== want)
+      throw fail(
+        `tensor '${name}' (${dtype} [${shape.join(', ')}]) needs ${want} bytes but its offsets span ${end - begin}.`,
+      );
+    if (end > body.byteLength)
+      throw fail(`tensor '${name}' ends at byte ${end}, past the ${body.byteLength}-byte data section.`);
     ranges.push([begin, end, name]);
     tensors.set(name, { dtype, shape: [...shape], data: body.subarray(begin, end) });
   }
@@ -76,11 +99,16 @@ export function parseSafetensors(bytes: Uint8Array, source = 'buffer'): Safetens
   for (let i = 0; i < ranges.length; i++) {
     const [begin, end, name] = ranges[i];
     if (begin < covered) throw fail(`tensors '${ranges[i - 1][2]}' and '${name}' overlap.`);
-    if (begin > covered) throw fail(`bytes ${covered}..${begin} of the data section belong to no tensor (before '${name}'); the offsets are corrupt.`);
+    if (begin > covered)
+      throw fail(
+        `bytes ${covered}..${begin} of the data section belong to no tensor (before '${name}'); the offsets are corrupt.`,
+      );
     covered = end;
   }
   if (covered !== body.byteLength) {
-    throw fail(`the data section has ${body.byteLength} bytes but the tensors cover ${covered}; the file is truncated or has trailing bytes.`);
+    throw fail(
+      `the data section has ${body.byteLength} bytes but the tensors cover ${covered}; the file is truncated or has trailing bytes.`,
+    );
   }
   return { tensors, metadata };
 }
@@ -95,7 +123,10 @@ export async function readSafetensors(file: string): Promise<SafetensorsFile> {
  * size, largest first, then by name, so every tensor starts at a multiple of its element size in the file and a
  * reader can view it as a typed array without copying.
  */
-export function serializeSafetensors(tensors: Map<string, RawTensor> | Record<string, RawTensor>, metadata?: Record<string, string>): Uint8Array {
+export function serializeSafetensors(
+  tensors: Map<string, RawTensor> | Record<string, RawTensor>,
+  metadata?: Record<string, string>,
+): Uint8Array {
   const entries = (tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors)).sort(
     ([a, ta], [b, tb]) => DTYPE_SIZE[tb.dtype] - DTYPE_SIZE[ta.dtype] || (a < b ? -1 : a > b ? 1 : 0),
   );
@@ -104,7 +135,10 @@ export function serializeSafetensors(tensors: Map<string, RawTensor> | Record<st
   let offset = 0;
   for (const [name, t] of entries) {
     const size = numel(t.shape) * DTYPE_SIZE[t.dtype];
-    if (t.data.byteLength !== size) throw new SafetensorsError(`tensor '${name}' has ${t.data.byteLength} bytes, expected ${size} for ${t.dtype} [${t.shape.join(', ')}].`);
+    if (t.data.byteLength !== size)
+      throw new SafetensorsError(
+        `tensor '${name}' has ${t.data.byteLength} bytes, expected ${size} for ${t.dtype} [${t.shape.join(', ')}].`,
+      );
     header[name] = { dtype: ST_NAMES[t.dtype], shape: t.shape, data_offsets: [offset, offset + size] };
     offset += size;
   }

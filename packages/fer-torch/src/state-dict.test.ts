@@ -1,11 +1,25 @@
 import { StateDictError } from './errors';
 import {
-  addPrefix, assertLoadable, dropKeys, hwioToOihw, linearToTfjs, linearToTorch, loadReport, oihwToHwio, renameKeys, selectKeys, stripPrefix,
+  addPrefix,
+  assertLoadable,
+  dropKeys,
+  hwioToOihw,
+  linearToTfjs,
+  linearToTorch,
+  loadReport,
+  oihwToHwio,
+  renameKeys,
+  selectKeys,
+  stripPrefix,
   type StateDict,
 } from './state-dict';
 import { fromFloat32, rawTensorsEqual, toFloat32, transposeRaw } from './tensor';
 
-const iota = (shape: number[]) => fromFloat32(Array.from({ length: shape.reduce((a, b) => a * b, 1) }, (_, i) => i), shape);
+const iota = (shape: number[]) =>
+  fromFloat32(
+    Array.from({ length: shape.reduce((a, b) => a * b, 1) }, (_, i) => i),
+    shape,
+  );
 const t = (shape: number[]) => iota(shape);
 
 describe('layout conversion', () => {
@@ -32,7 +46,11 @@ describe('layout conversion', () => {
   });
 
   it('keeps dtype and works on 8-byte elements', () => {
-    const longs = { dtype: 'int64' as const, shape: [2, 2], data: new Uint8Array(new BigInt64Array([1n, 2n, 3n, 4n]).buffer) };
+    const longs = {
+      dtype: 'int64' as const,
+      shape: [2, 2],
+      data: new Uint8Array(new BigInt64Array([1n, 2n, 3n, 4n]).buffer),
+    };
     const tr = transposeRaw(longs, [1, 0]);
     expect(tr.dtype).toBe('int64');
     expect(Array.from(new BigInt64Array(tr.data.slice().buffer))).toEqual([1n, 3n, 2n, 4n]);
@@ -57,22 +75,42 @@ describe('key helpers', () => {
     const s = stripPrefix(sd);
     expect([...s.keys()]).toEqual(['conv1.weight', 'fc_1.weight', 'fc_1.bias', 'other']);
     expect(s.get('conv1.weight')).toBe(sd.get('module.conv1.weight'));
-    expect([...addPrefix(s, 'module.').keys()]).toEqual(['module.conv1.weight', 'module.fc_1.weight', 'module.fc_1.bias', 'module.other']);
+    expect([...addPrefix(s, 'module.').keys()]).toEqual([
+      'module.conv1.weight',
+      'module.fc_1.weight',
+      'module.fc_1.bias',
+      'module.other',
+    ]);
   });
 
   it('select, drop and rename keys', () => {
     expect([...selectKeys(sd, /^module\.fc_1\./).keys()]).toEqual(['module.fc_1.weight', 'module.fc_1.bias']);
     expect([...selectKeys(sd, ['other']).keys()]).toEqual(['other']);
     expect([...dropKeys(stripPrefix(sd), (k) => k.startsWith('fc_')).keys()]).toEqual(['conv1.weight', 'other']);
-    expect([...renameKeys(sd, { other: 'renamed' }).keys()]).toEqual(['module.conv1.weight', 'module.fc_1.weight', 'module.fc_1.bias', 'renamed']);
-    expect([...renameKeys(sd, (k) => (k === 'other' ? null : k.toUpperCase())).keys()]).toEqual(['MODULE.CONV1.WEIGHT', 'MODULE.FC_1.WEIGHT', 'MODULE.FC_1.BIAS']);
-    expect(() => renameKeys(sd, () => 'same')).toThrow(/maps both 'module.conv1.weight' and 'module.fc_1.weight' to 'same'/);
+    expect([...renameKeys(sd, { other: 'renamed' }).keys()]).toEqual([
+      'module.conv1.weight',
+      'module.fc_1.weight',
+      'module.fc_1.bias',
+      'renamed',
+    ]);
+    expect([...renameKeys(sd, (k) => (k === 'other' ? null : k.toUpperCase())).keys()]).toEqual([
+      'MODULE.CONV1.WEIGHT',
+      'MODULE.FC_1.WEIGHT',
+      'MODULE.FC_1.BIAS',
+    ]);
+    expect(() => renameKeys(sd, () => 'same')).toThrow(
+      /maps both 'module.conv1.weight' and 'module.fc_1.weight' to 'same'/,
+    );
   });
 });
 
 describe('loadReport', () => {
   const expected = { 'a.weight': [2, 3], 'a.bias': [2], 'b.weight': [4] };
-  const actual: StateDict = new Map([['a.weight', t([2, 3])], ['a.bias', t([3])], ['extra', t([1])]]);
+  const actual: StateDict = new Map([
+    ['a.weight', t([2, 3])],
+    ['a.bias', t([3])],
+    ['extra', t([1])],
+  ]);
 
   it('lists missing, unexpected and shape-mismatched keys', () => {
     const r = loadReport(expected, actual);
@@ -83,7 +121,9 @@ describe('loadReport', () => {
     expect(r.ok).toBe(false);
     expect(r.message).toContain('Missing key(s) in state_dict: "b.weight".');
     expect(r.message).toContain('Unexpected key(s) in state_dict: "extra".');
-    expect(r.message).toContain('size mismatch for a.bias: copying a param with shape [3] from checkpoint, the shape in current model is [2].');
+    expect(r.message).toContain(
+      'size mismatch for a.bias: copying a param with shape [3] from checkpoint, the shape in current model is [2].',
+    );
     expect(() => assertLoadable(r)).toThrow(StateDictError);
   });
 

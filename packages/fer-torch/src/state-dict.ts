@@ -46,13 +46,15 @@ export function moduleStateDict(module: unknown, prefix = '', out: StateDict = n
     if (!(d instanceof Map)) continue;
     for (const [name, t] of d) {
       if (t === null || (field === '_buffers' && skip.has(name))) continue;
-      if (!isRawTensor(t)) throw new StateDictError(`${prefix}${String(name)} in ${field} is ${describeValue(t)}, not a tensor.`);
+      if (!isRawTensor(t))
+        throw new StateDictError(`${prefix}${String(name)} in ${field} is ${describeValue(t)}, not a tensor.`);
       out.set(`${prefix}${String(name)}`, t);
     }
   }
   const children = st.get('_modules');
   if (children instanceof Map) {
-    for (const [name, child] of children) if (child !== null) moduleStateDict(child, `${prefix}${String(name)}.`, out, depth + 1);
+    for (const [name, child] of children)
+      if (child !== null) moduleStateDict(child, `${prefix}${String(name)}.`, out, depth + 1);
   }
   return out;
 }
@@ -67,7 +69,9 @@ export function extractStateDict(obj: unknown, opts: { key?: string; source?: st
   if (opts.key !== undefined) {
     if (!(obj instanceof Map) || !obj.has(opts.key)) {
       const keys = obj instanceof Map ? keyList(obj) : describeValue(obj);
-      throw new StateDictError(`${src}: expected a dict with the entry '${opts.key}', but the file holds ${obj instanceof Map ? `the keys ${keys}` : keys}. Pass one of those as { key }.`);
+      throw new StateDictError(
+        `${src}: expected a dict with the entry '${opts.key}', but the file holds ${obj instanceof Map ? `the keys ${keys}` : keys}. Pass one of those as { key }.`,
+      );
     }
     sd = obj.get(opts.key);
   } else if (!isTensorDict(obj) && obj instanceof Map) {
@@ -81,11 +85,13 @@ export function extractStateDict(obj: unknown, opts: { key?: string; source?: st
     sd = obj.get(found);
   }
   if (moduleState(sd)) return moduleStateDict(sd);
-  if (!(sd instanceof Map)) throw new StateDictError(`${src}: expected a state dict (names → tensors), got ${describeValue(sd)}.`);
+  if (!(sd instanceof Map))
+    throw new StateDictError(`${src}: expected a state dict (names → tensors), got ${describeValue(sd)}.`);
   const out: StateDict = new Map();
   for (const [k, v] of sd) {
     if (typeof k !== 'string') throw new StateDictError(`${src}: state dict key ${describeValue(k)} is not a string.`);
-    if (!isRawTensor(v)) throw new StateDictError(`${src}: state dict entry '${k}' is ${describeValue(v)}, not a tensor.`);
+    if (!isRawTensor(v))
+      throw new StateDictError(`${src}: state dict entry '${k}' is ${describeValue(v)}, not a tensor.`);
     out.set(k, v);
   }
   return out;
@@ -95,7 +101,10 @@ export function extractStateDict(obj: unknown, opts: { key?: string; source?: st
  * Reads the weights of a checkpoint — torch.save zip, legacy torch.save or safetensors, sniffed from the bytes —
  * as `Map<name, RawTensor>` in file order. Tensors own their bytes; nothing in the file is executed.
  */
-export async function readStateDict(pathOrBytes: string | Uint8Array, opts: ReadStateDictOptions = {}): Promise<StateDict> {
+export async function readStateDict(
+  pathOrBytes: string | Uint8Array,
+  opts: ReadStateDictOptions = {},
+): Promise<StateDict> {
   const obj = await readTorchFile(pathOrBytes, opts);
   const sd = extractStateDict(obj, { key: opts.key, source: typeof pathOrBytes === 'string' ? pathOrBytes : 'buffer' });
   return opts.stripPrefix ? stripPrefix(sd, opts.stripPrefix) : sd;
@@ -143,19 +152,26 @@ export function dropKeys(sd: StateDict, filter: KeyFilter): StateDict {
  * Renames keys with a mapping (unlisted keys keep their name) or a function (`null` drops the key). Throws when two
  * keys would collide.
  */
-export function renameKeys(sd: StateDict, mapping: ((key: string) => string | null) | Readonly<Record<string, string>> | ReadonlyMap<string, string>): StateDict {
+export function renameKeys(
+  sd: StateDict,
+  mapping: ((key: string) => string | null) | Readonly<Record<string, string>> | ReadonlyMap<string, string>,
+): StateDict {
   const fn =
     typeof mapping === 'function'
       ? mapping
       : mapping instanceof Map
         ? (k: string) => mapping.get(k) ?? k
-        : (k: string) => (Object.prototype.hasOwnProperty.call(mapping, k) ? (mapping as Record<string, string>)[k] : k);
+        : (k: string) =>
+            Object.prototype.hasOwnProperty.call(mapping, k) ? (mapping as Record<string, string>)[k] : k;
   const out: StateDict = new Map();
   const from = new Map<string, string>();
   for (const [k, v] of sd) {
     const nk = fn(k);
     if (nk === null) continue;
-    if (out.has(nk)) throw new StateDictError(`Renaming maps both '${from.get(nk)}' and '${k}' to '${nk}'; make the mapping one-to-one.`);
+    if (out.has(nk))
+      throw new StateDictError(
+        `Renaming maps both '${from.get(nk)}' and '${k}' to '${nk}'; make the mapping one-to-one.`,
+      );
     out.set(nk, v);
     from.set(nk, k);
   }
@@ -164,25 +180,29 @@ export function renameKeys(sd: StateDict, mapping: ((key: string) => string | nu
 
 /** Conv kernel OIHW `[out, in, kH, kW]` (PyTorch) → HWIO `[kH, kW, in, out]` (tfjs): `transpose([2, 3, 1, 0])`. */
 export function oihwToHwio(t: RawTensor): RawTensor {
-  if (t.shape.length !== 4) throw new StateDictError(`oihwToHwio: expected a 4-D conv kernel [out, in, kH, kW], got [${t.shape.join(', ')}].`);
+  if (t.shape.length !== 4)
+    throw new StateDictError(`oihwToHwio: expected a 4-D conv kernel [out, in, kH, kW], got [${t.shape.join(', ')}].`);
   return transposeRaw(t, [2, 3, 1, 0]);
 }
 
 /** HWIO `[kH, kW, in, out]` (tfjs) → OIHW `[out, in, kH, kW]` (PyTorch): `transpose([3, 2, 0, 1])`. */
 export function hwioToOihw(t: RawTensor): RawTensor {
-  if (t.shape.length !== 4) throw new StateDictError(`hwioToOihw: expected a 4-D conv kernel [kH, kW, in, out], got [${t.shape.join(', ')}].`);
+  if (t.shape.length !== 4)
+    throw new StateDictError(`hwioToOihw: expected a 4-D conv kernel [kH, kW, in, out], got [${t.shape.join(', ')}].`);
   return transposeRaw(t, [3, 2, 0, 1]);
 }
 
 /** Linear weight `[out, in]` (PyTorch) → dense kernel `[in, out]` (tfjs). */
 export function linearToTfjs(t: RawTensor): RawTensor {
-  if (t.shape.length !== 2) throw new StateDictError(`linearToTfjs: expected a 2-D weight [out, in], got [${t.shape.join(', ')}].`);
+  if (t.shape.length !== 2)
+    throw new StateDictError(`linearToTfjs: expected a 2-D weight [out, in], got [${t.shape.join(', ')}].`);
   return transposeRaw(t, [1, 0]);
 }
 
 /** Dense kernel `[in, out]` (tfjs) → linear weight `[out, in]` (PyTorch). */
 export function linearToTorch(t: RawTensor): RawTensor {
-  if (t.shape.length !== 2) throw new StateDictError(`linearToTorch: expected a 2-D kernel [in, out], got [${t.shape.join(', ')}].`);
+  if (t.shape.length !== 2)
+    throw new StateDictError(`linearToTorch: expected a 2-D kernel [in, out], got [${t.shape.join(', ')}].`);
   return transposeRaw(t, [1, 0]);
 }
 
@@ -228,16 +248,20 @@ export function loadReport(
   for (const [k, shape] of exp) {
     const t = actual.get(k);
     if (!t) missing.push(k);
-    else if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) shapeMismatches.push({ key: k, expected: [...shape], actual: [...t.shape] });
+    else if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i]))
+      shapeMismatches.push({ key: k, expected: [...shape], actual: [...t.shape] });
     else matched.push(k);
   }
   const unexpected = [...actual.keys()].filter((k) => !exp.has(k));
   const ok = shapeMismatches.length === 0 && (!strict || (missing.length === 0 && unexpected.length === 0));
   const lines: string[] = [];
   if (strict && missing.length) lines.push(`Missing key(s) in state_dict: ${missing.map((k) => `"${k}"`).join(', ')}.`);
-  if (strict && unexpected.length) lines.push(`Unexpected key(s) in state_dict: ${unexpected.map((k) => `"${k}"`).join(', ')}.`);
+  if (strict && unexpected.length)
+    lines.push(`Unexpected key(s) in state_dict: ${unexpected.map((k) => `"${k}"`).join(', ')}.`);
   for (const m of shapeMismatches) {
-    lines.push(`size mismatch for ${m.key}: copying a param with shape [${m.actual.join(', ')}] from checkpoint, the shape in current model is [${m.expected.join(', ')}].`);
+    lines.push(
+      `size mismatch for ${m.key}: copying a param with shape [${m.actual.join(', ')}] from checkpoint, the shape in current model is [${m.expected.join(', ')}].`,
+    );
   }
   const message = lines.length ? `Error(s) in loading state_dict:\n\t${lines.join('\n\t')}` : '';
   return { strict, missing, unexpected, shapeMismatches, matched, ok, message };

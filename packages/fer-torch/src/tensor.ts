@@ -1,8 +1,27 @@
 /** Dtypes that PyTorch checkpoints and safetensors files carry. */
-export type DType = 'float32' | 'float64' | 'float16' | 'bfloat16' | 'int64' | 'int32' | 'int16' | 'int8' | 'uint8' | 'bool';
+export type DType =
+  | 'float32'
+  | 'float64'
+  | 'float16'
+  | 'bfloat16'
+  | 'int64'
+  | 'int32'
+  | 'int16'
+  | 'int8'
+  | 'uint8'
+  | 'bool';
 
 export const DTYPE_SIZE: Readonly<Record<DType, number>> = {
-  float32: 4, float64: 8, float16: 2, bfloat16: 2, int64: 8, int32: 4, int16: 2, int8: 1, uint8: 1, bool: 1,
+  float32: 4,
+  float64: 8,
+  float16: 2,
+  bfloat16: 2,
+  int64: 8,
+  int32: 4,
+  int16: 2,
+  int8: 1,
+  uint8: 1,
+  bool: 1,
 };
 
 /**
@@ -65,7 +84,8 @@ export function toFloat32(t: RawTensor): Float32Array {
 /** A float32 RawTensor over a copy of `values`. */
 export function fromFloat32(values: Float32Array | number[], shape: number[]): RawTensor {
   const f = values instanceof Float32Array ? values : Float32Array.from(values);
-  if (f.length !== numel(shape)) throw new RangeError(`fromFloat32: ${f.length} values do not fill shape [${shape.join(', ')}].`);
+  if (f.length !== numel(shape))
+    throw new RangeError(`fromFloat32: ${f.length} values do not fill shape [${shape.join(', ')}].`);
   const data = new Uint8Array(f.byteLength);
   new Float32Array(data.buffer).set(f);
   return { dtype: 'float32', shape: [...shape], data };
@@ -85,7 +105,8 @@ export function assertRawTensor(t: RawTensor, what = 'tensor'): void {
   if (!t || !(t.data instanceof Uint8Array) || !Array.isArray(t.shape) || !(t.dtype in DTYPE_SIZE)) {
     throw new TypeError(`${what}: expected a RawTensor { dtype, shape, data: Uint8Array }.`);
   }
-  if (!t.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw new RangeError(`${what}: invalid shape [${t.shape.join(', ')}].`);
+  if (!t.shape.every((d) => Number.isSafeInteger(d) && d >= 0))
+    throw new RangeError(`${what}: invalid shape [${t.shape.join(', ')}].`);
   const want = numel(t.shape) * DTYPE_SIZE[t.dtype];
   if (t.data.byteLength !== want) {
     throw new RangeError(`${what}: ${t.dtype} [${t.shape.join(', ')}] needs ${want} bytes, got ${t.data.byteLength}.`);
@@ -155,7 +176,9 @@ export function transposeRaw(t: RawTensor, perm: readonly number[]): RawTensor {
   assertRawTensor(t);
   const rank = t.shape.length;
   if (perm.length !== rank || [...perm].sort((a, b) => a - b).some((p, i) => p !== i)) {
-    throw new RangeError(`transpose: perm [${perm.join(', ')}] is not a permutation of the ${rank} dims of [${t.shape.join(', ')}].`);
+    throw new RangeError(
+      `transpose: perm [${perm.join(', ')}] is not a permutation of the ${rank} dims of [${t.shape.join(', ')}].`,
+    );
   }
   const inStrides = contiguousStrides(t.shape);
   const shape = perm.map((p) => t.shape[p]);
@@ -177,7 +200,8 @@ export function swapBytesInPlace(data: Uint8Array, itemSize: number): void {
 
 /** True when both tensors have the same dtype, shape and bytes. */
 export function rawTensorsEqual(a: RawTensor, b: RawTensor): boolean {
-  if (a.dtype !== b.dtype || a.shape.length !== b.shape.length || a.shape.some((d, i) => d !== b.shape[i])) return false;
+  if (a.dtype !== b.dtype || a.shape.length !== b.shape.length || a.shape.some((d, i) => d !== b.shape[i]))
+    return false;
   if (a.data.byteLength !== b.data.byteLength) return false;
   for (let i = 0; i < a.data.byteLength; i++) if (a.data[i] !== b.data[i]) return false;
   return true;

@@ -1,5 +1,20 @@
 import {
-  EMPTY_DICT, EMPTY_LIST, EMPTY_TUPLE, MARK, PROTO2, REDUCE, STOP, dictPickle, f32Bytes, global, int, pk, str, tensorOps, torchZip, tuple,
+  EMPTY_DICT,
+  EMPTY_LIST,
+  EMPTY_TUPLE,
+  MARK,
+  PROTO2,
+  REDUCE,
+  STOP,
+  dictPickle,
+  f32Bytes,
+  global,
+  int,
+  pk,
+  str,
+  tensorOps,
+  torchZip,
+  tuple,
 } from '../test/helpers';
 import { readStateDict } from './state-dict';
 import { toFloat32, type RawTensor } from './tensor';
@@ -12,7 +27,9 @@ describe('tensors from storages', () => {
   const iota12 = f32Bytes([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
 
   it('materialises a non-contiguous view (offset 1, size [2, 3], stride [1, 4]) contiguously', async () => {
-    const sd = await readStateDict(torchZip(dictPickle([['t', tensorOps('FloatStorage', '0', 12, 1, [2, 3], [1, 4])]]), { '0': iota12 }));
+    const sd = await readStateDict(
+      torchZip(dictPickle([['t', tensorOps('FloatStorage', '0', 12, 1, [2, 3], [1, 4])]]), { '0': iota12 }),
+    );
     // element (i, j) = storage[1 + i + 4j]
     expect(sd.get('t')?.shape).toEqual([2, 3]);
     expect(values(sd.get('t'))).toEqual([1, 5, 9, 2, 6, 10]);
@@ -42,9 +59,15 @@ describe('tensors from storages', () => {
   it('reads 0-d scalars, empty tensors and Parameters', async () => {
     const longs = new Uint8Array(new BigInt64Array([10n, 20n, 30n, -40n]).buffer);
     const param = [
-      ...global('torch._utils', '_rebuild_parameter'), MARK,
-      ...tensorOps('FloatStorage', '1', 2, 0, [2], [1]), 0x88, ...global('collections', 'OrderedDict'), EMPTY_TUPLE, REDUCE,
-      0x74, REDUCE,
+      ...global('torch._utils', '_rebuild_parameter'),
+      MARK,
+      ...tensorOps('FloatStorage', '1', 2, 0, [2], [1]),
+      0x88,
+      ...global('collections', 'OrderedDict'),
+      EMPTY_TUPLE,
+      REDUCE,
+      0x74,
+      REDUCE,
     ];
     const sd = await readStateDict(
       torchZip(
@@ -92,23 +115,81 @@ describe('tensors from storages', () => {
   });
 
   it('returns the whole object tree from readTorchFile, including non-tensor entries', async () => {
-    const pkl = pk(...PROTO2, EMPTY_DICT, ...str('steps'), EMPTY_LIST, ...int(1), 0x61, 0x73, ...str('dt'), ...global('torch', 'float16'), 0x73,
-      ...str('size'), ...global('torch', 'Size'), ...tuple(tuple(int(2), int(3))), REDUCE, 0x73, STOP);
+    const pkl = pk(
+      ...PROTO2,
+      EMPTY_DICT,
+      ...str('steps'),
+      EMPTY_LIST,
+      ...int(1),
+      0x61,
+      0x73,
+      ...str('dt'),
+      ...global('torch', 'float16'),
+      0x73,
+      ...str('size'),
+      ...global('torch', 'Size'),
+      ...tuple(tuple(int(2), int(3))),
+      REDUCE,
+      0x73,
+      STOP,
+    );
     const tree = (await readTorchFile(torchZip(pkl, {}))) as Map<string, unknown>;
-    expect([...tree]).toEqual([['steps', [1]], ['dt', 'float16'], ['size', [2, 3]]]);
+    expect([...tree]).toEqual([
+      ['steps', [1]],
+      ['dt', 'float16'],
+      ['size', [2, 3]],
+    ]);
   });
 });
 
 describe('legacy format with storage views', () => {
   // Two tensors on views of one root storage, as pre-1.6 torch.save wrote shared storages.
   const magic = pk(...PROTO2, 0x8a, 10, [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19], STOP);
-  const header = pk(magic, ...PROTO2, ...int(1001), STOP, ...PROTO2, EMPTY_DICT, ...str('little_endian'), 0x88, 0x73, STOP);
+  const header = pk(
+    magic,
+    ...PROTO2,
+    ...int(1001),
+    STOP,
+    ...PROTO2,
+    EMPTY_DICT,
+    ...str('little_endian'),
+    0x88,
+    0x73,
+    STOP,
+  );
   const viewTensor = (view: string, off: number, n: number) => [
-    ...global('torch._utils', '_rebuild_tensor_v2'), MARK,
-    ...tuple(str('storage'), global('torch', 'FloatStorage'), str('root'), str('cpu'), int(6), tuple(str(view), int(off), int(n))), 0x51,
-    ...int(0), ...tuple(int(n)), ...tuple(int(1)), 0x89, ...global('collections', 'OrderedDict'), EMPTY_TUPLE, REDUCE, 0x74, REDUCE,
+    ...global('torch._utils', '_rebuild_tensor_v2'),
+    MARK,
+    ...tuple(
+      str('storage'),
+      global('torch', 'FloatStorage'),
+      str('root'),
+      str('cpu'),
+      int(6),
+      tuple(str(view), int(off), int(n)),
+    ),
+    0x51,
+    ...int(0),
+    ...tuple(int(n)),
+    ...tuple(int(1)),
+    0x89,
+    ...global('collections', 'OrderedDict'),
+    EMPTY_TUPLE,
+    REDUCE,
+    0x74,
+    REDUCE,
   ];
-  const main = pk(...PROTO2, EMPTY_DICT, MARK, ...str('a'), ...viewTensor('v1', 0, 2), ...str('b'), ...viewTensor('v2', 3, 3), 0x75, STOP);
+  const main = pk(
+    ...PROTO2,
+    EMPTY_DICT,
+    MARK,
+    ...str('a'),
+    ...viewTensor('v1', 0, 2),
+    ...str('b'),
+    ...viewTensor('v2', 3, 3),
+    0x75,
+    STOP,
+  );
   const keys = pk(...PROTO2, EMPTY_LIST, ...str('root'), 0x61, STOP);
   const count = new Uint8Array(new BigInt64Array([6n]).buffer);
   const file = pk(header, main, keys, count, f32Bytes([1, 2, 3, 4, 5, 6]));
@@ -123,7 +204,9 @@ describe('legacy format with storage views', () => {
 
 describe('paths', () => {
   it('say what is wrong with a missing file or a folder', async () => {
-    await expect(readTorchFile('/nonexistent/weights.pt')).rejects.toThrow(/Cannot open checkpoint \/nonexistent\/weights\.pt: no such file/);
+    await expect(readTorchFile('/nonexistent/weights.pt')).rejects.toThrow(
+      /Cannot open checkpoint \/nonexistent\/weights\.pt: no such file/,
+    );
     await expect(readTorchFile(__dirname)).rejects.toThrow(/not a regular file/);
   });
 });

@@ -31,15 +31,36 @@ export const LEGACY_MAGIC = 0x1950a86a20f9469cfc6cn;
 const LEGACY_PROTOCOL = 1001;
 
 const STORAGE_DTYPES: Readonly<Record<string, DType>> = {
-  FloatStorage: 'float32', DoubleStorage: 'float64', HalfStorage: 'float16', BFloat16Storage: 'bfloat16',
-  LongStorage: 'int64', IntStorage: 'int32', ShortStorage: 'int16', CharStorage: 'int8', ByteStorage: 'uint8',
-  BoolStorage: 'bool', UntypedStorage: 'uint8',
+  FloatStorage: 'float32',
+  DoubleStorage: 'float64',
+  HalfStorage: 'float16',
+  BFloat16Storage: 'bfloat16',
+  LongStorage: 'int64',
+  IntStorage: 'int32',
+  ShortStorage: 'int16',
+  CharStorage: 'int8',
+  ByteStorage: 'uint8',
+  BoolStorage: 'bool',
+  UntypedStorage: 'uint8',
 };
 
 const TORCH_DTYPES: Readonly<Record<string, DType>> = {
-  float32: 'float32', float: 'float32', float64: 'float64', double: 'float64', float16: 'float16', half: 'float16',
-  bfloat16: 'bfloat16', int64: 'int64', long: 'int64', int32: 'int32', int: 'int32', int16: 'int16', short: 'int16',
-  int8: 'int8', uint8: 'uint8', bool: 'bool',
+  float32: 'float32',
+  float: 'float32',
+  float64: 'float64',
+  double: 'float64',
+  float16: 'float16',
+  half: 'float16',
+  bfloat16: 'bfloat16',
+  int64: 'int64',
+  long: 'int64',
+  int32: 'int32',
+  int: 'int32',
+  int16: 'int16',
+  short: 'int16',
+  int8: 'int8',
+  uint8: 'uint8',
+  bool: 'bool',
 };
 
 /** An allow-listed `torch.<X>Storage` class; only meaningful inside persistent ids. */
@@ -83,7 +104,8 @@ function asIndex(x: unknown, what: string, source: string): number {
 }
 
 function asIndexTuple(x: unknown, what: string, source: string): number[] {
-  if (!Array.isArray(x)) throw new TorchFormatError(`${source}: ${what} must be a tuple of integers, got ${describeValue(x)}.`);
+  if (!Array.isArray(x))
+    throw new TorchFormatError(`${source}: ${what} must be a tuple of integers, got ${describeValue(x)}.`);
   return x.map((v, i) => asIndex(v, `${what}[${i}]`, source));
 }
 
@@ -96,19 +118,25 @@ interface CopyBudget {
 
 function rebuildTensor(args: unknown[], source: string, budget: CopyBudget): RawTensor | typeof PENDING {
   const maxExpandedBytes = budget.maxExpandedBytes;
-  if (args.length < 4) throw new TorchFormatError(`${source}: _rebuild_tensor_v2 expects at least 4 arguments, got ${args.length}.`);
+  if (args.length < 4)
+    throw new TorchFormatError(`${source}: _rebuild_tensor_v2 expects at least 4 arguments, got ${args.length}.`);
   const [storage, offsetIn, sizeIn, strideIn] = args;
   if (!(storage instanceof StorageRef)) {
-    throw new TorchFormatError(`${source}: a tensor's storage must come from a persistent id, got ${describeValue(storage)}.`);
+    throw new TorchFormatError(
+      `${source}: a tensor's storage must come from a persistent id, got ${describeValue(storage)}.`,
+    );
   }
   const offset = asIndex(offsetIn, 'storage_offset', source);
   const shape = asIndexTuple(sizeIn, 'size', source);
   const stride = asIndexTuple(strideIn, 'stride', source);
   if (stride.length !== shape.length) {
-    throw new TorchFormatError(`${source}: tensor size [${shape.join(', ')}] and stride [${stride.join(', ')}] have different ranks.`);
+    throw new TorchFormatError(
+      `${source}: tensor size [${shape.join(', ')}] and stride [${stride.join(', ')}] have different ranks.`,
+    );
   }
   const n = numel(shape);
-  if (!Number.isSafeInteger(n)) throw new TorchFormatError(`${source}: tensor size [${shape.join(', ')}] is too large.`);
+  if (!Number.isSafeInteger(n))
+    throw new TorchFormatError(`${source}: tensor size [${shape.join(', ')}] is too large.`);
   const item = DTYPE_SIZE[storage.dtype];
   if (n > 0) {
     let last = offset;
@@ -163,9 +191,14 @@ function torchGlobals(source: string, budget: CopyBudget): Map<string, AllowedGl
   add('torch._tensor', '_rebuild_from_type_v2', {
     call: (a) => {
       const [fn, type, fargs] = a as [AllowedGlobal | undefined, AllowedGlobal | undefined, unknown];
-      const okType = type && (`${type.module}.${type.name}` === 'torch.Tensor' || `${type.module}.${type.name}` === 'torch.nn.parameter.Parameter');
+      const okType =
+        type &&
+        (`${type.module}.${type.name}` === 'torch.Tensor' ||
+          `${type.module}.${type.name}` === 'torch.nn.parameter.Parameter');
       if (!fn?.call || !okType || !Array.isArray(fargs)) {
-        throw new UnsafePickleError(`${source}: _rebuild_from_type_v2 with ${describeValue(fn)} / ${describeValue(type)} is not supported (tensor subclasses are refused).`);
+        throw new UnsafePickleError(
+          `${source}: _rebuild_from_type_v2 with ${describeValue(fn)} / ${describeValue(type)} is not supported (tensor subclasses are refused).`,
+        );
       }
       return fn.call(fargs);
     },
@@ -250,19 +283,22 @@ function readZipCheckpoint(src: ByteSource, opts: ReadTorchOptions): unknown {
     throw new TorchFormatError(
       script
         ? `${src.name}: this is a TorchScript archive (torch.jit.save), not a torch.save checkpoint. In Python, run ` +
-            "torch.save(torch.jit.load(path).state_dict(), 'weights.pt') and read that."
+          "torch.save(torch.jit.load(path).state_dict(), 'weights.pt') and read that."
         : `${src.name}: zip archive without a data.pkl entry; it is not a torch.save checkpoint.`,
     );
   }
   if (pkls.length > 1) {
-    throw new TorchFormatError(`${src.name}: ${pkls.length} data.pkl entries (${pkls.map((e) => e.name).join(', ')}); expected one.`);
+    throw new TorchFormatError(
+      `${src.name}: ${pkls.length} data.pkl entries (${pkls.map((e) => e.name).join(', ')}); expected one.`,
+    );
   }
   const prefix = pkls[0].name.slice(0, -'data.pkl'.length);
   const order = zip.get(`${prefix}byteorder`);
   let bigEndian = false;
   if (order) {
     const s = new TextDecoder().decode(zip.read(order)).trim();
-    if (s !== 'little' && s !== 'big') throw new TorchFormatError(`${src.name}: byteorder record is '${s}', expected 'little' or 'big'.`);
+    if (s !== 'little' && s !== 'big')
+      throw new TorchFormatError(`${src.name}: byteorder record is '${s}', expected 'little' or 'big'.`);
     bigEndian = s === 'big';
   }
   const source = `${src.name}:${pkls[0].name}`;
@@ -270,22 +306,32 @@ function readZipCheckpoint(src: ByteSource, opts: ReadTorchOptions): unknown {
   const storages = new Map<string, StorageRef>();
   const persistentLoad = (pid: unknown): unknown => {
     if (!Array.isArray(pid) || pid[0] !== 'storage') {
-      throw new TorchFormatError(`${source}: unsupported persistent id ${describeValue(pid)}; expected ('storage', type, key, location, numel).`);
+      throw new TorchFormatError(
+        `${source}: unsupported persistent id ${describeValue(pid)}; expected ('storage', type, key, location, numel).`,
+      );
     }
-    if (pid.length !== 5) throw new TorchFormatError(`${source}: a storage persistent id has 5 fields, got ${pid.length}.`);
+    if (pid.length !== 5)
+      throw new TorchFormatError(`${source}: a storage persistent id has 5 fields, got ${pid.length}.`);
     const [, type, key, , numelIn] = pid;
-    if (!isStorageType(type)) throw new TorchFormatError(`${source}: storage type ${describeValue(type)} is not a torch storage class.`);
-    if (typeof key !== 'string' || !/^[\w.-]{1,64}$/.test(key)) throw new TorchFormatError(`${source}: bad storage key ${describeValue(key)}.`);
+    if (!isStorageType(type))
+      throw new TorchFormatError(`${source}: storage type ${describeValue(type)} is not a torch storage class.`);
+    if (typeof key !== 'string' || !/^[\w.-]{1,64}$/.test(key))
+      throw new TorchFormatError(`${source}: bad storage key ${describeValue(key)}.`);
     const n = asIndex(numelIn, `numel of storage '${key}'`, source);
     const cached = storages.get(key);
     if (cached) {
       if (cached.dtype !== type.storageDtype) {
-        throw new TorchFormatError(`${source}: storage '${key}' is used as both ${cached.dtype} and ${type.storageDtype}; reinterpreting storages is not supported.`);
+        throw new TorchFormatError(
+          `${source}: storage '${key}' is used as both ${cached.dtype} and ${type.storageDtype}; reinterpreting storages is not supported.`,
+        );
       }
       return cached;
     }
     const entry = zip.get(`${prefix}data/${key}`);
-    if (!entry) throw new TorchFormatError(`${source}: storage '${key}' has no '${prefix}data/${key}' entry; the archive is incomplete.`);
+    if (!entry)
+      throw new TorchFormatError(
+        `${source}: storage '${key}' has no '${prefix}data/${key}' entry; the archive is incomplete.`,
+      );
     const item = DTYPE_SIZE[type.storageDtype];
     if (entry.size !== n * item) {
       throw new TorchFormatError(
@@ -319,12 +365,18 @@ function readLegacyCheckpoint(bytes: Uint8Array, name: string, opts: ReadTorchOp
   const base = { source: name };
   const magic = unpickle(bytes, base);
   if (magic.value !== LEGACY_MAGIC) {
-    throw new TorchFormatError(`${name}: a pickle, but not a torch.save file: the first value is ${describeValue(magic.value)}, not the legacy magic number.`);
+    throw new TorchFormatError(
+      `${name}: a pickle, but not a torch.save file: the first value is ${describeValue(magic.value)}, not the legacy magic number.`,
+    );
   }
   const proto = unpickle(bytes, { ...base, offset: magic.end });
-  if (proto.value !== LEGACY_PROTOCOL) throw new TorchFormatError(`${name}: legacy protocol version ${describeValue(proto.value)} is not supported (expected 1001).`);
+  if (proto.value !== LEGACY_PROTOCOL)
+    throw new TorchFormatError(
+      `${name}: legacy protocol version ${describeValue(proto.value)} is not supported (expected 1001).`,
+    );
   const sys = unpickle(bytes, { ...base, offset: proto.end });
-  if (!(sys.value instanceof Map)) throw new TorchFormatError(`${name}: the legacy sys_info record is ${describeValue(sys.value)}, expected a dict.`);
+  if (!(sys.value instanceof Map))
+    throw new TorchFormatError(`${name}: the legacy sys_info record is ${describeValue(sys.value)}, expected a dict.`);
   const bigEndian = sys.value.get('little_endian') === false;
   const mainStart = sys.end;
   const source = `${name} (legacy format)`;
@@ -337,20 +389,34 @@ function readLegacyCheckpoint(bytes: Uint8Array, name: string, opts: ReadTorchOp
     if (pid[0] === 'module') {
       // ('module', class, source file, source code): the class is already an inert record (or was refused).
       if (opts.unknownGlobals === 'inert') return { moduleClass: pid[1] as unknown };
-      throw new UnsafePickleError(`${source}: the file pickles a whole nn.Module with its source code, not a state dict. In Python, save model.state_dict() instead, or read it with { unknownGlobals: 'inert' }.`);
+      throw new UnsafePickleError(
+        `${source}: the file pickles a whole nn.Module with its source code, not a state dict. In Python, save model.state_dict() instead, or read it with { unknownGlobals: 'inert' }.`,
+      );
     }
     if (pid[0] !== 'storage' || pid.length !== 6) {
-      throw new TorchFormatError(`${source}: unsupported persistent id ${describeValue(pid)}; expected ('storage', type, key, location, numel, view).`);
+      throw new TorchFormatError(
+        `${source}: unsupported persistent id ${describeValue(pid)}; expected ('storage', type, key, location, numel, view).`,
+      );
     }
     const [, type, key, , numelIn, view] = pid;
-    if (!isStorageType(type)) throw new TorchFormatError(`${source}: storage type ${describeValue(type)} is not a torch storage class.`);
-    if (typeof key !== 'string' || key.length > 64) throw new TorchFormatError(`${source}: bad storage key ${describeValue(key)}.`);
+    if (!isStorageType(type))
+      throw new TorchFormatError(`${source}: storage type ${describeValue(type)} is not a torch storage class.`);
+    if (typeof key !== 'string' || key.length > 64)
+      throw new TorchFormatError(`${source}: bad storage key ${describeValue(key)}.`);
     const n = asIndex(numelIn, `numel of storage '${key}'`, source);
     let v: { key: string; offset: number; numel: number } | null = null;
     if (view !== null) {
-      if (!Array.isArray(view) || view.length !== 3 || typeof view[0] !== 'string') throw new TorchFormatError(`${source}: bad storage view ${describeValue(view)}.`);
-      v = { key: view[0], offset: asIndex(view[1], 'view offset', source), numel: asIndex(view[2], 'view size', source) };
-      if (v.offset + v.numel > n) throw new TorchFormatError(`${source}: storage view '${v.key}' (${v.offset}+${v.numel}) exceeds its root '${key}' of ${n} elements.`);
+      if (!Array.isArray(view) || view.length !== 3 || typeof view[0] !== 'string')
+        throw new TorchFormatError(`${source}: bad storage view ${describeValue(view)}.`);
+      v = {
+        key: view[0],
+        offset: asIndex(view[1], 'view offset', source),
+        numel: asIndex(view[2], 'view size', source),
+      };
+      if (v.offset + v.numel > n)
+        throw new TorchFormatError(
+          `${source}: storage view '${v.key}' (${v.offset}+${v.numel}) exceeds its root '${key}' of ${n} elements.`,
+        );
     }
     return { key, dtype: type.storageDtype, numel: n, view: v };
   };
@@ -363,7 +429,8 @@ function readLegacyCheckpoint(bytes: Uint8Array, name: string, opts: ReadTorchOp
       const p = parsePid(pid);
       if ('moduleClass' in p) return p.moduleClass;
       const info = infos.get(p.key);
-      if (info && (info.dtype !== p.dtype || info.numel !== p.numel)) throw new TorchFormatError(`${source}: storage '${p.key}' is declared twice with different types or sizes.`);
+      if (info && (info.dtype !== p.dtype || info.numel !== p.numel))
+        throw new TorchFormatError(`${source}: storage '${p.key}' is declared twice with different types or sizes.`);
       const i = info ?? { dtype: p.dtype, numel: p.numel, views: [] };
       infos.set(p.key, i);
       if (p.view) i.views.push(p.view);
@@ -372,7 +439,9 @@ function readLegacyCheckpoint(bytes: Uint8Array, name: string, opts: ReadTorchOp
   });
   const keysPickle = unpickle(bytes, { ...base, offset: dry.end });
   if (!Array.isArray(keysPickle.value) || !keysPickle.value.every((k) => typeof k === 'string')) {
-    throw new TorchFormatError(`${source}: the storage key list is ${describeValue(keysPickle.value)}, expected a list of strings.`);
+    throw new TorchFormatError(
+      `${source}: the storage key list is ${describeValue(keysPickle.value)}, expected a list of strings.`,
+    );
   }
   // Raw storages: an int64 element count, then the elements.
   const roots = new Map<string, Uint8Array>();
@@ -380,16 +449,24 @@ function readLegacyCheckpoint(bytes: Uint8Array, name: string, opts: ReadTorchOp
   let pos = keysPickle.end;
   for (const key of keysPickle.value as string[]) {
     const info = infos.get(key);
-    if (!info) throw new TorchFormatError(`${source}: storage '${key}' is listed but no tensor refers to it, so its element type is unknown.`);
-    if (pos + 8 > bytes.byteLength) throw new TorchFormatError(`${source}: the file is truncated before storage '${key}'.`);
+    if (!info)
+      throw new TorchFormatError(
+        `${source}: storage '${key}' is listed but no tensor refers to it, so its element type is unknown.`,
+      );
+    if (pos + 8 > bytes.byteLength)
+      throw new TorchFormatError(`${source}: the file is truncated before storage '${key}'.`);
     const count = dv.getBigInt64(pos, !bigEndian);
     pos += 8;
     if (count !== BigInt(info.numel)) {
-      throw new TorchFormatError(`${source}: storage '${key}' is declared with ${info.numel} elements but its data record says ${count}.`);
+      throw new TorchFormatError(
+        `${source}: storage '${key}' is declared with ${info.numel} elements but its data record says ${count}.`,
+      );
     }
     const len = info.numel * DTYPE_SIZE[info.dtype];
     if (pos + len > bytes.byteLength) {
-      throw new TorchFormatError(`${source}: storage '${key}' needs ${len} bytes at ${pos} but the file ends at ${bytes.byteLength}: the file is truncated.`);
+      throw new TorchFormatError(
+        `${source}: storage '${key}' needs ${len} bytes at ${pos} but the file ends at ${bytes.byteLength}: the file is truncated.`,
+      );
     }
     const data = Uint8Array.prototype.slice.call(bytes, pos, pos + len);
     if (bigEndian) swapBytesInPlace(data, DTYPE_SIZE[info.dtype]);
@@ -397,7 +474,8 @@ function readLegacyCheckpoint(bytes: Uint8Array, name: string, opts: ReadTorchOp
     pos += len;
   }
   for (const key of infos.keys()) {
-    if (!roots.has(key)) throw new TorchFormatError(`${source}: storage '${key}' is used by a tensor but missing from the data section.`);
+    if (!roots.has(key))
+      throw new TorchFormatError(`${source}: storage '${key}' is used by a tensor but missing from the data section.`);
   }
   // Pass 2: the same pickle, now with real storages.
   const refs = new Map<string, StorageRef>();
@@ -415,7 +493,13 @@ function readLegacyCheckpoint(bytes: Uint8Array, name: string, opts: ReadTorchOp
         const root = roots.get(p.key) as Uint8Array;
         const item = DTYPE_SIZE[p.dtype];
         ref = p.view
-          ? new StorageRef(p.view.key, p.dtype, p.view.numel, root.subarray(p.view.offset * item, (p.view.offset + p.view.numel) * item), false)
+          ? new StorageRef(
+              p.view.key,
+              p.dtype,
+              p.view.numel,
+              root.subarray(p.view.offset * item, (p.view.offset + p.view.numel) * item),
+              false,
+            )
           : new StorageRef(p.key, p.dtype, p.numel, root, infos.get(p.key)?.views.length === 0);
         refs.set(refKey, ref);
       }

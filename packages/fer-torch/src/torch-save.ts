@@ -29,8 +29,15 @@ export interface TorchSaveOptions {
 }
 
 const STORAGE_CLASS: Readonly<Record<DType, string>> = {
-  float32: 'FloatStorage', float64: 'DoubleStorage', float16: 'HalfStorage', bfloat16: 'BFloat16Storage',
-  int64: 'LongStorage', int32: 'IntStorage', int16: 'ShortStorage', int8: 'CharStorage', uint8: 'ByteStorage',
+  float32: 'FloatStorage',
+  float64: 'DoubleStorage',
+  float16: 'HalfStorage',
+  bfloat16: 'BFloat16Storage',
+  int64: 'LongStorage',
+  int32: 'IntStorage',
+  int16: 'ShortStorage',
+  int8: 'CharStorage',
+  uint8: 'ByteStorage',
   bool: 'BoolStorage',
 };
 
@@ -196,7 +203,10 @@ function saveSimple(p: Pickler, v: unknown, where: string): void {
   else if (typeof v === 'string') p.str(v);
   else if (typeof v === 'boolean') p.bool(v);
   else if (v === null || v === undefined) p.none();
-  else throw new StateDictError(`${where}: only ints, floats, strings, booleans and None can be written, got ${typeof v}.`);
+  else
+    throw new StateDictError(
+      `${where}: only ints, floats, strings, booleans and None can be written, got ${typeof v}.`,
+    );
 }
 
 function saveMetadata(p: Pickler, md: ModuleMetadata): void {
@@ -315,12 +325,23 @@ async function writeAtomic(file: string, data: Uint8Array): Promise<void> {
  * Writes `sd` (PyTorch names, NCHW/OIHW layouts) as a `torch.save` zip that `torch.load(file, weights_only=True)`
  * accepts. The archive folder is named after the file, as torch names it. The write is atomic.
  */
-export async function writeTorchStateDict(file: string, sd: ReadonlyMap<string, RawTensor>, opts: TorchSaveOptions = {}): Promise<void> {
-  await writeAtomic(file, serializeTorchStateDict(sd, { ...opts, archiveName: opts.archiveName ?? torchArchiveName(file) }));
+export async function writeTorchStateDict(
+  file: string,
+  sd: ReadonlyMap<string, RawTensor>,
+  opts: TorchSaveOptions = {},
+): Promise<void> {
+  await writeAtomic(
+    file,
+    serializeTorchStateDict(sd, { ...opts, archiveName: opts.archiveName ?? torchArchiveName(file) }),
+  );
 }
 
 /** Writes tensors as a safetensors file (largest element size first, then by name; every tensor aligned), atomically. */
-export async function writeSafetensors(file: string, tensors: ReadonlyMap<string, RawTensor>, metadata?: Record<string, string>): Promise<void> {
+export async function writeSafetensors(
+  file: string,
+  tensors: ReadonlyMap<string, RawTensor>,
+  metadata?: Record<string, string>,
+): Promise<void> {
   await writeAtomic(file, serializeSafetensors(new Map(tensors), metadata));
 }
 

@@ -64,7 +64,9 @@ describe('ZipReader', () => {
   it('follows ZIP64 end records and ZIP64 extra fields in the central directory', () => {
     const data = enc.encode('hello zip64');
     const zip = ZipReader.open(bytesSource(zip64Archive('a/b.txt', data), 'z64'));
-    expect(zip.entries.map((e) => [e.name, e.size, e.compressedSize, e.localHeaderOffset])).toEqual([['a/b.txt', 11, 11, 0]]);
+    expect(zip.entries.map((e) => [e.name, e.size, e.compressedSize, e.localHeaderOffset])).toEqual([
+      ['a/b.txt', 11, 11, 0],
+    ]);
     expect(new TextDecoder().decode(zip.read('a/b.txt'))).toBe('hello zip64');
   });
 

@@ -107,16 +107,22 @@ export class ZipReader {
         if (z64Off + 56 > eocdAbs - 20) throw fail(`ZIP64 end record offset ${z64Off} is out of range.`);
         const rec = src.read(z64Off, 56);
         const rdv = new DataView(rec.buffer, rec.byteOffset, rec.byteLength);
-        if (rdv.getUint32(0, true) !== SIG_ZIP64_EOCD) throw fail('ZIP64 locator does not point at a ZIP64 end record; the archive is corrupt.');
+        if (rdv.getUint32(0, true) !== SIG_ZIP64_EOCD)
+          throw fail('ZIP64 locator does not point at a ZIP64 end record; the archive is corrupt.');
         count = safeU64(rdv, 32, fail);
         cdSize = safeU64(rdv, 40, fail);
         cdOffset = safeU64(rdv, 48, fail);
       } else if (count === 0xffff || cdSize === 0xffffffff || cdOffset === 0xffffffff) {
-        throw fail('the end record needs ZIP64 values but no ZIP64 locator is present; the archive is truncated or corrupt.');
+        throw fail(
+          'the end record needs ZIP64 values but no ZIP64 locator is present; the archive is truncated or corrupt.',
+        );
       }
     }
     if (count > opts.maxEntries) throw fail(`${count} entries exceed the limit of ${opts.maxEntries}.`);
-    if (cdOffset + cdSize > src.size) throw fail(`central directory (bytes ${cdOffset}..${cdOffset + cdSize}) lies past the end of the ${src.size}-byte file; the archive is truncated.`);
+    if (cdOffset + cdSize > src.size)
+      throw fail(
+        `central directory (bytes ${cdOffset}..${cdOffset + cdSize}) lies past the end of the ${src.size}-byte file; the archive is truncated.`,
+      );
     if (count * 46 > cdSize) throw fail(`central directory of ${cdSize} bytes cannot hold ${count} entries.`);
     const cd = src.read(cdOffset, cdSize);
     const cdv = new DataView(cd.buffer, cd.byteOffset, cd.byteLength);
@@ -126,7 +132,8 @@ export class ZipReader {
     let p = 0;
     const utf8 = new TextDecoder('utf-8', { fatal: false });
     for (let i = 0; i < count; i++) {
-      if (p + 46 > cd.length || cdv.getUint32(p, true) !== SIG_CENTRAL) throw fail(`central directory entry ${i} is malformed.`);
+      if (p + 46 > cd.length || cdv.getUint32(p, true) !== SIG_CENTRAL)
+        throw fail(`central directory entry ${i} is malformed.`);
       const flags = cdv.getUint16(p + 8, true);
       const method = cdv.getUint16(p + 10, true);
       const crc = cdv.getUint32(p + 16, true);
@@ -136,7 +143,8 @@ export class ZipReader {
       const extraLen = cdv.getUint16(p + 30, true);
       const commentLen = cdv.getUint16(p + 32, true);
       let lho = cdv.getUint32(p + 42, true);
-      if (p + 46 + nameLen + extraLen + commentLen > cd.length) throw fail(`central directory entry ${i} runs past the directory.`);
+      if (p + 46 + nameLen + extraLen + commentLen > cd.length)
+        throw fail(`central directory entry ${i} runs past the directory.`);
       const entryName = utf8.decode(cd.subarray(p + 46, p + 46 + nameLen));
       // ZIP64 extended information: 8-byte values, present only for fields saturated at 0xFFFFFFFF.
       let x = p + 46 + nameLen;
@@ -164,26 +172,50 @@ export class ZipReader {
       if (seen.has(entryName)) throw fail(`duplicate zip entry '${entryName}'.`);
       seen.add(entryName);
       if (flags & 0x1) throw fail(`entry '${entryName}' is encrypted; encrypted archives are not supported.`);
-      if (method !== 0 && method !== 8) throw fail(`entry '${entryName}' uses compression method ${method}; only stored (0) and deflate (8) are supported.`);
+      if (method !== 0 && method !== 8)
+        throw fail(
+          `entry '${entryName}' uses compression method ${method}; only stored (0) and deflate (8) are supported.`,
+        );
       if (method === 0 && csize !== usize) {
-        throw fail(`stored entry '${entryName}' declares ${csize} stored bytes but ${usize} uncompressed bytes; the archive is corrupt.`);
+        throw fail(
+          `stored entry '${entryName}' declares ${csize} stored bytes but ${usize} uncompressed bytes; the archive is corrupt.`,
+        );
       }
-      if (usize > opts.maxEntryBytes) throw fail(`entry '${entryName}' declares ${usize} bytes, over the ${opts.maxEntryBytes}-byte limit (zip bomb?). Raise maxEntryBytes if the file is genuine.`);
+      if (usize > opts.maxEntryBytes)
+        throw fail(
+          `entry '${entryName}' declares ${usize} bytes, over the ${opts.maxEntryBytes}-byte limit (zip bomb?). Raise maxEntryBytes if the file is genuine.`,
+        );
       total += usize;
-      if (total > opts.maxTotalBytes) throw fail(`entries declare more than ${opts.maxTotalBytes} bytes in total (zip bomb?). Raise maxTotalBytes if the file is genuine.`);
-      if (lho + 30 > cdOffset) throw fail(`entry '${entryName}' has its local header at ${lho}, outside the data area.`);
+      if (total > opts.maxTotalBytes)
+        throw fail(
+          `entries declare more than ${opts.maxTotalBytes} bytes in total (zip bomb?). Raise maxTotalBytes if the file is genuine.`,
+        );
+      if (lho + 30 > cdOffset)
+        throw fail(`entry '${entryName}' has its local header at ${lho}, outside the data area.`);
       const lh = src.read(lho, 30);
       const ldv = new DataView(lh.buffer, lh.byteOffset, lh.byteLength);
-      if (ldv.getUint32(0, true) !== SIG_LOCAL) throw fail(`entry '${entryName}' has no local header at offset ${lho}; the archive is corrupt.`);
+      if (ldv.getUint32(0, true) !== SIG_LOCAL)
+        throw fail(`entry '${entryName}' has no local header at offset ${lho}; the archive is corrupt.`);
       const lNameLen = ldv.getUint16(26, true);
       const lExtraLen = ldv.getUint16(28, true);
       const lName = utf8.decode(src.read(lho + 30, Math.min(lNameLen, Math.max(0, cdOffset - lho - 30))));
-      if (lName !== entryName) throw fail(`entry '${entryName}' is named '${lName}' in its local header; the archive is corrupt or crafted.`);
+      if (lName !== entryName)
+        throw fail(`entry '${entryName}' is named '${lName}' in its local header; the archive is corrupt or crafted.`);
       const dataOffset = lho + 30 + lNameLen + lExtraLen;
       if (dataOffset + csize > cdOffset) {
-        throw fail(`entry '${entryName}' (${csize} bytes at ${dataOffset}) runs past the start of the central directory at ${cdOffset}; the archive is truncated.`);
+        throw fail(
+          `entry '${entryName}' (${csize} bytes at ${dataOffset}) runs past the start of the central directory at ${cdOffset}; the archive is truncated.`,
+        );
       }
-      entries.push({ name: entryName, method, compressedSize: csize, size: usize, crc, localHeaderOffset: lho, dataOffset });
+      entries.push({
+        name: entryName,
+        method,
+        compressedSize: csize,
+        size: usize,
+        crc,
+        localHeaderOffset: lho,
+        dataOffset,
+      });
     }
     // Entries must not share bytes: overlapping entries are how non-recursive zip bombs amplify.
     const sorted = [...entries].sort((a, b) => a.localHeaderOffset - b.localHeaderOffset);
@@ -209,7 +241,9 @@ export class ZipReader {
     if (this.opts.verifyCrc) {
       const c = crc32(out);
       if (c !== e.crc) {
-        throw new TorchFormatError(`${this.src.name}: entry '${e.name}' fails its CRC-32 check (stored ${hex(e.crc)}, computed ${hex(c)}); the file is corrupt.`);
+        throw new TorchFormatError(
+          `${this.src.name}: entry '${e.name}' fails its CRC-32 check (stored ${hex(e.crc)}, computed ${hex(c)}); the file is corrupt.`,
+        );
       }
     }
     return out;
@@ -233,7 +267,9 @@ function inflateBounded(raw: Uint8Array, entry: ZipEntry, source: string): Uint8
   let ended = false;
   const inf = new Inflate((chunk, final) => {
     if (n + chunk.length > out.length) {
-      throw new TorchFormatError(`${source}: entry '${entry.name}' inflates past its declared ${entry.size} bytes (zip bomb or corrupt archive).`);
+      throw new TorchFormatError(
+        `${source}: entry '${entry.name}' inflates past its declared ${entry.size} bytes (zip bomb or corrupt archive).`,
+      );
     }
     out.set(chunk, n);
     n += chunk.length;
@@ -242,14 +278,17 @@ function inflateBounded(raw: Uint8Array, entry: ZipEntry, source: string): Uint8
   // Small input chunks bound what one push can inflate to (deflate expands at most ~1032x).
   const CHUNK = 1 << 10;
   try {
-    for (let i = 0; i < raw.length; i += CHUNK) inf.push(raw.subarray(i, Math.min(raw.length, i + CHUNK)), i + CHUNK >= raw.length);
+    for (let i = 0; i < raw.length; i += CHUNK)
+      inf.push(raw.subarray(i, Math.min(raw.length, i + CHUNK)), i + CHUNK >= raw.length);
     if (raw.length === 0) inf.push(raw, true);
   } catch (e) {
     if (e instanceof TorchFormatError) throw e;
     throw new TorchFormatError(`${source}: entry '${entry.name}' is not valid deflate data (${(e as Error).message}).`);
   }
   if (!ended || n !== entry.size) {
-    throw new TorchFormatError(`${source}: entry '${entry.name}' inflates to ${n} bytes but declares ${entry.size}; the archive is corrupt.`);
+    throw new TorchFormatError(
+      `${source}: entry '${entry.name}' inflates to ${n} bytes but declares ${entry.size}; the archive is corrupt.`,
+    );
   }
   return out;
 }
@@ -276,7 +315,9 @@ export function writeTorchZip(entries: readonly ZipWriteEntry[]): Uint8Array {
     checkEntryName(e.name, 'writeTorchZip');
     const name = enc.encode(e.name);
     if (e.data.byteLength >= 0xffffffff || pos >= 0xffffffff) {
-      throw new TorchFormatError(`writeTorchZip: entry '${e.name}' does not fit a 4 GiB archive; split the state dict into smaller files.`);
+      throw new TorchFormatError(
+        `writeTorchZip: entry '${e.name}' does not fit a 4 GiB archive; split the state dict into smaller files.`,
+      );
     }
     const start = pos + 30 + name.length + 4;
     const pad = (TORCH_ZIP_ALIGNMENT - (start % TORCH_ZIP_ALIGNMENT)) % TORCH_ZIP_ALIGNMENT;

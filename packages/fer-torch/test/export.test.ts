@@ -34,19 +34,39 @@ function exactValues(t: RawTensor): number[] {
   const out: number[] = [];
   for (let i = 0; i < n; i++) {
     switch (t.dtype) {
-      case 'float64': out.push(dv.getFloat64(i * 8, true)); break;
-      case 'float32': out.push(dv.getFloat32(i * 4, true)); break;
-      case 'int64': out.push(Number(dv.getBigInt64(i * 8, true))); break;
-      case 'int32': out.push(dv.getInt32(i * 4, true)); break;
-      case 'int16': out.push(dv.getInt16(i * 2, true)); break;
-      case 'int8': out.push(dv.getInt8(i)); break;
-      case 'uint8': case 'bool': out.push(dv.getUint8(i)); break;
-      case 'float16': case 'bfloat16': {
+      case 'float64':
+        out.push(dv.getFloat64(i * 8, true));
+        break;
+      case 'float32':
+        out.push(dv.getFloat32(i * 4, true));
+        break;
+      case 'int64':
+        out.push(Number(dv.getBigInt64(i * 8, true)));
+        break;
+      case 'int32':
+        out.push(dv.getInt32(i * 4, true));
+        break;
+      case 'int16':
+        out.push(dv.getInt16(i * 2, true));
+        break;
+      case 'int8':
+        out.push(dv.getInt8(i));
+        break;
+      case 'uint8':
+      case 'bool':
+        out.push(dv.getUint8(i));
+        break;
+      case 'float16':
+      case 'bfloat16': {
         const h = dv.getUint16(i * 2, true);
         if (t.dtype === 'bfloat16') out.push(new Float32Array(new Uint32Array([h << 16]).buffer)[0]);
         else {
-          const e = (h >> 10) & 31, m = h & 1023, s = h & 0x8000 ? -1 : 1;
-          out.push(e === 0 ? s * m * 2 ** -24 : e === 31 ? (m ? NaN : s * Infinity) : s * (1 + m / 1024) * 2 ** (e - 15));
+          const e = (h >> 10) & 31,
+            m = h & 1023,
+            s = h & 0x8000 ? -1 : 1;
+          out.push(
+            e === 0 ? s * m * 2 ** -24 : e === 31 ? (m ? NaN : s * Infinity) : s * (1 + m / 1024) * 2 ** (e - 15),
+          );
         }
       }
     }
@@ -62,7 +82,10 @@ const shared = bytesOf(new Float32Array([0.5, -1.5, 2.25]));
 /** One of every dtype, a 0-d scalar, an empty tensor and two tensors sharing one buffer (tied weights). */
 function sampleStateDict(): StateDict {
   return new Map<string, RawTensor>([
-    ['conv.weight', { dtype: 'float32', shape: [2, 1, 2, 2], data: bytesOf(new Float32Array([1, -2, 3.5, 1e-8, 0, -0, 7, 8])) }],
+    [
+      'conv.weight',
+      { dtype: 'float32', shape: [2, 1, 2, 2], data: bytesOf(new Float32Array([1, -2, 3.5, 1e-8, 0, -0, 7, 8])) },
+    ],
     ['f64', { dtype: 'float64', shape: [2], data: bytesOf(new Float64Array([Math.PI, -1e300])) }],
     ['f16', { dtype: 'float16', shape: [2], data: bytesOf(new Uint16Array([0x3c00, 0xc100])) }],
     ['bf16', { dtype: 'bfloat16', shape: [2], data: bytesOf(new Uint16Array([0x3f80, 0x4049])) }],
@@ -116,7 +139,9 @@ describe('export round trips', () => {
 
   it('wrapped {state_dict: ...} checkpoints read back with key and prefix options', async () => {
     const sd = sampleStateDict();
-    const bytes = serializeTorchStateDict(new Map([...sd].map(([k, v]) => [`module.${k}`, v])), { wrapKey: 'state_dict' });
+    const bytes = serializeTorchStateDict(new Map([...sd].map(([k, v]) => [`module.${k}`, v])), {
+      wrapKey: 'state_dict',
+    });
     expectSameDict(await readStateDict(bytes, { key: 'state_dict', stripPrefix: 'module.' }), sd);
   });
 
@@ -146,12 +171,18 @@ describeIfExists(ESR, 'exported .pt structure matches torch.save files', () => {
     const ours = serializeTorchStateDict(sd, { archiveName: 'Net-Base-Shared_Representations' });
     const mine = ZipReader.open(bytesSource(ours, 'ours'));
     // same entries in the same order; storages byte-for-byte the same size (data.pkl is shorter: no _metadata here)
-    const layout = (z: ZipReader) => z.entries.map((e) => [e.name, e.method, e.name.endsWith('data.pkl') ? -1 : e.size, e.dataOffset % 64]);
+    const layout = (z: ZipReader) =>
+      z.entries.map((e) => [e.name, e.method, e.name.endsWith('data.pkl') ? -1 : e.size, e.dataOffset % 64]);
     expect(layout(mine)).toEqual(layout(genuine));
     const pg = genuine.read(genuine.entries[0]);
     const pm = mine.read(mine.entries[0]);
     expect(pickleGlobals(pm)).toEqual(pickleGlobals(pg));
-    expect(pickleGlobals(pm)).toEqual(['collections.OrderedDict', 'torch.FloatStorage', 'torch.LongStorage', 'torch._utils._rebuild_tensor_v2']);
+    expect(pickleGlobals(pm)).toEqual([
+      'collections.OrderedDict',
+      'torch.FloatStorage',
+      'torch.LongStorage',
+      'torch._utils._rebuild_tensor_v2',
+    ]);
     // without _metadata the pickle is the genuine one minus the trailing BUILD of {'_metadata': ...}
     expect(Buffer.from(pm.subarray(0, pm.length - 1)).equals(Buffer.from(pg.subarray(0, pm.length - 1)))).toBe(true);
     expect(opcodeName(pm[pm.length - 1])).toBe('STOP');
@@ -175,7 +206,12 @@ describeIfExists(ESR, 'convertEsrCheckpointFolder', () => {
   it('converts the reference ESR folder (base + 3 branches) to safetensors equal to weights_init', async () => {
     const res = await convertEsrCheckpointFolder(path.join(ESR, 'torch_checkpoint/3'), out);
     expect(res.ensembleSize).toBe(3);
-    expect(res.files.map((f) => path.basename(f.target))).toEqual(['base.safetensors', 'branch_1.safetensors', 'branch_2.safetensors', 'branch_3.safetensors']);
+    expect(res.files.map((f) => path.basename(f.target))).toEqual([
+      'base.safetensors',
+      'branch_1.safetensors',
+      'branch_2.safetensors',
+      'branch_3.safetensors',
+    ]);
     for (const f of res.files) {
       const mine = await readSafetensors(f.target);
       const ref = (await readSafetensors(path.join(ESR, 'weights_init', path.basename(f.target)))).tensors;
@@ -191,8 +227,12 @@ describeIfExists(ESR, 'convertEsrCheckpointFolder', () => {
   });
 
   it('explains what is missing', async () => {
-    await expect(convertEsrCheckpointFolder(path.join(ESR, 'weights_init'), out)).rejects.toThrow(/No Net-Base-Shared_Representations\.pt in .*SavedNetworks/);
-    await expect(convertEsrCheckpointFolder(path.join(out, 'nope'), out)).rejects.toThrow(/Cannot read the ESR checkpoint folder/);
+    await expect(convertEsrCheckpointFolder(path.join(ESR, 'weights_init'), out)).rejects.toThrow(
+      /No Net-Base-Shared_Representations\.pt in .*SavedNetworks/,
+    );
+    await expect(convertEsrCheckpointFolder(path.join(out, 'nope'), out)).rejects.toThrow(
+      /Cannot read the ESR checkpoint folder/,
+    );
   });
 
   it('also converts the legacy upstream ESR-9 base', async () => {
@@ -207,9 +247,13 @@ const PYTHON = '/usr/bin/python3';
 // find_spec locates torch without importing it (importing takes seconds).
 const hasTorch =
   existsSync(PYTHON) &&
-  spawnSync(PYTHON, ['-c', 'import importlib.util, sys; sys.exit(0 if importlib.util.find_spec("torch") else 1)'], { timeout: 60_000 }).status === 0;
+  spawnSync(PYTHON, ['-c', 'import importlib.util, sys; sys.exit(0 if importlib.util.find_spec("torch") else 1)'], {
+    timeout: 60_000,
+  }).status === 0;
 const describeIfTorch = (name: string, fn: () => void) =>
-  hasTorch ? describe(name, fn) : describe.skip(`${name} [skipped: ${PYTHON} has no torch; apt-get install -y python3-torch to run]`, fn);
+  hasTorch
+    ? describe(name, fn)
+    : describe.skip(`${name} [skipped: ${PYTHON} has no torch; apt-get install -y python3-torch to run]`, fn);
 
 const PY_SCRIPT = String.raw`
 import collections, json, os, sys, torch
@@ -276,8 +320,20 @@ describeIfTorch(`PyTorch interop (${PYTHON} with torch)`, () => {
   beforeAll(() => {
     dir = mkdtempSync(path.join(tmpdir(), 'fer-torch-py-'));
     const sd = sampleStateDict();
-    writeFileSync(path.join(dir, 'ts_plain.pt'), serializeTorchStateDict(sd, { archiveName: 'ts_plain', metadata: new Map([['', { version: 1 }], ['bn', { version: 2 }]]) }));
-    writeFileSync(path.join(dir, 'ts_wrapped.pth.tar'), serializeTorchStateDict(sd, { archiveName: 'ts_wrapped.pth', wrapKey: 'state_dict' }));
+    writeFileSync(
+      path.join(dir, 'ts_plain.pt'),
+      serializeTorchStateDict(sd, {
+        archiveName: 'ts_plain',
+        metadata: new Map([
+          ['', { version: 1 }],
+          ['bn', { version: 2 }],
+        ]),
+      }),
+    );
+    writeFileSync(
+      path.join(dir, 'ts_wrapped.pth.tar'),
+      serializeTorchStateDict(sd, { archiveName: 'ts_wrapped.pth', wrapKey: 'state_dict' }),
+    );
     const r = spawnSync(PYTHON, ['-c', PY_SCRIPT, dir], { encoding: 'utf8', timeout: 120_000 });
     if (r.status !== 0) throw new Error(`python failed: ${r.stderr}`);
     result = JSON.parse(r.stdout);
@@ -298,14 +354,17 @@ describeIfTorch(`PyTorch interop (${PYTHON} with torch)`, () => {
     expect(result.ours['ts_plain.pt'].__metadata__).toEqual({ '': { version: 1 }, bn: { version: 2 } });
   });
 
-  it.each(['py_zip.pt', 'py_legacy.pt'])('reads %s (dtypes, views, expand, Parameter, scalar) as PyTorch sees it', async (f) => {
-    const sd = await readStateDict(path.join(dir, f));
-    for (const [k, [dtype, shape, vals]] of Object.entries(result.python)) {
-      const t = sd.get(k) as RawTensor;
-      expect([k, t.dtype, t.shape]).toEqual([k, dtype, shape]);
-      expect([k, exactValues(t)]).toEqual([k, vals]);
-    }
-  });
+  it.each(['py_zip.pt', 'py_legacy.pt'])(
+    'reads %s (dtypes, views, expand, Parameter, scalar) as PyTorch sees it',
+    async (f) => {
+      const sd = await readStateDict(path.join(dir, f));
+      for (const [k, [dtype, shape, vals]] of Object.entries(result.python)) {
+        const t = sd.get(k) as RawTensor;
+        expect([k, t.dtype, t.shape]).toEqual([k, dtype, shape]);
+        expect([k, exactValues(t)]).toEqual([k, vals]);
+      }
+    },
+  );
 
   it('re-exports a 1100-tensor dict byte-identical to torch.save (memo past 256, SETITEMS batches of 1000)', async () => {
     const file = path.join(dir, 'py_big.pt');
@@ -314,29 +373,35 @@ describeIfTorch(`PyTorch interop (${PYTHON} with torch)`, () => {
     expect(Buffer.from(serializeTorchStateDict(sd, { archiveName: 'py_big' })).equals(readFileSync(file))).toBe(true);
   });
 
-  it.each(['py_model.pt', 'py_model_legacy.pt'])('rebuilds state_dict() from a whole pickled nn.Module (%s), only in inert mode', async (f) => {
-    await expect(readStateDict(path.join(dir, f))).rejects.toThrow(UnsafePickleError);
-    const sd = await readStateDict(path.join(dir, f), { unknownGlobals: 'inert' });
-    expect([...sd.keys()]).toEqual(Object.keys(result.model));
-    for (const [k, [dtype, shape, vals]] of Object.entries(result.model)) {
-      const t = sd.get(k) as RawTensor;
-      expect([k, t.dtype, t.shape, exactValues(t)]).toEqual([k, dtype, shape, vals]);
-    }
-  });
+  it.each(['py_model.pt', 'py_model_legacy.pt'])(
+    'rebuilds state_dict() from a whole pickled nn.Module (%s), only in inert mode',
+    async (f) => {
+      await expect(readStateDict(path.join(dir, f))).rejects.toThrow(UnsafePickleError);
+      const sd = await readStateDict(path.join(dir, f), { unknownGlobals: 'inert' });
+      expect([...sd.keys()]).toEqual(Object.keys(result.model));
+      for (const [k, [dtype, shape, vals]] of Object.entries(result.model)) {
+        const t = sd.get(k) as RawTensor;
+        expect([k, t.dtype, t.shape, exactValues(t)]).toEqual([k, dtype, shape, vals]);
+      }
+    },
+  );
 
-  it.each(['py_ckpt.pth.tar', 'py_ckpt_legacy.pth.tar'])('reads a training checkpoint with a RecorderMeter and SGD state (%s)', async (f) => {
-    const file = path.join(dir, f);
-    await expect(readStateDict(file, { key: 'state_dict' })).rejects.toThrow(/__main__\.RecorderMeter|numpy/);
-    const sd = await readStateDict(file, { key: 'state_dict', unknownGlobals: 'inert' });
-    expect([...sd.keys()]).toEqual(Object.keys(result.python));
-    const tree = (await readTorchFile(file, { unknownGlobals: 'inert' })) as Map<string, unknown>;
-    expect(tree.get('epoch')).toBe(3);
-    expect(exactValues(tree.get('best_acc') as RawTensor)).toEqual([61.5]);
-    const rec = tree.get('recorder') as PickledObject;
-    expect(rec.qualifiedName).toBe('__main__.RecorderMeter');
-    expect((rec.state as Map<string, unknown>).get('total_epoch')).toBe(4);
-    const optState = (tree.get('optimizer') as Map<string, Map<number, Map<string, RawTensor>>>).get('state');
-    expect([...(optState?.keys() ?? [])]).toEqual([0, 1]);
-    expect(optState?.get(0)?.get('momentum_buffer')?.shape).toEqual([2, 3]);
-  });
+  it.each(['py_ckpt.pth.tar', 'py_ckpt_legacy.pth.tar'])(
+    'reads a training checkpoint with a RecorderMeter and SGD state (%s)',
+    async (f) => {
+      const file = path.join(dir, f);
+      await expect(readStateDict(file, { key: 'state_dict' })).rejects.toThrow(/__main__\.RecorderMeter|numpy/);
+      const sd = await readStateDict(file, { key: 'state_dict', unknownGlobals: 'inert' });
+      expect([...sd.keys()]).toEqual(Object.keys(result.python));
+      const tree = (await readTorchFile(file, { unknownGlobals: 'inert' })) as Map<string, unknown>;
+      expect(tree.get('epoch')).toBe(3);
+      expect(exactValues(tree.get('best_acc') as RawTensor)).toEqual([61.5]);
+      const rec = tree.get('recorder') as PickledObject;
+      expect(rec.qualifiedName).toBe('__main__.RecorderMeter');
+      expect((rec.state as Map<string, unknown>).get('total_epoch')).toBe(4);
+      const optState = (tree.get('optimizer') as Map<string, Map<number, Map<string, RawTensor>>>).get('state');
+      expect([...(optState?.keys() ?? [])]).toEqual([0, 1]);
+      expect(optState?.get(0)?.get('momentum_buffer')?.shape).toEqual([2, 3]);
+    },
+  );
 });

@@ -29,7 +29,11 @@ const ESR9 = path.join(DATA_DIR, 'esr9-affectnet', 'weights');
  */
 function expectSameTensor(actual: RawTensor, expected: RawTensor, name: string): void {
   const scalarQuirk = actual.shape.length === 0 && expected.shape.length === 1 && expected.shape[0] === 1;
-  expect({ name, dtype: actual.dtype, shape: scalarQuirk ? [1] : actual.shape }).toEqual({ name, dtype: expected.dtype, shape: expected.shape });
+  expect({ name, dtype: actual.dtype, shape: scalarQuirk ? [1] : actual.shape }).toEqual({
+    name,
+    dtype: expected.dtype,
+    shape: expected.shape,
+  });
   expect(Buffer.compare(Buffer.from(actual.data), Buffer.from(expected.data))).toBe(0);
 }
 
@@ -43,24 +47,32 @@ const ESR_PARTS = [
 describeIfExists(ESR, 'genuine torch.save zip files (esr_cbam/torch_checkpoint/3)', () => {
   const manifest = JSON.parse(readFileSync(path.join(ESR, 'manifest.json'), 'utf8'));
 
-  it.each(ESR_PARTS)('%s equals weights_init/%s.safetensors bit for bit, in state_dict order', async (file, st, part) => {
-    const sd = await readStateDict(path.join(ESR, 'torch_checkpoint/3', file));
-    const ref = (await readSafetensors(path.join(ESR, 'weights_init', `${st}.safetensors`))).tensors;
-    const info = manifest.torch_checkpoint.files[part];
-    expect([...sd.keys()]).toEqual(info.keys_in_order);
-    expect(new Set(sd.keys())).toEqual(new Set(ref.keys()));
-    for (const [k, t] of ref) expectSameTensor(sd.get(k) as RawTensor, t, k);
-    // shapes also match the manifest's per-tensor record (which has [] for scalars)
-    for (const rec of manifest.tensors.filter((r: { file: string }) => r.file === `weights_init/${st}.safetensors`)) {
-      expect([rec.name, (sd.get(rec.name) as RawTensor).shape]).toEqual([rec.name, rec.shape]);
-    }
-  });
+  it.each(ESR_PARTS)(
+    '%s equals weights_init/%s.safetensors bit for bit, in state_dict order',
+    async (file, st, part) => {
+      const sd = await readStateDict(path.join(ESR, 'torch_checkpoint/3', file));
+      const ref = (await readSafetensors(path.join(ESR, 'weights_init', `${st}.safetensors`))).tensors;
+      const info = manifest.torch_checkpoint.files[part];
+      expect([...sd.keys()]).toEqual(info.keys_in_order);
+      expect(new Set(sd.keys())).toEqual(new Set(ref.keys()));
+      for (const [k, t] of ref) expectSameTensor(sd.get(k) as RawTensor, t, k);
+      // shapes also match the manifest's per-tensor record (which has [] for scalars)
+      for (const rec of manifest.tensors.filter((r: { file: string }) => r.file === `weights_init/${st}.safetensors`)) {
+        expect([rec.name, (sd.get(rec.name) as RawTensor).shape]).toEqual([rec.name, rec.shape]);
+      }
+    },
+  );
 
   it('finds every zip entry at the data offset the manifest records (64-byte aligned)', () => {
     for (const [file, , part] of ESR_PARTS) {
       const bytes = readFileSync(path.join(ESR, 'torch_checkpoint/3', file));
       const zip = ZipReader.open(bytesSource(bytes, file));
-      const got = zip.entries.map((e) => ({ name: e.name, compress_type: e.method, size: e.size, data_offset: e.dataOffset }));
+      const got = zip.entries.map((e) => ({
+        name: e.name,
+        compress_type: e.method,
+        size: e.size,
+        data_offset: e.dataOffset,
+      }));
       expect(got).toEqual(manifest.torch_checkpoint.files[part].zip_entries);
       expect(zip.entries.every((e) => e.dataOffset % 64 === 0)).toBe(true);
     }
@@ -77,7 +89,10 @@ describeIfExists(ESR, 'genuine torch.save zip files (esr_cbam/torch_checkpoint/3
   it.each(ESR_PARTS)('re-exports %s byte-identical to what torch.save wrote', async (file) => {
     const f = path.join(ESR, 'torch_checkpoint/3', file);
     const obj = await readTorchFile(f);
-    const out = serializeTorchStateDict(extractStateDict(obj), { archiveName: torchArchiveName(f), metadata: stateDictMetadata(obj) });
+    const out = serializeTorchStateDict(extractStateDict(obj), {
+      archiveName: torchArchiveName(f),
+      metadata: stateDictMetadata(obj),
+    });
     const ref = readFileSync(f);
     expect(out.byteLength).toBe(ref.byteLength);
     expect(createHash('sha256').update(out).digest('hex')).toBe(createHash('sha256').update(ref).digest('hex'));

@@ -58,7 +58,14 @@ export const float = (x: number): Part[] => {
 export const tuple = (...items: Part[][]): Part[] => [MARK, ...items.flat(), TUPLE];
 
 /** `_rebuild_tensor_v2(persistent storage, offset, size, stride, False, OrderedDict())`. */
-export function tensorOps(storageClass: string, key: string, storageNumel: number, offset: number, size: number[], stride: number[]): Part[] {
+export function tensorOps(
+  storageClass: string,
+  key: string,
+  storageNumel: number,
+  offset: number,
+  size: number[],
+  stride: number[],
+): Part[] {
   return [
     ...global('torch._utils', '_rebuild_tensor_v2'),
     MARK,

@@ -20,8 +20,28 @@ import {
 } from 'fer-torch';
 import { REDUCE_PAYLOADS } from './fixtures/pickles';
 import {
-  EMPTY_DICT, EMPTY_LIST, EMPTY_TUPLE, MARK, NEWOBJ, PROTO2, REDUCE, SETITEMS, STOP, APPENDS, BUILD, float,
-  dictPickle, f32Bytes, global, hexBytes, int, pk, str, tensorOps, torchZip, tuple,
+  EMPTY_DICT,
+  EMPTY_LIST,
+  EMPTY_TUPLE,
+  MARK,
+  NEWOBJ,
+  PROTO2,
+  REDUCE,
+  SETITEMS,
+  STOP,
+  APPENDS,
+  BUILD,
+  float,
+  dictPickle,
+  f32Bytes,
+  global,
+  hexBytes,
+  int,
+  pk,
+  str,
+  tensorOps,
+  torchZip,
+  tuple,
 } from './helpers';
 
 const MARKER = '/tmp/fer-torch-pwned';
@@ -73,7 +93,9 @@ describe('hostile pickles are refused and never executed', () => {
 
   it.each([0, 2, 4])('a CPython __reduce__ payload (os.system) at protocol %i', (p) => {
     for (const unknownGlobals of ['error', 'inert'] as const) {
-      expect(() => unpickle(hexBytes(REDUCE_PAYLOADS[p]), { unknownGlobals })).toThrow(/refusing to load the global 'posix\.system'/);
+      expect(() => unpickle(hexBytes(REDUCE_PAYLOADS[p]), { unknownGlobals })).toThrow(
+        /refusing to load the global 'posix\.system'/,
+      );
     }
     expect(existsSync(MARKER)).toBe(false);
   });
@@ -87,12 +109,18 @@ describe('hostile pickles are refused and never executed', () => {
     // a value-only allow-listed global (a storage class) is not callable
     const onStorage = pk(...PROTO2, ...global('torch', 'FloatStorage'), ...tuple(int(10)), REDUCE, STOP);
     return Promise.all([
-      expect(readTorchFile(torchZip(onStorage, {}))).rejects.toThrow(/REDUCE on 'torch\.FloatStorage' is not supported.*Nothing was executed/),
+      expect(readTorchFile(torchZip(onStorage, {}))).rejects.toThrow(
+        /REDUCE on 'torch\.FloatStorage' is not supported.*Nothing was executed/,
+      ),
       // a plain value on the stack
-      expect(async () => unpickle(pk(...PROTO2, ...str('os.system'), ...tuple(), REDUCE, STOP))).rejects.toThrow(/REDUCE applied to str 'os\.system'/),
+      expect(async () => unpickle(pk(...PROTO2, ...str('os.system'), ...tuple(), REDUCE, STOP))).rejects.toThrow(
+        /REDUCE applied to str 'os\.system'/,
+      ),
       // an inert object's result is not callable either
       expect(async () =>
-        unpickle(pk(...PROTO2, ...global('mymod', 'Factory'), EMPTY_TUPLE, REDUCE, EMPTY_TUPLE, REDUCE, STOP), { unknownGlobals: 'inert' }),
+        unpickle(pk(...PROTO2, ...global('mymod', 'Factory'), EMPTY_TUPLE, REDUCE, EMPTY_TUPLE, REDUCE, STOP), {
+          unknownGlobals: 'inert',
+        }),
       ).rejects.toThrow(/REDUCE applied to an inert mymod\.Factory object/),
     ]);
   });
@@ -123,20 +151,54 @@ describe('hostile pickles are refused and never executed', () => {
 describe('training checkpoints with helper objects', () => {
   // {'epoch': 3, 'state_dict': {'w': tensor}, 'best_acc': 61.5, 'recorder': RecorderMeter(...), 'optimizer': {...}}
   const pkl = pk(
-    ...PROTO2, EMPTY_DICT, MARK,
-    ...str('epoch'), ...int(3),
-    ...str('state_dict'), EMPTY_DICT, ...str('w'), ...tensorOps('FloatStorage', '0', 2, 0, [2], [1]), 0x73,
-    ...str('best_acc'), ...float(61.5),
-    ...str('recorder'), ...global('main', 'RecorderMeter'), EMPTY_TUPLE, NEWOBJ,
-    EMPTY_DICT, MARK, ...str('epoch_losses'), EMPTY_LIST, MARK, ...float(0.5), ...float(0.25), APPENDS, SETITEMS, BUILD,
-    ...str('optimizer'), EMPTY_DICT, ...str('param_groups'), EMPTY_LIST, EMPTY_DICT, MARK, ...str('lr'), ...float(0.1),
-    ...str('nesterov'), 0x89, SETITEMS, 0x61, 0x73,
-    SETITEMS, STOP,
+    ...PROTO2,
+    EMPTY_DICT,
+    MARK,
+    ...str('epoch'),
+    ...int(3),
+    ...str('state_dict'),
+    EMPTY_DICT,
+    ...str('w'),
+    ...tensorOps('FloatStorage', '0', 2, 0, [2], [1]),
+    0x73,
+    ...str('best_acc'),
+    ...float(61.5),
+    ...str('recorder'),
+    ...global('main', 'RecorderMeter'),
+    EMPTY_TUPLE,
+    NEWOBJ,
+    EMPTY_DICT,
+    MARK,
+    ...str('epoch_losses'),
+    EMPTY_LIST,
+    MARK,
+    ...float(0.5),
+    ...float(0.25),
+    APPENDS,
+    SETITEMS,
+    BUILD,
+    ...str('optimizer'),
+    EMPTY_DICT,
+    ...str('param_groups'),
+    EMPTY_LIST,
+    EMPTY_DICT,
+    MARK,
+    ...str('lr'),
+    ...float(0.1),
+    ...str('nesterov'),
+    0x89,
+    SETITEMS,
+    0x61,
+    0x73,
+    SETITEMS,
+    STOP,
   );
   const file = torchZip(pkl, { '0': f32Bytes([1.5, -2]) });
 
   it('are refused by default with a hint, and read as inert data on request', async () => {
-    await expect(readStateDict(file, { key: 'state_dict' })).rejects.toThrow(/main\.RecorderMeter.*unknownGlobals: 'inert'/s);
+    await expect(readStateDict(file, { key: 'state_dict' })).rejects.toThrow(
+      /main\.RecorderMeter.*unknownGlobals: 'inert'/s,
+    );
     const sd = await readStateDict(file, { key: 'state_dict', unknownGlobals: 'inert' });
     expect([...sd.keys()]).toEqual(['w']);
     expect(Array.from(new Float32Array(sd.get('w')!.data.slice().buffer))).toEqual([1.5, -2]);
@@ -153,7 +215,9 @@ describe('training checkpoints with helper objects', () => {
   it('without a key, the weights entry is found and other keys are named in errors', async () => {
     const sd = await readStateDict(file, { unknownGlobals: 'inert' });
     expect([...sd.keys()]).toEqual(['w']);
-    await expect(readStateDict(file, { unknownGlobals: 'inert', key: 'model' })).rejects.toThrow(/keys epoch, state_dict, best_acc, recorder, optimizer/);
+    await expect(readStateDict(file, { unknownGlobals: 'inert', key: 'model' })).rejects.toThrow(
+      /keys epoch, state_dict, best_acc, recorder, optimizer/,
+    );
   });
 });
 
@@ -173,7 +237,19 @@ describe('hostile zip archives', () => {
   });
 
   it('refuses an archive truncated at any point, with a TorchFormatError', async () => {
-    const cuts = [0, 3, 21, 64, 100, 200, good.length - 200, good.length - 99, good.length - 60, good.length - 23, good.length - 1];
+    const cuts = [
+      0,
+      3,
+      21,
+      64,
+      100,
+      200,
+      good.length - 200,
+      good.length - 99,
+      good.length - 60,
+      good.length - 23,
+      good.length - 1,
+    ];
     for (let c = 300; c < good.length - 200; c += 97) cuts.push(c);
     for (const cut of cuts) {
       const err = await expectRefusedWithin(() => readTorchFile(good.slice(0, Math.max(0, cut))));
@@ -238,16 +314,24 @@ describe('hostile zip archives', () => {
   it('refuses entries whose CRC-32 does not match', async () => {
     const zip = good.slice();
     const data = sigs(zip, 0x04034b50)[1]; // local header of the storage entry
-    const dataStart = data + 30 + new DataView(zip.buffer).getUint16(data + 26, true) + new DataView(zip.buffer).getUint16(data + 28, true);
+    const dataStart =
+      data +
+      30 +
+      new DataView(zip.buffer).getUint16(data + 26, true) +
+      new DataView(zip.buffer).getUint16(data + 28, true);
     zip[dataStart] ^= 1;
     await expect(readTorchFile(zip)).rejects.toThrow(/CRC-32/);
   });
 
   it('refuses storages shorter than declared and tensors that reach past their storage', async () => {
     const short = dictPickle([['w', tensorOps('FloatStorage', '0', 6, 0, [2, 3], [3, 1])]]);
-    await expect(readStateDict(torchZip(short, { '0': f32Bytes([1, 2, 3]) }))).rejects.toThrow(/should hold 6 float32 elements \(24 bytes\) but its entry has 12 bytes: the storage is shorter/);
+    await expect(readStateDict(torchZip(short, { '0': f32Bytes([1, 2, 3]) }))).rejects.toThrow(
+      /should hold 6 float32 elements \(24 bytes\) but its entry has 12 bytes: the storage is shorter/,
+    );
     const past = dictPickle([['w', tensorOps('FloatStorage', '0', 4, 1, [2, 2], [2, 1])]]);
-    await expect(readStateDict(torchZip(past, { '0': f32Bytes([1, 2, 3, 4]) }))).rejects.toThrow(/holds 4 float32 elements, but a tensor .* reaches element 4: the storage is shorter than the tensor it backs/);
+    await expect(readStateDict(torchZip(past, { '0': f32Bytes([1, 2, 3, 4]) }))).rejects.toThrow(
+      /holds 4 float32 elements, but a tensor .* reaches element 4: the storage is shorter than the tensor it backs/,
+    );
     const missing = dictPickle([['w', tensorOps('FloatStorage', '7', 4, 0, [4], [1])]]);
     await expect(readStateDict(torchZip(missing, {}))).rejects.toThrow(/no 'archive\/data\/7' entry/);
   });
@@ -264,17 +348,47 @@ describe('hostile zip archives', () => {
     const func = global('torch._utils', '_rebuild_tensor_v2');
     const args = [MARK, ...tensorOps('FloatStorage', '0', n, 0, [n], [1]).slice(func.length + 1, -1)];
     const bomb = pk(
-      ...PROTO2, EMPTY_LIST, MARK,
-      ...func, 0x71, 0, ...args, 0x71, 1, REDUCE,
+      ...PROTO2,
+      EMPTY_LIST,
+      MARK,
+      ...func,
+      0x71,
+      0,
+      ...args,
+      0x71,
+      1,
+      REDUCE,
       ...Array.from({ length: 20000 }, () => [0x68, 0, 0x68, 1, REDUCE]).flat(),
-      APPENDS, STOP,
+      APPENDS,
+      STOP,
     );
     const file = torchZip(bomb, { '0': new Uint8Array(n * 4) });
     expect(file.length).toBeLessThan(400 * 1024);
-    const err = await expectRefusedWithin(() => readTorchFile(file, { maxExpandedBytes: 8 * 1024 ** 2 }), 48 * 1024 ** 2);
+    const err = await expectRefusedWithin(
+      () => readTorchFile(file, { maxExpandedBytes: 8 * 1024 ** 2 }),
+      48 * 1024 ** 2,
+    );
     expect(err.message).toMatch(/would copy more than \d+ bytes in total/);
     // the same views within budget are fine
-    const ok = pk(...PROTO2, EMPTY_LIST, MARK, ...func, 0x71, 0, ...args, 0x71, 1, REDUCE, 0x68, 0, 0x68, 1, REDUCE, APPENDS, STOP);
+    const ok = pk(
+      ...PROTO2,
+      EMPTY_LIST,
+      MARK,
+      ...func,
+      0x71,
+      0,
+      ...args,
+      0x71,
+      1,
+      REDUCE,
+      0x68,
+      0,
+      0x68,
+      1,
+      REDUCE,
+      APPENDS,
+      STOP,
+    );
     const two = (await readTorchFile(torchZip(ok, { '0': new Uint8Array(n * 4) }))) as Array<{ data: Uint8Array }>;
     expect(two).toHaveLength(2);
     expect(two[0].data).not.toBe(two[1].data);
@@ -282,9 +396,14 @@ describe('hostile zip archives', () => {
 
   it('refuses TorchScript archives and non-checkpoints with a hint', async () => {
     const { writeTorchZip } = await import('../src/zip');
-    const ts = writeTorchZip([{ name: 'm/constants.pkl', data: pk(...PROTO2, EMPTY_TUPLE, STOP) }, { name: 'm/code/m.py', data: pk('x') }]);
+    const ts = writeTorchZip([
+      { name: 'm/constants.pkl', data: pk(...PROTO2, EMPTY_TUPLE, STOP) },
+      { name: 'm/code/m.py', data: pk('x') },
+    ]);
     await expect(readTorchFile(ts)).rejects.toThrow(/TorchScript archive.*state_dict/);
-    await expect(readTorchFile(new TextEncoder().encode('hello world, not a checkpoint'))).rejects.toThrow(/not a PyTorch checkpoint.*starts with 68 65 6c/);
+    await expect(readTorchFile(new TextEncoder().encode('hello world, not a checkpoint'))).rejects.toThrow(
+      /not a PyTorch checkpoint.*starts with 68 65 6c/,
+    );
   });
 });
 
@@ -293,14 +412,31 @@ describe('hostile legacy files', () => {
   const proto = pk(...PROTO2, ...int(1001), STOP);
   const sys = pk(...PROTO2, EMPTY_DICT, ...str('little_endian'), 0x88, 0x73, STOP);
   const main = pk(
-    ...PROTO2, EMPTY_DICT, ...str('w'),
+    ...PROTO2,
+    EMPTY_DICT,
+    ...str('w'),
     ...global('torch._utils', '_rebuild_tensor_v2'),
-    MARK, ...tuple(str('storage'), global('torch', 'FloatStorage'), str('k1'), str('cuda:0'), int(3), [0x4e]), 0x51,
-    ...int(0), ...tuple(int(3)), ...tuple(int(1)), 0x89, ...global('collections', 'OrderedDict'), EMPTY_TUPLE, REDUCE, 0x74, REDUCE,
-    0x73, STOP,
+    MARK,
+    ...tuple(str('storage'), global('torch', 'FloatStorage'), str('k1'), str('cuda:0'), int(3), [0x4e]),
+    0x51,
+    ...int(0),
+    ...tuple(int(3)),
+    ...tuple(int(1)),
+    0x89,
+    ...global('collections', 'OrderedDict'),
+    EMPTY_TUPLE,
+    REDUCE,
+    0x74,
+    REDUCE,
+    0x73,
+    STOP,
   );
   const keys = pk(...PROTO2, EMPTY_LIST, ...str('k1'), 0x61, STOP);
-  const count = (n: number) => { const b = new Uint8Array(8); new DataView(b.buffer).setBigInt64(0, BigInt(n), true); return b; };
+  const count = (n: number) => {
+    const b = new Uint8Array(8);
+    new DataView(b.buffer).setBigInt64(0, BigInt(n), true);
+    return b;
+  };
   const file = (n = 3, data = f32Bytes([1, 2, 3])) => pk(magic, proto, sys, main, keys, count(n), data);
 
   it('reads the well-formed hand-made file (control)', async () => {
@@ -321,7 +457,12 @@ describe('hostile legacy files', () => {
 });
 
 describe('hostile safetensors', () => {
-  const good = serializeSafetensors(new Map([['a', fromFloat32([1, 2], [2])], ['b', fromFloat32([3], [1])]]));
+  const good = serializeSafetensors(
+    new Map([
+      ['a', fromFloat32([1, 2], [2])],
+      ['b', fromFloat32([3], [1])],
+    ]),
+  );
   const withHeader = (header: object, body: Uint8Array) => {
     const json = new TextEncoder().encode(JSON.stringify(header));
     const out = new Uint8Array(8 + json.length + body.length);
@@ -337,13 +478,35 @@ describe('hostile safetensors', () => {
   });
 
   it('refuses overlapping, out-of-range and gapped offsets', () => {
-    expect(() => parseSafetensors(withHeader({ a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } }, body))).toThrow(/overlap/);
-    expect(() => parseSafetensors(withHeader({ a: { dtype: 'F32', shape: [4], data_offsets: [0, 16] } }, body))).toThrow(/past the 12-byte data section/);
-    expect(() => parseSafetensors(withHeader({ a: { dtype: 'F32', shape: [1], data_offsets: [4, 8] } }, body))).toThrow(SafetensorsError);
-    expect(() => parseSafetensors(withHeader({ a: { dtype: 'F32', shape: [2], data_offsets: [8, 0] } }, body))).toThrow(/invalid data_offsets/);
-    expect(() => parseSafetensors(withHeader({ a: { dtype: 'F32', shape: [2], data_offsets: [0, 4] } }, body))).toThrow(/needs 8 bytes but its offsets span 4/);
-    expect(() => parseSafetensors(withHeader({ a: { dtype: 'F32', shape: [2.5], data_offsets: [0, 8] } }, body))).toThrow(/invalid shape/);
-    expect(() => parseSafetensors(withHeader({ a: { dtype: 'C64', shape: [1], data_offsets: [0, 8] } }, body))).toThrow(/unsupported dtype "C64"/);
+    expect(() =>
+      parseSafetensors(
+        withHeader(
+          {
+            a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] },
+            b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] },
+          },
+          body,
+        ),
+      ),
+    ).toThrow(/overlap/);
+    expect(() =>
+      parseSafetensors(withHeader({ a: { dtype: 'F32', shape: [4], data_offsets: [0, 16] } }, body)),
+    ).toThrow(/past the 12-byte data section/);
+    expect(() => parseSafetensors(withHeader({ a: { dtype: 'F32', shape: [1], data_offsets: [4, 8] } }, body))).toThrow(
+      SafetensorsError,
+    );
+    expect(() => parseSafetensors(withHeader({ a: { dtype: 'F32', shape: [2], data_offsets: [8, 0] } }, body))).toThrow(
+      /invalid data_offsets/,
+    );
+    expect(() => parseSafetensors(withHeader({ a: { dtype: 'F32', shape: [2], data_offsets: [0, 4] } }, body))).toThrow(
+      /needs 8 bytes but its offsets span 4/,
+    );
+    expect(() =>
+      parseSafetensors(withHeader({ a: { dtype: 'F32', shape: [2.5], data_offsets: [0, 8] } }, body)),
+    ).toThrow(/invalid shape/);
+    expect(() => parseSafetensors(withHeader({ a: { dtype: 'C64', shape: [1], data_offsets: [0, 8] } }, body))).toThrow(
+      /unsupported dtype "C64"/,
+    );
   });
 
   it('refuses an oversized or lying header length without allocating it', async () => {

@@ -1,6 +1,13 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import { CBAM_SPATIAL_BN_MOMENTUM, Cbam, FerInputError, TorchBatchNorm, type FerDataset, type FerModel } from 'fer-core';
+import {
+  CBAM_SPATIAL_BN_MOMENTUM,
+  Cbam,
+  FerInputError,
+  TorchBatchNorm,
+  type FerDataset,
+  type FerModel,
+} from 'fer-core';
 
 /** One PyTorch-semantics batch norm found in a model: its running statistics and the momentum that moves them. */
 export interface BatchNormState {
@@ -43,7 +50,10 @@ function layerModels(model: FerModel): tfl.LayersModel[] {
 
 function weightEndingWith(layer: tfl.layers.Layer, suffix: string): tfl.LayerVariable {
   const w = layer.weights.find((v) => v.originalName.endsWith(`/${suffix}`) || v.originalName === suffix);
-  if (!w) throw new Error(`Layer '${layer.name}' has no weight '${suffix}' (weights: ${layer.weights.map((v) => v.originalName).join(', ')}).`);
+  if (!w)
+    throw new Error(
+      `Layer '${layer.name}' has no weight '${suffix}' (weights: ${layer.weights.map((v) => v.originalName).join(', ')}).`,
+    );
   return w;
 }
 
@@ -52,16 +62,24 @@ function collect(layer: tfl.layers.Layer, out: BatchNormState[]): void {
     layer.layers.forEach((l) => collect(l, out));
   } else if (layer instanceof TorchBatchNorm) {
     out.push({
-      name: layer.name, momentum: layer.momentum, runningMean: weightEndingWith(layer, 'running_mean'), runningVar: weightEndingWith(layer, 'running_var'),
+      name: layer.name,
+      momentum: layer.momentum,
+      runningMean: weightEndingWith(layer, 'running_mean'),
+      runningVar: weightEndingWith(layer, 'running_var'),
       numBatchesTracked: weightEndingWith(layer, 'num_batches_tracked'),
     });
   } else if (layer instanceof Cbam) {
     out.push({
-      name: `${layer.name}/spatial_bn`, momentum: CBAM_SPATIAL_BN_MOMENTUM, runningMean: weightEndingWith(layer, 'spatial_bn_running_mean'),
-      runningVar: weightEndingWith(layer, 'spatial_bn_running_var'), numBatchesTracked: weightEndingWith(layer, 'spatial_bn_num_batches_tracked'),
+      name: `${layer.name}/spatial_bn`,
+      momentum: CBAM_SPATIAL_BN_MOMENTUM,
+      runningMean: weightEndingWith(layer, 'spatial_bn_running_mean'),
+      runningVar: weightEndingWith(layer, 'spatial_bn_running_var'),
+      numBatchesTracked: weightEndingWith(layer, 'spatial_bn_num_batches_tracked'),
     });
   } else if (layer.getClassName() === 'BatchNormalization') {
-    throw new FerInputError(`Layer '${layer.name}' is a Keras BatchNormalization; recalibrateBatchNorm handles PyTorch-semantics TorchBatchNorm and Cbam layers only.`);
+    throw new FerInputError(
+      `Layer '${layer.name}' is a Keras BatchNormalization; recalibrateBatchNorm handles PyTorch-semantics TorchBatchNorm and Cbam layers only.`,
+    );
   }
 }
 
@@ -86,20 +104,38 @@ export function findBatchNorms(model: FerModel): BatchNormState[] {
  * Use it after a short run and before evaluating in inference mode: running averages with momentum 0.1 (0.01 in
  * CBAM's spatial gate) lag far behind weights that moved a lot in a few hundred steps.
  */
-export async function recalibrateBatchNorm(model: FerModel, data: FerDataset, o: RecalibrateOptions): Promise<RecalibrateResult> {
-  if (!Number.isInteger(o.batches) || o.batches < 1) throw new FerInputError(`Expected batches to be a positive integer, but got ${o.batches}.`);
+export async function recalibrateBatchNorm(
+  model: FerModel,
+  data: FerDataset,
+  o: RecalibrateOptions,
+): Promise<RecalibrateResult> {
+  if (!Number.isInteger(o.batches) || o.batches < 1)
+    throw new FerInputError(`Expected batches to be a positive integer, but got ${o.batches}.`);
   const batchSize = o.batchSize ?? 32;
-  if (!Number.isInteger(batchSize) || batchSize < 2) throw new FerInputError(`Expected batchSize to be an integer ≥ 2 (batch norm needs batch statistics), but got ${batchSize}.`);
+  if (!Number.isInteger(batchSize) || batchSize < 2)
+    throw new FerInputError(
+      `Expected batchSize to be an integer ≥ 2 (batch norm needs batch statistics), but got ${batchSize}.`,
+    );
   const bns = findBatchNorms(model);
   if (bns.length === 0) return { layers: 0, batches: 0, images: 0 };
-  const saved = bns.map((b) => [tf.clone(b.runningMean.read()), tf.clone(b.runningVar.read()), tf.clone(b.numBatchesTracked.read())]);
+  const saved = bns.map((b) => [
+    tf.clone(b.runningMean.read()),
+    tf.clone(b.runningVar.read()),
+    tf.clone(b.numBatchesTracked.read()),
+  ]);
   const sums = bns.map((b) => [tf.zerosLike(b.runningMean.read()), tf.zerosLike(b.runningVar.read())]);
   let count = 0;
   let images = 0;
   let ok = false;
   try {
     // Whole batches only: a last batch of one image has no batch statistics after global pooling.
-    for await (const batch of data.batches({ batchSize, shuffle: true, seed: o.seed ?? 0, epoch: 0, dropRemainder: true })) {
+    for await (const batch of data.batches({
+      batchSize,
+      shuffle: true,
+      seed: o.seed ?? 0,
+      epoch: 0,
+      dropRemainder: true,
+    })) {
       try {
         const counters = await Promise.all(bns.map((b) => b.numBatchesTracked.read().data()));
         tf.tidy(() => {
@@ -112,11 +148,16 @@ export async function recalibrateBatchNorm(model: FerModel, data: FerDataset, o:
         const after = await Promise.all(bns.map((b) => b.numBatchesTracked.read().data()));
         const bad = bns.findIndex((_, i) => after[i][0] - counters[i][0] !== 1);
         if (bad >= 0) {
-          throw new Error(`Batch norm '${bns[bad].name}' ran ${after[bad][0] - counters[bad][0]} times in one training forward; recalibrateBatchNorm needs each to run exactly once.`);
+          throw new Error(
+            `Batch norm '${bns[bad].name}' ran ${after[bad][0] - counters[bad][0]} times in one training forward; recalibrateBatchNorm needs each to run exactly once.`,
+          );
         }
         bns.forEach((b, i) => {
           const [m, v] = sums[i];
-          sums[i] = tf.tidy(() => [tf.add(m, tf.div(b.runningMean.read(), b.momentum)), tf.add(v, tf.div(b.runningVar.read(), b.momentum))]);
+          sums[i] = tf.tidy(() => [
+            tf.add(m, tf.div(b.runningMean.read(), b.momentum)),
+            tf.add(v, tf.div(b.runningVar.read(), b.momentum)),
+          ]);
           tf.dispose([m, v]);
         });
         count++;
@@ -127,7 +168,11 @@ export async function recalibrateBatchNorm(model: FerModel, data: FerDataset, o:
       }
       if (count >= o.batches) break;
     }
-    if (count === 0) throw new FerInputError(`The dataset '${data.name}' (${data.size} images) yielded no whole batch of ${batchSize} to recalibrate batch norm with.`, 'Pass a smaller batchSize.');
+    if (count === 0)
+      throw new FerInputError(
+        `The dataset '${data.name}' (${data.size} images) yielded no whole batch of ${batchSize} to recalibrate batch norm with.`,
+        'Pass a smaller batchSize.',
+      );
     tf.tidy(() => {
       bns.forEach((b, i) => {
         b.runningMean.write(tf.div(sums[i][0], count));

@@ -49,7 +49,9 @@ export async function loadSplits(o: SplitOptions): Promise<Splits> {
       return {
         train: await affectNet({ ...common, root, split: 'train', augment: true, cap: o.cap ?? 5000, capSeed: o.seed }),
         validation: await affectNet({ ...common, root, split: 'validation', cap: Infinity }),
-        notes: ['AffectNet has no public test split: the validation split is both selection and report (as the reference).'],
+        notes: [
+          'AffectNet has no public test split: the validation split is both selection and report (as the reference).',
+        ],
       };
     }
     case 'ferplus': {
@@ -58,7 +60,9 @@ export async function loadSplits(o: SplitOptions): Promise<Splits> {
         train: await ferPlus({ ...common, root, split: 'train', augment: true, cap: o.cap ?? 5000, capSeed: o.seed }),
         validation: await ferPlus({ ...common, root, split: 'valid' }),
         test: await ferPlus({ ...common, root, split: 'test' }),
-        notes: ['FER+: model selection on FER2013Valid, final report on FER2013Test (the reference never evaluates the test split).'],
+        notes: [
+          'FER+: model selection on FER2013Valid, final report on FER2013Test (the reference never evaluates the test split).',
+        ],
       };
     }
     case 'rafdb': {
@@ -66,7 +70,9 @@ export async function loadSplits(o: SplitOptions): Promise<Splits> {
       return {
         train: await rafDb({ ...common, root, split: 'train', augment: true, cap: o.cap }),
         validation: await rafDb({ ...common, root, split: 'test' }),
-        notes: ['RAF-DB: the reference selects the model on the test split, so its accuracy is optimistic (spec §8 item 18).'],
+        notes: [
+          'RAF-DB: the reference selects the model on the test split, so its accuracy is optimistic (spec §8 item 18).',
+        ],
       };
     }
     case 'folder': {
@@ -74,9 +80,13 @@ export async function loadSplits(o: SplitOptions): Promise<Splits> {
       const train = await classFolders({ ...common, root, augment: true, cap: o.cap, capSeed: o.seed });
       return {
         train,
-        validation: o.validationRoot ? await classFolders({ ...common, root: o.validationRoot }) : await classFolders({ ...common, root }),
+        validation: o.validationRoot
+          ? await classFolders({ ...common, root: o.validationRoot })
+          : await classFolders({ ...common, root }),
         test: o.testRoot ? await classFolders({ ...common, root: o.testRoot }) : undefined,
-        notes: o.validationRoot ? [] : ['folder: no --val-data given, so validation uses the training images (without augmentation).'],
+        notes: o.validationRoot
+          ? []
+          : ['folder: no --val-data given, so validation uses the training images (without augmentation).'],
       };
     }
     case 'synthetic': {

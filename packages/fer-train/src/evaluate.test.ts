@@ -12,7 +12,10 @@ describe('evaluate', () => {
   it('reports per-branch accuracy and the vote consistently with the confusion matrix, without leaks', async () => {
     const m = new TinyEnsemble(1, 3);
     const ds = tinyDataset(12, 3);
-    const r = await expectNoLeak(() => evaluate(m, ds, { batchSize: 5, combine: { kind: 'vote' }, diversityHead: 'channelAttention' }), { returned: 0 });
+    const r = await expectNoLeak(
+      () => evaluate(m, ds, { batchSize: 5, combine: { kind: 'vote' }, diversityHead: 'channelAttention' }),
+      { returned: 0 },
+    );
     expect(r.size).toBe(12);
     expect(r.branches.map((b) => b.index)).toEqual([0, 1, 2]);
     const diag = r.ensemble.confusion.reduce((s, row, i) => s + row[i], 0);

@@ -1,7 +1,13 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { FerDataset, FerModel } from 'fer-core';
 import { stateVariables } from './state';
-import { argmax, classificationReport, confusionMatrix, pluralityVote, type ClassificationReport } from './metrics/classification';
+import {
+  argmax,
+  classificationReport,
+  confusionMatrix,
+  pluralityVote,
+  type ClassificationReport,
+} from './metrics/classification';
 
 /** How branch or head outputs become one prediction. */
 export type Combine = { kind: 'vote' } | { kind: 'weighted'; weights: number[] };
@@ -63,59 +69,63 @@ export async function evaluate(model: FerModel, data: FerDataset, o: EvaluateOpt
   let done = 0;
   const saved = o.batchStatistics ? stateVariables(model).map((v) => [v, tf.clone(v)] as const) : [];
   try {
-  for await (const batch of data.batches({ batchSize: o.batchSize ?? 32, shuffle: false })) {
-    try {
-      const B = batch.labels.shape[0];
-      const packed = tf.tidy(() => {
-        const out = model.forward(batch.images, { training: o.batchStatistics === true });
-        sel ??= out.logits.map((_, i) => i);
-        const logits = tf.stack(sel.map((k) => out.logits[k])); // [n, B, K]
-        const labels = tf.cast(batch.labels, 'int32');
-        const onehot = tf.oneHot(labels, K);
-        const ce = tf.neg(tf.sum(tf.mul(tf.logSoftmax(logits), onehot), 2)); // [n, B]
-        const parts: tf.Tensor[] = [tf.reshape(logits, [-1]), tf.reshape(ce, [-1]), tf.cast(tf.reshape(labels, [-1]), 'float32')];
-        const head = o.diversityHead ? out.heads[o.diversityHead] : undefined;
-        if (head && sel.length > 1) {
-          const h = tf.reshape(tf.gather(head, tf.tensor1d(sel, 'int32'), 0), [sel.length, B, -1]);
-          const d = tf.sqrt(tf.sum(tf.square(tf.sub(tf.expandDims(h, 1), tf.expandDims(h, 0))), 3)); // [n, n, B]
-          parts.push(tf.reshape(tf.sum(d), [1]));
-        }
-        return tf.concat(parts);
-      });
-      const v = await packed.data();
-      packed.dispose();
-      const n = sel!.length;
-      if (!lossSum.length) {
-        lossSum = new Array(n).fill(0);
-        hits = new Array(n).fill(0);
-      }
-      const ceOff = n * B * K;
-      const lbOff = ceOff + n * B;
-      for (let b = 0; b < B; b++) {
-        const y = v[lbOff + b];
-        truth.push(y);
-        const preds = sel!.map((_, k) => argmax(v, (k * B + b) * K, K));
-        preds.forEach((p, k) => {
-          if (p === y) hits[k]++;
-          lossSum[k] += v[ceOff + k * B + b];
+    for await (const batch of data.batches({ batchSize: o.batchSize ?? 32, shuffle: false })) {
+      try {
+        const B = batch.labels.shape[0];
+        const packed = tf.tidy(() => {
+          const out = model.forward(batch.images, { training: o.batchStatistics === true });
+          sel ??= out.logits.map((_, i) => i);
+          const logits = tf.stack(sel.map((k) => out.logits[k])); // [n, B, K]
+          const labels = tf.cast(batch.labels, 'int32');
+          const onehot = tf.oneHot(labels, K);
+          const ce = tf.neg(tf.sum(tf.mul(tf.logSoftmax(logits), onehot), 2)); // [n, B]
+          const parts: tf.Tensor[] = [
+            tf.reshape(logits, [-1]),
+            tf.reshape(ce, [-1]),
+            tf.cast(tf.reshape(labels, [-1]), 'float32'),
+          ];
+          const head = o.diversityHead ? out.heads[o.diversityHead] : undefined;
+          if (head && sel.length > 1) {
+            const h = tf.reshape(tf.gather(head, tf.tensor1d(sel, 'int32'), 0), [sel.length, B, -1]);
+            const d = tf.sqrt(tf.sum(tf.square(tf.sub(tf.expandDims(h, 1), tf.expandDims(h, 0))), 3)); // [n, n, B]
+            parts.push(tf.reshape(tf.sum(d), [1]));
+          }
+          return tf.concat(parts);
         });
-        for (let i = 0; i < n; i++) for (let j = i + 1; j < n; j++) if (preds[i] !== preds[j]) disagree++;
-        if (o.combine?.kind === 'weighted') {
-          const w = o.combine.weights;
-          const z = new Float64Array(K);
-          for (let c = 0; c < K; c++) for (let k = 0; k < n; k++) z[c] += w[k] * v[(k * B + b) * K + c];
-          combined.push(argmax(z));
-        } else combined.push(pluralityVote(preds, K));
+        const v = await packed.data();
+        packed.dispose();
+        const n = sel!.length;
+        if (!lossSum.length) {
+          lossSum = new Array(n).fill(0);
+          hits = new Array(n).fill(0);
+        }
+        const ceOff = n * B * K;
+        const lbOff = ceOff + n * B;
+        for (let b = 0; b < B; b++) {
+          const y = v[lbOff + b];
+          truth.push(y);
+          const preds = sel!.map((_, k) => argmax(v, (k * B + b) * K, K));
+          preds.forEach((p, k) => {
+            if (p === y) hits[k]++;
+            lossSum[k] += v[ceOff + k * B + b];
+          });
+          for (let i = 0; i < n; i++) for (let j = i + 1; j < n; j++) if (preds[i] !== preds[j]) disagree++;
+          if (o.combine?.kind === 'weighted') {
+            const w = o.combine.weights;
+            const z = new Float64Array(K);
+            for (let c = 0; c < K; c++) for (let k = 0; k < n; k++) z[c] += w[k] * v[(k * B + b) * K + c];
+            combined.push(argmax(z));
+          } else combined.push(pluralityVote(preds, K));
+        }
+        if (v.length > lbOff + B) {
+          distSum += v[lbOff + B]; // both triangles
+          pairSamples += n * (n - 1) * B;
+        }
+      } finally {
+        tf.dispose([batch.images, batch.labels, ...(batch.soft ? [batch.soft] : [])]);
       }
-      if (v.length > lbOff + B) {
-        distSum += v[lbOff + B]; // both triangles
-        pairSamples += n * (n - 1) * B;
-      }
-    } finally {
-      tf.dispose([batch.images, batch.labels, ...(batch.soft ? [batch.soft] : [])]);
+      o.onBatch?.(++done, total);
     }
-    o.onBatch?.(++done, total);
-  }
   } finally {
     for (const [v, value] of saved) {
       v.assign(value);
@@ -127,8 +137,18 @@ export async function evaluate(model: FerModel, data: FerDataset, o: EvaluateOpt
   const pairs = (n * (n - 1)) / 2;
   return {
     size,
-    branches: (sel ?? []).map((index, k) => ({ index, loss: lossSum[k] / Math.max(size, 1), accuracy: hits[k] / Math.max(size, 1) })),
+    branches: (sel ?? []).map((index, k) => ({
+      index,
+      loss: lossSum[k] / Math.max(size, 1),
+      accuracy: hits[k] / Math.max(size, 1),
+    })),
     ensemble: classificationReport(confusionMatrix(truth, combined, K)),
-    diversity: n > 1 ? { meanPairwiseDistance: pairSamples > 0 ? distSum / pairSamples : NaN, disagreement: disagree / (pairs * Math.max(size, 1)) } : undefined,
+    diversity:
+      n > 1
+        ? {
+            meanPairwiseDistance: pairSamples > 0 ? distSum / pairSamples : NaN,
+            disagreement: disagree / (pairs * Math.max(size, 1)),
+          }
+        : undefined,
   };
 }

@@ -59,14 +59,38 @@ export function historyCsv(h: History): string {
   const groups = [...new Set(h.epochs.flatMap((e) => Object.keys(e.lrs)))];
   const terms = [...new Set(h.epochs.flatMap((e) => Object.keys(e.trainTerms)))];
   const head = [
-    'stage', 'epoch', 'steps', 'seconds', ...groups.map((g) => `lr_${g}`), 'train_loss', ...terms.map((t) => `train_${t}`),
-    ...range(nb).map((k) => `train_acc_${k + 1}`), ...range(nb).map((k) => `val_loss_${k + 1}`), ...range(nb).map((k) => `val_acc_${k + 1}`),
-    'val_ensemble_acc', 'val_macro_f1', 'val_pairwise_distance', 'val_disagreement', 'best',
+    'stage',
+    'epoch',
+    'steps',
+    'seconds',
+    ...groups.map((g) => `lr_${g}`),
+    'train_loss',
+    ...terms.map((t) => `train_${t}`),
+    ...range(nb).map((k) => `train_acc_${k + 1}`),
+    ...range(nb).map((k) => `val_loss_${k + 1}`),
+    ...range(nb).map((k) => `val_acc_${k + 1}`),
+    'val_ensemble_acc',
+    'val_macro_f1',
+    'val_pairwise_distance',
+    'val_disagreement',
+    'best',
   ];
   const rows = h.epochs.map((e) => [
-    e.stage, e.epoch, e.steps, e.seconds.toFixed(2), ...groups.map((g) => e.lrs[g] ?? ''), e.trainLoss, ...terms.map((t) => e.trainTerms[t] ?? ''),
-    ...range(nb).map((k) => e.trainAccuracy[k] ?? ''), ...range(nb).map((k) => e.valLoss[k] ?? ''), ...range(nb).map((k) => e.valAccuracy[k] ?? ''),
-    e.valEnsembleAccuracy, e.valMacroF1, e.valDiversity?.meanPairwiseDistance ?? '', e.valDiversity?.disagreement ?? '', e.best ? 1 : 0,
+    e.stage,
+    e.epoch,
+    e.steps,
+    e.seconds.toFixed(2),
+    ...groups.map((g) => e.lrs[g] ?? ''),
+    e.trainLoss,
+    ...terms.map((t) => e.trainTerms[t] ?? ''),
+    ...range(nb).map((k) => e.trainAccuracy[k] ?? ''),
+    ...range(nb).map((k) => e.valLoss[k] ?? ''),
+    ...range(nb).map((k) => e.valAccuracy[k] ?? ''),
+    e.valEnsembleAccuracy,
+    e.valMacroF1,
+    e.valDiversity?.meanPairwiseDistance ?? '',
+    e.valDiversity?.disagreement ?? '',
+    e.best ? 1 : 0,
   ]);
   return [head, ...rows].map((r) => r.join(',')).join('\n') + '\n';
 }

@@ -2,8 +2,23 @@ export { Sgd } from './optim/sgd';
 export type { SgdGroup, SgdState } from './optim/sgd';
 export { stepLrFactor, TorchStepLr } from './schedule/step-lr';
 export type { LrTiming, StepLrConfig } from './schedule/step-lr';
-export { esrGrowthPlan, esrFineTunePlan, manetPlan, referencePlan, learningRatesAt, totalEpochs, REFERENCE_SCRIPTS } from './schedule/plans';
-export type { StagePlan, TrainingPlan, ReferenceScript, EsrGrowthOptions, EsrFineTuneOptions, ManetPlanOptions } from './schedule/plans';
+export {
+  esrGrowthPlan,
+  esrFineTunePlan,
+  manetPlan,
+  referencePlan,
+  learningRatesAt,
+  totalEpochs,
+  REFERENCE_SCRIPTS,
+} from './schedule/plans';
+export type {
+  StagePlan,
+  TrainingPlan,
+  ReferenceScript,
+  EsrGrowthOptions,
+  EsrFineTuneOptions,
+  ManetPlanOptions,
+} from './schedule/plans';
 export { pluralityVote, argmax, confusionMatrix, classificationReport } from './metrics/classification';
 export type { ConfusionMatrix, ClassReport, ClassificationReport } from './metrics/classification';
 export { evaluate } from './evaluate';
@@ -12,7 +27,13 @@ export { trainStep, NonFiniteLossError } from './step';
 export type { StepOptions, StepResult } from './step';
 export { DIVERSITY_MODES } from './loss-types';
 export type { DiversityMode, LossFn, LossTerms } from './loss-types';
-export { saveCheckpoint, loadCheckpoint, snapshotVariables, restoreVariables, checkpointOptimizerState } from './io/checkpoint';
+export {
+  saveCheckpoint,
+  loadCheckpoint,
+  snapshotVariables,
+  restoreVariables,
+  checkpointOptimizerState,
+} from './io/checkpoint';
 export type { Checkpoint, CheckpointMeta, TrainingPosition } from './io/checkpoint';
 export { historyCsv, finalEval } from './history';
 export type { History, EpochRecord, FinalEval } from './history';

@@ -20,4 +20,3 @@ export interface LossTerms {
  * `spec`, plain data that data-parallel workers use to rebuild the very same loss.
  */
 export type LossFn = ((out: ForwardResult, labels: tf.Tensor1D) => LossTerms) & { readonly spec?: LossSpec };
-

@@ -44,7 +44,8 @@ export function esrLoss(out: ForwardResult, labels: tf.Tensor1D, o: EsrLossOptio
     const w = o.diversityWeight ?? 1;
     const sp = out.heads.spatialAttention;
     const ch = out.heads.channelAttention;
-    if (!sp || !ch) throw new Error('esrLoss needs heads.spatialAttention and heads.channelAttention from the ESR forward.');
+    if (!sp || !ch)
+      throw new Error('esrLoss needs heads.spatialAttention and heads.channelAttention from the ESR forward.');
     terms.div_spatial = tf.tidy(() => tf.mul(div(pick(sp, dv), o.diversity as 'reference'), w) as tf.Scalar);
     terms.div_channel = tf.tidy(() => {
       let heads: tf.Tensor = pick(ch, dv);
@@ -71,20 +72,26 @@ export interface ManetLossOptions {
  */
 export function manetLoss(out: ForwardResult, labels: tf.Tensor1D, o: ManetLossOptions): LossTerms {
   const beta = o.beta ?? 0.6;
-  const terms: Record<string, tf.Scalar> = { ce_1: crossEntropy(out.logits[0], labels), ce_2: crossEntropy(out.logits[1], labels) };
+  const terms: Record<string, tf.Scalar> = {
+    ce_1: crossEntropy(out.logits[0], labels),
+    ce_2: crossEntropy(out.logits[1], labels),
+  };
   const weighted: tf.Scalar[] = [];
   if (o.diversity !== 'none') {
     const w = o.diversityWeight ?? 1;
     const local = out.heads.localFeatures; // [4, B, 7, 7, C]
     const global = out.heads.globalFeatures; // [2, B, C]
-    if (!local || !global) throw new Error('manetLoss needs heads.localFeatures and heads.globalFeatures from the MA-Net forward.');
+    if (!local || !global)
+      throw new Error('manetLoss needs heads.localFeatures and heads.globalFeatures from the MA-Net forward.');
     const mode = o.diversity;
     terms.div_patch_spatial = tf.tidy(() => tf.mul(div(manetSpatialHeads(local), mode), w) as tf.Scalar);
     terms.div_patch_channel = tf.tidy(() => tf.mul(div(manetChannelHeads(local), mode), w) as tf.Scalar);
     terms.div_global = tf.tidy(() => tf.mul(div(global, mode), w) as tf.Scalar);
     weighted.push(terms.div_patch_spatial, terms.div_patch_channel, terms.div_global);
   }
-  const total = tf.tidy(() => tf.addN([tf.mul(terms.ce_1, beta), tf.mul(terms.ce_2, 1 - beta), ...weighted]) as tf.Scalar);
+  const total = tf.tidy(
+    () => tf.addN([tf.mul(terms.ce_1, beta), tf.mul(terms.ce_2, 1 - beta), ...weighted]) as tf.Scalar,
+  );
   return { total, terms };
 }
 

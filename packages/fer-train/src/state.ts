@@ -13,4 +13,3 @@ export function stateVariables(model: FerModel): tf.Variable[] {
   if (m.parts) return m.parts().flatMap((p) => p.model.weights.map((w) => w.read() as tf.Variable));
   return [...m.trainableVariables(), ...(m.nonTrainableVariables?.() ?? [])];
 }
-

@@ -42,7 +42,13 @@ export interface StepResult {
  * Reads the loss once per micro-batch. Does not dispose `batch`. Throws `NonFiniteLossError` before updating when a
  * term or gradient is not finite.
  */
-export async function trainStep(model: FerModel, opt: Sgd, batch: Batch, loss: LossFn, o: StepOptions = {}): Promise<StepResult> {
+export async function trainStep(
+  model: FerModel,
+  opt: Sgd,
+  batch: Batch,
+  loss: LossFn,
+  o: StepOptions = {},
+): Promise<StepResult> {
   const B = batch.images.shape[0];
   const mb = Math.min(o.microBatch ?? B, B);
   assertPositiveInt('microBatch', mb);
@@ -64,7 +70,9 @@ export async function trainStep(model: FerModel, opt: Sgd, batch: Batch, loss: L
         const l = loss(out, y);
         names = Object.keys(l.terms);
         const yi = tf.cast(y, 'int32');
-        const hits = out.logits.map((lg) => tf.sum(tf.cast(tf.equal(tf.cast(tf.argMax(lg, 1), 'int32'), yi), 'float32')));
+        const hits = out.logits.map((lg) =>
+          tf.sum(tf.cast(tf.equal(tf.cast(tf.argMax(lg, 1), 'int32'), yi), 'float32')),
+        );
         readout = tf.keep(tf.concat([tf.stack([l.total, ...names.map((n) => l.terms[n])]), tf.stack(hits)]));
         return tf.mul(l.total, share) as tf.Scalar;
       }, vars);
@@ -76,7 +84,10 @@ export async function trainStep(model: FerModel, opt: Sgd, batch: Batch, loss: L
       if (bad.length > 0) {
         tf.dispose(grads);
         const values = Object.fromEntries(['total', ...names].map((n, i) => [n, r[i]]));
-        throw new NonFiniteLossError(bad.filter((t) => t !== 'total').length ? bad.filter((t) => t !== 'total') : bad, values);
+        throw new NonFiniteLossError(
+          bad.filter((t) => t !== 'total').length ? bad.filter((t) => t !== 'total') : bad,
+          values,
+        );
       }
       total += share * r[0];
       names.forEach((n, i) => (terms[n] = (terms[n] ?? 0) + share * r[i + 1]));

@@ -1,10 +1,24 @@
 import * as path from 'node:path';
 import { existsSync, promises as fs } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
-import { FerInputError, Rng, assertPositiveInt, writeFileAtomic, type FerDataset, type FerModel, type RngState } from 'fer-core';
+import {
+  FerInputError,
+  Rng,
+  assertPositiveInt,
+  writeFileAtomic,
+  type FerDataset,
+  type FerModel,
+  type RngState,
+} from 'fer-core';
 import { evaluate, type EvalResult, type EvaluateOptions } from './evaluate';
 import { finalEval, historyCsv, type EpochRecord, type History } from './history';
-import { checkpointOptimizerState, loadCheckpoint, restoreVariables, saveCheckpoint, type TrainingPosition } from './io/checkpoint';
+import {
+  checkpointOptimizerState,
+  loadCheckpoint,
+  restoreVariables,
+  saveCheckpoint,
+  type TrainingPosition,
+} from './io/checkpoint';
 import type { LossFn } from './loss-types';
 import { Sgd } from './optim/sgd';
 import { confusionMatrixSvg, lineChartSvg, type Series } from './plots/svg';
@@ -35,7 +49,9 @@ export function stageOptimizer(model: FerModel, stage: StagePlan): Sgd {
   const groups = model.variableGroups().map((g) => {
     const lr = stage.baseLrs[g.name] ?? stage.baseLrs.all;
     if (lr === undefined) {
-      throw new FerInputError(`The plan for stage ${stage.stage} has no learning rate for variable group '${g.name}'. Groups in the plan: ${Object.keys(stage.baseLrs).join(', ')}.`);
+      throw new FerInputError(
+        `The plan for stage ${stage.stage} has no learning rate for variable group '${g.name}'. Groups in the plan: ${Object.keys(stage.baseLrs).join(', ')}.`,
+      );
     }
     return { name: g.name, variables: g.variables, lr, momentum: stage.momentum, weightDecay: stage.weightDecay };
   });
@@ -45,7 +61,16 @@ export function stageOptimizer(model: FerModel, stage: StagePlan): Sgd {
 export type TrainEvent =
   | { type: 'stage'; stage: StagePlan; stages: number }
   | { type: 'epoch'; stage: number; epoch: number; epochs: number; steps: number; lrs: Record<string, number> }
-  | { type: 'step'; stage: number; epoch: number; step: number; steps: number; loss: number; accuracy: number; terms: Record<string, number> }
+  | {
+      type: 'step';
+      stage: number;
+      epoch: number;
+      step: number;
+      steps: number;
+      loss: number;
+      accuracy: number;
+      terms: Record<string, number>;
+    }
   | { type: 'validate'; stage: number; epoch: number; done: number; total: number }
   | { type: 'epoch-end'; record: EpochRecord }
   | { type: 'checkpoint'; kind: 'last' | 'best'; file: string }
@@ -153,7 +178,11 @@ export class Trainer<M extends FerModel = FerModel> {
 
   private async loadWeights(model: M, file: string): Promise<void> {
     const ck = await loadCheckpoint(file);
-    restoreVariables(stateVariables(model), ck.values, ck.meta.variables.map((v) => v.name));
+    restoreVariables(
+      stateVariables(model),
+      ck.values,
+      ck.meta.variables.map((v) => v.name),
+    );
   }
 
   private makeOptimizer(model: M, stage: StagePlan): Sgd {
@@ -161,7 +190,10 @@ export class Trainer<M extends FerModel = FerModel> {
   }
 
   private ensembleSize(model: M): number {
-    return (model as unknown as { branchCount?: number }).branchCount ?? model.variableGroups().filter((g) => g.name.startsWith('branch_')).length;
+    return (
+      (model as unknown as { branchCount?: number }).branchCount ??
+      model.variableGroups().filter((g) => g.name.startsWith('branch_')).length
+    );
   }
 
   async run(): Promise<TrainResult<M>> {
@@ -180,7 +212,11 @@ export class Trainer<M extends FerModel = FerModel> {
     if (this.o.resume && existsSync(this.lastFile())) {
       const ck = await loadCheckpoint<History>(this.lastFile());
       const extra = ck.meta.extra as unknown as Extra;
-      if (extra.script !== plan.script) throw new FerInputError(`The checkpoint in ${this.o.outDir} is from '${extra.script}', not '${plan.script}'.`, 'Use another --out folder or the same command.');
+      if (extra.script !== plan.script)
+        throw new FerInputError(
+          `The checkpoint in ${this.o.outDir} is from '${extra.script}', not '${plan.script}'.`,
+          'Use another --out folder or the same command.',
+        );
       pos = ck.meta.position;
       this.history = ck.meta.history;
       acc = extra.epochAcc;
@@ -188,7 +224,11 @@ export class Trainer<M extends FerModel = FerModel> {
       stageSeed = extra.stageSeed;
       rng.setState(extra.rng);
       while (this.ensembleSize(model) < extra.ensembleSize && this.o.model.addBranch) this.o.model.addBranch(model, 0);
-      restoreVariables(stateVariables(model), ck.values, ck.meta.variables.map((v) => v.name));
+      restoreVariables(
+        stateVariables(model),
+        ck.values,
+        ck.meta.variables.map((v) => v.name),
+      );
       resumedOpt = checkpointOptimizerState(ck);
       stageFresh = pos.epoch === 0 && pos.step === 0 && resumedOpt === undefined;
       this.emit({ type: 'resumed', position: pos });
@@ -207,7 +247,15 @@ export class Trainer<M extends FerModel = FerModel> {
         meta: {
           position: p,
           history: this.history,
-          extra: { seed, rng: rng.getState(), stageSeed, bestMetric, epochAcc: acc, ensembleSize: this.ensembleSize(model), script: plan.script } satisfies Extra as unknown as Record<string, unknown>,
+          extra: {
+            seed,
+            rng: rng.getState(),
+            stageSeed,
+            bestMetric,
+            epochAcc: acc,
+            ensembleSize: this.ensembleSize(model),
+            script: plan.script,
+          } satisfies Extra as unknown as Record<string, unknown>,
         },
       });
       lastSave = Date.now();
@@ -218,10 +266,12 @@ export class Trainer<M extends FerModel = FerModel> {
       outer: for (let si = pos.stage - 1; si < plan.stages.length; si++) {
         const stage = plan.stages[si];
         if (stageFresh) {
-          if (stage.reloadBest && existsSync(this.bestFile(stage.stage - 1))) await this.loadWeights(model, this.bestFile(stage.stage - 1));
+          if (stage.reloadBest && existsSync(this.bestFile(stage.stage - 1)))
+            await this.loadWeights(model, this.bestFile(stage.stage - 1));
           stageSeed = rng.nextU32();
           if (stage.addBranch) {
-            if (!this.o.model.addBranch) throw new Error(`Stage ${stage.stage} adds a branch but the model adapter has no addBranch().`);
+            if (!this.o.model.addBranch)
+              throw new Error(`Stage ${stage.stage} adds a branch but the model adapter has no addBranch().`);
             this.o.model.addBranch(model, stageSeed);
           }
           bestMetric = null;
@@ -239,21 +289,42 @@ export class Trainer<M extends FerModel = FerModel> {
         const loss = this.o.loss(stage);
         // Replicas are built per stage: growth changes the variables, and the stage's loss options change.
         await parallel?.dispose();
-        parallel = computeWorkers > 1 ? await DataParallelStep.create(model, loss, { workers: computeWorkers, microBatch: this.o.microBatch, backend: this.o.computeBackend }) : undefined;
+        parallel =
+          computeWorkers > 1
+            ? await DataParallelStep.create(model, loss, {
+                workers: computeWorkers,
+                microBatch: this.o.microBatch,
+                backend: this.o.computeBackend,
+              })
+            : undefined;
         const stepsPerEpoch = Math.ceil(train.size / plan.batchSize);
 
         for (let e = pos.epoch; e < stage.epochs; e++) {
           const lrs = learningRatesAt(plan, stage.stage, e);
           sgd.setLearningRates(Object.fromEntries(sgd.groups.map((g) => [g.name, lrs[g.name] ?? lrs.all])));
-          this.emit({ type: 'epoch', stage: stage.stage, epoch: e, epochs: stage.epochs, steps: stepsPerEpoch, lrs: sgd.learningRates() });
+          this.emit({
+            type: 'epoch',
+            stage: stage.stage,
+            epoch: e,
+            epochs: stage.epochs,
+            steps: stepsPerEpoch,
+            lrs: sgd.learningRates(),
+          });
           const skip = pos.epoch === e ? pos.step : 0;
           if (skip === 0) acc = emptyAcc();
           let i = 0;
           const t0 = Date.now() - acc.seconds * 1000;
-          for await (const batch of train.batches({ batchSize: plan.batchSize, shuffle: true, seed: stageSeed, epoch: e })) {
+          for await (const batch of train.batches({
+            batchSize: plan.batchSize,
+            shuffle: true,
+            seed: stageSeed,
+            epoch: e,
+          })) {
             try {
               if (i++ < skip) continue;
-              const r = parallel ? await parallel.step(sgd, batch) : await trainStep(model, sgd, batch, loss, { microBatch: this.o.microBatch });
+              const r = parallel
+                ? await parallel.step(sgd, batch)
+                : await trainStep(model, sgd, batch, loss, { microBatch: this.o.microBatch });
               acc.steps++;
               acc.lossSum += r.loss;
               for (const [k, v] of Object.entries(r.terms)) acc.termSums[k] = (acc.termSums[k] ?? 0) + v;
@@ -263,12 +334,19 @@ export class Trainer<M extends FerModel = FerModel> {
               processSteps++;
               pos = { stage: stage.stage, epoch: e, step: i, globalStep: pos.globalStep + 1 };
               this.emit({
-                type: 'step', stage: stage.stage, epoch: e, step: i, steps: stepsPerEpoch, loss: acc.lossSum / acc.steps,
-                accuracy: Math.max(...acc.correct) / acc.count, terms: r.terms,
+                type: 'step',
+                stage: stage.stage,
+                epoch: e,
+                step: i,
+                steps: stepsPerEpoch,
+                loss: acc.lossSum / acc.steps,
+                accuracy: Math.max(...acc.correct) / acc.count,
+                terms: r.terms,
               });
               const every = this.o.checkpointEverySteps;
               const limit = this.o.maxSteps !== undefined && processSteps >= this.o.maxSteps;
-              if ((every && pos.globalStep % every === 0) || Date.now() - lastSave > 10 * 60_000 || limit) await saveLast(pos);
+              if ((every && pos.globalStep % every === 0) || Date.now() - lastSave > 10 * 60_000 || limit)
+                await saveLast(pos);
               if (limit && i < stepsPerEpoch) {
                 stopped = true;
                 this.emit({ type: 'stopped', reason: `maxSteps ${this.o.maxSteps} reached`, position: pos });
@@ -287,21 +365,37 @@ export class Trainer<M extends FerModel = FerModel> {
           const metric = ev.ensemble.accuracy;
           const isBest = bestMetric === null || (plan.bestIsTie ? metric >= bestMetric : metric > bestMetric);
           const record: EpochRecord = {
-            stage: stage.stage, epoch: e, lrs: sgd.learningRates(), steps: acc.steps,
+            stage: stage.stage,
+            epoch: e,
+            lrs: sgd.learningRates(),
+            steps: acc.steps,
             trainLoss: acc.lossSum / Math.max(acc.steps, 1),
-            trainTerms: Object.fromEntries(Object.entries(acc.termSums).map(([k, v]) => [k, v / Math.max(acc.steps, 1)])),
+            trainTerms: Object.fromEntries(
+              Object.entries(acc.termSums).map(([k, v]) => [k, v / Math.max(acc.steps, 1)]),
+            ),
             trainAccuracy: acc.correct.map((c) => c / Math.max(acc.count, 1)),
-            valLoss: ev.branches.map((b) => b.loss), valAccuracy: ev.branches.map((b) => b.accuracy),
-            valEnsembleAccuracy: metric, valMacroF1: ev.ensemble.macroF1, valDiversity: ev.diversity, best: isBest, seconds: acc.seconds,
+            valLoss: ev.branches.map((b) => b.loss),
+            valAccuracy: ev.branches.map((b) => b.accuracy),
+            valEnsembleAccuracy: metric,
+            valMacroF1: ev.ensemble.macroF1,
+            valDiversity: ev.diversity,
+            best: isBest,
+            seconds: acc.seconds,
           };
           this.history.epochs.push(record);
           if (isBest) {
             bestMetric = metric;
-            await saveCheckpoint(this.bestFile(stage.stage), { variables: stateVariables(model), meta: { position: pos, history: this.history, extra: { metric, script: plan.script } } });
+            await saveCheckpoint(this.bestFile(stage.stage), {
+              variables: stateVariables(model),
+              meta: { position: pos, history: this.history, extra: { metric, script: plan.script } },
+            });
             this.emit({ type: 'checkpoint', kind: 'best', file: this.bestFile(stage.stage) });
           }
           acc = emptyAcc();
-          const next: TrainingPosition = e + 1 < stage.epochs ? { stage: stage.stage, epoch: e + 1, step: 0, globalStep: pos.globalStep } : { stage: stage.stage + 1, epoch: 0, step: 0, globalStep: pos.globalStep };
+          const next: TrainingPosition =
+            e + 1 < stage.epochs
+              ? { stage: stage.stage, epoch: e + 1, step: 0, globalStep: pos.globalStep }
+              : { stage: stage.stage + 1, epoch: 0, step: 0, globalStep: pos.globalStep };
           pos = next;
           await this.writeHistory(ev);
           this.emit({ type: 'epoch-end', record });
@@ -312,7 +406,11 @@ export class Trainer<M extends FerModel = FerModel> {
             opt = undefined;
           }
           await saveLast(next);
-          if (this.o.maxSteps !== undefined && processSteps >= this.o.maxSteps && !(si === plan.stages.length - 1 && stageDone)) {
+          if (
+            this.o.maxSteps !== undefined &&
+            processSteps >= this.o.maxSteps &&
+            !(si === plan.stages.length - 1 && stageDone)
+          ) {
             stopped = true;
             this.emit({ type: 'stopped', reason: `maxSteps ${this.o.maxSteps} reached`, position: next });
             break outer;
@@ -331,7 +429,12 @@ export class Trainer<M extends FerModel = FerModel> {
     }
     opt?.dispose();
 
-    const files = { checkpoints: this.dirs.checkpoints, history: path.join(this.o.outDir, 'history.json'), plots: this.dirs.plots, model: undefined as string | undefined };
+    const files = {
+      checkpoints: this.dirs.checkpoints,
+      history: path.join(this.o.outDir, 'history.json'),
+      plots: this.dirs.plots,
+      model: undefined as string | undefined,
+    };
     if (stopped) {
       return { model, history: this.history, stopped, files };
     }
@@ -364,16 +467,35 @@ export class Trainer<M extends FerModel = FerModel> {
     const ep = this.history.epochs;
     const xs = ep.map((_, i) => i + 1);
     const nb = Math.max(0, ...ep.map((e) => e.valAccuracy.length));
-    const markers = ep.flatMap((e, i) => (i > 0 && e.stage !== ep[i - 1].stage ? [{ x: i + 0.5, label: `stage ${e.stage}` }] : []));
+    const markers = ep.flatMap((e, i) =>
+      i > 0 && e.stage !== ep[i - 1].stage ? [{ x: i + 0.5, label: `stage ${e.stage}` }] : [],
+    );
     const per = (f: (e: EpochRecord) => number[], k: number) => ep.map((e) => f(e)[k] ?? null);
     const lossSeries: Series[] = [{ label: 'train (total)', xs, ys: ep.map((e) => e.trainLoss) }];
-    for (let k = 0; k < nb; k++) lossSeries.push({ label: `val (${k + 1})`, xs, ys: per((e) => e.valLoss, k), dashed: true });
+    for (let k = 0; k < nb; k++)
+      lossSeries.push({ label: `val (${k + 1})`, xs, ys: per((e) => e.valLoss, k), dashed: true });
     const accSeries: Series[] = [{ label: 'val (ensemble)', xs, ys: ep.map((e) => e.valEnsembleAccuracy) }];
-    for (let k = 0; k < nb; k++) accSeries.push({ label: `val (${k + 1})`, xs, ys: per((e) => e.valAccuracy, k), dashed: true });
+    for (let k = 0; k < nb; k++)
+      accSeries.push({ label: `val (${k + 1})`, xs, ys: per((e) => e.valAccuracy, k), dashed: true });
     for (let k = 0; k < nb; k++) accSeries.push({ label: `train (${k + 1})`, xs, ys: per((e) => e.trainAccuracy, k) });
-    await writeSvgAndPng(path.join(this.dirs.plots, 'loss'), lineChartSvg(lossSeries, { title: `${this.history.script}: loss`, xLabel: 'epoch', yLabel: 'loss', markers }));
-    await writeSvgAndPng(path.join(this.dirs.plots, 'accuracy'), lineChartSvg(accSeries, { title: `${this.history.script}: accuracy`, xLabel: 'epoch', yLabel: 'accuracy', yRange: [0, 1], markers }));
+    await writeSvgAndPng(
+      path.join(this.dirs.plots, 'loss'),
+      lineChartSvg(lossSeries, { title: `${this.history.script}: loss`, xLabel: 'epoch', yLabel: 'loss', markers }),
+    );
+    await writeSvgAndPng(
+      path.join(this.dirs.plots, 'accuracy'),
+      lineChartSvg(accSeries, {
+        title: `${this.history.script}: accuracy`,
+        xLabel: 'epoch',
+        yLabel: 'accuracy',
+        yRange: [0, 1],
+        markers,
+      }),
+    );
     const names = this.o.classNames ?? this.o.validation.labels;
-    await writeSvgAndPng(path.join(this.dirs.plots, 'confusion'), confusionMatrixSvg(latest.ensemble.confusion, names, `${this.history.script}: confusion (validation, latest)`));
+    await writeSvgAndPng(
+      path.join(this.dirs.plots, 'confusion'),
+      confusionMatrixSvg(latest.ensemble.confusion, names, `${this.history.script}: confusion (validation, latest)`),
+    );
   }
 }

@@ -18,7 +18,9 @@ import { Output } from '../src/cli/output';
 jest.mock('@tensorflow/tfjs', () => jest.requireActual('@tensorflow/tfjs-core'), { virtual: true });
 
 const PHOTOS = [
-  ...['angry', 'disgusted', 'fearful', 'happy', 'neutral', 'sad', 'surprised'].map((e) => path.join(DATA_DIR, 'faceapi-expression', 'images', `${e}.jpg`)),
+  ...['angry', 'disgusted', 'fearful', 'happy', 'neutral', 'sad', 'surprised'].map((e) =>
+    path.join(DATA_DIR, 'faceapi-expression', 'images', `${e}.jpg`),
+  ),
   ...['jackie', 'sheldon', 'surprise'].map((n) => path.join(DATA_DIR, 'esr9-affectnet', 'samples', `${n}.jpg`)),
 ];
 
@@ -35,21 +37,57 @@ describeIfExists(DATA_DIR, 'fer CLI: train -> eval -> predict (real ESR on wasm)
   });
 
   it('trains a 2-branch ESR on RAF-DB mini (64 px, growth schedule) and writes model, history and plots', async () => {
-    const { result } = await runTrain('esr', {
-      dataset: 'rafdb', data: path.join(DATA_DIR, 'rafdb-mini', 'basic'), out: dir, diversity: 'dpp', imageSize: 64, branches: 2,
-      epochs: 1, laterEpochs: 1, batch: 16, microBatch: 8, cap: 2, seed: 0, plots: true, workers: 0,
-    }, out);
+    const { result } = await runTrain(
+      'esr',
+      {
+        dataset: 'rafdb',
+        data: path.join(DATA_DIR, 'rafdb-mini', 'basic'),
+        out: dir,
+        diversity: 'dpp',
+        imageSize: 64,
+        branches: 2,
+        epochs: 1,
+        laterEpochs: 1,
+        batch: 16,
+        microBatch: 8,
+        cap: 2,
+        seed: 0,
+        plots: true,
+        workers: 0,
+      },
+      out,
+    );
     expect(result.stopped).toBe(false);
     expect(result.history.epochs.map((e) => e.stage)).toEqual([1, 2]);
     expect(result.validation!.branches).toHaveLength(2);
-    for (const f of ['model/esr.json', 'history.json', 'history.csv', 'plots/accuracy.png', 'plots/loss.svg', 'checkpoints/last.safetensors', 'checkpoints/stage-2-best.safetensors']) {
+    for (const f of [
+      'model/esr.json',
+      'history.json',
+      'history.csv',
+      'plots/accuracy.png',
+      'plots/loss.svg',
+      'checkpoints/last.safetensors',
+      'checkpoints/stage-2-best.safetensors',
+    ]) {
       expect(existsSync(path.join(dir, f))).toBe(true);
     }
     result.model.dispose();
   });
 
   it('evaluates the saved model on a seeded subset of fer2013-test', async () => {
-    const r = await runEval({ model: path.join(dir, 'model'), dataset: 'folder', data: path.join(DATA_DIR, 'fer2013-test'), batch: 32, cap: 5, seed: 0, workers: 0, out: dir }, out);
+    const r = await runEval(
+      {
+        model: path.join(dir, 'model'),
+        dataset: 'folder',
+        data: path.join(DATA_DIR, 'fer2013-test'),
+        batch: 32,
+        cap: 5,
+        seed: 0,
+        workers: 0,
+        out: dir,
+      },
+      out,
+    );
     expect(r.size).toBe(35);
     expect(r.ensemble.confusion.flat().reduce((a, b) => a + b, 0)).toBe(35);
     expect(existsSync(path.join(dir, 'confusion.png'))).toBe(true);
@@ -67,7 +105,11 @@ describeIfExists(DATA_DIR, 'fer CLI: train -> eval -> predict (real ESR on wasm)
         expect(Object.values(f.probabilities).reduce((a, b) => a + b, 0)).toBeCloseTo(1, 4);
       }
     }
-    const cropped = await runPredict([path.join(DATA_DIR, 'faceapi-expression', 'test-images', 'angry_cropped.jpg')], { model: path.join(dir, 'model'), detect: false, minScore: 0.3 }, out);
+    const cropped = await runPredict(
+      [path.join(DATA_DIR, 'faceapi-expression', 'test-images', 'angry_cropped.jpg')],
+      { model: path.join(dir, 'model'), detect: false, minScore: 0.3 },
+      out,
+    );
     expect(cropped[0].faces).toHaveLength(1);
     expect(cropped[0].faces[0].box).toBeNull();
   });

@@ -25,20 +25,40 @@ beforeAll(async () => {
   await tf.setBackend('cpu');
 });
 
-async function run(train: FerDataset, validation: FerDataset, o: { epochs: number; branches?: number; maxSteps?: number; batch?: number; hidden?: number; lrScale?: number }) {
+async function run(
+  train: FerDataset,
+  validation: FerDataset,
+  o: { epochs: number; branches?: number; maxSteps?: number; batch?: number; hidden?: number; lrScale?: number },
+) {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'fer-e2e-'));
   const K = train.labels.length;
-  const base = esrGrowthPlan({ branches: o.branches ?? 2, firstEpochs: o.epochs, laterEpochs: 1, batchSize: o.batch ?? 16 });
+  const base = esrGrowthPlan({
+    branches: o.branches ?? 2,
+    firstEpochs: o.epochs,
+    laterEpochs: 1,
+    batchSize: o.batch ?? 16,
+  });
   // a plan is data: the tiny dense model wants smaller steps than ESR's 0.1
   const scale = o.lrScale ?? 1;
-  const plan = { ...base, stages: base.stages.map((s) => ({ ...s, baseLrs: Object.fromEntries(Object.entries(s.baseLrs).map(([k, v]) => [k, v * scale])) })) };
+  const plan = {
+    ...base,
+    stages: base.stages.map((s) => ({
+      ...s,
+      baseLrs: Object.fromEntries(Object.entries(s.baseLrs).map(([k, v]) => [k, v * scale])),
+    })),
+  };
   const steps: number[] = [];
   const res = await new Trainer<TinyEnsemble>({
     plan,
-    model: { create: () => new TinyEnsemble(3, 1, { inputDim: S * S * 3, classes: K, hidden: o.hidden ?? 32, labels: train.labels }), addBranch: (m, seed) => m.addBranch(seed) },
+    model: {
+      create: () =>
+        new TinyEnsemble(3, 1, { inputDim: S * S * 3, classes: K, hidden: o.hidden ?? 32, labels: train.labels }),
+      addBranch: (m, seed) => m.addBranch(seed),
+    },
     trainData: () => train,
     validation,
-    loss: (stage) => (out, y) => esrLoss(out, y, { diversity: 'dpp', ceBranches: stage.ceBranches, diversityBranches: stage.diversityBranches }),
+    loss: (stage) => (out, y) =>
+      esrLoss(out, y, { diversity: 'dpp', ceBranches: stage.ceBranches, diversityBranches: stage.diversityBranches }),
     evaluation: esrStageEvaluation,
     outDir: dir,
     seed: 1,
@@ -83,7 +103,9 @@ describeIfExists(DATA_DIR, 'trainer end-to-end on real data (tiny model)', () =>
     const r = await evaluate(m, ds, { batchSize: 16, combine: { kind: 'vote' }, diversityHead: 'spatialAttention' });
     expect(r.size).toBe(ds.size);
     expect(r.ensemble.confusion.flat().reduce((a, b) => a + b, 0)).toBe(ds.size);
-    expect(r.ensemble.perClass.map((c) => c.support)).toEqual(r.ensemble.confusion.map((row) => row.reduce((a, b) => a + b, 0)));
+    expect(r.ensemble.perClass.map((c) => c.support)).toEqual(
+      r.ensemble.confusion.map((row) => row.reduce((a, b) => a + b, 0)),
+    );
     expect(r.branches).toHaveLength(3);
     expect(r.diversity!.disagreement).toBeGreaterThanOrEqual(0);
     m.dispose();

@@ -43,11 +43,29 @@ describe('ESR learns synthetic expressions (wasm, short run)', () => {
     const test = mk(140, seed * 3 + 3);
     const growth = esrGrowthPlan({ branches: 2, firstEpochs: 3, laterEpochs: 1, batchSize: BATCH });
     // The demo's learning rates (reference × 0.1): at 0.1 a few-epoch run stays at ln 7.
-    const plan: TrainingPlan = { ...growth, evalBatchSize: 35, stages: growth.stages.map((s) => ({ ...s, baseLrs: Object.fromEntries(Object.entries(s.baseLrs).map(([k, v]) => [k, v * 0.1])) })) };
+    const plan: TrainingPlan = {
+      ...growth,
+      evalBatchSize: 35,
+      stages: growth.stages.map((s) => ({
+        ...s,
+        baseLrs: Object.fromEntries(Object.entries(s.baseLrs).map(([k, v]) => [k, v * 0.1])),
+      })),
+    };
     const tensorsBefore = tf.memory().numTensors;
     const res = await trainEsr({
-      plan, train, validation, diversity: 'dpp', outDir: dir, seed, plots: false, evaluateWithBatchStatistics: true,
-      createModel: () => createEsr({ base: 'desr9-affectnet', numClasses: 7, labels: BASIC7_LABELS, inputSize: IMAGE_SIZE }, { initialBranches: 1, seed }),
+      plan,
+      train,
+      validation,
+      diversity: 'dpp',
+      outDir: dir,
+      seed,
+      plots: false,
+      evaluateWithBatchStatistics: true,
+      createModel: () =>
+        createEsr(
+          { base: 'desr9-affectnet', numClasses: 7, labels: BASIC7_LABELS, inputSize: IMAGE_SIZE },
+          { initialBranches: 1, seed },
+        ),
     });
     try {
       expect(res.history.epochs.map((e) => e.stage)).toEqual([1, 1, 1, 2]);
@@ -56,7 +74,11 @@ describe('ESR learns synthetic expressions (wasm, short run)', () => {
       expect(first).toBeLessThan(Math.log(7) + 0.05); // starts near ln 7 ...
       expect(lastStage1).toBeLessThan(first); // ... and falls
 
-      const bn = await recalibrateBatchNorm(res.model, train, { batches: Math.floor(TRAIN / BATCH), batchSize: BATCH, seed });
+      const bn = await recalibrateBatchNorm(res.model, train, {
+        batches: Math.floor(TRAIN / BATCH),
+        batchSize: BATCH,
+        seed,
+      });
       expect(bn.batches).toBe(Math.floor(TRAIN / BATCH));
       const ev = await evaluate(res.model, test, { ...esrStageEvaluation(plan.stages[1]), batchSize: 35 });
       expect(ev.size).toBe(140);

@@ -31,16 +31,34 @@ describe('fer train manet --dataset synthetic -> fer eval (wasm)', () => {
   });
 
   it('rejects an input size MA-Net cannot take, before loading data', async () => {
-    await expect(runTrain('manet', { dataset: 'synthetic', out: dir, diversity: 'dpp', imageSize: 112, seed: 0, plots: false }, out)).rejects.toThrow(
-      /MA-Net needs 224x224 inputs .* but got --image-size 112\. Drop --image-size or pass 224\./,
-    );
+    await expect(
+      runTrain(
+        'manet',
+        { dataset: 'synthetic', out: dir, diversity: 'dpp', imageSize: 112, seed: 0, plots: false },
+        out,
+      ),
+    ).rejects.toThrow(/MA-Net needs 224x224 inputs .* but got --image-size 112\. Drop --image-size or pass 224\./);
   });
 
   it('trains one epoch, checkpoints, recalibrates BN, saves a model that `fer eval` reloads with the same test result', async () => {
     const tensorsBefore = tf.memory().numTensors;
-    const { result } = await runTrain('manet', {
-      dataset: 'synthetic', syntheticSize: sizes, out: dir, diversity: 'dpp', epochs: 1, batch: 8, microBatch: 4, seed: 0, plots: false, workers: 0, bnBatches: 2,
-    }, out);
+    const { result } = await runTrain(
+      'manet',
+      {
+        dataset: 'synthetic',
+        syntheticSize: sizes,
+        out: dir,
+        diversity: 'dpp',
+        epochs: 1,
+        batch: 8,
+        microBatch: 4,
+        seed: 0,
+        plots: false,
+        workers: 0,
+        bnBatches: 2,
+      },
+      out,
+    );
     expect(result.stopped).toBe(false);
     expect(result.history.script).toBe('manet_rafdb');
     expect(result.history.epochs).toHaveLength(1);
@@ -50,7 +68,14 @@ describe('fer train manet --dataset synthetic -> fer eval (wasm)', () => {
     expect(result.test!.branches).toHaveLength(2);
     expect(result.test!.size).toBe(8);
     expect(result.test!.diversity!.meanPairwiseDistance).toBeGreaterThan(0);
-    for (const f of ['model/model.json', 'model/weights.bin', 'history.json', 'history.csv', 'checkpoints/last.safetensors', 'checkpoints/stage-1-best.safetensors']) {
+    for (const f of [
+      'model/model.json',
+      'model/weights.bin',
+      'history.json',
+      'history.csv',
+      'checkpoints/last.safetensors',
+      'checkpoints/stage-1-best.safetensors',
+    ]) {
       expect(existsSync(path.join(dir, f))).toBe(true);
     }
     const history = JSON.parse(await fs.readFile(path.join(dir, 'history.json'), 'utf8'));
@@ -60,12 +85,18 @@ describe('fer train manet --dataset synthetic -> fer eval (wasm)', () => {
     ]);
     // The batch-statistics evaluations that selected the model are kept beside the recalibrated ones.
     expect(history.finalBatchStatistics.map((f: { split: string }) => f.split)).toEqual(['validation', 'test']);
-    for (const f of history.finalBatchStatistics) expect(f.confusion.flat().reduce((a: number, b: number) => a + b, 0)).toBe(f.split === 'test' ? 8 : result.validation!.size);
+    for (const f of history.finalBatchStatistics)
+      expect(f.confusion.flat().reduce((a: number, b: number) => a + b, 0)).toBe(
+        f.split === 'test' ? 8 : result.validation!.size,
+      );
     const last = await loadCheckpoint(path.join(dir, 'checkpoints', 'last.safetensors'));
     expect(last.meta.position).toEqual({ stage: 2, epoch: 0, step: 0, globalStep: 2 });
     result.model.dispose();
 
-    const r = await runEval({ model: path.join(dir, 'model'), dataset: 'synthetic', syntheticSize: sizes, batch: 8, seed: 0, workers: 0 }, out);
+    const r = await runEval(
+      { model: path.join(dir, 'model'), dataset: 'synthetic', syntheticSize: sizes, batch: 8, seed: 0, workers: 0 },
+      out,
+    );
     expect(r.size).toBe(8);
     expect(r.ensemble.accuracy).toBe(result.test!.ensemble.accuracy);
     r.branches.forEach((b, k) => expect(b.loss).toBeCloseTo(result.test!.branches[k].loss, 4));

@@ -27,7 +27,11 @@ describe('training task: infer', () => {
     // Non-trivial running statistics, so a replica that ignored the master state would show.
     tf.dispose(esr.forward(x, { training: true }) as unknown as tf.TensorContainer);
     const dp = await DataParallel.create({
-      task: trainTaskSpec({ model: replicaModelSpec(esr), loss: { kind: 'esr', options: { diversity: 'reference' } }, backend: 'wasm' }),
+      task: trainTaskSpec({
+        model: replicaModelSpec(esr),
+        loss: { kind: 'esr', options: { diversity: 'reference' } },
+        backend: 'wasm',
+      }),
       workers: 2,
     });
     try {

@@ -31,7 +31,10 @@ beforeAll(async () => {
 
 function images(n: number, seed: number): Float32Array {
   const rng = new Rng(seed);
-  return Float32Array.from({ length: n * S * S * 3 }, (_, i) => 0.5 + 0.3 * Math.sin(0.011 * i + seed) + 0.1 * rng.normal());
+  return Float32Array.from(
+    { length: n * S * S * 3 },
+    (_, i) => 0.5 + 0.3 * Math.sin(0.011 * i + seed) + 0.1 * rng.normal(),
+  );
 }
 
 function makeBatch(seed = 1, poison = false): Batch {
@@ -42,7 +45,12 @@ function makeBatch(seed = 1, poison = false): Batch {
 
 /** Weights a step changes, as arrays (trainable variables in group order). */
 async function trainable(m: EsrEnsemble): Promise<Float32Array[]> {
-  return Promise.all(m.variableGroups().flatMap((g) => g.variables).map(async (v) => (await v.data()) as Float32Array));
+  return Promise.all(
+    m
+      .variableGroups()
+      .flatMap((g) => g.variables)
+      .map(async (v) => (await v.data()) as Float32Array),
+  );
 }
 
 /** ‖a − b‖∞ ≤ rtol · ‖b‖∞ per variable: "within 1e-5 relative" for whole weight tensors. */
@@ -64,10 +72,18 @@ describe('DataParallelStep (2 workers)', () => {
     try {
       expect(par.workers).toBe(2);
       // μ_k: per-channel mean of conv1's output over micro-batch k (what bn1 normalises with), from the start weights.
-      const probe = tfl.model({ inputs: single.base.inputs, outputs: single.base.getLayer('conv1').output as tfl.SymbolicTensor });
+      const probe = tfl.model({
+        inputs: single.base.inputs,
+        outputs: single.base.getLayer('conv1').output as tfl.SymbolicTensor,
+      });
       const b1 = makeBatch(1);
       const mu = tf.tidy(() =>
-        [0, 1].map((k) => tf.mean(probe.predict(tf.slice(b1.images, [k * 2], [2])) as tf.Tensor, [0, 1, 2]).dataSync() as Float32Array),
+        [0, 1].map(
+          (k) =>
+            tf
+              .mean(probe.predict(tf.slice(b1.images, [k * 2], [2])) as tf.Tensor, [0, 1, 2])
+              .dataSync() as Float32Array,
+        ),
       );
       tf.dispose([b1.images, b1.labels]);
 
@@ -92,8 +108,18 @@ describe('DataParallelStep (2 workers)', () => {
           // bn1 running mean (init 0, momentum 0.1): the replicas' weighted mean 0.1·(μ₁ + μ₂)/2 here, while
           // single-process micro-batching chains the updates: 0.9·0.1·μ₁ + 0.1·μ₂.
           const rm = (m: EsrEnsemble) => m.base.getLayer('bn1').getWeights()[2].dataSync() as Float32Array;
-          expectArrayClose(rm(multi), mu[0].map((v, c) => 0.05 * (v + mu[1][c])), { rtol: 1e-4, atol: 1e-6 }, 'parallel running mean');
-          expectArrayClose(rm(single), mu[0].map((v, c) => 0.09 * v + 0.1 * mu[1][c]), { rtol: 1e-4, atol: 1e-6 }, 'single running mean');
+          expectArrayClose(
+            rm(multi),
+            mu[0].map((v, c) => 0.05 * (v + mu[1][c])),
+            { rtol: 1e-4, atol: 1e-6 },
+            'parallel running mean',
+          );
+          expectArrayClose(
+            rm(single),
+            mu[0].map((v, c) => 0.09 * v + 0.1 * mu[1][c]),
+            { rtol: 1e-4, atol: 1e-6 },
+            'single running mean',
+          );
         }
       }
       // The master's state is what the replicas hold (weighted mean of identical replicas' values = those values).
@@ -131,7 +157,13 @@ function faces(n: number, seed: number, name: string): FerDataset {
         const idx = order.slice(s, s + o.batchSize);
         const out = new Float32Array(idx.length * S * S * 3);
         idx.forEach((k, j) => out.set(px.subarray(k * S * S * 3, (k + 1) * S * S * 3), j * S * S * 3));
-        yield { images: tf.tensor4d(out, [idx.length, S, S, 3]), labels: tf.tensor1d(idx.map((k) => labels[k]), 'int32') };
+        yield {
+          images: tf.tensor4d(out, [idx.length, S, S, 3]),
+          labels: tf.tensor1d(
+            idx.map((k) => labels[k]),
+            'int32',
+          ),
+        };
       }
     },
   } as FerDataset;
@@ -167,9 +199,17 @@ describe('Trainer with computeWorkers: 2', () => {
         // Stage 1 ran in one process, stage 2 (after growth and the reload of stage 1's best) in the resumed one.
         expect(resumed.model.numBranches).toBe(2);
         expectWeightsClose(await trainable(resumed.model), await trainable(ref.model), 1e-5);
-        expect(resumed.history.epochs.map((e) => [e.stage, e.steps])).toEqual([[1, 1], [2, 1]]);
-        expect(resumed.history.epochs.map((e) => e.trainLoss)).toEqual(ref.history.epochs.map((e) => expect.closeTo(e.trainLoss, 4)));
-        expect(resumed.history.epochs[1].trainTerms.div_spatial).toBeCloseTo(ref.history.epochs[1].trainTerms.div_spatial, 4);
+        expect(resumed.history.epochs.map((e) => [e.stage, e.steps])).toEqual([
+          [1, 1],
+          [2, 1],
+        ]);
+        expect(resumed.history.epochs.map((e) => e.trainLoss)).toEqual(
+          ref.history.epochs.map((e) => expect.closeTo(e.trainLoss, 4)),
+        );
+        expect(resumed.history.epochs[1].trainTerms.div_spatial).toBeCloseTo(
+          ref.history.epochs[1].trainTerms.div_spatial,
+          4,
+        );
         // Running statistics differ slightly (documented) and are checkpointed with the weights.
         expect(stateVariables(resumed.model).length).toBe(stateVariables(ref.model).length);
       } finally {

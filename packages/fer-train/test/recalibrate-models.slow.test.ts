@@ -17,7 +17,10 @@ jest.setTimeout(5 * 60_000);
 
 function randomImages(n: number, size: number, seed: number): tf.Tensor4D {
   const rng = new Rng(seed);
-  return tf.tensor4d(Float32Array.from({ length: n * size * size * 3 }, () => rng.uniform(0, 1)), [n, size, size, 3]);
+  return tf.tensor4d(
+    Float32Array.from({ length: n * size * size * 3 }, () => rng.uniform(0, 1)),
+    [n, size, size, 3],
+  );
 }
 
 /** Yields clones of the given image batches in order (the shuffle seed is ignored). */
@@ -33,13 +36,21 @@ function fixedBatches(images: tf.Tensor4D[]): FerDataset {
 }
 
 async function statistics(model: FerModel): Promise<number[][]> {
-  return Promise.all(findBatchNorms(model).flatMap((b) => [b.runningMean, b.runningVar]).map(async (v) => Array.from(await v.read().data())));
+  return Promise.all(
+    findBatchNorms(model)
+      .flatMap((b) => [b.runningMean, b.runningVar])
+      .map(async (v) => Array.from(await v.read().data())),
+  );
 }
 
 async function maxLogitGap(model: FerModel, x: tf.Tensor4D): Promise<number> {
   const gap = tf.tidy(() => {
     const ev = model.forward(x, { training: false }).logits;
-    const snapshot = findBatchNorms(model).map((b) => [tf.clone(b.runningMean.read()), tf.clone(b.runningVar.read()), tf.clone(b.numBatchesTracked.read())]);
+    const snapshot = findBatchNorms(model).map((b) => [
+      tf.clone(b.runningMean.read()),
+      tf.clone(b.runningVar.read()),
+      tf.clone(b.numBatchesTracked.read()),
+    ]);
     const tr = model.forward(x, { training: true }).logits;
     findBatchNorms(model).forEach((b, i) => {
       b.runningMean.write(snapshot[i][0]);
@@ -56,7 +67,10 @@ async function maxLogitGap(model: FerModel, x: tf.Tensor4D): Promise<number> {
 async function checkModel(model: FerModel, a: tf.Tensor4D, b: tf.Tensor4D, expectedLayers: number): Promise<void> {
   expect(findBatchNorms(model)).toHaveLength(expectedLayers);
   const gapBefore = await maxLogitGap(model, a);
-  const r = await expectNoLeak(() => recalibrateBatchNorm(model, fixedBatches([a]), { batches: 1, batchSize: a.shape[0] }), { returned: 0 });
+  const r = await expectNoLeak(
+    () => recalibrateBatchNorm(model, fixedBatches([a]), { batches: 1, batchSize: a.shape[0] }),
+    { returned: 0 },
+  );
   expect(r).toEqual({ layers: expectedLayers, batches: 1, images: a.shape[0] });
   const sa = await statistics(model);
   const gapAfter = await maxLogitGap(model, a);
@@ -65,10 +79,18 @@ async function checkModel(model: FerModel, a: tf.Tensor4D, b: tf.Tensor4D, expec
   const sb = await statistics(model);
   await recalibrateBatchNorm(model, fixedBatches([a, b]), { batches: 2, batchSize: a.shape[0] });
   const sab = await statistics(model);
-  sab.forEach((s, i) => expectArrayClose(s, sa[i].map((v, k) => (v + sb[i][k]) / 2), { rtol: 1e-4, atol: 1e-6 }, `statistic ${i}`));
+  sab.forEach((s, i) =>
+    expectArrayClose(
+      s,
+      sa[i].map((v, k) => (v + sb[i][k]) / 2),
+      { rtol: 1e-4, atol: 1e-6 },
+      `statistic ${i}`,
+    ),
+  );
 }
 
-const countLayers = (layers: unknown[], cls: abstract new (...a: never[]) => unknown) => layers.filter((l) => l instanceof cls).length;
+const countLayers = (layers: unknown[], cls: abstract new (...a: never[]) => unknown) =>
+  layers.filter((l) => l instanceof cls).length;
 
 describe('recalibrateBatchNorm on ESR and MA-Net (wasm)', () => {
   beforeAll(async () => {
@@ -76,7 +98,10 @@ describe('recalibrateBatchNorm on ESR and MA-Net (wasm)', () => {
   });
 
   it('ESR (CBAM, 2 branches, 64 px): every conv BN and CBAM spatial gate', async () => {
-    const esr = createEsr({ base: 'desr9-affectnet', numClasses: 7, labels: BASIC7_LABELS, inputSize: 64 }, { initialBranches: 2, seed: 3 });
+    const esr = createEsr(
+      { base: 'desr9-affectnet', numClasses: 7, labels: BASIC7_LABELS, inputSize: 64 },
+      { initialBranches: 2, seed: 3 },
+    );
     const layers = esr.parts().flatMap((p) => p.model.layers);
     const expected = countLayers(layers, TorchBatchNorm) + countLayers(layers, Cbam);
     expect(countLayers(layers, Cbam)).toBeGreaterThanOrEqual(2); // CBAM in each branch

@@ -1,6 +1,16 @@
 /** A tiny growable ensemble and an in-memory dataset for trainer tests (fast on the cpu backend). */
 import * as tf from '@tensorflow/tfjs-core';
-import { Rng, mixSeed, type Batch, type BatchOptions, type FerDataset, type FerModel, type ForwardResult, type LabelSet, type VariableGroup } from 'fer-core';
+import {
+  Rng,
+  mixSeed,
+  type Batch,
+  type BatchOptions,
+  type FerDataset,
+  type FerModel,
+  type ForwardResult,
+  type LabelSet,
+  type VariableGroup,
+} from 'fer-core';
 
 const K = 3;
 const D = 12; // 2x2x3 images by default
@@ -8,7 +18,10 @@ const H = 6;
 
 function uniform(rng: Rng, shape: number[], bound: number): tf.Tensor {
   const n = shape.reduce((a, b) => a * b, 1);
-  return tf.tensor(Float32Array.from({ length: n }, () => rng.uniform(-bound, bound)), shape);
+  return tf.tensor(
+    Float32Array.from({ length: n }, () => rng.uniform(-bound, bound)),
+    shape,
+  );
 }
 
 let counter = 0;
@@ -25,14 +38,21 @@ export class TinyEnsemble implements FerModel {
   readonly running: tf.Variable;
   readonly branches: tf.Variable[][] = [];
   readonly k: number;
-  constructor(seed: number, branches = 1, opts: { inputDim?: number; classes?: number; hidden?: number; labels?: LabelSet } = {}) {
+  constructor(
+    seed: number,
+    branches = 1,
+    opts: { inputDim?: number; classes?: number; hidden?: number; labels?: LabelSet } = {},
+  ) {
     const rng = new Rng(seed);
     const id = counter++;
     const d = opts.inputDim ?? D;
     this.h = opts.hidden ?? H;
     this.k = opts.classes ?? K;
     if (opts.labels) this.labels = opts.labels;
-    this.base = [mkVar(uniform(rng, [d, this.h], opts.inputDim ? 1 / Math.sqrt(d) : 0.5), true, `tiny${id}/base/w`), mkVar(tf.zeros([this.h]), true, `tiny${id}/base/b`)];
+    this.base = [
+      mkVar(uniform(rng, [d, this.h], opts.inputDim ? 1 / Math.sqrt(d) : 0.5), true, `tiny${id}/base/w`),
+      mkVar(tf.zeros([this.h]), true, `tiny${id}/base/b`),
+    ];
     this.running = mkVar(tf.zeros([this.h]), false, `tiny${id}/base/running`);
     for (let i = 0; i < branches; i++) this.addBranch(mixSeed(seed, i));
   }
@@ -43,7 +63,10 @@ export class TinyEnsemble implements FerModel {
     const rng = new Rng(seed);
     const i = this.branches.length;
     const id = counter++;
-    this.branches.push([mkVar(uniform(rng, [this.h, this.k], 0.5), true, `tiny${id}/branch_${i + 1}/w`), mkVar(tf.zeros([this.k]), true, `tiny${id}/branch_${i + 1}/b`)]);
+    this.branches.push([
+      mkVar(uniform(rng, [this.h, this.k], 0.5), true, `tiny${id}/branch_${i + 1}/w`),
+      mkVar(tf.zeros([this.k]), true, `tiny${id}/branch_${i + 1}/b`),
+    ]);
   }
   forward(images: tf.Tensor4D, opts: { training: boolean }): ForwardResult {
     return tf.tidy(() => {
@@ -52,14 +75,23 @@ export class TinyEnsemble implements FerModel {
       if (opts.training) this.running.assign(tf.add(tf.mul(this.running, 0.9), tf.mul(tf.mean(h, 0), 0.1)));
       const logits = this.branches.map(([w, b]) => tf.add(tf.matMul(h, w), b) as tf.Tensor2D);
       const att = tf.stack(logits.map((l) => tf.sigmoid(l))); // [n, B, k]
-      return { logits, heads: { spatialAttention: tf.reshape(tf.concat([att, att], 2), [logits.length, images.shape[0], 2, this.k]), channelAttention: att } };
+      return {
+        logits,
+        heads: {
+          spatialAttention: tf.reshape(tf.concat([att, att], 2), [logits.length, images.shape[0], 2, this.k]),
+          channelAttention: att,
+        },
+      };
     });
   }
   trainableVariables(): tf.Variable[] {
     return this.variableGroups().flatMap((g) => g.variables);
   }
   variableGroups(): VariableGroup[] {
-    return [{ name: 'base', variables: this.base }, ...this.branches.map((v, i) => ({ name: `branch_${i + 1}`, variables: v }))];
+    return [
+      { name: 'base', variables: this.base },
+      ...this.branches.map((v, i) => ({ name: `branch_${i + 1}`, variables: v })),
+    ];
   }
   nonTrainableVariables(): tf.Variable[] {
     return [this.running];
@@ -73,7 +105,9 @@ export class TinyEnsemble implements FerModel {
 export function tinyDataset(n: number, seed: number, name = 'tiny'): FerDataset & { nanAt?: number } {
   const rng = new Rng(seed);
   const labels = Array.from({ length: n }, (_, i) => i % K);
-  const images = labels.map((y) => Float32Array.from({ length: D }, (_, j) => (j % K === y ? 1 : 0) + 0.3 * rng.normal()));
+  const images = labels.map((y) =>
+    Float32Array.from({ length: D }, (_, j) => (j % K === y ? 1 : 0) + 0.3 * rng.normal()),
+  );
   const ds = {
     name,
     size: n,
@@ -85,8 +119,19 @@ export function tinyDataset(n: number, seed: number, name = 'tiny'): FerDataset 
       for (let s = 0; s < n; s += o.batchSize) {
         const idx = order.slice(s, s + o.batchSize);
         const px = new Float32Array(idx.length * D);
-        idx.forEach((k, j) => px.set(images[k].map((v) => v + (o.shuffle ? 0.05 * r.normal() : 0)), j * D));
-        yield { images: tf.tensor4d(px, [idx.length, 2, 2, 3]), labels: tf.tensor1d(idx.map((k) => labels[k]), 'int32') };
+        idx.forEach((k, j) =>
+          px.set(
+            images[k].map((v) => v + (o.shuffle ? 0.05 * r.normal() : 0)),
+            j * D,
+          ),
+        );
+        yield {
+          images: tf.tensor4d(px, [idx.length, 2, 2, 3]),
+          labels: tf.tensor1d(
+            idx.map((k) => labels[k]),
+            'int32',
+          ),
+        };
       }
     },
   };

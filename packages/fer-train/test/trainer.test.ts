@@ -56,14 +56,29 @@ describe('Trainer', () => {
       const file = path.join(dir, 'checkpoints', `stage-${m.branchCount}-best.safetensors`);
       const stored = [...parseSafetensors(new Uint8Array(readFileSync(file))).tensors.entries()]
         .filter(([k]) => k.startsWith('model/'))
-        .map(([, r]) => Array.from(new Float32Array(r.data.buffer.slice(r.data.byteOffset, r.data.byteOffset + r.data.byteLength))));
+        .map(([, r]) =>
+          Array.from(new Float32Array(r.data.buffer.slice(r.data.byteOffset, r.data.byteOffset + r.data.byteLength))),
+        );
       expect(stateVariables(m).map((v) => Array.from(v.dataSync()))).toEqual(stored);
       reloads.push(true);
       m.addBranch(seed);
     };
     const res = await new Trainer(opts).run();
     const epochs = events.filter((e): e is Extract<TrainEvent, { type: 'epoch' }> => e.type === 'epoch');
-    expect(epochs.map((e) => [e.stage, e.epoch])).toEqual([[1, 0], [1, 1], [1, 2], [1, 3], [1, 4], [1, 5], [2, 0], [2, 1], [2, 2], [3, 0], [3, 1], [3, 2]]);
+    expect(epochs.map((e) => [e.stage, e.epoch])).toEqual([
+      [1, 0],
+      [1, 1],
+      [1, 2],
+      [1, 3],
+      [1, 4],
+      [1, 5],
+      [2, 0],
+      [2, 1],
+      [2, 2],
+      [3, 0],
+      [3, 1],
+      [3, 2],
+    ]);
     expect(epochs[0].lrs).toEqual({ base: 0.1, branch_1: 0.1 });
     expect(epochs[6].lrs).toEqual({ base: 0.01, branch_1: 0.01, branch_2: 0.1 });
     expect(epochs[11].lrs).toEqual({ base: 0.01, branch_1: 0.01, branch_2: 0.01, branch_3: 0.1 });
@@ -96,7 +111,11 @@ describe('Trainer', () => {
     const second = await new Trainer(options(b, { maxSteps: 16, resume: true, checkpointEverySteps: 1 })).run(); // into stage 2
     expect(second.stopped).toBe(true);
     second.model.dispose();
-    expect((await loadCheckpoint(path.join(b, 'checkpoints', 'last.safetensors'))).meta.position).toMatchObject({ stage: 2, epoch: 0, step: 2 });
+    expect((await loadCheckpoint(path.join(b, 'checkpoints', 'last.safetensors'))).meta.position).toMatchObject({
+      stage: 2,
+      epoch: 0,
+      step: 2,
+    });
     const done = await new Trainer(options(b, { resume: true })).run();
     expect(done.stopped).toBe(false);
     expect(await weights(done.model)).toEqual(want);
@@ -121,8 +140,16 @@ describe('Trainer', () => {
     const lastFile = path.join(dir, 'checkpoints', 'last.safetensors');
     const before = tf.memory().numTensors;
     const err = await new Trainer(
-      options(dir, { loss: () => nanLoss, checkpointEverySteps: 1, onEvent: (e: TrainEvent) => { if (e.type === 'checkpoint' && e.kind === 'last') lastBytes = readFileSync(lastFile); } }),
-    ).run().catch((e: unknown) => e);
+      options(dir, {
+        loss: () => nanLoss,
+        checkpointEverySteps: 1,
+        onEvent: (e: TrainEvent) => {
+          if (e.type === 'checkpoint' && e.kind === 'last') lastBytes = readFileSync(lastFile);
+        },
+      }),
+    )
+      .run()
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(NonFiniteLossError);
     expect((err as NonFiniteLossError).terms).toEqual(['div_spatial']);
     expect((err as NonFiniteLossError).message).toMatch(/non-finite div_spatial/);

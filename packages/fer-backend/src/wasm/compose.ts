@@ -54,6 +54,12 @@ export function window2d(x: tf.Tensor4D, top: number, height: number, left: numb
   const pb = top + height - r1;
   const pl = c0 - left;
   const pr = left + width - c1;
-  if (pt || pb || pl || pr) y = tf.pad(y, [[0, 0], [pt, pb], [pl, pr], [0, 0]]);
+  if (pt || pb || pl || pr)
+    y = tf.pad(y, [
+      [0, 0],
+      [pt, pb],
+      [pl, pr],
+      [0, 0],
+    ]);
   return y;
 }

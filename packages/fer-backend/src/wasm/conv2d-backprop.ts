@@ -18,7 +18,9 @@ function geometry(
 ): ConvGeometry {
   const dataFormat = (attrs.dataFormat as string | undefined) ?? 'NHWC';
   if (dataFormat !== 'NHWC') {
-    throw new Error(`${kernel} on wasm (fer-backend): expected dataFormat 'NHWC', got '${dataFormat}'. Transpose NCHW tensors to NHWC first.`);
+    throw new Error(
+      `${kernel} on wasm (fer-backend): expected dataFormat 'NHWC', got '${dataFormat}'. Transpose NCHW tensors to NHWC first.`,
+    );
   }
   const dil = attrs.dilations as number | [number, number] | undefined;
   if (dil != null && (Array.isArray(dil) ? dil.some((d) => d !== 1) : dil !== 1)) {
@@ -71,7 +73,10 @@ export function conv2dBackpropFilterBody(inputs: Record<string, tf.Tensor>, attr
   // product instead of kh·kw products with 3 rows each (XNNPACK is inefficient below a few rows).
   const all: [number, number][] = [];
   for (let a = 0; a < kh; a++) for (let b = 0; b < kw; b++) all.push([a, b]);
-  const group = Math.max(1, Math.min(all.length, Math.floor(TAP_GROUP_ROWS / ci), Math.floor(TAP_GROUP_FLOATS / (ci * m))));
+  const group = Math.max(
+    1,
+    Math.min(all.length, Math.floor(TAP_GROUP_ROWS / ci), Math.floor(TAP_GROUP_FLOATS / (ci * m))),
+  );
   const parts: tf.Tensor[] = [];
   for (let t = 0; t < all.length; t += group) {
     const taps = all.slice(t, t + group);
@@ -151,7 +156,14 @@ export function conv2dBackpropInputBody(inputs: Record<string, tf.Tensor>, attrs
  * outside it: the part inside is sliced (only when the window cuts into x), the part outside becomes the conv's
  * own explicit padding, so XNNPACK pads on the fly instead of tfjs copying a padded tensor.
  */
-function convOverWindow(x: tf.Tensor4D, filter: tf.Tensor4D, top: number, height: number, left: number, width: number): tf.Tensor4D {
+function convOverWindow(
+  x: tf.Tensor4D,
+  filter: tf.Tensor4D,
+  top: number,
+  height: number,
+  left: number,
+  width: number,
+): tf.Tensor4D {
   const [n, h, w, c] = x.shape;
   const [fh, fw, , co] = filter.shape;
   const r0 = Math.max(0, top);
@@ -159,7 +171,8 @@ function convOverWindow(x: tf.Tensor4D, filter: tf.Tensor4D, top: number, height
   const c0 = Math.max(0, left);
   const c1 = Math.min(w, left + width);
   if (r1 <= r0 || c1 <= c0) return tf.zeros([n, height - fh + 1, width - fw + 1, co]);
-  const inside = r0 !== 0 || r1 !== h || c0 !== 0 || c1 !== w ? tf.slice(x, [0, r0, c0, 0], [n, r1 - r0, c1 - c0, c]) : x;
+  const inside =
+    r0 !== 0 || r1 !== h || c0 !== 0 || c1 !== w ? tf.slice(x, [0, r0, c0, 0], [n, r1 - r0, c1 - c0, c]) : x;
   const pad: [[number, number], [number, number], [number, number], [number, number]] = [
     [0, 0],
     [r0 - top, top + height - r1],

@@ -26,7 +26,9 @@ export const maxPoolGradWasm: tf.KernelConfig = {
       dimRoundingMode,
     );
     if (dy.shape[1] !== info.outHeight || dy.shape[2] !== info.outWidth) {
-      throw new Error(`MaxPoolGrad: dy has shape [${dy.shape.join(', ')}], expected spatial ${info.outHeight}x${info.outWidth}.`);
+      throw new Error(
+        `MaxPoolGrad: dy has shape [${dy.shape.join(', ')}], expected spatial ${info.outHeight}x${info.outWidth}.`,
+      );
     }
     const b = backend as unknown as WasmHeapBackend;
     // Allocate first: a heap allocation may grow (and detach) the heap buffer that the views below read.
@@ -128,7 +130,9 @@ export const unsortedSegmentSumWasm: tf.KernelConfig = {
     const { x, segmentIds } = inputs as { x: tf.TensorInfo; segmentIds: tf.TensorInfo };
     const { numSegments } = attrs as unknown as tf.UnsortedSegmentSumAttrs;
     if (x.dtype !== 'float32' && x.dtype !== 'int32') {
-      throw new Error(`UnsortedSegmentSum on wasm (fer-backend): expected x of dtype float32 or int32, got ${x.dtype}.`);
+      throw new Error(
+        `UnsortedSegmentSum on wasm (fer-backend): expected x of dtype float32 or int32, got ${x.dtype}.`,
+      );
     }
     const idsShape = segmentIds.shape;
     if (idsShape.length > x.shape.length || idsShape.some((d, i) => d !== x.shape[i])) {

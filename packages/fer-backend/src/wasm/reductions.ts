@@ -20,7 +20,10 @@ export function reductionKernel(kind: Reducer, stock: tf.KernelFunc): tf.KernelF
     const axis = kind === 'max' ? a.reductionIndices : a.axis;
     const keepDims = a.keepDims;
     const rank = x.shape.length;
-    const axes = tf.util.parseAxisParam(axis ?? x.shape.map((_, i) => i), x.shape).slice().sort((p, q) => p - q);
+    const axes = tf.util
+      .parseAxisParam(axis ?? x.shape.map((_, i) => i), x.shape)
+      .slice()
+      .sort((p, q) => p - q);
     const contiguous = axes.length > 0 && axes.every((a, i) => i === 0 || a === axes[i - 1] + 1);
     const last = axes[axes.length - 1];
     if (x.dtype !== 'float32' || !contiguous || last === rank - 1 || tf.util.sizeFromShape(x.shape) === 0) {

@@ -29,14 +29,23 @@ function stock(name: string): tf.KernelConfig {
   const current = tf.getKernel(name, 'wasm');
   if (current && !(current as unknown as Record<symbol, boolean>)[MARK]) stockKernels.set(name, current);
   const cfg = stockKernels.get(name);
-  if (!cfg) throw new Error(`fer-backend: the stock wasm kernel '${name}' is missing; is @tensorflow/tfjs-backend-wasm 4.x installed?`);
+  if (!cfg)
+    throw new Error(
+      `fer-backend: the stock wasm kernel '${name}' is missing; is @tensorflow/tfjs-backend-wasm 4.x installed?`,
+    );
   return cfg;
 }
 
 /** A kernel that handles some cases itself and delegates the rest to the stock one (whose setup must still run). */
 function wrapStock(name: string, make: (stockFunc: tf.KernelFunc) => tf.KernelFunc): tf.KernelConfig {
   const s = stock(name);
-  return { kernelName: name, backendName: 'wasm', kernelFunc: make(s.kernelFunc), setupFunc: s.setupFunc, disposeFunc: s.disposeFunc };
+  return {
+    kernelName: name,
+    backendName: 'wasm',
+    kernelFunc: make(s.kernelFunc),
+    setupFunc: s.setupFunc,
+    disposeFunc: s.disposeFunc,
+  };
 }
 
 function configs(): tf.KernelConfig[] {

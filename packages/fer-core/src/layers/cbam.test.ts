@@ -15,7 +15,12 @@ const sig = (v: number) => 1 / (1 + Math.exp(-v));
 function naiveCbam(x: Float32Array, [n, h, w, c]: number[], p: Record<string, Float32Array>, hid: number, k: number) {
   const at = (b: number, i: number, j: number, ch: number) => ((b * h + i) * w + j) * c + ch;
   const mlp = (v: number[]) => {
-    const hidden = Array.from({ length: hid }, (_, o) => Math.max(0, v.reduce((s, vi, i) => s + vi * p.k1[i * hid + o], p.b1[o])));
+    const hidden = Array.from({ length: hid }, (_, o) =>
+      Math.max(
+        0,
+        v.reduce((s, vi, i) => s + vi * p.k1[i * hid + o], p.b1[o]),
+      ),
+    );
     return Array.from({ length: c }, (_, o) => hidden.reduce((s, hv, i) => s + hv * p.k2[i * c + o], p.b2[o]));
   };
   const chAtt: number[][] = [];
@@ -23,15 +28,18 @@ function naiveCbam(x: Float32Array, [n, h, w, c]: number[], p: Record<string, Fl
   for (let b = 0; b < n; b++) {
     const avg = new Array(c).fill(0);
     const max = new Array(c).fill(-Infinity);
-    for (let i = 0; i < h; i++) for (let j = 0; j < w; j++) for (let ch = 0; ch < c; ch++) {
-      avg[ch] += x[at(b, i, j, ch)] / (h * w);
-      max[ch] = Math.max(max[ch], x[at(b, i, j, ch)]);
-    }
+    for (let i = 0; i < h; i++)
+      for (let j = 0; j < w; j++)
+        for (let ch = 0; ch < c; ch++) {
+          avg[ch] += x[at(b, i, j, ch)] / (h * w);
+          max[ch] = Math.max(max[ch], x[at(b, i, j, ch)]);
+        }
     const ma = mlp(avg);
     const mm = mlp(max);
     const a = ma.map((v, i) => sig(v + mm[i]));
     chAtt.push(a);
-    for (let i = 0; i < h; i++) for (let j = 0; j < w; j++) for (let ch = 0; ch < c; ch++) xc[at(b, i, j, ch)] = x[at(b, i, j, ch)] * a[ch];
+    for (let i = 0; i < h; i++)
+      for (let j = 0; j < w; j++) for (let ch = 0; ch < c; ch++) xc[at(b, i, j, ch)] = x[at(b, i, j, ch)] * a[ch];
   }
   const spAtt = new Float64Array(n * h * w);
   const out = new Float64Array(x.length);
@@ -48,15 +56,18 @@ function naiveCbam(x: Float32Array, [n, h, w, c]: number[], p: Record<string, Fl
       }
       return q === 0 ? mx : mean;
     };
-    for (let i = 0; i < h; i++) for (let j = 0; j < w; j++) {
-      let s = 0;
-      for (let di = 0; di < k; di++) for (let dj = 0; dj < k; dj++) for (let q = 0; q < 2; q++) {
-        s += pooled(i + di - r, j + dj - r, q) * p.ks[(di * k + dj) * 2 + q];
+    for (let i = 0; i < h; i++)
+      for (let j = 0; j < w; j++) {
+        let s = 0;
+        for (let di = 0; di < k; di++)
+          for (let dj = 0; dj < k; dj++)
+            for (let q = 0; q < 2; q++) {
+              s += pooled(i + di - r, j + dj - r, q) * p.ks[(di * k + dj) * 2 + q];
+            }
+        const a = sig(((s - rm) / Math.sqrt(rv + 1e-5)) * gamma + beta);
+        spAtt[(b * h + i) * w + j] = a;
+        for (let ch = 0; ch < c; ch++) out[at(b, i, j, ch)] = xc[at(b, i, j, ch)] * a;
       }
-      const a = sig(((s - rm) / Math.sqrt(rv + 1e-5)) * gamma + beta);
-      spAtt[(b * h + i) * w + j] = a;
-      for (let ch = 0; ch < c; ch++) out[at(b, i, j, ch)] = xc[at(b, i, j, ch)] * a;
-    }
   }
   return { out, chAtt: chAtt.flat(), spAtt };
 }
@@ -68,16 +79,32 @@ describe('Cbam', () => {
     const [hid, k] = [2, 3];
     const rand = (len: number, s = 1) => Float32Array.from({ length: len }, () => (rng.next() * 2 - 1) * s);
     const p = {
-      k1: rand(32 * hid), b1: rand(hid, 0.1), k2: rand(hid * 32), b2: rand(32, 0.1), ks: rand(k * k * 2),
-      gamma: Float32Array.of(1.3), beta: Float32Array.of(-0.2), rm: Float32Array.of(0.1), rv: Float32Array.of(2.5), nbt: Float32Array.of(0),
+      k1: rand(32 * hid),
+      b1: rand(hid, 0.1),
+      k2: rand(hid * 32),
+      b2: rand(32, 0.1),
+      ks: rand(k * k * 2),
+      gamma: Float32Array.of(1.3),
+      beta: Float32Array.of(-0.2),
+      rm: Float32Array.of(0.1),
+      rv: Float32Array.of(2.5),
+      nbt: Float32Array.of(0),
     };
     const xv = rand(2 * 5 * 4 * 32);
     const layer = new Cbam({ name: 'cbam_naive', reduction: 16, spatialKernelSize: k });
     const x = tf.tensor4d(xv, shape as [number, number, number, number]);
     tf.dispose(layer.apply(x) as tf.Tensor[]);
     layer.setWeights([
-      tf.tensor2d(p.k1, [32, hid]), tf.tensor1d(p.b1), tf.tensor2d(p.k2, [hid, 32]), tf.tensor1d(p.b2), tf.tensor4d(p.ks, [k, k, 2, 1]),
-      tf.tensor1d(p.gamma), tf.tensor1d(p.beta), tf.tensor1d(p.rm), tf.tensor1d(p.rv), tf.scalar(0),
+      tf.tensor2d(p.k1, [32, hid]),
+      tf.tensor1d(p.b1),
+      tf.tensor2d(p.k2, [hid, 32]),
+      tf.tensor1d(p.b2),
+      tf.tensor4d(p.ks, [k, k, 2, 1]),
+      tf.tensor1d(p.gamma),
+      tf.tensor1d(p.beta),
+      tf.tensor1d(p.rm),
+      tf.tensor1d(p.rv),
+      tf.scalar(0),
     ]);
     const got = applyCbam(layer, x, false);
     const want = naiveCbam(xv, shape, p, hid, k);
@@ -92,7 +119,12 @@ describe('Cbam', () => {
   });
 
   it('has the reference parameter counts (C = 64, 128, 256, 512 → 680, 2284, 8564, 33412)', () => {
-    for (const [c, want] of [[64, 680], [128, 2284], [256, 8564], [512, 33412]]) {
+    for (const [c, want] of [
+      [64, 680],
+      [128, 2284],
+      [256, 8564],
+      [512, 33412],
+    ]) {
       const layer = new Cbam({ name: `cbam_count_${c}` });
       layer.apply(tfl.input({ shape: [6, 6, c] }));
       // PyTorch counts parameters only (not running stats or the counter).
@@ -137,7 +169,11 @@ describe('Cbam', () => {
     expect(copy.spatialKernelSize).toBe(5);
     const inp = tfl.input({ shape: [6, 6, 32] });
     const outs = layer.apply(inp) as tfl.SymbolicTensor[];
-    expect(outs.map((o) => o.shape)).toEqual([[null, 6, 6, 32], [null, 32], [null, 6, 6, 1]]);
+    expect(outs.map((o) => o.shape)).toEqual([
+      [null, 6, 6, 32],
+      [null, 32],
+      [null, 6, 6, 1],
+    ]);
     const model = tfl.model({ inputs: inp, outputs: outs });
     const json = model.toJSON(null, false) as { config: { layers: { class_name: string }[] } };
     expect(json.config.layers[1].class_name).toBe('Cbam');

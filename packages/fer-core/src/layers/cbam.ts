@@ -65,7 +65,9 @@ export class Cbam extends tfl.layers.Layer {
       throw new FerInputError(`Expected reduction to be a positive integer, but got ${this.reduction}.`);
     }
     if (!Number.isInteger(this.spatialKernelSize) || this.spatialKernelSize < 1 || this.spatialKernelSize % 2 === 0) {
-      throw new FerInputError(`Expected spatialKernelSize to be a positive odd integer, but got ${this.spatialKernelSize}.`);
+      throw new FerInputError(
+        `Expected spatialKernelSize to be a positive odd integer, but got ${this.spatialKernelSize}.`,
+      );
     }
   }
 
@@ -73,13 +75,16 @@ export class Cbam extends tfl.layers.Layer {
     const shape = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as tfl.Shape;
     const c = shape[shape.length - 1];
     if (shape.length !== 4 || c == null) {
-      throw new FerInputError(`Cbam '${this.name}' expects [N, H, W, C] input with known C, but got [${shape.join(', ')}].`);
+      throw new FerInputError(
+        `Cbam '${this.name}' expects [N, H, W, C] input with known C, but got [${shape.join(', ')}].`,
+      );
     }
     const h = Math.max(1, Math.floor(c / this.reduction));
     const k = this.spatialKernelSize;
     const s = (i: number) => (this.seed === undefined ? undefined : this.seed + i);
     // PyTorch defaults: weights and biases ~ U(±1/√fan_in) (kaiming_uniform a=√5 = varianceScaling(1/3, fanIn)).
-    const kern = (i: number) => tfl.initializers.varianceScaling({ scale: 1 / 3, mode: 'fanIn', distribution: 'uniform', seed: s(i) });
+    const kern = (i: number) =>
+      tfl.initializers.varianceScaling({ scale: 1 / 3, mode: 'fanIn', distribution: 'uniform', seed: s(i) });
     const bias = (fanIn: number, i: number) =>
       tfl.initializers.randomUniform({ minval: -1 / Math.sqrt(fanIn), maxval: 1 / Math.sqrt(fanIn), seed: s(i) });
     this.w = {
@@ -91,9 +96,23 @@ export class Cbam extends tfl.layers.Layer {
       bn: {
         gamma: this.addWeight('spatial_bn_gamma', [1], 'float32', tfl.initializers.ones()),
         beta: this.addWeight('spatial_bn_beta', [1], 'float32', tfl.initializers.zeros()),
-        runningMean: this.addWeight('spatial_bn_running_mean', [1], 'float32', tfl.initializers.zeros(), undefined, false),
+        runningMean: this.addWeight(
+          'spatial_bn_running_mean',
+          [1],
+          'float32',
+          tfl.initializers.zeros(),
+          undefined,
+          false,
+        ),
         runningVar: this.addWeight('spatial_bn_running_var', [1], 'float32', tfl.initializers.ones(), undefined, false),
-        numBatchesTracked: this.addWeight('spatial_bn_num_batches_tracked', [], 'float32', tfl.initializers.zeros(), undefined, false),
+        numBatchesTracked: this.addWeight(
+          'spatial_bn_num_batches_tracked',
+          [],
+          'float32',
+          tfl.initializers.zeros(),
+          undefined,
+          false,
+        ),
       },
     };
     this.built = true;
@@ -108,7 +127,13 @@ export class Cbam extends tfl.layers.Layer {
       const [n, , , c] = x.shape;
       // Channel gate. [N, H, W, C] -> [N, C] pools; the MLP is shared by both.
       const mlp = (v: tf.Tensor2D) =>
-        tf.add(tf.matMul(tf.relu(tf.add(tf.matMul(v, w.mlp1Kernel.read() as tf.Tensor2D), w.mlp1Bias.read())), w.mlp2Kernel.read() as tf.Tensor2D), w.mlp2Bias.read());
+        tf.add(
+          tf.matMul(
+            tf.relu(tf.add(tf.matMul(v, w.mlp1Kernel.read() as tf.Tensor2D), w.mlp1Bias.read())),
+            w.mlp2Kernel.read() as tf.Tensor2D,
+          ),
+          w.mlp2Bias.read(),
+        );
       const avg = stagedMean(x, [1, 2]) as tf.Tensor2D;
       const max = tf.max(x, [1, 2]) as tf.Tensor2D;
       const channelAttention = tf.sigmoid(tf.add(mlp(avg), mlp(max))) as tf.Tensor2D;

@@ -54,7 +54,11 @@ function dependsOnVariable(x: tf.Tensor): boolean {
 export function useLazyInputGradient(layer: tfl.layers.Layer): void {
   const conv = layer as unknown as Conv2dLike;
   const cls = layer.getClassName();
-  const plain = cls === 'Conv2D' && conv.activation.getClassName() === 'linear' && conv.dataFormat === 'channelsLast' && conv.padding !== 'causal';
+  const plain =
+    cls === 'Conv2D' &&
+    conv.activation.getClassName() === 'linear' &&
+    conv.dataFormat === 'channelsLast' &&
+    conv.padding !== 'causal';
   if (!plain || conv.dilationRate.some((d) => d !== 1)) {
     throw new Error(
       `useLazyInputGradient expects a linear, channels-last, undilated Conv2D, but '${layer.name}' is a ${cls}${cls === 'Conv2D' ? ' with an activation, another format or a dilation' : ''}.`,
@@ -68,10 +72,17 @@ export function useLazyInputGradient(layer: tfl.layers.Layer): void {
       const strides = conv.strides as [number, number];
       const pad = conv.padding as 'valid' | 'same';
       // The stock layer's op (tfjs-layers conv2dWithBiasActivation): same kernel, same values.
-      const forward = (w: tf.Tensor, b?: tf.Tensor) => tf.fused.conv2d({ x, filter: w as tf.Tensor4D, strides, pad, dataFormat: 'NHWC', bias: b });
+      const forward = (w: tf.Tensor, b?: tf.Tensor) =>
+        tf.fused.conv2d({ x, filter: w as tf.Tensor4D, strides, pad, dataFormat: 'NHWC', bias: b });
       // The stock fused gradient's filter term (tfjs-core ops/fused/conv2d.ts): Conv2DBackpropFilter(x, dy).
       const filterGrad = (xs: tf.Tensor, dy: tf.Tensor, w: tf.Tensor) =>
-        tf.engine().runKernel('Conv2DBackpropFilter', { x: xs, dy }, { strides, pad, dataFormat: 'NHWC', filterShape: w.shape }) as tf.Tensor;
+        tf
+          .engine()
+          .runKernel(
+            'Conv2DBackpropFilter',
+            { x: xs, dy },
+            { strides, pad, dataFormat: 'NHWC', filterShape: w.shape },
+          ) as tf.Tensor;
       const kernel = conv.kernel.read();
       // The bias is created in build(), after this call is installed: read it at call time.
       const bias = conv.useBias && conv.bias ? conv.bias.read() : undefined;
@@ -84,7 +95,9 @@ export function useLazyInputGradient(layer: tfl.layers.Layer): void {
           value: forward(w, bias ? b : undefined),
           // Bias term as the stock getFusedBiasGradient: dy summed over batch and positions.
           gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
-            bias ? [filterGrad(saved[0], dy, w), tf.reshape(tf.sum(dy, [0, 1, 2]), b.shape)] : [filterGrad(saved[0], dy, w)],
+            bias
+              ? [filterGrad(saved[0], dy, w), tf.reshape(tf.sum(dy, [0, 1, 2]), b.shape)]
+              : [filterGrad(saved[0], dy, w)],
         };
       });
       return bias ? f(kernel, bias) : f(kernel);

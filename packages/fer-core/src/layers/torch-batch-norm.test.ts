@@ -22,7 +22,12 @@ describe('TorchBatchNorm', () => {
     expectArrayClose(y.dataSync(), want, { rtol: 1e-6, atol: 1e-6 }, 'y');
     const [, , rm, rv, nbt] = bn.getWeights();
     expectArrayClose(rm.dataSync(), [0.1 * 3, 0.1 * 2], { rtol: 1e-6, atol: 1e-7 }, 'running_mean');
-    expectArrayClose(rv.dataSync(), [0.9 + 0.1 * (14 / 3), 0.9 + 0.1 * (16 / 3)], { rtol: 1e-6, atol: 1e-7 }, 'running_var');
+    expectArrayClose(
+      rv.dataSync(),
+      [0.9 + 0.1 * (14 / 3), 0.9 + 0.1 * (16 / 3)],
+      { rtol: 1e-6, atol: 1e-7 },
+      'running_var',
+    );
     expect(nbt.dataSync()[0]).toBe(1);
     tf.dispose([x, y]);
     bn.dispose();
@@ -34,10 +39,17 @@ describe('TorchBatchNorm', () => {
     bn.apply(x, { training: false });
     bn.setWeights([tf.tensor1d([2, 3]), tf.tensor1d([1, -1]), tf.tensor1d([1, 2]), tf.tensor1d([4, 9]), tf.scalar(7)]);
     const y = bn.apply(x, { training: false }) as tf.Tensor;
-    const want = X.map((v, i) => (i % 2 === 0 ? (2 * (v - 1)) / Math.sqrt(4 + 1e-5) + 1 : (3 * (v - 2)) / Math.sqrt(9 + 1e-5) - 1));
+    const want = X.map((v, i) =>
+      i % 2 === 0 ? (2 * (v - 1)) / Math.sqrt(4 + 1e-5) + 1 : (3 * (v - 2)) / Math.sqrt(9 + 1e-5) - 1,
+    );
     expectArrayClose(y.dataSync(), want, { rtol: 1e-6, atol: 1e-6 }, 'y');
     bn.apply(x, { training: true });
-    expectArrayClose(bn.getWeights()[2].dataSync(), [0.99 * 1 + 0.01 * 3, 0.99 * 2 + 0.01 * 2], { rtol: 1e-6 }, 'running_mean');
+    expectArrayClose(
+      bn.getWeights()[2].dataSync(),
+      [0.99 * 1 + 0.01 * 3, 0.99 * 2 + 0.01 * 2],
+      { rtol: 1e-6 },
+      'running_mean',
+    );
     expect(bn.getWeights()[4].dataSync()[0]).toBe(8);
     bn.dispose();
     tf.dispose([x, y]);
@@ -71,7 +83,11 @@ describe('TorchBatchNorm', () => {
     bn.apply(x); // build
     await expectNoLeak(() => bn.apply(x, { training: true }) as tf.Tensor, { returned: 1 });
     await expectNoLeak(() => bn.apply(x, { training: false }) as tf.Tensor, { returned: 1 });
-    const g = await expectNoLeak(() => tf.tidy(() => tf.grad((t: tf.Tensor) => tf.sum(tf.square(bn.apply(t, { training: true }) as tf.Tensor)))(x)), { returned: 1 });
+    const g = await expectNoLeak(
+      () =>
+        tf.tidy(() => tf.grad((t: tf.Tensor) => tf.sum(tf.square(bn.apply(t, { training: true }) as tf.Tensor)))(x)),
+      { returned: 1 },
+    );
     expect(g.shape).toEqual([2, 1, 2, 2]);
     x.dispose();
     bn.dispose();

@@ -44,7 +44,9 @@ export function applyTorchBatchNorm(x: tf.Tensor, w: TorchBnWeights, opts: Torch
   const eps = opts.epsilon ?? TORCH_BN_EPSILON;
   const momentum = opts.momentum ?? TORCH_BN_MOMENTUM;
   if (!opts.training) {
-    return tf.tidy(() => tf.batchNorm(x, w.runningMean.read(), w.runningVar.read(), w.beta.read(), w.gamma.read(), eps));
+    return tf.tidy(() =>
+      tf.batchNorm(x, w.runningMean.read(), w.runningVar.read(), w.beta.read(), w.gamma.read(), eps),
+    );
   }
   const channels = x.shape[x.rank - 1];
   const n = x.size / channels;
@@ -99,13 +101,23 @@ export class TorchBatchNorm extends tfl.layers.Layer {
   override build(inputShape: tfl.Shape | tfl.Shape[]): void {
     const shape = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as tfl.Shape;
     const c = shape[shape.length - 1];
-    if (c == null) throw new FerInputError(`TorchBatchNorm '${this.name}' needs a known channel count, but got shape [${shape.join(', ')}].`);
+    if (c == null)
+      throw new FerInputError(
+        `TorchBatchNorm '${this.name}' needs a known channel count, but got shape [${shape.join(', ')}].`,
+      );
     this.bn = {
       gamma: this.addWeight('gamma', [c], 'float32', tfl.initializers.ones()),
       beta: this.addWeight('beta', [c], 'float32', tfl.initializers.zeros()),
       runningMean: this.addWeight('running_mean', [c], 'float32', tfl.initializers.zeros(), undefined, false),
       runningVar: this.addWeight('running_var', [c], 'float32', tfl.initializers.ones(), undefined, false),
-      numBatchesTracked: this.addWeight('num_batches_tracked', [], 'float32', tfl.initializers.zeros(), undefined, false),
+      numBatchesTracked: this.addWeight(
+        'num_batches_tracked',
+        [],
+        'float32',
+        tfl.initializers.zeros(),
+        undefined,
+        false,
+      ),
     };
     this.built = true;
   }
@@ -113,7 +125,11 @@ export class TorchBatchNorm extends tfl.layers.Layer {
   override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Kwargs): tf.Tensor {
     const x = Array.isArray(inputs) ? inputs[0] : inputs;
     if (!this.bn) throw new Error(`TorchBatchNorm '${this.name}' was called before build().`);
-    return applyTorchBatchNorm(x, this.bn, { training: kwargs.training === true, epsilon: this.epsilon, momentum: this.momentum });
+    return applyTorchBatchNorm(x, this.bn, {
+      training: kwargs.training === true,
+      epsilon: this.epsilon,
+      momentum: this.momentum,
+    });
   }
 
   override computeOutputShape(inputShape: tfl.Shape | tfl.Shape[]): tfl.Shape | tfl.Shape[] {

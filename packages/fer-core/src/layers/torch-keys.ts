@@ -30,7 +30,11 @@ export const CBAM_TORCH_KEYS: readonly TorchKeySpec[] = [
   { torch: 'ChannelGate.mlp.3.weight', tfjs: 'mlp2_kernel', transform: 'linear' },
   { torch: 'ChannelGate.mlp.3.bias', tfjs: 'mlp2_bias', transform: 'copy' },
   { torch: 'SpatialGate.spatial.conv.weight', tfjs: 'spatial_conv_kernel', transform: 'conv' },
-  ...TORCH_BN_KEYS.map((k) => ({ torch: `SpatialGate.spatial.bn.${k.torch}`, tfjs: `spatial_bn_${k.tfjs}`, transform: k.transform })),
+  ...TORCH_BN_KEYS.map((k) => ({
+    torch: `SpatialGate.spatial.bn.${k.torch}`,
+    tfjs: `spatial_bn_${k.tfjs}`,
+    transform: k.transform,
+  })),
 ];
 
 /** `torch.nn.Conv2d` (with bias) ↔ tfjs `conv2d`. */

@@ -9,7 +9,10 @@ describe('crossEntropy', () => {
   });
 
   it('equals the hand-computed mean −log softmax', () => {
-    const logits = tf.tensor2d([[1, 2, 3], [0, 0, 0]]);
+    const logits = tf.tensor2d([
+      [1, 2, 3],
+      [0, 0, 0],
+    ]);
     const labels = tf.tensor1d([2, 0], 'int32');
     const ce = crossEntropy(logits, labels);
     const l0 = -Math.log(Math.exp(3) / (Math.exp(1) + Math.exp(2) + Math.exp(3)));

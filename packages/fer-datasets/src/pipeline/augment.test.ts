@@ -32,7 +32,8 @@ function coords(w: number, h: number): PixelImage {
   return img;
 }
 
-const px = (img: PixelImage, x: number, y: number) => Array.from(img.data.subarray((y * img.width + x) * 3, (y * img.width + x) * 3 + 3));
+const px = (img: PixelImage, x: number, y: number) =>
+  Array.from(img.data.subarray((y * img.width + x) * 3, (y * img.width + x) * 3 + 3));
 
 function marked(w: number, h: number, x: number, y: number): PixelImage {
   const img = newPixelImage(w, h);
@@ -80,13 +81,18 @@ describe('geometry', () => {
     [0, 1, 0, -1, 0, 10].forEach((v, i) => expect(m[i]).toBeCloseTo(v, 12));
     const img = coords(10, 10);
     const out = affine(img, { angle: 90, translate: [0, 0], scale: 1 }, 'bilinear');
-    for (const [x, y] of [[0, 0], [2, 7], [9, 3], [5, 5]]) {
+    for (const [x, y] of [
+      [0, 0],
+      [2, 7],
+      [9, 3],
+      [5, 5],
+    ]) {
       const want = px(img, y, 9 - x);
       px(out, x, y).forEach((v, k) => expect(v).toBeCloseTo(want[k], 6));
     }
   });
 
-  test('affine with rotation, translation and scale: a marked blob lands at the inverse matrix\'s preimage', () => {
+  test("affine with rotation, translation and scale: a marked blob lands at the inverse matrix's preimage", () => {
     const W = 41;
     const img = newPixelImage(W, W);
     // A 3×3 blob centred on pixel (12, 27): centre coordinate (12.5, 27.5) in PIL's convention.
@@ -115,7 +121,10 @@ describe('geometry', () => {
     const img = coords(8, 6);
     const half = affine(img, { angle: 0, translate: [0.5, 0], scale: 1 }, 'bilinear');
     // Output (x, y) samples at input x − 0.5 → mean of columns x − 1 and x.
-    for (const [x, y] of [[3, 2], [6, 4]]) {
+    for (const [x, y] of [
+      [3, 2],
+      [6, 4],
+    ]) {
       const a = px(img, x - 1, y);
       const b = px(img, x, y);
       px(half, x, y).forEach((v, k) => expect(v).toBeCloseTo((a[k] + b[k]) / 2, 6));
@@ -132,7 +141,12 @@ describe('geometry', () => {
     const img = coords(10, 10);
     const out = rotate(img, 90, 'nearest');
     // Output (x, y) = input (col 9 − y, row x).
-    for (const [x, y] of [[0, 0], [3, 8], [9, 9]]) expect(px(out, x, y)).toEqual(px(img, 9 - y, x));
+    for (const [x, y] of [
+      [0, 0],
+      [3, 8],
+      [9, 9],
+    ])
+      expect(px(out, x, y)).toEqual(px(img, 9 - y, x));
   });
 
   test('padCrop: offset = padding is the identity; offset 0 shifts down-right by the padding with zero fill', () => {
@@ -159,7 +173,9 @@ describe('colour', () => {
     img.data.set([1, 0, 0, 0, 0, 1]);
     adjustContrast(img, 0.5);
     const m = 53 / 255;
-    [m + 0.5 * (1 - m), m * 0.5, m * 0.5, m * 0.5, m * 0.5, m + 0.5 * (1 - m)].forEach((v, i) => expect(img.data[i]).toBeCloseTo(v, 6));
+    [m + 0.5 * (1 - m), m * 0.5, m * 0.5, m * 0.5, m * 0.5, m + 0.5 * (1 - m)].forEach((v, i) =>
+      expect(img.data[i]).toBeCloseTo(v, 6),
+    );
   });
 
   test('normalize is (x − mean) / std per channel', () => {
@@ -184,8 +200,16 @@ describe('random erasing', () => {
       const frac = (b.height * b.width) / (96 * 80);
       const r = b.height / b.width;
       const ok =
-        b.top >= 0 && b.left >= 0 && b.top + b.height <= 80 && b.left + b.width <= 96 && b.height < 80 && b.width < 96 &&
-        frac > 0.02 * 0.8 && frac < 0.25 * 1.2 && r > 0.3 * 0.75 && r < 3.3 / 0.75;
+        b.top >= 0 &&
+        b.left >= 0 &&
+        b.top + b.height <= 80 &&
+        b.left + b.width <= 96 &&
+        b.height < 80 &&
+        b.width < 96 &&
+        frac > 0.02 * 0.8 &&
+        frac < 0.25 * 1.2 &&
+        r > 0.3 * 0.75 &&
+        r < 3.3 / 0.75;
       if (!ok) bad.push(JSON.stringify(b));
     }
     expect(bad).toEqual([]);
@@ -216,7 +240,10 @@ describe('pipelines', () => {
     return img;
   };
 
-  test.each([['esr', esrTrainTransform()], ['rafdb', manetRafdbTrainTransform()]])('%s: same seed → same pixels, other seed → different', (_n, t) => {
+  test.each([
+    ['esr', esrTrainTransform()],
+    ['rafdb', manetRafdbTrainTransform()],
+  ])('%s: same seed → same pixels, other seed → different', (_n, t) => {
     const a = applyTransform(t, base(), new Rng(11));
     const b = applyTransform(t, base(), new Rng(11));
     expect(Array.from(a.data)).toEqual(Array.from(b.data));

@@ -17,7 +17,14 @@ export type TransformOp =
   /** `RandomHorizontalFlip(p)`. */
   | { op: 'hflip'; p: number }
   /** `RandomAffine(degrees, translate, scale)` about the centre; outside pixels get `fill`. */
-  | { op: 'randomAffine'; degrees: number; translate: [number, number]; scale: [number, number]; interpolation: Interpolation; fill: number }
+  | {
+      op: 'randomAffine';
+      degrees: number;
+      translate: [number, number];
+      scale: [number, number];
+      interpolation: Interpolation;
+      fill: number;
+    }
   /** `RandomRotation(degrees)`: angle ~ U[−degrees, degrees], counter-clockwise, no expansion. */
   | { op: 'randomRotation'; degrees: number; interpolation: Interpolation; fill: number }
   /** `RandomCrop(size, padding)`: zero-pad every side, then a uniformly placed crop of the original size. */
@@ -27,7 +34,14 @@ export type TransformOp =
   /** `Normalize(mean, std)` per channel. */
   | { op: 'normalize'; mean: [number, number, number]; std: [number, number, number] }
   /** `RandomErasing(p, scale, ratio, value)`; `logRatio` as torchvision ≥ 0.8 (uniform in log space). */
-  | { op: 'randomErasing'; p: number; scale: [number, number]; ratio: [number, number]; value: number; logRatio: boolean };
+  | {
+      op: 'randomErasing';
+      p: number;
+      scale: [number, number];
+      ratio: [number, number];
+      value: number;
+      logRatio: boolean;
+    };
 
 /** A named, serialisable augmentation pipeline that runs after decoding and resizing. */
 export interface Transform {
@@ -59,7 +73,9 @@ export function esrTrainTransform(): Transform {
  * p 0.5 → with p 0.2 {rotation ±20° nearest, then random crop after 32 px zero padding} → ImageNet normalisation →
  * random erasing (p 0.5, area 0.02–0.25, aspect 0.3–3.3, value 0). Used by both RAF-DB scripts (S = 96 or 224).
  */
-export function manetRafdbTrainTransform(opts: { mean?: [number, number, number]; std?: [number, number, number] } = {}): Transform {
+export function manetRafdbTrainTransform(
+  opts: { mean?: [number, number, number]; std?: [number, number, number] } = {},
+): Transform {
   return {
     name: 'rafdb-train',
     ops: [
@@ -79,7 +95,9 @@ export function manetRafdbTrainTransform(opts: { mean?: [number, number, number]
 }
 
 /** Evaluation: nothing beyond decode/resize, plus optional normalisation (`'imagenet'` for RAF-DB). */
-export function evalTransform(normalize: 'none' | 'imagenet' | { mean: [number, number, number]; std: [number, number, number] } = 'none'): Transform {
+export function evalTransform(
+  normalize: 'none' | 'imagenet' | { mean: [number, number, number]; std: [number, number, number] } = 'none',
+): Transform {
   if (normalize === 'none') return { name: 'eval', ops: [] };
   const n = normalize === 'imagenet' ? { mean: IMAGENET_MEAN, std: IMAGENET_STD } : normalize;
   return { name: 'eval-normalized', ops: [{ op: 'normalize', mean: n.mean, std: n.std }] };
@@ -217,7 +235,12 @@ export function inverseAffineMatrix(center: [number, number], p: AffineParams): 
 }
 
 /** torchvision `F.affine` on a PIL image: centre (w/2, h/2), then PIL's `Image.transform(AFFINE)`. */
-export function affine(img: PixelImage, p: AffineParams, interpolation: Interpolation = 'bilinear', fill = 0): PixelImage {
+export function affine(
+  img: PixelImage,
+  p: AffineParams,
+  interpolation: Interpolation = 'bilinear',
+  fill = 0,
+): PixelImage {
   const m = inverseAffineMatrix([img.width * 0.5, img.height * 0.5], p);
   return warpAffine(img, m, interpolation, fill);
 }
@@ -233,7 +256,12 @@ export function rotate(img: PixelImage, angle: number, interpolation: Interpolat
  * Bilinear: PIL's `bilinear_filter` (points outside [0, w) × [0, h) get `fill`; neighbours clamp at the border).
  * Nearest: floor of the sample point.
  */
-export function warpAffine(img: PixelImage, m: readonly number[], interpolation: Interpolation, fill: number): PixelImage {
+export function warpAffine(
+  img: PixelImage,
+  m: readonly number[],
+  interpolation: Interpolation,
+  fill: number,
+): PixelImage {
   const { width: w, height: h, data: src } = img;
   const out = newPixelImage(w, h);
   const dst = out.data;
@@ -343,7 +371,9 @@ export function sampleErasingBox(
   const area = width * height;
   for (let attempt = 0; attempt < 10; attempt++) {
     const eraseArea = area * rng.uniform(scale[0], scale[1]);
-    const r = logRatio ? Math.exp(rng.uniform(Math.log(ratio[0]), Math.log(ratio[1]))) : rng.uniform(ratio[0], ratio[1]);
+    const r = logRatio
+      ? Math.exp(rng.uniform(Math.log(ratio[0]), Math.log(ratio[1])))
+      : rng.uniform(ratio[0], ratio[1]);
     const h = roundHalfEven(Math.sqrt(eraseArea * r));
     const w = roundHalfEven(Math.sqrt(eraseArea / r));
     if (!(h < height && w < width)) continue;

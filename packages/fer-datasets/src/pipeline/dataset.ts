@@ -5,7 +5,16 @@
  */
 import * as os from 'node:os';
 import * as tf from '@tensorflow/tfjs-core';
-import { FerInputError, Rng, mixSeed, type Batch, type BatchOptions, type Emotion, type FerDataset, type LabelSet } from 'fer-core';
+import {
+  FerInputError,
+  Rng,
+  mixSeed,
+  type Batch,
+  type BatchOptions,
+  type Emotion,
+  type FerDataset,
+  type LabelSet,
+} from 'fer-core';
 import { evalTransform, type Transform } from './augment';
 import { createExecutor } from './executor';
 import type { ChannelOrder, CropBox, PixelImage, ResizeMode } from './image';
@@ -29,7 +38,14 @@ export interface SampleRecord {
 
 /** Something a source or the pipeline found wrong with the input; reported once, never fatal on its own. */
 export interface DatasetProblem {
-  kind: 'missing-file' | 'unreadable-image' | 'malformed-row' | 'unknown-label' | 'dropped-label' | 'empty-class' | 'other';
+  kind:
+    | 'missing-file'
+    | 'unreadable-image'
+    | 'malformed-row'
+    | 'unknown-label'
+    | 'dropped-label'
+    | 'empty-class'
+    | 'other';
   message: string;
   path?: string;
   /** 0-based data row of a CSV or list file (header excluded), when the problem comes from one. */
@@ -152,7 +168,10 @@ export class ImageDataset implements FerDataset {
       this.labelOf[i] = k;
     });
     if (init.samples.length === 0) {
-      throw new FerInputError(`Dataset ${this.name} has no samples.`, this.problems.length ? `First problem: ${this.problems[0].message}` : undefined);
+      throw new FerInputError(
+        `Dataset ${this.name} has no samples.`,
+        this.problems.length ? `First problem: ${this.problems[0].message}` : undefined,
+      );
     }
     this.active = this.draw(this.capSeed);
     if (this.problems.length) this.warn(summariseProblems(this.name, this.problems));
@@ -332,7 +351,9 @@ export class ImageDataset implements FerDataset {
     } finally {
       await exec.close();
       if (newlyBad.length > 3) {
-        this.warn(`fer-datasets: ${this.name}: skipped ${newlyBad.length} unreadable images this pass (see dataset.problems).`);
+        this.warn(
+          `fer-datasets: ${this.name}: skipped ${newlyBad.length} unreadable images this pass (see dataset.problems).`,
+        );
       }
     }
   }

@@ -44,7 +44,10 @@ export interface LoadImageOptions {
  * 3 equal channels and alpha is dropped. The file is read fully before decoding, so no descriptor stays open.
  * Throws `ImageDecodeError` for missing, unreadable, truncated or non-image files.
  */
-export async function decodeImage(input: string | Uint8Array, label = typeof input === 'string' ? input : '<buffer>'): Promise<RawImage> {
+export async function decodeImage(
+  input: string | Uint8Array,
+  label = typeof input === 'string' ? input : '<buffer>',
+): Promise<RawImage> {
   let bytes: Uint8Array;
   if (typeof input === 'string') {
     try {
@@ -86,7 +89,8 @@ function targetSize(size: LoadImageOptions['size'], w: number, h: number): { wid
   if (size === undefined) return { width: w, height: h };
   const s = typeof size === 'number' ? { width: size, height: size } : size;
   for (const [k, v] of Object.entries(s)) {
-    if (!Number.isInteger(v) || v <= 0) throw new FerInputError(`Expected image ${k} to be a positive integer, but got ${v}.`);
+    if (!Number.isInteger(v) || v <= 0)
+      throw new FerInputError(`Expected image ${k} to be a positive integer, but got ${v}.`);
   }
   return s;
 }
@@ -123,5 +127,7 @@ export async function rawToModelInput(raw: RawImage, opts: LoadImageOptions = {}
 
 /** Encodes an 8-bit RGB image as JPEG (quality 95, OpenCV's default, as the reference's preprocessing writes). */
 export async function encodeJpeg(img: RawImage, quality = 95): Promise<Buffer> {
-  return sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } }).jpeg({ quality }).toBuffer();
+  return sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } })
+    .jpeg({ quality })
+    .toBuffer();
 }

@@ -47,7 +47,12 @@ export async function produceItem(item: ItemSpec, cfg: PipelineConfig): Promise<
     }
   } else if (item.path) {
     const raw = await decodeImage(item.path);
-    img = await rawToModelInput(raw, { crop: item.crop, size: cfg.imageSize, channelOrder: cfg.channelOrder, resize: cfg.resize });
+    img = await rawToModelInput(raw, {
+      crop: item.crop,
+      size: cfg.imageSize,
+      channelOrder: cfg.channelOrder,
+      resize: cfg.resize,
+    });
   } else {
     throw new Error('A sample needs a path or a synthetic spec.');
   }

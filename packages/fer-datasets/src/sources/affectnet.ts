@@ -18,17 +18,29 @@ export type AffectNetSet = 'automatic' | 'training' | 'validation';
 export const AFFECTNET_SETS: Record<AffectNetSet, { csv: string; images: string[]; out: string }> = {
   automatic: {
     csv: 'automatically_annotated.csv',
-    images: ['Automatically_Annotated_extracted', 'Automatically_Annotated_Images', 'Automatically_Annotated/Automatically_Annotated_Images'],
+    images: [
+      'Automatically_Annotated_extracted',
+      'Automatically_Annotated_Images',
+      'Automatically_Annotated/Automatically_Annotated_Images',
+    ],
     out: 'Training_Unlabeled',
   },
   training: {
     csv: 'training.csv',
-    images: ['Manually_Annotated_extracted', 'Manually_Annotated_Images', 'Manually_Annotated/Manually_Annotated_Images'],
+    images: [
+      'Manually_Annotated_extracted',
+      'Manually_Annotated_Images',
+      'Manually_Annotated/Manually_Annotated_Images',
+    ],
     out: 'Training_Labeled',
   },
   validation: {
     csv: 'validation.csv',
-    images: ['Manually_Annotated_extracted', 'Manually_Annotated_Images', 'Manually_Annotated/Manually_Annotated_Images'],
+    images: [
+      'Manually_Annotated_extracted',
+      'Manually_Annotated_Images',
+      'Manually_Annotated/Manually_Annotated_Images',
+    ],
     out: 'Validation',
   },
 };
@@ -66,7 +78,13 @@ export function parseAffectNetFileName(name: string): AffectNetName | null {
  */
 export type AffectNetBox = 'correct' | 'reference';
 
-export function affectNetCrop(faceX: number, faceY: number, faceWidth: number, faceHeight: number, box: AffectNetBox): CropBox {
+export function affectNetCrop(
+  faceX: number,
+  faceY: number,
+  faceWidth: number,
+  faceHeight: number,
+  box: AffectNetBox,
+): CropBox {
   return box === 'reference'
     ? { top: faceX, left: faceY, height: faceWidth, width: faceHeight }
     : { left: faceX, top: faceY, width: faceWidth, height: faceHeight };
@@ -132,18 +150,27 @@ function firstExisting(cands: string[]): string | undefined {
  */
 export async function preprocessAffectNet(opts: PreprocessAffectNetOptions): Promise<AffectNetPreprocessReport> {
   const set = AFFECTNET_SETS[opts.set];
-  if (!set) throw new FerInputError(`Unknown AffectNet set '${opts.set}'. Valid: ${Object.keys(AFFECTNET_SETS).join(', ')}.`);
+  if (!set)
+    throw new FerInputError(`Unknown AffectNet set '${opts.set}'. Valid: ${Object.keys(AFFECTNET_SETS).join(', ')}.`);
   if (!Number.isInteger(opts.imageSize) || opts.imageSize <= 0) {
-    throw new FerInputError(`Expected imageSize to be a positive integer (96 for ESR, 224 for MA-Net), but got ${opts.imageSize}.`);
+    throw new FerInputError(
+      `Expected imageSize to be a positive integer (96 for ESR, 224 for MA-Net), but got ${opts.imageSize}.`,
+    );
   }
   const root = opts.root ?? '';
   const csvPath = opts.csv ?? firstExisting(CSV_DIRS.map((d) => path.join(root, d, set.csv)));
   if (!csvPath || !existsSync(csvPath)) {
-    throw new FerInputError(`AffectNet annotation file ${set.csv} not found under ${root || '(no root)'}.`, 'Pass csv or a root holding it.');
+    throw new FerInputError(
+      `AffectNet annotation file ${set.csv} not found under ${root || '(no root)'}.`,
+      'Pass csv or a root holding it.',
+    );
   }
   const imagesDir = opts.images ?? firstExisting(set.images.map((d) => path.join(root, d)));
   if (!imagesDir || !existsSync(imagesDir)) {
-    throw new FerInputError(`AffectNet image folder not found under ${root || '(no root)'} (tried ${set.images.join(', ')}).`, 'Pass images explicitly.');
+    throw new FerInputError(
+      `AffectNet image folder not found under ${root || '(no root)'} (tried ${set.images.join(', ')}).`,
+      'Pass images explicitly.',
+    );
   }
   const { rows, errors } = parseAnnotations(await fs.readFile(csvPath, 'utf8'), csvPath);
   const outDir = path.join(opts.out, set.out);
@@ -184,23 +211,50 @@ export async function preprocessAffectNet(opts: PreprocessAffectNetOptions): Pro
   return { outDir, rows: total, written, errors };
 }
 
-const REQUIRED = ['subDirectory_filePath', 'face_x', 'face_y', 'face_width', 'face_height', 'expression', 'valence', 'arousal'] as const;
+const REQUIRED = [
+  'subDirectory_filePath',
+  'face_x',
+  'face_y',
+  'face_width',
+  'face_height',
+  'expression',
+  'valence',
+  'arousal',
+] as const;
 
 function parseAnnotations(text: string, file: string): { rows: CsvRow[]; errors: PreprocessError[] } {
   const [header, ...data] = parseCsv(text);
-  const col = Object.fromEntries(REQUIRED.map((c) => [c, header?.indexOf(c) ?? -1])) as Record<(typeof REQUIRED)[number], number>;
+  const col = Object.fromEntries(REQUIRED.map((c) => [c, header?.indexOf(c) ?? -1])) as Record<
+    (typeof REQUIRED)[number],
+    number
+  >;
   const absent = REQUIRED.filter((c) => col[c] < 0);
   if (absent.length) {
-    throw new FerInputError(`AffectNet annotation file ${file} lacks column(s) ${absent.join(', ')}.`, `Expected AffectNet's header: ${REQUIRED.join(',')} (plus facial_landmarks).`);
+    throw new FerInputError(
+      `AffectNet annotation file ${file} lacks column(s) ${absent.join(', ')}.`,
+      `Expected AffectNet's header: ${REQUIRED.join(',')} (plus facial_landmarks).`,
+    );
   }
   const rows: CsvRow[] = [];
   const errors: PreprocessError[] = [];
   data.forEach((f, row) => {
     const num = (c: (typeof REQUIRED)[number]) => Number(f[col[c]]);
-    const vals = [num('face_x'), num('face_y'), num('face_width'), num('face_height'), num('expression'), num('valence'), num('arousal')];
+    const vals = [
+      num('face_x'),
+      num('face_y'),
+      num('face_width'),
+      num('face_height'),
+      num('expression'),
+      num('valence'),
+      num('arousal'),
+    ];
     const file = f[col.subDirectory_filePath] ?? '';
     if (!file || vals.some((v) => !Number.isFinite(v)) || f.length < header.length) {
-      errors.push({ row, path: file, reason: `malformed row (line ${row + 2}): expected numbers in ${REQUIRED.slice(1).join(', ')}` });
+      errors.push({
+        row,
+        path: file,
+        reason: `malformed row (line ${row + 2}): expected numbers in ${REQUIRED.slice(1).join(', ')}`,
+      });
       return;
     }
     const [faceX, faceY, faceWidth, faceHeight, expression, valence, arousal] = vals;
@@ -221,7 +275,11 @@ function parseAnnotations(text: string, file: string): { rows: CsvRow[]; errors:
 
 export type AffectNetSplit = 'train' | 'validation' | 'unlabeled';
 
-const SPLIT_DIR: Record<AffectNetSplit, string> = { train: 'Training_Labeled', validation: 'Validation', unlabeled: 'Training_Unlabeled' };
+const SPLIT_DIR: Record<AffectNetSplit, string> = {
+  train: 'Training_Labeled',
+  validation: 'Validation',
+  unlabeled: 'Training_Unlabeled',
+};
 
 export interface AffectNetOptions extends SourceOptions {
   /** The pre-processed root holding Training_Labeled/ and Validation/. */
@@ -237,10 +295,19 @@ export interface AffectNetOptions extends SourceOptions {
  * Defaults: BGR, OpenCV bilinear, no normalisation, `augment: true` = ESR augmentation.
  */
 export async function affectNet(opts: AffectNetOptions): Promise<ImageDataset> {
-  if (!(opts.split in SPLIT_DIR)) throw new FerInputError(`Unknown AffectNet split '${opts.split}'. Valid: ${Object.keys(SPLIT_DIR).join(', ')}.`);
-  requireDir(opts.root, 'AffectNet root', 'Expected the pre-processed layout (Training_Labeled/, Validation/); run preprocessAffectNet first.');
+  if (!(opts.split in SPLIT_DIR))
+    throw new FerInputError(`Unknown AffectNet split '${opts.split}'. Valid: ${Object.keys(SPLIT_DIR).join(', ')}.`);
+  requireDir(
+    opts.root,
+    'AffectNet root',
+    'Expected the pre-processed layout (Training_Labeled/, Validation/); run preprocessAffectNet first.',
+  );
   const dir = path.join(opts.root, SPLIT_DIR[opts.split]);
-  requireDir(dir, `AffectNet split '${opts.split}'`, `Expected ${SPLIT_DIR[opts.split]}/ with numbered folders under ${opts.root}; run preprocessAffectNet for this set.`);
+  requireDir(
+    dir,
+    `AffectNet split '${opts.split}'`,
+    `Expected ${SPLIT_DIR[opts.split]}/ with numbered folders under ${opts.root}; run preprocessAffectNet for this set.`,
+  );
   const problems: DatasetProblem[] = [];
   const entries = await fs.readdir(dir, { withFileTypes: true });
   const folders = entries
@@ -262,18 +329,30 @@ export async function affectNet(opts: AffectNetOptions): Promise<ImageDataset> {
       const p = path.join(dir, folder, f);
       const parsed = parseAffectNetFileName(f);
       if (!parsed) {
-        problems.push({ kind: 'malformed-row', path: p, message: `${folder}/${f} does not match <id>s<expression>s<valence>s<arousal>.jpg` });
+        problems.push({
+          kind: 'malformed-row',
+          path: p,
+          message: `${folder}/${f} does not match <id>s<expression>s<valence>s<arousal>.jpg`,
+        });
         continue;
       }
       if (parsed.expression >= 8) {
         dropped++;
         continue;
       }
-      records.push({ path: p, emotion: AFFECTNET_LABELS[parsed.expression] as Emotion, valence: parsed.valence, arousal: parsed.arousal });
+      records.push({
+        path: p,
+        emotion: AFFECTNET_LABELS[parsed.expression] as Emotion,
+        valence: parsed.valence,
+        arousal: parsed.arousal,
+      });
     }
   }
   if (!records.length) {
-    throw new FerInputError(`No AffectNet images with codes 0-7 under ${dir} (${listed} files, ${dropped} with codes 8-10).`, 'Check --root.');
+    throw new FerInputError(
+      `No AffectNet images with codes 0-7 under ${dir} (${listed} files, ${dropped} with codes 8-10).`,
+      'Check --root.',
+    );
   }
   const defaults: SourceDefaults = {
     labels: AFFECTNET_LABELS,
@@ -283,5 +362,8 @@ export async function affectNet(opts: AffectNetOptions): Promise<ImageDataset> {
     train: 'esr',
     cap: opts.split === 'train' ? 5000 : undefined,
   };
-  return buildDataset(`affectnet/${opts.split}`, records, problems, defaults, opts, { listed, droppedCodes8to10: dropped });
+  return buildDataset(`affectnet/${opts.split}`, records, problems, defaults, opts, {
+    listed,
+    droppedCodes8to10: dropped,
+  });
 }

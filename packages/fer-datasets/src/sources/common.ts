@@ -33,7 +33,11 @@ function normOp(n: Normalization): Transform['ops'] {
 }
 
 /** `augment` option → transform, with the normalisation appended where the reference applies it. */
-export function resolveTransform(augment: boolean | Transform | undefined, d: SourceDefaults, normalize: Normalization): Transform {
+export function resolveTransform(
+  augment: boolean | Transform | undefined,
+  d: SourceDefaults,
+  normalize: Normalization,
+): Transform {
   if (augment && typeof augment === 'object') return augment;
   if (!augment) return evalTransform(normalize);
   if (d.train === 'rafdb') {
@@ -77,7 +81,10 @@ export function restrictToLabels(
     }
   }
   for (const [e, n] of dropped) {
-    problems.push({ kind: 'dropped-label', message: `${n} sample(s) labelled '${e}' dropped: not in the requested labels (${labels.join(', ')})` });
+    problems.push({
+      kind: 'dropped-label',
+      message: `${n} sample(s) labelled '${e}' dropped: not in the requested labels (${labels.join(', ')})`,
+    });
   }
   return out;
 }

@@ -16,7 +16,18 @@ export type FerPlusSplit = 'train' | 'valid' | 'test';
 const SPLIT_DIR: Record<FerPlusSplit, string> = { train: 'FER2013Train', valid: 'FER2013Valid', test: 'FER2013Test' };
 
 /** Vote columns of label.csv, in file order. */
-export const FERPLUS_VOTE_COLUMNS = ['neutral', 'happiness', 'surprise', 'sadness', 'anger', 'disgust', 'fear', 'contempt', 'unknown', 'NF'] as const;
+export const FERPLUS_VOTE_COLUMNS = [
+  'neutral',
+  'happiness',
+  'surprise',
+  'sadness',
+  'anger',
+  'disgust',
+  'fear',
+  'contempt',
+  'unknown',
+  'NF',
+] as const;
 
 /** FER+ emotion index → AffectNet index (the reference's remap: 2↔3, 4↔6). */
 export const FERPLUS_TO_AFFECTNET = [0, 1, 3, 2, 6, 5, 4, 7] as const;
@@ -66,10 +77,15 @@ export function parseFerPlusLabels(text: string): { rows: FerPlusRow[]; problems
   parseCsv(text).forEach((f, row) => {
     const bad = (why: string) => problems.push({ kind: 'malformed-row', row, message: `label.csv row ${row}: ${why}` });
     if (f.length < 12) return bad(`expected 12 columns (file, box, 10 votes), got ${f.length}`);
-    const box = f[1].replace(/[()\s]/g, '').split(',').map(Number);
-    if (box.length !== 4 || box.some((b) => !Number.isInteger(b) || b < 0)) return bad(`face box '${f[1]}' is not '(r0, c0, r1, c1)'`);
+    const box = f[1]
+      .replace(/[()\s]/g, '')
+      .split(',')
+      .map(Number);
+    if (box.length !== 4 || box.some((b) => !Number.isInteger(b) || b < 0))
+      return bad(`face box '${f[1]}' is not '(r0, c0, r1, c1)'`);
     const votes = f.slice(2, 12).map(Number);
-    if (votes.some((x) => !Number.isFinite(x) || x < 0)) return bad(`vote counts ${f.slice(2, 12).join(',')} are not non-negative numbers`);
+    if (votes.some((x) => !Number.isFinite(x) || x < 0))
+      return bad(`vote counts ${f.slice(2, 12).join(',')} are not non-negative numbers`);
     if (!f[0].trim()) return bad('empty file name');
     rows.push({ row, file: f[0].trim(), box: box as FerPlusRow['box'], votes });
   });
@@ -121,7 +137,13 @@ export interface FerPlusOptions extends SourceOptions {
   soft?: boolean;
 }
 
-const DEFAULTS: SourceDefaults = { labels: AFFECTNET_LABELS, channelOrder: 'bgr', resize: 'bilinear', normalize: 'none', train: 'esr' };
+const DEFAULTS: SourceDefaults = {
+  labels: AFFECTNET_LABELS,
+  channelOrder: 'bgr',
+  resize: 'bilinear',
+  normalize: 'none',
+  train: 'esr',
+};
 
 /**
  * FER+ as an 8-class dataset in AffectNet order, labelled by the official majority rule. Rows whose image is
@@ -134,7 +156,11 @@ export async function ferPlus(opts: FerPlusOptions): Promise<ImageDataset> {
   if (!(opts.split in SPLIT_DIR)) {
     throw new FerInputError(`Unknown FER+ split '${opts.split}'. Valid: ${Object.keys(SPLIT_DIR).join(', ')}.`);
   }
-  requireDir(opts.root, 'FER+ root', 'Expected a folder with Images/FER2013{Train,Valid,Test} and Labels/...; check --root.');
+  requireDir(
+    opts.root,
+    'FER+ root',
+    'Expected a folder with Images/FER2013{Train,Valid,Test} and Labels/...; check --root.',
+  );
   const summary = await readFerPlusLabels(opts.root, opts.split);
   const imageDir = path.join(opts.root, 'Images', SPLIT_DIR[opts.split]);
   let present: Set<string>;
@@ -154,7 +180,12 @@ export async function ferPlus(opts: FerPlusOptions): Promise<ImageDataset> {
     if (label < 0) return;
     if (!present.has(r.file)) {
       missing++;
-      problems.push({ kind: 'missing-file', row: r.row, path: path.join(imageDir, r.file), message: `${r.file} listed in label.csv is missing from ${imageDir}` });
+      problems.push({
+        kind: 'missing-file',
+        row: r.row,
+        path: path.join(imageDir, r.file),
+        message: `${r.file} listed in label.csv is missing from ${imageDir}`,
+      });
       return;
     }
     const [r0, c0, r1, c1] = r.box;

@@ -22,7 +22,11 @@ export async function listClassFolders(
   folderNames: Readonly<Record<string, Emotion>> = EMOTION_ALIASES,
   extensions: string[] = IMAGE_EXTENSIONS,
 ): Promise<{ records: SampleRecord[]; problems: DatasetProblem[]; found: Emotion[] }> {
-  requireDir(root, 'Dataset root', 'Expected a folder with one sub-folder per class (e.g. happy/, sad/); check --root.');
+  requireDir(
+    root,
+    'Dataset root',
+    'Expected a folder with one sub-folder per class (e.g. happy/, sad/); check --root.',
+  );
   const dirs = (await fg('*', { cwd: root, onlyDirectories: true })).sort();
   const problems: DatasetProblem[] = [];
   const records: SampleRecord[] = [];
@@ -31,7 +35,11 @@ export async function listClassFolders(
   for (const d of dirs) {
     const emotion = folderNames[d.toLowerCase()] ?? folderNames[d];
     if (!emotion) {
-      problems.push({ kind: 'unknown-label', path: path.join(root, d), message: `folder '${d}' is not a known emotion name; skipped` });
+      problems.push({
+        kind: 'unknown-label',
+        path: path.join(root, d),
+        message: `folder '${d}' is not a known emotion name; skipped`,
+      });
       continue;
     }
     const files = (await fg(pattern, { cwd: path.join(root, d), onlyFiles: true })).sort();
@@ -59,6 +67,14 @@ export async function listClassFolders(
  */
 export async function classFolders(opts: ClassFoldersOptions): Promise<ImageDataset> {
   const { records, problems, found } = await listClassFolders(opts.root, opts.folderNames, opts.extensions);
-  const defaults: SourceDefaults = { labels: found as LabelSet, channelOrder: 'rgb', resize: 'bilinear', normalize: 'none', train: 'esr' };
-  return buildDataset(`folders/${path.basename(path.resolve(opts.root))}`, records, problems, defaults, opts, { listed: records.length });
+  const defaults: SourceDefaults = {
+    labels: found as LabelSet,
+    channelOrder: 'rgb',
+    resize: 'bilinear',
+    normalize: 'none',
+    train: 'esr',
+  };
+  return buildDataset(`folders/${path.basename(path.resolve(opts.root))}`, records, problems, defaults, opts, {
+    listed: records.length,
+  });
 }

@@ -35,15 +35,25 @@ export interface RafDbOptions extends SourceOptions {
   layout?: RafDbLayout;
 }
 
-const DEFAULTS: SourceDefaults = { labels: RAFDB_LABELS, channelOrder: 'rgb', resize: 'antialias', normalize: 'imagenet', train: 'rafdb' };
+const DEFAULTS: SourceDefaults = {
+  labels: RAFDB_LABELS,
+  channelOrder: 'rgb',
+  resize: 'antialias',
+  normalize: 'imagenet',
+  train: 'rafdb',
+};
 
 function officialRoot(root: string): string | undefined {
-  for (const r of [root, path.join(root, 'basic')]) if (existsSync(path.join(r, 'EmoLabel', 'list_patition_label.txt'))) return r;
+  for (const r of [root, path.join(root, 'basic')])
+    if (existsSync(path.join(r, 'EmoLabel', 'list_patition_label.txt'))) return r;
   return undefined;
 }
 
 /** Parses list_patition_label.txt for one split (rows whose name starts with `train` vs all others, as the reference). */
-export function parseRafDbList(text: string, split: RafDbSplit): { entries: { row: number; name: string; emotion: Emotion }[]; problems: DatasetProblem[] } {
+export function parseRafDbList(
+  text: string,
+  split: RafDbSplit,
+): { entries: { row: number; name: string; emotion: Emotion }[]; problems: DatasetProblem[] } {
   const entries: { row: number; name: string; emotion: Emotion }[] = [];
   const problems: DatasetProblem[] = [];
   text.split(/\r?\n/).forEach((line, row) => {
@@ -51,13 +61,21 @@ export function parseRafDbList(text: string, split: RafDbSplit): { entries: { ro
     const parts = line.trim().split(/\s+/);
     const code = Number(parts[1]);
     if (parts.length !== 2 || !Number.isInteger(code)) {
-      problems.push({ kind: 'malformed-row', row, message: `list_patition_label.txt row ${row}: expected '<name>.jpg <1-7>', got '${line.trim()}'` });
+      problems.push({
+        kind: 'malformed-row',
+        row,
+        message: `list_patition_label.txt row ${row}: expected '<name>.jpg <1-7>', got '${line.trim()}'`,
+      });
       return;
     }
     const isTrain = parts[0].startsWith('train');
     if (isTrain !== (split === 'train')) return;
     if (code < 1 || code > 7) {
-      problems.push({ kind: 'unknown-label', row, message: `list_patition_label.txt row ${row}: label ${code} is not in 1-7` });
+      problems.push({
+        kind: 'unknown-label',
+        row,
+        message: `list_patition_label.txt row ${row}: label ${code} is not in 1-7`,
+      });
       return;
     }
     entries.push({ row, name: parts[0], emotion: RAFDB_LABELS[code - 1] });
@@ -70,7 +88,8 @@ export function parseRafDbList(text: string, split: RafDbSplit): { entries: { ro
  * ImageNet normalisation, `augment: true` = the DAN/MA-Net augmentation (flip, rotate+crop, erasing).
  */
 export async function rafDb(opts: RafDbOptions): Promise<ImageDataset> {
-  if (opts.split !== 'train' && opts.split !== 'test') throw new FerInputError(`Unknown RAF-DB split '${opts.split}'. Valid: train, test.`);
+  if (opts.split !== 'train' && opts.split !== 'test')
+    throw new FerInputError(`Unknown RAF-DB split '${opts.split}'. Valid: train, test.`);
   const official = officialRoot(opts.root);
   const layout = opts.layout ?? (official ? 'official' : 'folders');
   if (layout === 'folders') {
@@ -84,13 +103,19 @@ export async function rafDb(opts: RafDbOptions): Promise<ImageDataset> {
       'Expected the release layout basic/EmoLabel/list_patition_label.txt + basic/Image/aligned/, or pass layout: "folders" for train/0..6/.',
     );
   }
-  const { entries, problems } = parseRafDbList(await fs.readFile(path.join(official, 'EmoLabel', 'list_patition_label.txt'), 'utf8'), opts.split);
+  const { entries, problems } = parseRafDbList(
+    await fs.readFile(path.join(official, 'EmoLabel', 'list_patition_label.txt'), 'utf8'),
+    opts.split,
+  );
   const imageDir = path.join(official, 'Image', 'aligned');
   let present: Set<string>;
   try {
     present = new Set(await fs.readdir(imageDir));
   } catch {
-    throw new FerInputError(`RAF-DB aligned images not found: ${imageDir}.`, 'Expected basic/Image/aligned/<name>_aligned.jpg from the release.');
+    throw new FerInputError(
+      `RAF-DB aligned images not found: ${imageDir}.`,
+      'Expected basic/Image/aligned/<name>_aligned.jpg from the release.',
+    );
   }
   const records: SampleRecord[] = [];
   let missing = 0;
@@ -98,13 +123,21 @@ export async function rafDb(opts: RafDbOptions): Promise<ImageDataset> {
     const file = `${e.name.replace(/\.[^.]+$/, '')}_aligned.jpg`;
     if (!present.has(file)) {
       missing++;
-      problems.push({ kind: 'missing-file', row: e.row, path: path.join(imageDir, file), message: `${file} (row ${e.row}) is missing from ${imageDir}` });
+      problems.push({
+        kind: 'missing-file',
+        row: e.row,
+        path: path.join(imageDir, file),
+        message: `${file} (row ${e.row}) is missing from ${imageDir}`,
+      });
       continue;
     }
     records.push({ path: path.join(imageDir, file), emotion: e.emotion });
   }
   if (!records.length || missing > (opts.maxBadFraction ?? 0.5) * entries.length) {
-    throw new FerInputError(`${missing} of ${entries.length} RAF-DB ${opts.split} images are missing from ${imageDir}.`, 'Check --root.');
+    throw new FerInputError(
+      `${missing} of ${entries.length} RAF-DB ${opts.split} images are missing from ${imageDir}.`,
+      'Check --root.',
+    );
   }
   return buildDataset(`rafdb/${opts.split}`, records, problems, DEFAULTS, opts, { listed: entries.length, missing });
 }

@@ -29,14 +29,94 @@ interface Expression {
 }
 
 const BASE: Record<Emotion, Omit<Expression, 'teeth'> & { teeth: number }> = {
-  neutral: { browInner: 0, browOuter: 0, eyeOpen: 1, cornerL: 0, cornerR: 0, mouthOpen: 0, mouthWidth: 0.3, wrinkle: 0, teeth: 0 },
-  happy: { browInner: 0, browOuter: 0.02, eyeOpen: 0.72, cornerL: 0.15, cornerR: 0.15, mouthOpen: 0.08, mouthWidth: 0.38, wrinkle: 0, teeth: 0.7 },
-  sad: { browInner: -0.1, browOuter: 0.05, eyeOpen: 0.8, cornerL: -0.12, cornerR: -0.12, mouthOpen: 0, mouthWidth: 0.28, wrinkle: 0, teeth: 0 },
-  surprise: { browInner: -0.15, browOuter: -0.13, eyeOpen: 1.5, cornerL: 0, cornerR: 0, mouthOpen: 0.34, mouthWidth: 0.17, wrinkle: 0, teeth: 0 },
-  fear: { browInner: -0.13, browOuter: -0.02, eyeOpen: 1.4, cornerL: -0.04, cornerR: -0.04, mouthOpen: 0.13, mouthWidth: 0.4, wrinkle: 0, teeth: 0.5 },
-  disgust: { browInner: 0.07, browOuter: 0.02, eyeOpen: 0.6, cornerL: -0.07, cornerR: -0.03, mouthOpen: 0.08, mouthWidth: 0.29, wrinkle: 1, teeth: 0.6 },
-  anger: { browInner: 0.13, browOuter: -0.05, eyeOpen: 0.65, cornerL: -0.03, cornerR: -0.03, mouthOpen: 0, mouthWidth: 0.24, wrinkle: 0.2, teeth: 0 },
-  contempt: { browInner: 0, browOuter: 0, eyeOpen: 0.9, cornerL: 0, cornerR: 0.17, mouthOpen: 0, mouthWidth: 0.31, wrinkle: 0, teeth: 0 },
+  neutral: {
+    browInner: 0,
+    browOuter: 0,
+    eyeOpen: 1,
+    cornerL: 0,
+    cornerR: 0,
+    mouthOpen: 0,
+    mouthWidth: 0.3,
+    wrinkle: 0,
+    teeth: 0,
+  },
+  happy: {
+    browInner: 0,
+    browOuter: 0.02,
+    eyeOpen: 0.72,
+    cornerL: 0.15,
+    cornerR: 0.15,
+    mouthOpen: 0.08,
+    mouthWidth: 0.38,
+    wrinkle: 0,
+    teeth: 0.7,
+  },
+  sad: {
+    browInner: -0.1,
+    browOuter: 0.05,
+    eyeOpen: 0.8,
+    cornerL: -0.12,
+    cornerR: -0.12,
+    mouthOpen: 0,
+    mouthWidth: 0.28,
+    wrinkle: 0,
+    teeth: 0,
+  },
+  surprise: {
+    browInner: -0.15,
+    browOuter: -0.13,
+    eyeOpen: 1.5,
+    cornerL: 0,
+    cornerR: 0,
+    mouthOpen: 0.34,
+    mouthWidth: 0.17,
+    wrinkle: 0,
+    teeth: 0,
+  },
+  fear: {
+    browInner: -0.13,
+    browOuter: -0.02,
+    eyeOpen: 1.4,
+    cornerL: -0.04,
+    cornerR: -0.04,
+    mouthOpen: 0.13,
+    mouthWidth: 0.4,
+    wrinkle: 0,
+    teeth: 0.5,
+  },
+  disgust: {
+    browInner: 0.07,
+    browOuter: 0.02,
+    eyeOpen: 0.6,
+    cornerL: -0.07,
+    cornerR: -0.03,
+    mouthOpen: 0.08,
+    mouthWidth: 0.29,
+    wrinkle: 1,
+    teeth: 0.6,
+  },
+  anger: {
+    browInner: 0.13,
+    browOuter: -0.05,
+    eyeOpen: 0.65,
+    cornerL: -0.03,
+    cornerR: -0.03,
+    mouthOpen: 0,
+    mouthWidth: 0.24,
+    wrinkle: 0.2,
+    teeth: 0,
+  },
+  contempt: {
+    browInner: 0,
+    browOuter: 0,
+    eyeOpen: 0.9,
+    cornerL: 0,
+    cornerR: 0.17,
+    mouthOpen: 0,
+    mouthWidth: 0.31,
+    wrinkle: 0,
+    teeth: 0,
+  },
 };
 
 function expressionFor(emotion: Emotion, rng: Rng): Expression {
@@ -147,7 +227,13 @@ export function renderSyntheticFace(emotion: Emotion, seed: number, size: number
   const clutter: { x: number; y: number; a: number; b: number; c: Rgb }[] = [];
   const nClutter = rng.int(3);
   for (let k = 0; k < nClutter; k++) {
-    clutter.push({ x: rng.next(), y: rng.next(), a: rng.uniform(0.05, 0.25), b: rng.uniform(0.05, 0.25), c: randomColour(rng) });
+    clutter.push({
+      x: rng.next(),
+      y: rng.next(),
+      a: rng.uniform(0.05, 0.25),
+      b: rng.uniform(0.05, 0.25),
+      c: randomColour(rng),
+    });
   }
 
   const img = newPixelImage(size, size);
@@ -232,7 +318,10 @@ export function renderSyntheticFace(emotion: Emotion, seed: number, size: number
           if (rk > 0) blend(face, NOSTRIL, rk);
           if (ex.wrinkle > 0.05) {
             for (let w = 0; w < 3; w++) {
-              const wk = cover(segmentDist(fu, fv, side * 0.1, 0.02 + w * 0.05, side * 0.2, -0.02 + w * 0.05) - 0.01, aa) * Math.min(1, ex.wrinkle) * 0.7;
+              const wk =
+                cover(segmentDist(fu, fv, side * 0.1, 0.02 + w * 0.05, side * 0.2, -0.02 + w * 0.05) - 0.01, aa) *
+                Math.min(1, ex.wrinkle) *
+                0.7;
               if (wk > 0) darken(face, 0.45, wk);
             }
           }

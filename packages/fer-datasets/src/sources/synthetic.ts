@@ -22,15 +22,26 @@ export interface SyntheticOptions extends PipelineOptions {
  */
 export function syntheticExpressions(opts: SyntheticOptions): ImageDataset {
   const { size, seed, classes = 7, augment, normalize = 'none', ...pipeline } = opts;
-  if (!Number.isInteger(size) || size <= 0) throw new FerInputError(`Expected size to be a positive integer, but got ${size}.`);
+  if (!Number.isInteger(size) || size <= 0)
+    throw new FerInputError(`Expected size to be a positive integer, but got ${size}.`);
   if (classes !== 7 && classes !== 8) throw new FerInputError(`Expected classes to be 7 or 8, but got ${classes}.`);
   const labels: LabelSet = classes === 8 ? AFFECTNET_LABELS : BASIC7_LABELS;
   const samples: SampleRecord[] = Array.from({ length: size }, (_, i) => {
     const emotion = labels[i % classes];
     return { emotion, synthetic: { seed: mixSeed(seed, i), emotion } };
   });
-  const transform = resolveTransform(augment, { labels, channelOrder: 'rgb', resize: 'bilinear', normalize: 'none', train: 'esr' }, normalize);
-  const ds = new ImageDataset({ ...pipeline, name: `synthetic/${classes}-class/seed-${seed}`, labels, samples, transform });
+  const transform = resolveTransform(
+    augment,
+    { labels, channelOrder: 'rgb', resize: 'bilinear', normalize: 'none', train: 'esr' },
+    normalize,
+  );
+  const ds = new ImageDataset({
+    ...pipeline,
+    name: `synthetic/${classes}-class/seed-${seed}`,
+    labels,
+    samples,
+    transform,
+  });
   Object.assign(ds.stats, { listed: size, kept: size });
   return ds;
 }

@@ -11,7 +11,6 @@ import { esrKeyMap, loadTorchStateDict, toTorchStateDict, type LoadReport } from
 export const BASE_FILE = 'Net-Base-Shared_Representations.pt';
 export const branchFile = (i: number): string => `Net-Branch_${i}.pt`;
 
-
 export interface FromTorchOptions {
   /** Branch files to read (`Net-Branch_1.pt` … `_<n>.pt`); default: every consecutive one present. */
   ensembleSize?: number;
@@ -37,12 +36,18 @@ export function fromTorchStateDicts(
 ): TorchImport {
   const variant = base.has('cbam1.ChannelGate.mlp.1.weight') ? 'cbam' : 'original';
   const fc = branches[0]?.get('fc.weight');
-  const numClasses = fc ? fc.shape[0] : overrides.numClasses ?? 8;
-  const valenceArousal = variant === 'original' && (branches.length ? branches[0].has('fc_dimensional.weight') : overrides.valenceArousal ?? true);
+  const numClasses = fc ? fc.shape[0] : (overrides.numClasses ?? 8);
+  const valenceArousal =
+    variant === 'original' &&
+    (branches.length ? branches[0].has('fc_dimensional.weight') : (overrides.valenceArousal ?? true));
   const labels: LabelSet = overrides.labels ?? (numClasses === 7 ? RAFDB_LABELS : AFFECTNET_LABELS);
   const config = resolveConfig({
     base: variant === 'cbam' ? 'desr9-affectnet' : 'esr9-affectnet',
-    ...overrides, variant, numClasses, labels, valenceArousal,
+    ...overrides,
+    variant,
+    numClasses,
+    labels,
+    valenceArousal,
   });
   const esr = new EsrEnsemble(config, buildBase(config), []);
   const reports: TorchImport['reports'] = [];
@@ -74,14 +79,18 @@ export async function importTorchCheckpoint(folder: string, opts: FromTorchOptio
   const read = (f: string) => readStateDict(f);
   const basePath = path.join(folder, BASE_FILE);
   if (!existsSync(basePath)) {
-    throw new FerInputError(`No ${BASE_FILE} in ${folder}.`, 'Point to the folder that ESR.save() wrote (e.g. SavedNetworks/<k>/).');
+    throw new FerInputError(
+      `No ${BASE_FILE} in ${folder}.`,
+      'Point to the folder that ESR.save() wrote (e.g. SavedNetworks/<k>/).',
+    );
   }
   const base = await read(basePath);
   const branches: Map<string, RawTensor>[] = [];
   for (let i = 1; opts.ensembleSize === undefined || i <= opts.ensembleSize; i++) {
     const f = path.join(folder, branchFile(i));
     if (!existsSync(f)) {
-      if (opts.ensembleSize !== undefined) throw new FerInputError(`Expected ${opts.ensembleSize} branches, but ${f} is missing.`);
+      if (opts.ensembleSize !== undefined)
+        throw new FerInputError(`Expected ${opts.ensembleSize} branches, but ${f} is missing.`);
       break;
     }
     branches.push(await read(f));

@@ -1,8 +1,13 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import {
-  CBAM_TORCH_KEYS, FerInputError, TORCH_BN_KEYS, TORCH_CONV_KEYS, TORCH_LINEAR_KEYS,
-  type TorchKeySpec, type TorchTransform,
+  CBAM_TORCH_KEYS,
+  FerInputError,
+  TORCH_BN_KEYS,
+  TORCH_CONV_KEYS,
+  TORCH_LINEAR_KEYS,
+  type TorchKeySpec,
+  type TorchTransform,
 } from 'fer-core';
 import { fromFloat32, toFloat32, type RawTensor } from 'fer-torch';
 import type { EsrVariant } from '../configs';
@@ -22,7 +27,10 @@ export interface EsrKeyEntry {
  * - reference (`model/diversified_esr.py`): base 68 entries, branch 70 (`cbam` variant);
  * - upstream ESR-9 (`model/ml/esr_9.py`): base 28, branch 32 with `fc_dimensional` (`original`).
  */
-export function esrKeyMap(part: 'base' | 'branch', opts: { variant: EsrVariant; valenceArousal?: boolean }): EsrKeyEntry[] {
+export function esrKeyMap(
+  part: 'base' | 'branch',
+  opts: { variant: EsrVariant; valenceArousal?: boolean },
+): EsrKeyEntry[] {
   const out: EsrKeyEntry[] = [];
   const add = (mod: string, layer: string, specs: readonly TorchKeySpec[]) => {
     for (const s of specs) out.push({ torch: `${mod}.${s.torch}`, tfjs: `${layer}/${s.tfjs}`, transform: s.transform });
@@ -65,10 +73,16 @@ export function torchToTfjs(t: RawTensor, transform: TorchTransform, key: string
   return tf.tidy(() => {
     switch (transform) {
       case 'conv':
-        if (t.shape.length !== 4) throw new FerInputError(`Expected '${key}' to be a 4-D OIHW conv weight, but got shape [${t.shape.join(', ')}].`);
+        if (t.shape.length !== 4)
+          throw new FerInputError(
+            `Expected '${key}' to be a 4-D OIHW conv weight, but got shape [${t.shape.join(', ')}].`,
+          );
         return tf.transpose(tf.tensor4d(values, t.shape as [number, number, number, number]), [2, 3, 1, 0]);
       case 'linear':
-        if (t.shape.length !== 2) throw new FerInputError(`Expected '${key}' to be a 2-D [out, in] linear weight, but got shape [${t.shape.join(', ')}].`);
+        if (t.shape.length !== 2)
+          throw new FerInputError(
+            `Expected '${key}' to be a 2-D [out, in] linear weight, but got shape [${t.shape.join(', ')}].`,
+          );
         return tf.transpose(tf.tensor2d(values, t.shape as [number, number]));
       case 'count':
         return tf.scalar(values[0] ?? 0);
@@ -85,7 +99,13 @@ export function tfjsToTorch(value: tf.Tensor, transform: TorchTransform): RawTen
     new DataView(data.buffer).setBigInt64(0, BigInt(Math.round(value.dataSync()[0])), true);
     return { dtype: 'int64', shape: [], data };
   }
-  const t = tf.tidy(() => (transform === 'conv' ? tf.transpose(value, [3, 2, 0, 1]) : transform === 'linear' ? tf.transpose(value) : tf.clone(value)));
+  const t = tf.tidy(() =>
+    transform === 'conv'
+      ? tf.transpose(value, [3, 2, 0, 1])
+      : transform === 'linear'
+        ? tf.transpose(value)
+        : tf.clone(value),
+  );
   try {
     return fromFloat32(t.dataSync() as Float32Array, t.shape);
   } finally {

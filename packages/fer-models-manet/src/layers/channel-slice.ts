@@ -17,8 +17,10 @@ export class ChannelSlice extends tfl.layers.Layer {
 
   constructor(args: ChannelSliceArgs) {
     super({ name: args.name });
-    if (!Number.isInteger(args.start) || args.start < 0) throw new Error(`ChannelSlice: expected start to be an integer >= 0, but got ${args.start}.`);
-    if (!Number.isInteger(args.size) || args.size < 1) throw new Error(`ChannelSlice: expected size to be a positive integer, but got ${args.size}.`);
+    if (!Number.isInteger(args.start) || args.start < 0)
+      throw new Error(`ChannelSlice: expected start to be an integer >= 0, but got ${args.start}.`);
+    if (!Number.isInteger(args.size) || args.size < 1)
+      throw new Error(`ChannelSlice: expected size to be a positive integer, but got ${args.size}.`);
     this.start = args.start;
     this.size = args.size;
   }
@@ -27,7 +29,9 @@ export class ChannelSlice extends tfl.layers.Layer {
     const s = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as tfl.Shape;
     const c = s[s.length - 1];
     if (c != null && this.start + this.size > c) {
-      throw new Error(`ChannelSlice '${this.name}': channels [${this.start}, ${this.start + this.size}) exceed the input's ${c}.`);
+      throw new Error(
+        `ChannelSlice '${this.name}': channels [${this.start}, ${this.start + this.size}) exceed the input's ${c}.`,
+      );
     }
     return [...s.slice(0, -1), this.size];
   }

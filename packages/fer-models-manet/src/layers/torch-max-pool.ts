@@ -22,11 +22,18 @@ export class TorchMaxPool2d extends tfl.layers.Layer {
 
   constructor(args: TorchMaxPool2dArgs) {
     super({ name: args.name });
-    for (const [what, v, min] of [['poolSize', args.poolSize, 1], ['strides', args.strides, 1], ['padding', args.padding, 0]] as const) {
-      if (!Number.isInteger(v) || v < min) throw new Error(`TorchMaxPool2d: expected ${what} to be an integer >= ${min}, but got ${v}.`);
+    for (const [what, v, min] of [
+      ['poolSize', args.poolSize, 1],
+      ['strides', args.strides, 1],
+      ['padding', args.padding, 0],
+    ] as const) {
+      if (!Number.isInteger(v) || v < min)
+        throw new Error(`TorchMaxPool2d: expected ${what} to be an integer >= ${min}, but got ${v}.`);
     }
     if (args.padding * 2 > args.poolSize) {
-      throw new Error(`TorchMaxPool2d: padding ${args.padding} must be at most half of poolSize ${args.poolSize} (PyTorch's rule).`);
+      throw new Error(
+        `TorchMaxPool2d: padding ${args.padding} must be at most half of poolSize ${args.poolSize} (PyTorch's rule).`,
+      );
     }
     this.poolSize = args.poolSize;
     this.strides = args.strides;

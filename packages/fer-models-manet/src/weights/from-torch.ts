@@ -76,7 +76,11 @@ export function tfjsToTorch(values: tf.Tensor, transform: TorchTransform): tf.Te
  */
 export function torchParameter(manet: ManetLike, key: string): { variable: tf.Variable; entry: ManetTorchEntry } {
   const entry = manetTorchEntries(manet.config).find((e) => e.key === key);
-  if (!entry) throw new FerInputError(`Unknown MA-Net state-dict key '${key}'.`, 'Keys look like layer3_1_p1.0.conv1.weight (no module. prefix).');
+  if (!entry)
+    throw new FerInputError(
+      `Unknown MA-Net state-dict key '${key}'.`,
+      'Keys look like layer3_1_p1.0.conv1.weight (no module. prefix).',
+    );
   const v = variablesByName(manet.model).get(`${entry.layer}/${entry.weight}`);
   if (!v) throw new Error(`The model has no variable '${entry.layer}/${entry.weight}' for '${key}'.`);
   return { variable: v.read() as tf.Variable, entry };
@@ -86,7 +90,11 @@ export function torchParameter(manet: ManetLike, key: string): { variable: tf.Va
  * Copies a PyTorch-named state dict into the model (layouts converted). Strict by default: unknown keys, shape
  * mismatches and (unless `allowMissing`) missing keys throw, naming the keys and the fix.
  */
-export function loadTorchStateDict(manet: ManetLike, stateDict: ReadonlyMap<string, RawTensor>, opts: LoadTorchOptions = {}): ManetLoadReport {
+export function loadTorchStateDict(
+  manet: ManetLike,
+  stateDict: ReadonlyMap<string, RawTensor>,
+  opts: LoadTorchOptions = {},
+): ManetLoadReport {
   const source = opts.source ?? 'state dict';
   const prefix = opts.stripPrefix ?? null;
   const drop = new Set(opts.drop ?? []);
@@ -104,10 +112,14 @@ export function loadTorchStateDict(manet: ManetLike, stateDict: ReadonlyMap<stri
 
   const unexpected = [...renamed.keys()].filter((k) => !byKey.has(k) && !drop.has(k));
   if (unexpected.length > 0) {
-    const hint = prefix === null && unexpected.some((k) => k.startsWith('module.'))
-      ? "The keys carry DataParallel's 'module.' prefix: pass stripPrefix: 'module.'."
-      : 'Is this an MA-Net (diversified_manet.py / upstream manet.py) checkpoint?';
-    throw new FerInputError(`${source}: ${unexpected.length} unexpected key(s) for MA-Net, e.g. ${unexpected.slice(0, 5).join(', ')}.`, hint);
+    const hint =
+      prefix === null && unexpected.some((k) => k.startsWith('module.'))
+        ? "The keys carry DataParallel's 'module.' prefix: pass stripPrefix: 'module.'."
+        : 'Is this an MA-Net (diversified_manet.py / upstream manet.py) checkpoint?';
+    throw new FerInputError(
+      `${source}: ${unexpected.length} unexpected key(s) for MA-Net, e.g. ${unexpected.slice(0, 5).join(', ')}.`,
+      hint,
+    );
   }
   const dropped = [...renamed.entries()].filter(([k]) => drop.has(k)).map(([key, t]) => ({ key, shape: [...t.shape] }));
   const missing = entries.filter((e) => !renamed.has(e.key) && !drop.has(e.key)).map((e) => e.key);
@@ -119,13 +131,17 @@ export function loadTorchStateDict(manet: ManetLike, stateDict: ReadonlyMap<stri
   }
   // Validate every shape before writing anything.
   const kept = new Map([...renamed].filter(([k]) => !drop.has(k)));
-  const torch = loadReport(new Map(entries.filter((e) => !drop.has(e.key)).map((e) => [e.key, e.shape])), kept, { strict: !opts.allowMissing });
+  const torch = loadReport(new Map(entries.filter((e) => !drop.has(e.key)).map((e) => [e.key, e.shape])), kept, {
+    strict: !opts.allowMissing,
+  });
   const bad = torch.shapeMismatches[0];
   if (bad) {
     throw new FerInputError(
       `${source}: '${bad.key}' has shape [${bad.actual.join(', ')}], but MA-Net needs [${bad.expected.join(', ')}]` +
         (torch.shapeMismatches.length > 1 ? ` (and ${torch.shapeMismatches.length - 1} more mismatches).` : '.'),
-      bad.key.startsWith('fc_') ? `Drop the heads (drop: ${JSON.stringify(MANET_HEAD_KEYS)}) or build the model with numClasses ${bad.actual[0]}.` : undefined,
+      bad.key.startsWith('fc_')
+        ? `Drop the heads (drop: ${JSON.stringify(MANET_HEAD_KEYS)}) or build the model with numClasses ${bad.actual[0]}.`
+        : undefined,
     );
   }
   let loaded = 0;
@@ -171,7 +187,11 @@ export function toTorchStateDict(manet: ManetLike, prefix = ''): Map<string, Raw
       new DataView(data.buffer).setBigInt64(0, BigInt(Math.round(values[0])), true);
       out.set(prefix + e.key, { dtype: 'int64', shape: [], data });
     } else {
-      out.set(prefix + e.key, { dtype: 'float32', shape: [...e.shape], data: new Uint8Array(values.buffer.slice(values.byteOffset, values.byteOffset + values.byteLength)) });
+      out.set(prefix + e.key, {
+        dtype: 'float32',
+        shape: [...e.shape],
+        data: new Uint8Array(values.buffer.slice(values.byteOffset, values.byteOffset + values.byteLength)),
+      });
     }
   }
   return out;
@@ -188,7 +208,10 @@ export interface FromMsCelebOptions extends ManetOptions {
  * PyTorch's default init. Accepts the genuine `Pretrained_on_MSCeleb.pth.tar` (torch.save zip or legacy format,
  * `{'state_dict': …}`), a converted `.safetensors` file (keys with or without `module.`), or the tensors themselves. The returned model (owned by the caller) carries the `loadReport`.
  */
-export async function fromMsCeleb(checkpoint: string | ReadonlyMap<string, RawTensor>, opts: FromMsCelebOptions = {}): Promise<Manet & { loadReport: ManetLoadReport }> {
+export async function fromMsCeleb(
+  checkpoint: string | ReadonlyMap<string, RawTensor>,
+  opts: FromMsCelebOptions = {},
+): Promise<Manet & { loadReport: ManetLoadReport }> {
   const source = typeof checkpoint === 'string' ? checkpoint : 'MS-Celeb state dict';
   const tensors = typeof checkpoint === 'string' ? await readCheckpoint(checkpoint) : checkpoint;
   const hasPrefix = [...tensors.keys()].some((k) => k.startsWith('module.'));

@@ -12,7 +12,15 @@ export interface ManetTorchEntry {
   /** Fan-in of conv/linear weights and linear biases (in·kh·kw or in_features); undefined otherwise. */
   fanIn?: number;
   /** What the entry is (BN roles follow PyTorch's names). */
-  role: 'conv' | 'linear_weight' | 'linear_bias' | 'bn_weight' | 'bn_bias' | 'bn_running_mean' | 'bn_running_var' | 'bn_count';
+  role:
+    | 'conv'
+    | 'linear_weight'
+    | 'linear_bias'
+    | 'bn_weight'
+    | 'bn_bias'
+    | 'bn_running_mean'
+    | 'bn_running_var'
+    | 'bn_count';
   /** tfjs layer name (the PyTorch module path; CBAM's sub-modules live in one `Cbam` layer). */
   layer: string;
   /** tfjs weight suffix after `<layer>/`. */
@@ -30,11 +38,26 @@ export function manetTorchEntries(config: Pick<ResolvedManetConfig, 'numClasses'
   const out: ManetTorchEntry[] = [];
   const push = (e: Omit<ManetTorchEntry, 'index'>) => out.push({ ...e, index: out.length });
   const conv = (name: string, cout: number, cin: number, k: number) =>
-    push({ key: `${name}.weight`, shape: [cout, cin, k, k], fanIn: cin * k * k, role: 'conv', layer: name, weight: 'kernel', transform: 'conv' });
+    push({
+      key: `${name}.weight`,
+      shape: [cout, cin, k, k],
+      fanIn: cin * k * k,
+      role: 'conv',
+      layer: name,
+      weight: 'kernel',
+      transform: 'conv',
+    });
   const bnRoles = ['bn_weight', 'bn_bias', 'bn_running_mean', 'bn_running_var', 'bn_count'] as const;
   const bnKeys = (layer: string, torchPrefix: string, specs: readonly TorchKeySpec[], c: number) =>
     specs.forEach((s, i) =>
-      push({ key: `${torchPrefix}${s.torch}`, shape: bnRoles[i] === 'bn_count' ? [] : [c], role: bnRoles[i], layer, weight: s.tfjs, transform: s.transform }),
+      push({
+        key: `${torchPrefix}${s.torch}`,
+        shape: bnRoles[i] === 'bn_count' ? [] : [c],
+        role: bnRoles[i],
+        layer,
+        weight: s.tfjs,
+        transform: s.transform,
+      }),
     );
   const bn = (name: string, c: number) => bnKeys(name, `${name}.`, TORCH_BN_KEYS, c);
   const downsample = (p: string, cin: number, cout: number, stride: number) => {
@@ -52,7 +75,15 @@ export function manetTorchEntries(config: Pick<ResolvedManetConfig, 'numClasses'
     lin(m1b, [h], c, 'linear_bias');
     lin(m3w, [c, h], h, 'linear_weight');
     lin(m3b, [c], h, 'linear_bias');
-    push({ key: `${layer}.${sconv.torch}`, shape: [1, 2, 7, 7], fanIn: 98, role: 'conv', layer, weight: sconv.tfjs, transform: sconv.transform });
+    push({
+      key: `${layer}.${sconv.torch}`,
+      shape: [1, 2, 7, 7],
+      fanIn: 98,
+      role: 'conv',
+      layer,
+      weight: sconv.tfjs,
+      transform: sconv.transform,
+    });
     bnKeys(layer, `${layer}.`, sbn, 1);
   };
   const basic = (p: string, cin: number, cout: number, stride: number, attention: boolean) => {
@@ -75,7 +106,13 @@ export function manetTorchEntries(config: Pick<ResolvedManetConfig, 'numClasses'
     }
     downsample(p, cin, cout, stride);
   };
-  const stage = (name: string, cin: number, cout: number, stride: number, block: (p: string, cin: number, cout: number, stride: number) => void) => {
+  const stage = (
+    name: string,
+    cin: number,
+    cout: number,
+    stride: number,
+    block: (p: string, cin: number, cout: number, stride: number) => void,
+  ) => {
     block(`${name}.0`, cin, cout, stride);
     block(`${name}.1`, cout, cout, 1);
   };
@@ -92,8 +129,24 @@ export function manetTorchEntries(config: Pick<ResolvedManetConfig, 'numClasses'
   stage('layer4_2', 256, 512, 2, mulScale);
   for (const fc of ['fc_1', 'fc_2']) {
     const [w, b] = TORCH_LINEAR_KEYS;
-    push({ key: `${fc}.${w.torch}`, shape: [config.numClasses, 512], fanIn: 512, role: 'linear_weight', layer: fc, weight: w.tfjs, transform: w.transform });
-    push({ key: `${fc}.${b.torch}`, shape: [config.numClasses], fanIn: 512, role: 'linear_bias', layer: fc, weight: b.tfjs, transform: b.transform });
+    push({
+      key: `${fc}.${w.torch}`,
+      shape: [config.numClasses, 512],
+      fanIn: 512,
+      role: 'linear_weight',
+      layer: fc,
+      weight: w.tfjs,
+      transform: w.transform,
+    });
+    push({
+      key: `${fc}.${b.torch}`,
+      shape: [config.numClasses],
+      fanIn: 512,
+      role: 'linear_bias',
+      layer: fc,
+      weight: b.tfjs,
+      transform: b.transform,
+    });
   }
   return out;
 }

@@ -29,7 +29,12 @@ export interface TinyParams {
 }
 
 /** Forward + loss on plain tensors; returns the loss and, in BN mode, the batch mean and unbiased variance. */
-export function tinyLoss(p: TinyParams, x: tf.Tensor4D, y: tf.Tensor1D, classes: number): { loss: tf.Scalar; mean?: tf.Tensor; varU?: tf.Tensor } {
+export function tinyLoss(
+  p: TinyParams,
+  x: tf.Tensor4D,
+  y: tf.Tensor1D,
+  classes: number,
+): { loss: tf.Scalar; mean?: tf.Tensor; varU?: tf.Tensor } {
   let h: tf.Tensor4D = tf.add(tf.conv2d(x, p.w1 as tf.Tensor4D, 1, 'same'), p.b1);
   let mean: tf.Tensor | undefined;
   let varU: tf.Tensor | undefined;
@@ -60,7 +65,12 @@ export async function createReplica(cfg: TinyConfig, ctx: ReplicaContext): Promi
   const vars = {
     w1: v(tf.randomNormal([3, 3, c, 4], 0, 0.5, 'float32', seed), 'w1'),
     b1: v(tf.randomNormal([4], 0, 0.1, 'float32', seed + 1), 'b1'),
-    ...(cfg.batchNorm ? { gamma: v(tf.randomUniform([4], 0.5, 1.5, 'float32', seed + 2), 'gamma'), beta: v(tf.randomNormal([4], 0, 0.1, 'float32', seed + 3), 'beta') } : {}),
+    ...(cfg.batchNorm
+      ? {
+          gamma: v(tf.randomUniform([4], 0.5, 1.5, 'float32', seed + 2), 'gamma'),
+          beta: v(tf.randomNormal([4], 0, 0.1, 'float32', seed + 3), 'beta'),
+        }
+      : {}),
     w2: v(tf.randomNormal([4, cfg.classes], 0, 0.5, 'float32', seed + 4), 'w2'),
     b2: v(tf.randomNormal([cfg.classes], 0, 0.1, 'float32', seed + 5), 'b2'),
   };

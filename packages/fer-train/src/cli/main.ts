@@ -18,14 +18,16 @@ import { NonFiniteLossError } from '../step';
 function int(name: string) {
   return (v: string): number => {
     const n = Number(v);
-    if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer, got '${v}'.`);
+    if (!Number.isInteger(n) || n < 0)
+      throw new InvalidArgumentError(`${name} must be a non-negative integer, got '${v}'.`);
     return n;
   };
 }
 
 function intList(v: string): number[] {
   const xs = v.split(',').map(Number);
-  if (xs.some((x) => !Number.isInteger(x) || x <= 0)) throw new InvalidArgumentError(`Expected comma-separated positive integers, got '${v}'.`);
+  if (xs.some((x) => !Number.isInteger(x) || x <= 0))
+    throw new InvalidArgumentError(`Expected comma-separated positive integers, got '${v}'.`);
   return xs;
 }
 
@@ -43,7 +45,10 @@ function outputOf(cmd: Command): Output {
 
 async function backend(cmd: Command): Promise<void> {
   const g = cmd.optsWithGlobals() as GlobalOpts;
-  const info = await initBackend({ backend: (g.backend as BackendName | 'auto' | undefined) ?? undefined, quiet: true });
+  const info = await initBackend({
+    backend: (g.backend as BackendName | 'auto' | undefined) ?? undefined,
+    quiet: true,
+  });
   outputOf(cmd).info(`backend: ${info.name}`);
   outputOf(cmd).json({ type: 'backend', name: info.name, source: info.source });
 }
@@ -51,7 +56,10 @@ async function backend(cmd: Command): Promise<void> {
 export function buildProgram(): Command {
   const program = new Command('fer')
     .description('Facial expression recognition with diversified ESR and MA-Net on TensorFlow.js')
-    .option('--backend <name>', 'tfjs backend: auto, tfjs-node-gpu, tfjs-node, wasm, cpu (default: FER_BACKEND or auto)')
+    .option(
+      '--backend <name>',
+      'tfjs backend: auto, tfjs-node-gpu, tfjs-node, wasm, cpu (default: FER_BACKEND or auto)',
+    )
     .option('-q, --quiet', 'print results only, no progress')
     .option('--json', 'print JSON lines (events and results) on stdout')
     .showHelpAfterError();
@@ -60,32 +68,78 @@ export function buildProgram(): Command {
   for (const model of ['esr', 'manet'] as const) {
     train
       .command(model)
-      .description(model === 'esr' ? 'ESR: grow an ensemble (esr_affectnet) or fine-tune a pretrained one (--pretrained: esr_ferplus / esr_rafdb)' : 'MA-Net: manet_affectnet / manet_ferplus / manet_rafdb schedules')
-      .addOption(new Option('--dataset <name>', 'dataset').choices(['affectnet', 'ferplus', 'rafdb', 'folder', 'synthetic']).default('synthetic'))
-      .option('--data <path>', 'dataset root (AffectNet: pre-processed root; FER+: folder with Images/ and Labels/; RAF-DB: basic/; folder: class folders)')
+      .description(
+        model === 'esr'
+          ? 'ESR: grow an ensemble (esr_affectnet) or fine-tune a pretrained one (--pretrained: esr_ferplus / esr_rafdb)'
+          : 'MA-Net: manet_affectnet / manet_ferplus / manet_rafdb schedules',
+      )
+      .addOption(
+        new Option('--dataset <name>', 'dataset')
+          .choices(['affectnet', 'ferplus', 'rafdb', 'folder', 'synthetic'])
+          .default('synthetic'),
+      )
+      .option(
+        '--data <path>',
+        'dataset root (AffectNet: pre-processed root; FER+: folder with Images/ and Labels/; RAF-DB: basic/; folder: class folders)',
+      )
       .option('--val-data <path>', 'folder dataset: validation class folders')
       .option('--test-data <path>', 'folder dataset: test class folders')
       .option('--out <dir>', 'output folder (checkpoints, history, plots, model)')
-      .addOption(new Option('--diversity <mode>', "diversity loss: 'reference' (the paper's code), 'dpp' (corrected), 'none'").choices(['reference', 'dpp', 'none']).default('dpp'))
-      .option('--faithful-channel', "ESR fine-tuning: compute the 'channel' term on the spatial maps as esr_ferplus/esr_rafdb do (defect 5)")
-      .addOption(new Option('--diversity-scope <scope>', 'ESR fine-tuning: diversity over all branches (reference) or trained ones').choices(['reference', 'trained']).default('reference'))
-      .option('--pretrained <path>', model === 'esr' ? 'AffectNet-trained ensemble (fer model folder or reference checkpoint folder) to fine-tune' : 'MS-Celeb-1M checkpoint (Pretrained_on_MSCeleb.pth.tar)')
+      .addOption(
+        new Option('--diversity <mode>', "diversity loss: 'reference' (the paper's code), 'dpp' (corrected), 'none'")
+          .choices(['reference', 'dpp', 'none'])
+          .default('dpp'),
+      )
+      .option(
+        '--faithful-channel',
+        "ESR fine-tuning: compute the 'channel' term on the spatial maps as esr_ferplus/esr_rafdb do (defect 5)",
+      )
+      .addOption(
+        new Option(
+          '--diversity-scope <scope>',
+          'ESR fine-tuning: diversity over all branches (reference) or trained ones',
+        )
+          .choices(['reference', 'trained'])
+          .default('reference'),
+      )
+      .option(
+        '--pretrained <path>',
+        model === 'esr'
+          ? 'AffectNet-trained ensemble (fer model folder or reference checkpoint folder) to fine-tune'
+          : 'MS-Celeb-1M checkpoint (Pretrained_on_MSCeleb.pth.tar)',
+      )
       .option('--branches <n>', 'ESR ensemble size (reference 9)', int('--branches'))
       .option('--epochs <n>', 'epochs of the first stage (ESR 50 / fine-tune 100; MA-Net 20 or 100)', int('--epochs'))
       .option('--later-epochs <n>', 'ESR: epochs of each later stage (20 / 60)', int('--later-epochs'))
       .option('--batch <n>', 'batch size (reference: ESR 32, MA-Net 128; FER+ MA-Net 32)', int('--batch'))
-      .option('--micro-batch <n>', 'largest micro-batch per forward/backward (gradient accumulation up to --batch)', int('--micro-batch'))
+      .option(
+        '--micro-batch <n>',
+        'largest micro-batch per forward/backward (gradient accumulation up to --batch)',
+        int('--micro-batch'),
+      )
       .option('--cap <n>', 'per-class cap of the training split (reference 5000 for AffectNet and FER+)', int('--cap'))
       .option('--image-size <n>', 'input side (ESR 96, MA-Net 224)', int('--image-size'))
       .option('--synthetic-size <train,val,test>', 'synthetic dataset sizes', intList)
       .option('--workers <n>', 'image decoding worker threads', int('--workers'))
-      .option('--compute-workers <n>', 'worker threads computing each step data-parallel, each with its own backend (2 uses both cores of a 2-core machine; default 1)', int('--compute-workers'))
+      .option(
+        '--compute-workers <n>',
+        'worker threads computing each step data-parallel, each with its own backend (2 uses both cores of a 2-core machine; default 1)',
+        int('--compute-workers'),
+      )
       .option('--seed <n>', 'seed for initialisation, shuffling and augmentation', int('--seed'), 0)
       .option('--resume', 'continue the run in --out from its last checkpoint')
-      .option('--max-steps <n>', 'stop after n optimizer steps (checkpointed; continue with --resume)', int('--max-steps'))
+      .option(
+        '--max-steps <n>',
+        'stop after n optimizer steps (checkpointed; continue with --resume)',
+        int('--max-steps'),
+      )
       .option('--checkpoint-every <n>', 'also checkpoint every n steps within an epoch', int('--checkpoint-every'))
       .option('--no-plots', 'do not write SVG/PNG plots')
-      .option('--bn-batches <n>', 'short runs: select the model with batch statistics, then recompute every BN\'s running statistics over n training batches before the final evaluation and the saved model', int('--bn-batches'))
+      .option(
+        '--bn-batches <n>',
+        "short runs: select the model with batch statistics, then recompute every BN's running statistics over n training batches before the final evaluation and the saved model",
+        int('--bn-batches'),
+      )
       .action(async (opts, cmd: Command) => {
         await backend(cmd);
         await runTrain(model, opts, outputOf(cmd));
@@ -96,16 +150,24 @@ export function buildProgram(): Command {
     .command('eval')
     .description('evaluate a saved model: per-branch and ensemble accuracy, per-class and macro-F1, confusion matrix')
     .requiredOption('--model <dir>', 'model folder (written by fer train, or a reference ESR checkpoint folder)')
-    .addOption(new Option('--dataset <name>', 'dataset').choices(['affectnet', 'ferplus', 'rafdb', 'folder', 'synthetic']).default('folder'))
+    .addOption(
+      new Option('--dataset <name>', 'dataset')
+        .choices(['affectnet', 'ferplus', 'rafdb', 'folder', 'synthetic'])
+        .default('folder'),
+    )
     .option('--data <path>', 'dataset root')
     .option('--split <name>', 'split (FER+: train, valid, test; RAF-DB: train, test)')
-    .option('--image-size <n>', 'input side (default: the model\'s)', int('--image-size'))
+    .option('--image-size <n>', "input side (default: the model's)", int('--image-size'))
     .option('--batch <n>', 'batch size', int('--batch'), 32)
     .option('--out <dir>', 'write the confusion matrix (SVG, PNG) here')
     .option('--workers <n>', 'image decoding worker threads', int('--workers'))
     .option('--seed <n>', 'synthetic dataset seed', int('--seed'), 0)
     .option('--cap <n>', 'folder: at most n images per class (seeded subset)', int('--cap'))
-    .option('--synthetic-size <train,val,test>', 'synthetic: the sizes given to fer train (the test split is evaluated)', intList)
+    .option(
+      '--synthetic-size <train,val,test>',
+      'synthetic: the sizes given to fer train (the test split is evaluated)',
+      intList,
+    )
     .action(async (opts, cmd: Command) => {
       await backend(cmd);
       await runEval(opts, outputOf(cmd));
@@ -113,7 +175,7 @@ export function buildProgram(): Command {
 
   program
     .command('predict')
-    .description('find the faces in photos and print one prediction per face, with each branch\'s vote')
+    .description("find the faces in photos and print one prediction per face, with each branch's vote")
     .argument('<images...>', 'image files (JPEG, PNG, ...)')
     .option('--model <dir>', 'model folder', 'runs/demo/model')
     .option('--no-detect', 'the images are already cropped faces')
@@ -128,7 +190,9 @@ export function buildProgram(): Command {
     .description('convert between PyTorch checkpoints and tfjs model folders')
     .argument('<input>', 'reference ESR checkpoint folder, fer model folder, or MA-Net .pth/.pth.tar/.safetensors')
     .argument('<output>', 'output folder or file')
-    .addOption(new Option('--to <format>', 'output format when the input is a tfjs folder').choices(['torch', 'safetensors']))
+    .addOption(
+      new Option('--to <format>', 'output format when the input is a tfjs folder').choices(['torch', 'safetensors']),
+    )
     .option('--num-classes <n>', 'MA-Net: classes of the fresh heads', int('--num-classes'))
     .action(async (input: string, output: string, opts, cmd: Command) => {
       await backend(cmd);
@@ -142,7 +206,9 @@ export function buildProgram(): Command {
     .description('crop and resize AffectNet faces into <out>/<set>/<id // 500>/<id>s<expr>s<val>s<aro>.jpg')
     .requiredOption('--root <dir>', 'raw AffectNet root (Manually_Annotated_Images/, Manually_Annotated_file_lists/)')
     .requiredOption('--out <dir>', 'destination root')
-    .addOption(new Option('--set <name>', 'annotation set').choices(['training', 'validation', 'automatic']).default('training'))
+    .addOption(
+      new Option('--set <name>', 'annotation set').choices(['training', 'validation', 'automatic']).default('training'),
+    )
     .option('--image-size <n>', 'output side (96 for ESR, 224 for MA-Net)', int('--image-size'), 96)
     .option('--faithful-box', "reproduce the reference's swapped crop axes (defect 20)")
     .action(async (opts, cmd: Command) => {
@@ -153,7 +219,12 @@ export function buildProgram(): Command {
     .command('demo')
     .description('train a diversified ESR on synthetic faces in a few minutes and report accuracy and branch diversity')
     .option('--out <dir>', 'output folder', DEMO_DEFAULTS.out)
-    .option('--image-size <n>', 'input side (ESR needs ≥ 54; the reference uses 96)', int('--image-size'), DEMO_DEFAULTS.imageSize)
+    .option(
+      '--image-size <n>',
+      'input side (ESR needs ≥ 54; the reference uses 96)',
+      int('--image-size'),
+      DEMO_DEFAULTS.imageSize,
+    )
     .option('--branches <n>', 'final ensemble size', int('--branches'), DEMO_DEFAULTS.branches)
     .option('--train-size <n>', 'synthetic training faces', int('--train-size'), DEMO_DEFAULTS.trainSize)
     .option('--val-size <n>', 'synthetic validation faces', int('--val-size'), DEMO_DEFAULTS.valSize)
@@ -165,7 +236,12 @@ export function buildProgram(): Command {
     .option('--no-compare', "skip the 'none' comparison")
     .option('--augment', 'ESR training augmentation on the synthetic faces')
     .option('--lr-scale <x>', 'multiply every learning rate of the schedule', (v) => Number(v), DEMO_DEFAULTS.lrScale)
-    .option('--bn-batches <n>', 'training batches to recompute the BN running statistics over before the final evaluation (0: evaluate with batch statistics)', int('--bn-batches'), DEMO_DEFAULTS.bnBatches)
+    .option(
+      '--bn-batches <n>',
+      'training batches to recompute the BN running statistics over before the final evaluation (0: evaluate with batch statistics)',
+      int('--bn-batches'),
+      DEMO_DEFAULTS.bnBatches,
+    )
     .option('--workers <n>', 'image decoding worker threads', int('--workers'))
     .action(async (opts, cmd: Command) => {
       await backend(cmd);

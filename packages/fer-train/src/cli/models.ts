@@ -9,7 +9,9 @@ import { fileLoadHandler } from '../io/layers-files';
 export async function loadAnyEsr(dir: string): Promise<EsrEnsemble> {
   if (existsSync(path.join(dir, 'esr.json'))) return loadEsr(dir);
   if (existsSync(path.join(dir, 'Net-Base-Shared_Representations.pt'))) return fromTorchCheckpoint(dir);
-  throw new FerInputError(`No ESR model in ${dir}: expected esr.json (saved by fer) or Net-Base-Shared_Representations.pt + Net-Branch_<i>.pt (saved by the reference).`);
+  throw new FerInputError(
+    `No ESR model in ${dir}: expected esr.json (saved by fer) or Net-Base-Shared_Representations.pt + Net-Branch_<i>.pt (saved by the reference).`,
+  );
 }
 
 /** The input convention a dataset feeds (saved with the model so `fer predict` prepares faces the same way). */
@@ -20,18 +22,37 @@ export interface InputConvention {
 
 /** Reads the channel order and normalisation of a fer-datasets `ImageDataset` (evaluation transform). */
 export function inputConvention(ds: unknown): InputConvention {
-  const cfg = (ds as { config?: { channelOrder?: 'rgb' | 'bgr'; transform?: { ops: { op: string; mean?: number[]; std?: number[] }[] } } }).config;
+  const cfg = (
+    ds as {
+      config?: { channelOrder?: 'rgb' | 'bgr'; transform?: { ops: { op: string; mean?: number[]; std?: number[] }[] } };
+    }
+  ).config;
   const norm = cfg?.transform?.ops.find((o) => o.op === 'normalize');
   return {
     colorOrder: cfg?.channelOrder ?? 'rgb',
-    normalization: norm ? { mean: norm.mean as [number, number, number], std: norm.std as [number, number, number] } : null,
+    normalization: norm
+      ? { mean: norm.mean as [number, number, number], std: norm.std as [number, number, number] }
+      : null,
   };
 }
 
 /** A fresh ESR for a dataset's label set: PyTorch-default init, seeded, growing from one branch. */
-export function freshEsr(labels: LabelSet, imageSize: number, seed: number, input: InputConvention = { colorOrder: 'rgb', normalization: null }, branches = 1): EsrEnsemble {
+export function freshEsr(
+  labels: LabelSet,
+  imageSize: number,
+  seed: number,
+  input: InputConvention = { colorOrder: 'rgb', normalization: null },
+  branches = 1,
+): EsrEnsemble {
   return createEsr(
-    { base: 'desr9-affectnet', numClasses: labels.length, labels, inputSize: imageSize, colorOrder: input.colorOrder, normalization: input.normalization },
+    {
+      base: 'desr9-affectnet',
+      numClasses: labels.length,
+      labels,
+      inputSize: imageSize,
+      colorOrder: input.colorOrder,
+      normalization: input.normalization,
+    },
     { initialBranches: branches, seed },
   );
 }
@@ -59,7 +80,11 @@ export async function loadManetDir(dir: string): Promise<Manet> {
 
 /** What kind of model a saved folder holds. */
 export function modelKind(dir: string): 'esr' | 'manet' {
-  if (existsSync(path.join(dir, 'esr.json')) || existsSync(path.join(dir, 'Net-Base-Shared_Representations.pt'))) return 'esr';
+  if (existsSync(path.join(dir, 'esr.json')) || existsSync(path.join(dir, 'Net-Base-Shared_Representations.pt')))
+    return 'esr';
   if (existsSync(path.join(dir, 'model.json'))) return 'manet';
-  throw new FerInputError(`No model found in ${dir}.`, 'Point --model to the model/ folder a `fer train` run wrote, or to a reference checkpoint folder.');
+  throw new FerInputError(
+    `No model found in ${dir}.`,
+    'Point --model to the model/ folder a `fer train` run wrote, or to a reference checkpoint folder.',
+  );
 }

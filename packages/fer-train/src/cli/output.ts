@@ -35,7 +35,10 @@ export class Output {
   }
 
   /** Progress: a bar with ETA and live loss/accuracy per epoch and during validation. */
-  progress(label: string, total: number): { update(done: number, payload?: Record<string, unknown>): void; done(): void } {
+  progress(
+    label: string,
+    total: number,
+  ): { update(done: number, payload?: Record<string, unknown>): void; done(): void } {
     if (this.mode !== 'pretty') return { update: () => {}, done: () => {} };
     this.stopBar();
     if (!process.stderr.isTTY) {
@@ -47,14 +50,24 @@ export class Output {
           const now = Date.now();
           if (now - last < 20_000 && d < total) return;
           last = now;
-          const eta = d > 0 ? ((now - t0) / d) * (total - d) / 1000 : NaN;
-          process.stderr.write(`${label} ${d}/${total} ETA ${Number.isFinite(eta) ? `${eta.toFixed(0)}s` : '?'} ${(p?.extra as string | undefined) ?? ''}\n`);
+          const eta = d > 0 ? (((now - t0) / d) * (total - d)) / 1000 : NaN;
+          process.stderr.write(
+            `${label} ${d}/${total} ETA ${Number.isFinite(eta) ? `${eta.toFixed(0)}s` : '?'} ${(p?.extra as string | undefined) ?? ''}\n`,
+          );
         },
         done: () => {},
       };
     }
     const bar = new SingleBar(
-      { format: `${label} |{bar}| {value}/{total} ETA {eta_formatted} {extra}`, hideCursor: true, etaBuffer: 20, fps: 5, stream: process.stderr, noTTYOutput: !process.stderr.isTTY, barsize: 24 },
+      {
+        format: `${label} |{bar}| {value}/{total} ETA {eta_formatted} {extra}`,
+        hideCursor: true,
+        etaBuffer: 20,
+        fps: 5,
+        stream: process.stderr,
+        noTTYOutput: !process.stderr.isTTY,
+        barsize: 24,
+      },
       Presets.shades_classic,
     );
     bar.start(total, 0, { extra: '' });
@@ -70,7 +83,9 @@ export class Output {
         case 'stage':
           this.info(
             `stage ${e.stage.stage}/${e.stages}: ${e.stage.ensembleSize ? `${e.stage.ensembleSize} branch(es), ` : ''}${e.stage.epochs} epoch(s), ` +
-              `lr ${Object.entries(e.stage.baseLrs).map(([k, v]) => `${k}=${Number(v.toPrecision(6))}`).join(' ')}`,
+              `lr ${Object.entries(e.stage.baseLrs)
+                .map(([k, v]) => `${k}=${Number(v.toPrecision(6))}`)
+                .join(' ')}`,
           );
           this.json({ ...e, stage: e.stage.stage, stageInfo: e.stage });
           break;
@@ -109,7 +124,14 @@ export class Output {
           this.json(e);
           break;
         case 'final':
-          this.json({ type: 'final', split: e.split, accuracy: e.result.ensemble.accuracy, macroF1: e.result.ensemble.macroF1, branches: e.result.branches, diversity: e.result.diversity });
+          this.json({
+            type: 'final',
+            split: e.split,
+            accuracy: e.result.ensemble.accuracy,
+            macroF1: e.result.ensemble.macroF1,
+            branches: e.result.branches,
+            diversity: e.result.diversity,
+          });
           break;
         case 'checkpoint':
           break;

@@ -50,7 +50,11 @@ export async function snapshotVariables(variables: readonly tf.Variable[]): Prom
 }
 
 /** Assigns stored values to variables, checking count, shape and dtype first (nothing is assigned on mismatch). */
-export function restoreVariables(variables: readonly tf.Variable[], values: readonly RawTensor[], names?: readonly string[]): void {
+export function restoreVariables(
+  variables: readonly tf.Variable[],
+  values: readonly RawTensor[],
+  names?: readonly string[],
+): void {
   if (variables.length !== values.length) {
     throw new FerInputError(
       `The checkpoint holds ${values.length} variables but the model has ${variables.length}.`,
@@ -60,12 +64,17 @@ export function restoreVariables(variables: readonly tf.Variable[], values: read
   variables.forEach((v, i) => {
     const r = values[i];
     if (r.shape.length !== v.shape.length || r.shape.some((d, j) => d !== v.shape[j])) {
-      throw new FerInputError(`Checkpoint variable ${i} (${names?.[i] ?? '?'}) has shape [${r.shape}] but model variable '${v.name}' has [${v.shape}].`);
+      throw new FerInputError(
+        `Checkpoint variable ${i} (${names?.[i] ?? '?'}) has shape [${r.shape}] but model variable '${v.name}' has [${v.shape}].`,
+      );
     }
   });
   variables.forEach((v, i) => {
     const r = values[i];
-    const arr = r.dtype === 'int32' ? new Int32Array(r.data.buffer.slice(r.data.byteOffset, r.data.byteOffset + r.data.byteLength)) : new Float32Array(r.data.buffer.slice(r.data.byteOffset, r.data.byteOffset + r.data.byteLength));
+    const arr =
+      r.dtype === 'int32'
+        ? new Int32Array(r.data.buffer.slice(r.data.byteOffset, r.data.byteOffset + r.data.byteLength))
+        : new Float32Array(r.data.buffer.slice(r.data.byteOffset, r.data.byteOffset + r.data.byteLength));
     tf.tidy(() => v.assign(tf.tensor(arr, r.shape, v.dtype)));
   });
 }
@@ -74,7 +83,15 @@ export function restoreVariables(variables: readonly tf.Variable[], values: read
  * Writes one self-contained checkpoint file (safetensors: `model/<i>`, `optim/<i>`, JSON in the metadata) atomically:
  * a crash leaves either the previous file or the complete new one.
  */
-export async function saveCheckpoint<H>(file: string, ck: { meta: Omit<CheckpointMeta<H>, 'format' | 'version' | 'variables'>; variables: readonly tf.Variable[]; values?: RawTensor[]; optimizer?: SgdState }): Promise<void> {
+export async function saveCheckpoint<H>(
+  file: string,
+  ck: {
+    meta: Omit<CheckpointMeta<H>, 'format' | 'version' | 'variables'>;
+    variables: readonly tf.Variable[];
+    values?: RawTensor[];
+    optimizer?: SgdState;
+  },
+): Promise<void> {
   const values = ck.values ?? (await snapshotVariables(ck.variables));
   const tensors: Record<string, RawTensor> = {};
   values.forEach((r, i) => (tensors[`model/${i}`] = r));
@@ -100,13 +117,18 @@ export async function loadCheckpoint<H = unknown>(file: string): Promise<Checkpo
   try {
     bytes = new Uint8Array(await fs.readFile(file));
   } catch (e) {
-    throw new FerInputError(`Cannot read checkpoint ${file}: ${(e as Error).message}.`, 'Check the path, or start without --resume.');
+    throw new FerInputError(
+      `Cannot read checkpoint ${file}: ${(e as Error).message}.`,
+      'Check the path, or start without --resume.',
+    );
   }
   const st = parseSafetensors(bytes, file);
   const json = st.metadata?.['fer-train'];
-  if (!json) throw new FerInputError(`${file} is a safetensors file but not a fer-train checkpoint (no 'fer-train' metadata).`);
+  if (!json)
+    throw new FerInputError(`${file} is a safetensors file but not a fer-train checkpoint (no 'fer-train' metadata).`);
   const meta = JSON.parse(json) as CheckpointMeta<H> & { bufferFlags?: number[] };
-  if (meta.format !== 'fer-train-checkpoint' || meta.version !== 1) throw new FerInputError(`Unsupported checkpoint format in ${file}: ${meta.format} v${meta.version}.`);
+  if (meta.format !== 'fer-train-checkpoint' || meta.version !== 1)
+    throw new FerInputError(`Unsupported checkpoint format in ${file}: ${meta.format} v${meta.version}.`);
   const values = meta.variables.map((_, i) => {
     const t = st.tensors.get(`model/${i}`);
     if (!t) throw new FerInputError(`Checkpoint ${file} is missing tensor model/${i}.`);

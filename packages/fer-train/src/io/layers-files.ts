@@ -21,15 +21,20 @@ export function fileSaveHandler(dir: string): tf.io.IOHandler {
     };
     await writeFileAtomic(path.join(dir, 'weights.bin'), weights);
     await writeFileAtomic(path.join(dir, 'model.json'), JSON.stringify(modelJson));
-    return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON', weightDataBytes: weights.byteLength } };
+    return {
+      modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON', weightDataBytes: weights.byteLength },
+    };
   });
 }
 
 /** Reads what `fileSaveHandler` wrote. */
 export async function fileLoadHandler(dir: string): Promise<tf.io.IOHandler> {
-  const json = JSON.parse(await fs.readFile(path.join(dir, 'model.json'), 'utf8')) as tf.io.ModelJSON & { userDefinedMetadata?: Record<string, unknown> };
+  const json = JSON.parse(await fs.readFile(path.join(dir, 'model.json'), 'utf8')) as tf.io.ModelJSON & {
+    userDefinedMetadata?: Record<string, unknown>;
+  };
   const bufs: Uint8Array[] = [];
-  for (const g of json.weightsManifest) for (const p of g.paths) bufs.push(new Uint8Array(await fs.readFile(path.join(dir, p))));
+  for (const g of json.weightsManifest)
+    for (const p of g.paths) bufs.push(new Uint8Array(await fs.readFile(path.join(dir, p))));
   const data = new Uint8Array(bufs.reduce((s, b) => s + b.byteLength, 0));
   let off = 0;
   for (const b of bufs) {

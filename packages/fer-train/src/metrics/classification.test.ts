@@ -14,7 +14,12 @@ describe('classification metrics', () => {
     // truth:     0 0 0 1 1 2
     // predicted: 0 0 1 1 2 2
     const cm = confusionMatrix([0, 0, 0, 1, 1, 2], [0, 0, 1, 1, 2, 2], 4);
-    expect(cm).toEqual([[2, 1, 0, 0], [0, 1, 1, 0], [0, 0, 1, 0], [0, 0, 0, 0]]);
+    expect(cm).toEqual([
+      [2, 1, 0, 0],
+      [0, 1, 1, 0],
+      [0, 0, 1, 0],
+      [0, 0, 0, 0],
+    ]);
     const r = classificationReport(cm);
     expect(r.accuracy).toBeCloseTo(4 / 6, 12);
     // class 0: P 2/2, R 2/3 -> F1 0.8; class 1: P 1/2, R 1/2 -> 0.5; class 2: P 1/2, R 1 -> 2/3

@@ -25,7 +25,11 @@ export function argmax(xs: ArrayLike<number>, offset = 0, length = xs.length - o
 /** `counts[t][p]`: samples of true class t predicted as p. */
 export type ConfusionMatrix = number[][];
 
-export function confusionMatrix(truth: ArrayLike<number>, predicted: ArrayLike<number>, numClasses: number): ConfusionMatrix {
+export function confusionMatrix(
+  truth: ArrayLike<number>,
+  predicted: ArrayLike<number>,
+  numClasses: number,
+): ConfusionMatrix {
   const m = Array.from({ length: numClasses }, () => new Array<number>(numClasses).fill(0));
   for (let i = 0; i < truth.length; i++) m[truth[i]][predicted[i]]++;
   return m;

@@ -8,7 +8,11 @@ beforeAll(async () => {
 });
 
 /** Scalar restatement of torch.optim.SGD's update (sgd.py, _single_tensor_sgd), for hand comparison. */
-function torchSgd(w: number[], grads: number[][], o: { lr: number; momentum: number; wd: number; nesterov?: boolean; dampening?: number }): number[] {
+function torchSgd(
+  w: number[],
+  grads: number[][],
+  o: { lr: number; momentum: number; wd: number; nesterov?: boolean; dampening?: number },
+): number[] {
   const buf: (number | undefined)[] = w.map(() => undefined);
   const out = [...w];
   for (const g of grads) {
@@ -28,14 +32,21 @@ describe('Sgd (PyTorch semantics)', () => {
   it('matches the hand-computed momentum + weight-decay trajectory over three steps', async () => {
     const v = tf.variable(tf.tensor1d([1, -2, 0.5]), true, 'sgd_test_a');
     const opt = new Sgd([{ name: 'g', variables: [v], lr: 0.1, momentum: 0.9, weightDecay: 1e-2 }]);
-    const grads = [[0.5, -1, 2], [0.1, 0.2, -0.3], [-1, 0, 1]];
+    const grads = [
+      [0.5, -1, 2],
+      [0.1, 0.2, -0.3],
+      [-1, 0, 1],
+    ];
     for (const g of grads) {
       const t = tf.tensor1d(g);
       opt.applyGradients({ [v.name]: t });
       t.dispose();
     }
     // first step: buffer = d (no (1-τ) factor, no 0.9·0): w1 = w0 − lr·(g + wd·w0)
-    expectArrayClose(await v.data(), torchSgd([1, -2, 0.5], grads, { lr: 0.1, momentum: 0.9, wd: 1e-2 }), { rtol: 1e-6, atol: 1e-7 });
+    expectArrayClose(await v.data(), torchSgd([1, -2, 0.5], grads, { lr: 0.1, momentum: 0.9, wd: 1e-2 }), {
+      rtol: 1e-6,
+      atol: 1e-7,
+    });
     expect(opt.stepCount).toBe(3);
     opt.dispose();
     v.dispose();
@@ -48,7 +59,10 @@ describe('Sgd (PyTorch semantics)', () => {
       { name: 'base', variables: [a], lr: 0.01, momentum: 0.9 },
       { name: 'branch_1', variables: [b], lr: 0.1, momentum: 0.5, nesterov: true, dampening: 0 },
     ]);
-    const ga = [[1, 1], [2, -1]];
+    const ga = [
+      [1, 1],
+      [2, -1],
+    ];
     const gb = [[0.5], [0.25]];
     for (let s = 0; s < 2; s++) {
       const [ta, tb] = [tf.tensor1d(ga[s]), tf.tensor1d(gb[s])];
@@ -56,7 +70,9 @@ describe('Sgd (PyTorch semantics)', () => {
       tf.dispose([ta, tb]);
     }
     expectArrayClose(await a.data(), torchSgd([1, 2], ga, { lr: 0.01, momentum: 0.9, wd: 0 }), { rtol: 1e-6 });
-    expectArrayClose(await b.data(), torchSgd([3], gb, { lr: 0.1, momentum: 0.5, wd: 0, nesterov: true }), { rtol: 1e-6 });
+    expectArrayClose(await b.data(), torchSgd([3], gb, { lr: 0.1, momentum: 0.5, wd: 0, nesterov: true }), {
+      rtol: 1e-6,
+    });
     opt.setLearningRates({ base: 0.5 });
     expect(opt.learningRates()).toEqual({ base: 0.5, branch_1: 0.1 });
     opt.dispose();
@@ -105,7 +121,13 @@ describe('Sgd (PyTorch semantics)', () => {
 
   it('rejects a variable in two groups and leaks no tensors per step', async () => {
     const a = tf.variable(tf.tensor1d([1]), true, 'sgd_test_h');
-    expect(() => new Sgd([{ name: 'x', variables: [a], lr: 1 }, { name: 'y', variables: [a], lr: 1 }])).toThrow(/more than one parameter group/);
+    expect(
+      () =>
+        new Sgd([
+          { name: 'x', variables: [a], lr: 1 },
+          { name: 'y', variables: [a], lr: 1 },
+        ]),
+    ).toThrow(/more than one parameter group/);
     const opt = new Sgd([{ name: 'x', variables: [a], lr: 1, momentum: 0.9, weightDecay: 0.1 }]);
     const g = tf.tensor1d([1]);
     opt.applyGradients({ [a.name]: g }); // creates the buffer

@@ -17,7 +17,15 @@ export interface SgdGroup {
 
 /** Serialisable optimizer state: group settings and momentum buffers in the order of `variables()`. */
 export interface SgdState {
-  groups: { name: string; lr: number; momentum: number; weightDecay: number; dampening: number; nesterov: boolean; size: number }[];
+  groups: {
+    name: string;
+    lr: number;
+    momentum: number;
+    weightDecay: number;
+    dampening: number;
+    nesterov: boolean;
+    size: number;
+  }[];
   /** One entry per variable (group order, then variable order); null where no buffer exists yet. */
   buffers: (Float32Array | null)[];
   steps: number;
@@ -43,9 +51,14 @@ export class Sgd {
   constructor(groups: SgdGroup[]) {
     const all = new Set<tf.Variable>();
     this.groups = groups.map((g) => {
-      if (!(g.lr >= 0)) throw new FerInputError(`Expected the learning rate of group '${g.name}' to be ≥ 0, but got ${g.lr}.`);
+      if (!(g.lr >= 0))
+        throw new FerInputError(`Expected the learning rate of group '${g.name}' to be ≥ 0, but got ${g.lr}.`);
       for (const v of g.variables) {
-        if (all.has(v)) throw new FerInputError(`Variable '${v.name}' appears in more than one parameter group ('${g.name}').`, 'Each variable may belong to one group only, as in PyTorch.');
+        if (all.has(v))
+          throw new FerInputError(
+            `Variable '${v.name}' appears in more than one parameter group ('${g.name}').`,
+            'Each variable may belong to one group only, as in PyTorch.',
+          );
         all.add(v);
       }
       return { momentum: 0, weightDecay: 0, dampening: 0, nesterov: false, ...g };
@@ -89,7 +102,10 @@ export class Sgd {
           if (g.weightDecay !== 0) d = tf.add(d, tf.mul(v, g.weightDecay));
           let buf: tf.Tensor | undefined;
           if (g.momentum !== 0) {
-            buf = old === undefined ? tf.clone(d) : tf.add(tf.mul(old, g.momentum), g.dampening === 0 ? d : tf.mul(d, 1 - g.dampening));
+            buf =
+              old === undefined
+                ? tf.clone(d)
+                : tf.add(tf.mul(old, g.momentum), g.dampening === 0 ? d : tf.mul(d, 1 - g.dampening));
             d = g.nesterov ? tf.add(d, tf.mul(buf, g.momentum)) : buf;
           }
           v.assign(tf.sub(v, tf.mul(d, g.lr)));
@@ -112,7 +128,15 @@ export class Sgd {
       buffers.push(b ? ((await b.data()) as Float32Array).slice() : this.seen.has(v) ? new Float32Array(0) : null);
     }
     return {
-      groups: this.groups.map((g) => ({ name: g.name, lr: g.lr, momentum: g.momentum, weightDecay: g.weightDecay, dampening: g.dampening, nesterov: g.nesterov, size: g.variables.length })),
+      groups: this.groups.map((g) => ({
+        name: g.name,
+        lr: g.lr,
+        momentum: g.momentum,
+        weightDecay: g.weightDecay,
+        dampening: g.dampening,
+        nesterov: g.nesterov,
+        size: g.variables.length,
+      })),
       buffers,
       steps: this.steps,
     };
@@ -121,14 +145,26 @@ export class Sgd {
   /** Restores a state taken from an optimizer with the same group layout. */
   setState(state: SgdState): void {
     const vars = this.variables();
-    if (state.groups.length !== this.groups.length || state.groups.some((g, i) => g.size !== this.groups[i].variables.length) || state.buffers.length !== vars.length) {
+    if (
+      state.groups.length !== this.groups.length ||
+      state.groups.some((g, i) => g.size !== this.groups[i].variables.length) ||
+      state.buffers.length !== vars.length
+    ) {
       throw new FerInputError(
         `Optimizer state does not fit: it has groups [${state.groups.map((g) => `${g.name}:${g.size}`).join(', ')}], ` +
           `this optimizer [${this.groups.map((g) => `${g.name}:${g.variables.length}`).join(', ')}].`,
         'Resume with the same model configuration and stage as the checkpoint.',
       );
     }
-    state.groups.forEach((s, i) => Object.assign(this.groups[i], { lr: s.lr, momentum: s.momentum, weightDecay: s.weightDecay, dampening: s.dampening, nesterov: s.nesterov }));
+    state.groups.forEach((s, i) =>
+      Object.assign(this.groups[i], {
+        lr: s.lr,
+        momentum: s.momentum,
+        weightDecay: s.weightDecay,
+        dampening: s.dampening,
+        nesterov: s.nesterov,
+      }),
+    );
     for (const b of this.buffers.values()) b.dispose();
     this.buffers.clear();
     this.seen.clear();
@@ -137,7 +173,8 @@ export class Sgd {
       if (b === null) return;
       this.seen.add(v);
       if (b.length === 0) return;
-      if (b.length !== v.size) throw new FerInputError(`Momentum buffer ${i} has ${b.length} values but variable '${v.name}' has ${v.size}.`);
+      if (b.length !== v.size)
+        throw new FerInputError(`Momentum buffer ${i} has ${b.length} values but variable '${v.name}' has ${v.size}.`);
       this.buffers.set(v, tf.tensor(b, v.shape, 'float32'));
     });
     this.steps = state.steps;

@@ -17,9 +17,16 @@ import type { ComputeBackend, ReplicaModelSpec, TrainTaskConfig } from './task';
  */
 function taskModule(): string {
   const ext = path.extname(__filename);
-  const candidates = [path.join(__dirname, `task${ext}`), path.join(__dirname, 'parallel', `task${ext}`), path.join(__dirname, '..', 'parallel', `task${ext}`)];
+  const candidates = [
+    path.join(__dirname, `task${ext}`),
+    path.join(__dirname, 'parallel', `task${ext}`),
+    path.join(__dirname, '..', 'parallel', `task${ext}`),
+  ];
   const found = candidates.find((f) => existsSync(f));
-  if (!found) throw new Error(`fer-train: the data-parallel task module was not found (looked for ${candidates.join(', ')}). Rebuild fer-train.`);
+  if (!found)
+    throw new Error(
+      `fer-train: the data-parallel task module was not found (looked for ${candidates.join(', ')}). Rebuild fer-train.`,
+    );
   return found;
 }
 
@@ -35,7 +42,10 @@ export function replicaModelSpec(model: FerModel): ReplicaModelSpec {
     return { kind: 'esr', config: model.config, branches: model.numBranches, frozen };
   }
   if (model instanceof Manet) return { kind: 'manet', config: model.config };
-  throw new FerInputError('Expected an ESR ensemble or an MA-Net for data-parallel training (computeWorkers ≥ 2), but got another model.', 'Use computeWorkers: 1 for other models.');
+  throw new FerInputError(
+    'Expected an ESR ensemble or an MA-Net for data-parallel training (computeWorkers ≥ 2), but got another model.',
+    'Use computeWorkers: 1 for other models.',
+  );
 }
 
 export interface DataParallelStepOptions {
@@ -94,7 +104,9 @@ export class DataParallelStep {
     try {
       const shapes = (vs: { shape: readonly number[] }[]) => JSON.stringify(vs.map((v) => [...v.shape]));
       if (shapes(dp.variables) !== shapes(variables) || JSON.stringify(dp.stateShapes) !== shapes(state)) {
-        throw new Error("fer-train: the workers' replicas do not have the model's variables (shapes or order differ); data-parallel training cannot continue.");
+        throw new Error(
+          "fer-train: the workers' replicas do not have the model's variables (shapes or order differ); data-parallel training cannot continue.",
+        );
       }
     } catch (e) {
       await dp.dispose();
@@ -132,7 +144,9 @@ export class DataParallelStep {
     const nv = this.variables.length;
     const correct = g.counts.slice(0, g.counts.length - nv);
     const reached = g.counts.slice(g.counts.length - nv);
-    const badGrads = this.variables.filter((v, i) => reached[i] > 0 && !g.grads[i].every(Number.isFinite)).map((v) => `gradient of ${v.name}`);
+    const badGrads = this.variables
+      .filter((v, i) => reached[i] > 0 && !g.grads[i].every(Number.isFinite))
+      .map((v) => `gradient of ${v.name}`);
     if (badGrads.length > 0) throw new NonFiniteLossError(badGrads, Object.fromEntries(badGrads.map((l) => [l, NaN])));
 
     const grads: Record<string, tf.Tensor> = {};
@@ -146,7 +160,13 @@ export class DataParallelStep {
     }
     if (g.state) this.pullState(g.state);
     const t3 = performance.now();
-    this.lastTimings = { push: t1 - t0, workers: Math.max(...g.workerMs), gradients: t2 - t1, update: t3 - t2, total: t3 - t0 };
+    this.lastTimings = {
+      push: t1 - t0,
+      workers: Math.max(...g.workerMs),
+      gradients: t2 - t1,
+      update: t3 - t2,
+      total: t3 - t0,
+    };
     return { loss: g.loss, terms: g.terms, correct, count: n };
   }
 
@@ -173,7 +193,13 @@ export class DataParallelStep {
     for (const v of this.state) {
       const vals = flat.subarray(off, off + v.size);
       off += v.size;
-      tf.tidy(() => v.assign(v.dtype === 'float32' ? tf.tensor(vals, v.shape, 'float32') : tf.cast(tf.tensor(vals, v.shape, 'float32'), v.dtype)));
+      tf.tidy(() =>
+        v.assign(
+          v.dtype === 'float32'
+            ? tf.tensor(vals, v.shape, 'float32')
+            : tf.cast(tf.tensor(vals, v.shape, 'float32'), v.dtype),
+        ),
+      );
     }
   }
 }

@@ -47,7 +47,10 @@ function buildModel(spec: ReplicaModelSpec): FerModel {
 
 /** Builds one worker's replica (called by fer-parallel's worker with the config from `trainTaskSpec`). */
 export async function createReplica(config: TrainTaskConfig): Promise<Replica> {
-  await initBackend({ backend: parseChoice('backend', config.backend ?? 'wasm', ['wasm', 'cpu', 'auto'] as const), quiet: true });
+  await initBackend({
+    backend: parseChoice('backend', config.backend ?? 'wasm', ['wasm', 'cpu', 'auto'] as const),
+    quiet: true,
+  });
   const model = buildModel(config.model);
   const loss = lossFromSpec(config.loss);
   const groups = model.variableGroups();
@@ -66,7 +69,12 @@ export async function createReplica(config: TrainTaskConfig): Promise<Replica> {
  * Forward (training mode), the trainer's loss and backward on one micro-batch, as `trainStep` does: gradients of the
  * micro-batch mean loss, its terms, and correct predictions per logits entry as `counts`.
  */
-async function replicaGradients(model: FerModel, variables: tf.Variable[], loss: ReturnType<typeof lossFromSpec>, batch: ShardBatch): Promise<ReplicaGradients> {
+async function replicaGradients(
+  model: FerModel,
+  variables: tf.Variable[],
+  loss: ReturnType<typeof lossFromSpec>,
+  batch: ShardBatch,
+): Promise<ReplicaGradients> {
   const x = tf.tensor4d(batch.images, batch.shape);
   const y = tf.tensor1d(batch.labels, 'int32');
   let names: string[] = [];

@@ -24,7 +24,13 @@ describe('SVG plots', () => {
   });
 
   it('renders the confusion matrix with every count and renders to a PNG of the SVG size', async () => {
-    const svg = confusionMatrixSvg([[5, 1], [0, 7]], ['happy', 'sad']);
+    const svg = confusionMatrixSvg(
+      [
+        [5, 1],
+        [0, 7],
+      ],
+      ['happy', 'sad'],
+    );
     for (const n of ['>5<', '>1<', '>0<', '>7<', 'happy', 'sad']) expect(svg).toContain(n);
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'fer-plot-'));
     const out = await writeSvgAndPng(path.join(dir, 'cm'), svg);

@@ -15,7 +15,10 @@ export interface FaceBox {
 interface FaceApi {
   nets: { tinyFaceDetector: { loadFromDisk(dir: string): Promise<void>; isLoaded: boolean } };
   TinyFaceDetectorOptions: new (o: { inputSize: number; scoreThreshold: number }) => unknown;
-  detectAllFaces(input: tf.Tensor3D, opts: unknown): Promise<{ score: number; box: { x: number; y: number; width: number; height: number } }[]>;
+  detectAllFaces(
+    input: tf.Tensor3D,
+    opts: unknown,
+  ): Promise<{ score: number; box: { x: number; y: number; width: number; height: number } }[]>;
 }
 
 let faceapi: FaceApi | undefined;
@@ -28,9 +31,16 @@ function registerChainedOps(): void {
   const proto = tf.Tensor.prototype as unknown as Record<string, unknown>;
   const ops = tf as unknown as Record<string, unknown>;
   const define = (name: string, fn: (this: tf.Tensor, ...a: unknown[]) => unknown) => {
-    if (typeof proto[name] !== 'function') Object.defineProperty(proto, name, { value: fn, configurable: true, writable: true });
+    if (typeof proto[name] !== 'function')
+      Object.defineProperty(proto, name, { value: fn, configurable: true, writable: true });
   };
-  for (const [name, rank] of [['as1D', [-1]], ['as2D', null], ['as3D', null], ['as4D', null], ['as5D', null]] as const) {
+  for (const [name, rank] of [
+    ['as1D', [-1]],
+    ['as2D', null],
+    ['as3D', null],
+    ['as4D', null],
+    ['as5D', null],
+  ] as const) {
     define(name, function (this: tf.Tensor, ...dims: unknown[]) {
       return tf.reshape(this, (rank ?? dims) as number[]);
     });
@@ -50,9 +60,54 @@ function registerChainedOps(): void {
   define('toBool', function (this: tf.Tensor) {
     return tf.cast(this, 'bool');
   });
-  const methods = ['add', 'sub', 'mul', 'div', 'max', 'min', 'relu', 'floor', 'maxPool', 'slice', 'cast', 'reshape', 'conv2d', 'abs', 'transpose', 'round', 'exp', 'avgPool',
-    'sqrt', 'softmax', 'pad', 'matMul', 'expandDims', 'clipByValue', 'tile', 'sigmoid', 'resizeBilinear', 'mean', 'log', 'depthwiseConv2d', 'atan', 'asin',
-    'separableConv2d', 'reverse', 'split', 'unstack', 'all', 'square', 'sum', 'neg', 'squeeze', 'argMax', 'greater', 'less', 'equal', 'gather'];
+  const methods = [
+    'add',
+    'sub',
+    'mul',
+    'div',
+    'max',
+    'min',
+    'relu',
+    'floor',
+    'maxPool',
+    'slice',
+    'cast',
+    'reshape',
+    'conv2d',
+    'abs',
+    'transpose',
+    'round',
+    'exp',
+    'avgPool',
+    'sqrt',
+    'softmax',
+    'pad',
+    'matMul',
+    'expandDims',
+    'clipByValue',
+    'tile',
+    'sigmoid',
+    'resizeBilinear',
+    'mean',
+    'log',
+    'depthwiseConv2d',
+    'atan',
+    'asin',
+    'separableConv2d',
+    'reverse',
+    'split',
+    'unstack',
+    'all',
+    'square',
+    'sum',
+    'neg',
+    'squeeze',
+    'argMax',
+    'greater',
+    'less',
+    'equal',
+    'gather',
+  ];
   for (const name of methods) {
     const op = ops[name];
     if (typeof op === 'function') {
@@ -107,10 +162,23 @@ export async function detectFaces(img: RawImage, o: DetectOptions = {}): Promise
   const api = await loadFaceApi();
   const t = tf.tensor3d(img.data, [img.height, img.width, 3], 'int32');
   try {
-    const dets = await api.detectAllFaces(t, new api.TinyFaceDetectorOptions({ inputSize: o.detectorSize ?? 416, scoreThreshold: o.minScore ?? 0.3 }));
+    const dets = await api.detectAllFaces(
+      t,
+      new api.TinyFaceDetectorOptions({ inputSize: o.detectorSize ?? 416, scoreThreshold: o.minScore ?? 0.3 }),
+    );
     return dets
-      .map((d) => ({ left: Math.max(0, Math.round(d.box.x)), top: Math.max(0, Math.round(d.box.y)), width: Math.round(d.box.width), height: Math.round(d.box.height), score: d.score }))
-      .map((b) => ({ ...b, width: Math.min(b.width, img.width - b.left), height: Math.min(b.height, img.height - b.top) }))
+      .map((d) => ({
+        left: Math.max(0, Math.round(d.box.x)),
+        top: Math.max(0, Math.round(d.box.y)),
+        width: Math.round(d.box.width),
+        height: Math.round(d.box.height),
+        score: d.score,
+      }))
+      .map((b) => ({
+        ...b,
+        width: Math.min(b.width, img.width - b.left),
+        height: Math.min(b.height, img.height - b.top),
+      }))
       .filter((b) => b.width > 4 && b.height > 4)
       .sort((a, b) => b.width * b.height - a.width * a.height);
   } finally {

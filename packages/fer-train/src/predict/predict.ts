@@ -31,7 +31,11 @@ export async function predictImage(model: FerModel, file: string, o: PredictOpti
   if (boxes.length === 0) return [];
   const crops = await Promise.all(
     boxes.map((b) =>
-      rawToModelInput(raw, { crop: b ? { left: b.left, top: b.top, width: b.width, height: b.height } : undefined, size: o.inputSize, channelOrder: o.colorOrder ?? 'rgb' }),
+      rawToModelInput(raw, {
+        crop: b ? { left: b.left, top: b.top, width: b.width, height: b.height } : undefined,
+        size: o.inputSize,
+        channelOrder: o.colorOrder ?? 'rgb',
+      }),
     ),
   );
   const n = crops.length;
@@ -41,7 +45,8 @@ export async function predictImage(model: FerModel, file: string, o: PredictOpti
   const K = labels.length;
   const out = tf.tidy(() => {
     let x: tf.Tensor = tf.tensor4d(px, [n, o.inputSize, o.inputSize, 3]);
-    if (o.normalization) x = tf.div(tf.sub(x, tf.tensor1d([...o.normalization.mean])), tf.tensor1d([...o.normalization.std]));
+    if (o.normalization)
+      x = tf.div(tf.sub(x, tf.tensor1d([...o.normalization.mean])), tf.tensor1d([...o.normalization.std]));
     const r = model.forward(x as tf.Tensor4D, { training: false });
     return tf.concat([tf.stack(r.logits), tf.stack(r.logits.map((l) => tf.softmax(l)))], 2); // [m, n, 2K]
   });
@@ -57,7 +62,9 @@ export async function predictImage(model: FerModel, file: string, o: PredictOpti
       const z = Array.from({ length: K }, (_, c) => w.reduce((s, wk, k) => s + wk * v[at(k, c)], 0));
       cls = argmax(z);
     } else cls = pluralityVote(preds, K);
-    const probabilities = Object.fromEntries(labels.map((l, c) => [l, Array.from({ length: m }, (_, k) => v[at(k, K + c)]).reduce((a, b) => a + b, 0) / m]));
+    const probabilities = Object.fromEntries(
+      labels.map((l, c) => [l, Array.from({ length: m }, (_, k) => v[at(k, K + c)]).reduce((a, b) => a + b, 0) / m]),
+    );
     return { box, emotion: labels[cls], votes: preds.map((p) => labels[p]), probabilities };
   });
 }

@@ -33,7 +33,15 @@ export interface TrainEsrOptions extends RecipeRunOptions {
 
 /** The loss of one ESR stage: CE of the stage's branches plus the diversity terms over its diversity branches. */
 export function esrStageLoss(stage: StagePlan, diversity: DiversityMode, channelTermOnSpatial = false): LossFn {
-  return lossFromSpec({ kind: 'esr', options: { diversity, ceBranches: stage.ceBranches, diversityBranches: stage.diversityBranches, channelTermOnSpatial } });
+  return lossFromSpec({
+    kind: 'esr',
+    options: {
+      diversity,
+      ceBranches: stage.ceBranches,
+      diversityBranches: stage.diversityBranches,
+      channelTermOnSpatial,
+    },
+  });
 }
 
 /** ESR evaluation of a stage: the stage's branches vote (ties to the lowest class); diversity on the spatial attention. */

@@ -28,7 +28,10 @@ export interface PreciseBnFinish {
  * evaluations (the replaced ones stay in `history.finalBatchStatistics`). Mutates `result` (model, `validation`,
  * `test`, `history`) and returns what it replaced.
  */
-export async function finishWithPreciseBn<M extends FerModel>(result: TrainResult<M>, o: PreciseBnFinishOptions<M>): Promise<PreciseBnFinish> {
+export async function finishWithPreciseBn<M extends FerModel>(
+  result: TrainResult<M>,
+  o: PreciseBnFinishOptions<M>,
+): Promise<PreciseBnFinish> {
   const before = { validation: result.validation, test: result.test };
   const batchNorm = await recalibrateBatchNorm(result.model, o.train, o.recalibrate);
   const opts = { ...o.evaluation, batchStatistics: false };

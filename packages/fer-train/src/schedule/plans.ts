@@ -2,8 +2,21 @@ import { FerInputError, assertPositiveInt } from 'fer-core';
 import { stepLrFactor, type StepLrConfig } from './step-lr';
 
 /** The six reference training scripts (spec §4). */
-export type ReferenceScript = 'esr_affectnet' | 'esr_ferplus' | 'esr_rafdb' | 'manet_affectnet' | 'manet_ferplus' | 'manet_rafdb';
-export const REFERENCE_SCRIPTS: readonly ReferenceScript[] = ['esr_affectnet', 'esr_ferplus', 'esr_rafdb', 'manet_affectnet', 'manet_ferplus', 'manet_rafdb'];
+export type ReferenceScript =
+  | 'esr_affectnet'
+  | 'esr_ferplus'
+  | 'esr_rafdb'
+  | 'manet_affectnet'
+  | 'manet_ferplus'
+  | 'manet_rafdb';
+export const REFERENCE_SCRIPTS: readonly ReferenceScript[] = [
+  'esr_affectnet',
+  'esr_ferplus',
+  'esr_rafdb',
+  'manet_affectnet',
+  'manet_ferplus',
+  'manet_rafdb',
+];
 
 /** One stage of a training plan: a fixed ensemble, one optimizer, one StepLR. */
 export interface StagePlan {
@@ -46,7 +59,8 @@ export interface TrainingPlan {
 export function learningRatesAt(plan: TrainingPlan, stage: number, epoch: number): Record<string, number> {
   const s = plan.stages[stage - 1];
   if (!s) throw new FerInputError(`Expected a stage in 1..${plan.stages.length}, but got ${stage}.`);
-  if (!(epoch >= 0 && epoch < s.epochs)) throw new FerInputError(`Expected an epoch in 0..${s.epochs - 1} for stage ${stage}, but got ${epoch}.`);
+  if (!(epoch >= 0 && epoch < s.epochs))
+    throw new FerInputError(`Expected an epoch in 0..${s.epochs - 1} for stage ${stage}, but got ${epoch}.`);
   const f = stepLrFactor(epoch, s.lrSchedule);
   return Object.fromEntries(Object.entries(s.baseLrs).map(([k, v]) => [k, v * f]));
 }
@@ -77,7 +91,12 @@ export function esrGrowthPlan(opts: EsrGrowthOptions = {}): TrainingPlan {
   const n = opts.branches ?? 9;
   const first = opts.firstEpochs ?? 50;
   const later = opts.laterEpochs ?? 20;
-  for (const [k, v] of [['branches', n], ['firstEpochs', first], ['laterEpochs', later]] as const) assertPositiveInt(k, v);
+  for (const [k, v] of [
+    ['branches', n],
+    ['firstEpochs', first],
+    ['laterEpochs', later],
+  ] as const)
+    assertPositiveInt(k, v);
   const stages = range(n).map((i): StagePlan => {
     const s = i + 1;
     const baseLrs: Record<string, number> = { base: s === 1 ? 0.1 : 0.01 };
@@ -125,7 +144,12 @@ export function esrFineTunePlan(opts: EsrFineTuneOptions): TrainingPlan {
   const n = opts.branches ?? 9;
   const first = opts.firstEpochs ?? 100;
   const later = opts.laterEpochs ?? 60;
-  for (const [k, v] of [['branches', n], ['firstEpochs', first], ['laterEpochs', later]] as const) assertPositiveInt(k, v);
+  for (const [k, v] of [
+    ['branches', n],
+    ['firstEpochs', first],
+    ['laterEpochs', later],
+  ] as const)
+    assertPositiveInt(k, v);
   const scope = opts.diversityScope ?? 'reference';
   const stages = range(n).map((i): StagePlan => {
     const k = i + 1;
@@ -148,7 +172,13 @@ export function esrFineTunePlan(opts: EsrFineTuneOptions): TrainingPlan {
       focusBranch: i,
     };
   });
-  return { script: opts.dataset === 'ferplus' ? 'esr_ferplus' : 'esr_rafdb', stages, batchSize: opts.batchSize ?? 32, evalBatchSize: 32, bestIsTie: true };
+  return {
+    script: opts.dataset === 'ferplus' ? 'esr_ferplus' : 'esr_rafdb',
+    stages,
+    batchSize: opts.batchSize ?? 32,
+    evalBatchSize: 32,
+    bestIsTie: true,
+  };
 }
 
 export interface ManetPlanOptions {

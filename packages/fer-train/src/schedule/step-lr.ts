@@ -29,7 +29,11 @@ export function stepLrFactor(epoch: number, cfg: StepLrConfig): number {
 export class TorchStepLr {
   private lastEpoch = 0;
   lr: number;
-  constructor(baseLr: number, private readonly stepSize: number, private readonly gamma: number) {
+  constructor(
+    baseLr: number,
+    private readonly stepSize: number,
+    private readonly gamma: number,
+  ) {
     this.lr = baseLr;
   }
   step(): void {

@@ -37,14 +37,24 @@ async function manetStateDict(m: Manet): Promise<Map<string, RawTensor>> {
  * - an MA-Net `.pth.tar` / `.safetensors` (MS-Celeb format) → tfjs folder (heads replaced, `--num-classes`);
  * - an MA-Net tfjs folder → one `.pth` (or `.safetensors`) state dict with PyTorch names.
  */
-export async function runConvert(input: string, output: string, o: ConvertCommandOptions, out: Output): Promise<string[]> {
+export async function runConvert(
+  input: string,
+  output: string,
+  o: ConvertCommandOptions,
+  out: Output,
+): Promise<string[]> {
   if (!existsSync(input)) throw new FerInputError(`Nothing at ${input}.`);
   const written: string[] = [];
   if (statSync(input).isDirectory() && existsSync(path.join(input, BASE_FILE))) {
     const esr = await fromTorchCheckpoint(input);
     await esr.save(output);
     written.push(output);
-    out.result(`ESR with ${esr.numBranches} branch(es) converted from PyTorch to tfjs: ${output}`, { type: 'converted', from: input, to: output, format: 'tfjs' });
+    out.result(`ESR with ${esr.numBranches} branch(es) converted from PyTorch to tfjs: ${output}`, {
+      type: 'converted',
+      from: input,
+      to: output,
+      format: 'tfjs',
+    });
     esr.dispose();
   } else if (statSync(input).isDirectory() && existsSync(path.join(input, 'esr.json'))) {
     const esr = await loadEsr(input);
@@ -55,7 +65,12 @@ export async function runConvert(input: string, output: string, o: ConvertComman
       else await writeTorchStateDict(target, stateDict);
       written.push(target);
     }
-    out.result(`ESR converted from tfjs to ${fmt}: ${written.join(', ')}`, { type: 'converted', from: input, to: written, format: fmt });
+    out.result(`ESR converted from tfjs to ${fmt}: ${written.join(', ')}`, {
+      type: 'converted',
+      from: input,
+      to: written,
+      format: fmt,
+    });
     esr.dispose();
   } else if (statSync(input).isDirectory() && existsSync(path.join(input, 'model.json'))) {
     const m = await loadManetDir(input);
@@ -64,13 +79,22 @@ export async function runConvert(input: string, output: string, o: ConvertComman
     if (o.to === 'safetensors') await writeSafetensors(target, sd);
     else await writeTorchStateDict(target, sd);
     written.push(target);
-    out.result(`MA-Net converted from tfjs to ${o.to ?? 'torch'}: ${target} (${sd.size} entries)`, { type: 'converted', from: input, to: target });
+    out.result(`MA-Net converted from tfjs to ${o.to ?? 'torch'}: ${target} (${sd.size} entries)`, {
+      type: 'converted',
+      from: input,
+      to: target,
+    });
     m.dispose();
   } else if (/\.(pth|pth\.tar|pt|tar|safetensors)$/.test(input)) {
     const m = await fromMsCeleb(input, { numClasses: o.numClasses ?? 7 });
     await m.save(fileSaveHandler(output));
     written.push(output);
-    out.result(`MA-Net converted from PyTorch to tfjs (heads: ${m.config.numClasses} classes, fresh): ${output}`, { type: 'converted', from: input, to: output, format: 'tfjs' });
+    out.result(`MA-Net converted from PyTorch to tfjs (heads: ${m.config.numClasses} classes, fresh): ${output}`, {
+      type: 'converted',
+      from: input,
+      to: output,
+      format: 'tfjs',
+    });
     m.dispose();
   } else {
     throw new FerInputError(

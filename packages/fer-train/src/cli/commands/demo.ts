@@ -38,7 +38,20 @@ export interface DemoOptions {
 }
 
 export const DEMO_DEFAULTS: DemoOptions = {
-  out: 'runs/demo', imageSize: 64, branches: 3, trainSize: 350, valSize: 70, testSize: 140, firstEpochs: 4, laterEpochs: 1, batch: 16, seed: 1, compare: true, augment: false, lrScale: 0.1, bnBatches: 21,
+  out: 'runs/demo',
+  imageSize: 64,
+  branches: 3,
+  trainSize: 350,
+  valSize: 70,
+  testSize: 140,
+  firstEpochs: 4,
+  laterEpochs: 1,
+  batch: 16,
+  seed: 1,
+  compare: true,
+  augment: false,
+  lrScale: 0.1,
+  bnBatches: 21,
 };
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
@@ -60,16 +73,30 @@ export interface DemoEval {
  * branch diversity. Model selection during the run uses batch statistics (cheap); before the final evaluation and
  * the saved model, every BN's running statistics are recomputed over `bnBatches` training batches.
  */
-export async function runDemo(o: DemoOptions, out: Output): Promise<{ dpp: DemoEval; none?: DemoEval; seconds: number }> {
+export async function runDemo(
+  o: DemoOptions,
+  out: Output,
+): Promise<{ dpp: DemoEval; none?: DemoEval; seconds: number }> {
   const t0 = Date.now();
   const outDir = path.resolve(o.out);
-  const mk = (size: number, seed: number, augment: boolean) => syntheticExpressions({ size, seed, imageSize: o.imageSize, augment, workers: o.workers });
+  const mk = (size: number, seed: number, augment: boolean) =>
+    syntheticExpressions({ size, seed, imageSize: o.imageSize, augment, workers: o.workers });
   const train = mk(o.trainSize, o.seed * 3 + 1, o.augment);
   const validation = mk(o.valSize, o.seed * 3 + 2, false);
   const test = mk(o.testSize, o.seed * 3 + 3, false);
-  const growth = esrGrowthPlan({ branches: o.branches, firstEpochs: o.firstEpochs, laterEpochs: o.laterEpochs, batchSize: o.batch });
-  const scale = (lrs: Record<string, number>) => Object.fromEntries(Object.entries(lrs).map(([k, v]) => [k, v * o.lrScale]));
-  const plan: TrainingPlan = { ...growth, evalBatchSize: 35, stages: growth.stages.map((s) => ({ ...s, baseLrs: scale(s.baseLrs) })) };
+  const growth = esrGrowthPlan({
+    branches: o.branches,
+    firstEpochs: o.firstEpochs,
+    laterEpochs: o.laterEpochs,
+    batchSize: o.batch,
+  });
+  const scale = (lrs: Record<string, number>) =>
+    Object.fromEntries(Object.entries(lrs).map(([k, v]) => [k, v * o.lrScale]));
+  const plan: TrainingPlan = {
+    ...growth,
+    evalBatchSize: 35,
+    stages: growth.stages.map((s) => ({ ...s, baseLrs: scale(s.baseLrs) })),
+  };
   const last = plan.stages[plan.stages.length - 1];
   out.info(
     `demo: diversified ESR (CBAM, ${o.imageSize}x${o.imageSize}), grown to ${o.branches} branches as esr_affectnet does ` +
@@ -85,20 +112,36 @@ export async function runDemo(o: DemoOptions, out: Output): Promise<{ dpp: DemoE
   const finish = async (model: EsrEnsemble, batchStatistics: EvalResult, name: string): Promise<DemoEval> => {
     if (o.bnBatches <= 0) return { main: batchStatistics, batchStatistics };
     const r = await recalibrateBatchNorm(model, train, { batches: o.bnBatches, batchSize: o.batch, seed: o.seed });
-    out.info(`${name}: recomputed the running statistics of ${r.layers} batch norms over ${r.batches} training batches (${r.images} faces).`);
+    out.info(
+      `${name}: recomputed the running statistics of ${r.layers} batch norms over ${r.batches} training batches (${r.images} faces).`,
+    );
     const recalibrated = await evaluate(model, test, { ...esrStageEvaluation(last), batchSize: plan.evalBatchSize });
     return { main: recalibrated, batchStatistics, recalibrated };
   };
   const report = (diversity: 'dpp' | 'none', e: DemoEval) => {
     const how = e.recalibrated ? 'inference mode, recalibrated BN' : 'batch statistics';
     out.result(describeEval(`held-out synthetic test set (diversity '${diversity}', ${how})`, e.main, BASIC7_LABELS), {
-      type: 'demo-eval', diversity, accuracy: e.main.ensemble.accuracy, batchStatisticsAccuracy: e.batchStatistics.ensemble.accuracy,
-      recalibrated: e.recalibrated !== undefined, branches: e.main.branches, diversityMetric: e.main.diversity,
+      type: 'demo-eval',
+      diversity,
+      accuracy: e.main.ensemble.accuracy,
+      batchStatisticsAccuracy: e.batchStatistics.ensemble.accuracy,
+      recalibrated: e.recalibrated !== undefined,
+      branches: e.main.branches,
+      diversityMetric: e.main.diversity,
     });
   };
 
   const res = await trainEsr({
-    plan, train, validation, test, diversity: 'dpp', outDir, seed: o.seed, evaluateWithBatchStatistics: true, createModel: () => freshEsr(BASIC7_LABELS, o.imageSize, o.seed), onEvent: out.trainEvents(),
+    plan,
+    train,
+    validation,
+    test,
+    diversity: 'dpp',
+    outDir,
+    seed: o.seed,
+    evaluateWithBatchStatistics: true,
+    createModel: () => freshEsr(BASIC7_LABELS, o.imageSize, o.seed),
+    onEvent: out.trainEvents(),
   });
   let dpp: DemoEval;
   try {
@@ -115,7 +158,9 @@ export async function runDemo(o: DemoOptions, out: Output): Promise<{ dpp: DemoE
     // Same last stage, same starting snapshot (best of the previous stage), same data, no diversity term.
     const prevBest = path.join(outDir, 'checkpoints', `stage-${last.stage - 1}-best.safetensors`);
     const cmpDir = path.join(outDir, 'compare-none');
-    out.info(`comparison: repeating stage ${last.stage} from the stage-${last.stage - 1} snapshot with diversity 'none'.`);
+    out.info(
+      `comparison: repeating stage ${last.stage} from the stage-${last.stage - 1} snapshot with diversity 'none'.`,
+    );
     const cmpPlan: TrainingPlan = { ...plan, stages: [{ ...last, stage: 1, addBranch: false, reloadBest: false }] };
     const trainer = new Trainer<EsrEnsemble>({
       plan: cmpPlan,
@@ -132,7 +177,11 @@ export async function runDemo(o: DemoOptions, out: Output): Promise<{ dpp: DemoE
         save: undefined,
       },
       trainData: () => train,
-      validation, test, outDir: cmpDir, seed: o.seed, plots: false,
+      validation,
+      test,
+      outDir: cmpDir,
+      seed: o.seed,
+      plots: false,
       loss: () => esrStageLoss(last, 'none'),
       evaluation: () => ({ ...esrStageEvaluation(last), batchStatistics: true }),
       onEvent: out.trainEvents(),
@@ -152,21 +201,43 @@ export async function runDemo(o: DemoOptions, out: Output): Promise<{ dpp: DemoE
     '',
     `=== demo summary (${seconds.toFixed(0)} s wall, ${cpuSeconds.toFixed(0)} s CPU) ===`,
     `ensemble accuracy on held-out synthetic faces: ${pct(dpp.main.ensemble.accuracy)} (chance ${pct(1 / 7)}), macro-F1 ${dpp.main.ensemble.macroF1.toFixed(3)}` +
-      (dpp.recalibrated ? `; with batch statistics instead of the recalibrated BN: ${pct(dpp.batchStatistics.ensemble.accuracy)}` : ' (batch statistics)'),
+      (dpp.recalibrated
+        ? `; with batch statistics instead of the recalibrated BN: ${pct(dpp.batchStatistics.ensemble.accuracy)}`
+        : ' (batch statistics)'),
     `per-branch accuracy: ${dpp.main.branches.map((b) => `branch ${b.index + 1} ${pct(b.accuracy)}`).join(', ')}`,
   ];
   if (dpp.main.diversity) {
-    lines.push(`branch diversity with 'dpp': attention distance ${dpp.main.diversity.meanPairwiseDistance.toFixed(4)}, disagreement ${pct(dpp.main.diversity.disagreement)}`);
+    lines.push(
+      `branch diversity with 'dpp': attention distance ${dpp.main.diversity.meanPairwiseDistance.toFixed(4)}, disagreement ${pct(dpp.main.diversity.disagreement)}`,
+    );
   }
   if (none?.main.diversity) {
-    lines.push(`branch diversity with 'none': attention distance ${none.main.diversity.meanPairwiseDistance.toFixed(4)}, disagreement ${pct(none.main.diversity.disagreement)} (ensemble ${pct(none.main.ensemble.accuracy)})`);
+    lines.push(
+      `branch diversity with 'none': attention distance ${none.main.diversity.meanPairwiseDistance.toFixed(4)}, disagreement ${pct(none.main.diversity.disagreement)} (ensemble ${pct(none.main.ensemble.accuracy)})`,
+    );
   }
-  lines.push(`plots: ${path.join(outDir, 'plots')}/{loss,accuracy,confusion}.{svg,png}; history: ${path.join(outDir, 'history.csv')}`);
-  lines.push(`saved model: ${path.join(outDir, 'model')} (try: pnpm fer predict --model ${path.join(o.out, 'model')} --no-detect <face.jpg>)`);
+  lines.push(
+    `plots: ${path.join(outDir, 'plots')}/{loss,accuracy,confusion}.{svg,png}; history: ${path.join(outDir, 'history.csv')}`,
+  );
+  lines.push(
+    `saved model: ${path.join(outDir, 'model')} (try: pnpm fer predict --model ${path.join(o.out, 'model')} --no-detect <face.jpg>)`,
+  );
   out.result(lines.join('\n'), {
-    type: 'demo-summary', seconds, cpuSeconds, recalibrated: dpp.recalibrated !== undefined,
-    dpp: { accuracy: dpp.main.ensemble.accuracy, batchStatisticsAccuracy: dpp.batchStatistics.ensemble.accuracy, diversity: dpp.main.diversity },
-    none: none && { accuracy: none.main.ensemble.accuracy, batchStatisticsAccuracy: none.batchStatistics.ensemble.accuracy, diversity: none.main.diversity }, outDir,
+    type: 'demo-summary',
+    seconds,
+    cpuSeconds,
+    recalibrated: dpp.recalibrated !== undefined,
+    dpp: {
+      accuracy: dpp.main.ensemble.accuracy,
+      batchStatisticsAccuracy: dpp.batchStatistics.ensemble.accuracy,
+      diversity: dpp.main.diversity,
+    },
+    none: none && {
+      accuracy: none.main.ensemble.accuracy,
+      batchStatisticsAccuracy: none.batchStatistics.ensemble.accuracy,
+      diversity: none.main.diversity,
+    },
+    outDir,
   });
   return { dpp, none, seconds };
 }

@@ -30,12 +30,25 @@ export async function runEval(o: EvalCommandOptions, out: Output): Promise<EvalR
   const mk = modelKind(o.model);
   const model: FerModel = mk === 'esr' ? await loadAnyEsr(o.model) : await loadManetDir(o.model);
   try {
-    const imageSize = o.imageSize ?? (model as { config?: { inputSize?: number } }).config?.inputSize ?? (mk === 'esr' ? 96 : 224);
-    const ds = await loadEvalSplit({ kind, root: o.data, split: o.split, imageSize, cap: o.cap, workers: o.workers, seed: o.seed, syntheticSizes: o.syntheticSize as [number, number, number] | undefined, onWarning: (m) => out.info(`warning: ${m}`) });
+    const imageSize =
+      o.imageSize ?? (model as { config?: { inputSize?: number } }).config?.inputSize ?? (mk === 'esr' ? 96 : 224);
+    const ds = await loadEvalSplit({
+      kind,
+      root: o.data,
+      split: o.split,
+      imageSize,
+      cap: o.cap,
+      workers: o.workers,
+      seed: o.seed,
+      syntheticSizes: o.syntheticSize as [number, number, number] | undefined,
+      onWarning: (m) => out.info(`warning: ${m}`),
+    });
     const labels = ds.labels as readonly string[];
     const modelLabels = model.labels as readonly string[];
     if (modelLabels.length !== labels.length || modelLabels.some((l, i) => l !== labels[i])) {
-      out.info(`warning: the model's classes (${modelLabels.join(', ')}) differ from the dataset's (${labels.join(', ')}); accuracies compare indices.`);
+      out.info(
+        `warning: the model's classes (${modelLabels.join(', ')}) differ from the dataset's (${labels.join(', ')}); accuracies compare indices.`,
+      );
     }
     const bar = out.progress('evaluate', Math.ceil(ds.size / o.batch));
     const r = await evaluate(model, ds, {
@@ -45,9 +58,22 @@ export async function runEval(o: EvalCommandOptions, out: Output): Promise<EvalR
       onBatch: (d) => bar.update(d),
     });
     bar.done();
-    out.result(describeEval(`${ds.name}`, r, labels), { type: 'eval', dataset: ds.name, size: r.size, accuracy: r.ensemble.accuracy, macroF1: r.ensemble.macroF1, branches: r.branches, perClass: r.ensemble.perClass, confusion: r.ensemble.confusion, diversity: r.diversity });
+    out.result(describeEval(`${ds.name}`, r, labels), {
+      type: 'eval',
+      dataset: ds.name,
+      size: r.size,
+      accuracy: r.ensemble.accuracy,
+      macroF1: r.ensemble.macroF1,
+      branches: r.branches,
+      perClass: r.ensemble.perClass,
+      confusion: r.ensemble.confusion,
+      diversity: r.diversity,
+    });
     if (o.out) {
-      const files = await writeSvgAndPng(path.join(o.out, 'confusion'), confusionMatrixSvg(r.ensemble.confusion, labels, `confusion: ${ds.name}`));
+      const files = await writeSvgAndPng(
+        path.join(o.out, 'confusion'),
+        confusionMatrixSvg(r.ensemble.confusion, labels, `confusion: ${ds.name}`),
+      );
       out.result(`confusion matrix: ${files.svg}, ${files.png}`, { type: 'files', ...files });
     }
     return r;

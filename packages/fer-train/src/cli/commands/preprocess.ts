@@ -13,10 +13,15 @@ export interface PreprocessCommandOptions {
 /** `fer preprocess affectnet`: crops and resizes AffectNet's raw images into the reference's folder layout. */
 export async function runPreprocessAffectNet(o: PreprocessCommandOptions, out: Output): Promise<void> {
   const set = parseChoice('AffectNet set', o.set, ['training', 'validation', 'automatic'] as const);
-  if (!Number.isInteger(o.imageSize) || o.imageSize <= 0) throw new FerInputError(`Expected --image-size to be a positive integer, but got ${o.imageSize}.`);
+  if (!Number.isInteger(o.imageSize) || o.imageSize <= 0)
+    throw new FerInputError(`Expected --image-size to be a positive integer, but got ${o.imageSize}.`);
   const bar = out.progress(`affectnet ${set}`, 1);
   const report = await preprocessAffectNet({
-    root: o.root, out: o.out, set, imageSize: o.imageSize, box: o.faithfulBox ? 'reference' : 'correct',
+    root: o.root,
+    out: o.out,
+    set,
+    imageSize: o.imageSize,
+    box: o.faithfulBox ? 'reference' : 'correct',
     onProgress: (done, total) => {
       bar.update(done, { total });
     },

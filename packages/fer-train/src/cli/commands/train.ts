@@ -56,9 +56,14 @@ function pct(x: number): string {
 
 /** Human-readable per-branch and ensemble accuracy of an evaluation. */
 export function describeEval(name: string, r: EvalResult, classNames: readonly string[]): string {
-  const lines = [`${name}: ensemble accuracy ${pct(r.ensemble.accuracy)}, macro-F1 ${r.ensemble.macroF1.toFixed(3)} (${r.size} images)`];
+  const lines = [
+    `${name}: ensemble accuracy ${pct(r.ensemble.accuracy)}, macro-F1 ${r.ensemble.macroF1.toFixed(3)} (${r.size} images)`,
+  ];
   lines.push(`  per branch: ${r.branches.map((b) => `#${b.index + 1} ${pct(b.accuracy)}`).join('  ')}`);
-  if (r.diversity) lines.push(`  diversity: mean pairwise distance ${r.diversity.meanPairwiseDistance.toFixed(4)}, disagreement ${pct(r.diversity.disagreement)}`);
+  if (r.diversity)
+    lines.push(
+      `  diversity: mean pairwise distance ${r.diversity.meanPairwiseDistance.toFixed(4)}, disagreement ${pct(r.diversity.disagreement)}`,
+    );
   lines.push(`  per-class F1: ${r.ensemble.perClass.map((c, k) => `${classNames[k]} ${c.f1.toFixed(2)}`).join(', ')}`);
   return lines.join('\n');
 }
@@ -75,16 +80,36 @@ export async function runTrain(model: 'esr' | 'manet', o: TrainCommandOptions, o
   }
   const outDir = path.resolve(o.out ?? path.join('runs', `${model}-${kind}`));
   const splits = await loadSplits({
-    kind, root: o.data, imageSize, cap: o.cap, validationRoot: o.valData, testRoot: o.testData, seed: o.seed,
-    syntheticSizes: o.syntheticSize as [number, number, number] | undefined, workers: o.workers,
+    kind,
+    root: o.data,
+    imageSize,
+    cap: o.cap,
+    validationRoot: o.valData,
+    testRoot: o.testData,
+    seed: o.seed,
+    syntheticSizes: o.syntheticSize as [number, number, number] | undefined,
+    workers: o.workers,
     onWarning: (m) => out.info(`warning: ${m}`),
   });
   splits.notes.forEach((n) => out.info(`note: ${n}`));
   const labels = splits.train.labels;
-  out.info(`${model} on ${kind}: ${splits.train.size} training, ${splits.validation.size} validation${splits.test ? `, ${splits.test.size} test` : ''} images; classes ${labels.join(', ')}; diversity '${diversity}'; output ${outDir}`);
+  out.info(
+    `${model} on ${kind}: ${splits.train.size} training, ${splits.validation.size} validation${splits.test ? `, ${splits.test.size} test` : ''} images; classes ${labels.join(', ')}; diversity '${diversity}'; output ${outDir}`,
+  );
   const common = {
-    train: splits.train, validation: splits.validation, test: splits.test, diversity, outDir, seed: o.seed, microBatch: o.microBatch,
-    computeWorkers: o.computeWorkers, resume: o.resume, maxSteps: o.maxSteps, checkpointEverySteps: o.checkpointEvery, plots: o.plots, onEvent: out.trainEvents(),
+    train: splits.train,
+    validation: splits.validation,
+    test: splits.test,
+    diversity,
+    outDir,
+    seed: o.seed,
+    microBatch: o.microBatch,
+    computeWorkers: o.computeWorkers,
+    resume: o.resume,
+    maxSteps: o.maxSteps,
+    checkpointEverySteps: o.checkpointEvery,
+    plots: o.plots,
+    onEvent: out.trainEvents(),
   };
   let result: TrainResult<FerModel>;
   let plan: TrainingPlan;
@@ -92,19 +117,34 @@ export async function runTrain(model: 'esr' | 'manet', o: TrainCommandOptions, o
   let bnBatchSize: number;
   if (model === 'esr') {
     if (o.pretrained) {
-      if (kind !== 'ferplus' && kind !== 'rafdb' && kind !== 'folder' && kind !== 'synthetic') throw new FerInputError(`Fine-tuning a pretrained ESR applies to ferplus, rafdb, folder or synthetic data, not ${kind}.`);
+      if (kind !== 'ferplus' && kind !== 'rafdb' && kind !== 'folder' && kind !== 'synthetic')
+        throw new FerInputError(
+          `Fine-tuning a pretrained ESR applies to ferplus, rafdb, folder or synthetic data, not ${kind}.`,
+        );
       plan = esrFineTunePlan({
-        dataset: kind === 'rafdb' ? 'rafdb' : 'ferplus', branches: o.branches, firstEpochs: o.epochs, laterEpochs: o.laterEpochs, batchSize: o.batch,
+        dataset: kind === 'rafdb' ? 'rafdb' : 'ferplus',
+        branches: o.branches,
+        firstEpochs: o.epochs,
+        laterEpochs: o.laterEpochs,
+        batchSize: o.batch,
         diversityScope: o.diversityScope === 'trained' ? 'trained' : 'reference',
       });
     } else {
-      plan = esrGrowthPlan({ branches: o.branches, firstEpochs: o.epochs, laterEpochs: o.laterEpochs, batchSize: o.batch });
+      plan = esrGrowthPlan({
+        branches: o.branches,
+        firstEpochs: o.epochs,
+        laterEpochs: o.laterEpochs,
+        batchSize: o.batch,
+      });
     }
     bnBatchSize = Math.max(2, o.microBatch ?? plan.batchSize);
     const pre = o.pretrained;
     result = await trainEsr({
-      ...common, plan, channelTermOnSpatial: o.faithfulChannel,
-      createModel: () => (pre ? pretrainedEsr(pre, labels) : freshEsr(labels, imageSize, o.seed, inputConvention(splits.validation))),
+      ...common,
+      plan,
+      channelTermOnSpatial: o.faithfulChannel,
+      createModel: () =>
+        pre ? pretrainedEsr(pre, labels) : freshEsr(labels, imageSize, o.seed, inputConvention(splits.validation)),
     });
   } else {
     const ds = kind === 'affectnet' || kind === 'ferplus' || kind === 'rafdb' ? kind : 'rafdb';
@@ -114,12 +154,19 @@ export async function runTrain(model: 'esr' | 'manet', o: TrainCommandOptions, o
       // The wasm heap (4 GiB) holds a training forward + backward of at most MANET_WASM_MAX_BATCH images at 224 px.
       if (microBatch === undefined && plan.batchSize > MANET_WASM_MAX_BATCH) {
         microBatch = MANET_WASM_MICRO_BATCH;
-        out.info(`note: batch ${plan.batchSize} runs as micro-batches of ${microBatch} with gradient accumulation (wasm heap); BN statistics are per micro-batch. Set --micro-batch to change.`);
+        out.info(
+          `note: batch ${plan.batchSize} runs as micro-batches of ${microBatch} with gradient accumulation (wasm heap); BN statistics are per micro-batch. Set --micro-batch to change.`,
+        );
       }
       plan = { ...plan, evalBatchSize: Math.min(plan.evalBatchSize, MANET_WASM_MAX_BATCH) };
     }
     bnBatchSize = Math.max(2, microBatch ?? plan.batchSize);
-    result = await trainManet({ ...common, microBatch, plan, createModel: () => manetFor(labels, o.seed, o.pretrained) });
+    result = await trainManet({
+      ...common,
+      microBatch,
+      plan,
+      createModel: () => manetFor(labels, o.seed, o.pretrained),
+    });
   }
   if (result.stopped) {
     out.result(`stopped early; resume with --resume --out ${outDir}`, { type: 'summary', stopped: true, outDir });
@@ -129,15 +176,34 @@ export async function runTrain(model: 'esr' | 'manet', o: TrainCommandOptions, o
   if (o.bnBatches) {
     const last = plan.stages[plan.stages.length - 1];
     const fin = await finishWithPreciseBn(result, {
-      train: splits.train, validation: splits.validation, test: splits.test,
-      evaluation: { ...(model === 'esr' ? esrStageEvaluation(last) : manetEvaluation()), batchSize: plan.evalBatchSize },
+      train: splits.train,
+      validation: splits.validation,
+      test: splits.test,
+      evaluation: {
+        ...(model === 'esr' ? esrStageEvaluation(last) : manetEvaluation()),
+        batchSize: plan.evalBatchSize,
+      },
       recalibrate: { batches: o.bnBatches, batchSize: bnBatchSize, seed: o.seed },
-      save: async (m, dir) => void (model === 'esr' ? await (m as EsrEnsemble).save(dir) : await saveManet(m as Manet, dir)),
+      save: async (m, dir) =>
+        void (model === 'esr' ? await (m as EsrEnsemble).save(dir) : await saveManet(m as Manet, dir)),
     });
-    out.info(`precise BN: recomputed ${fin.batchNorm.layers} batch norms over ${fin.batchNorm.batches} training batches (${fin.batchNorm.images} images); validation accuracy with batch statistics was ${pct(fin.before.validation!.ensemble.accuracy)}.`);
+    out.info(
+      `precise BN: recomputed ${fin.batchNorm.layers} batch norms over ${fin.batchNorm.batches} training batches (${fin.batchNorm.images} images); validation accuracy with batch statistics was ${pct(fin.before.validation!.ensemble.accuracy)}.`,
+    );
   }
-  out.result(describeEval(splits.test ? 'validation (model selection)' : 'validation', result.validation!, names), { type: 'summary', split: 'validation', accuracy: result.validation!.ensemble.accuracy, macroF1: result.validation!.ensemble.macroF1 });
-  if (result.test) out.result(describeEval('test', result.test, names), { type: 'summary', split: 'test', accuracy: result.test.ensemble.accuracy, macroF1: result.test.ensemble.macroF1 });
+  out.result(describeEval(splits.test ? 'validation (model selection)' : 'validation', result.validation!, names), {
+    type: 'summary',
+    split: 'validation',
+    accuracy: result.validation!.ensemble.accuracy,
+    macroF1: result.validation!.ensemble.macroF1,
+  });
+  if (result.test)
+    out.result(describeEval('test', result.test, names), {
+      type: 'summary',
+      split: 'test',
+      accuracy: result.test.ensemble.accuracy,
+      macroF1: result.test.ensemble.macroF1,
+    });
   out.result(
     `files: model ${result.files.model}, history ${result.files.history} (+ .csv)${o.plots ? `, plots ${result.files.plots}/{loss,accuracy,confusion}.{svg,png}` : ''}, checkpoints ${result.files.checkpoints}`,
     { type: 'files', ...result.files },
