@@ -6,6 +6,7 @@ import {
   Rng,
   assertPositiveInt,
   writeFileAtomic,
+  type Batch,
   type FerDataset,
   type FerModel,
   type RngState,
@@ -20,7 +21,7 @@ import {
   type TrainingPosition,
 } from './io/checkpoint';
 import type { LossFn } from './loss-types';
-import { Sgd } from './optim/sgd';
+import { Sgd, type SgdState } from './optim/sgd';
 import { confusionMatrixSvg, lineChartSvg, type Series } from './plots/svg';
 import { writeSvgAndPng } from './plots/render';
 import { learningRatesAt, type StagePlan, type TrainingPlan } from './schedule/plans';
@@ -147,6 +148,35 @@ interface Extra {
   script: string;
 }
 
+/** Everything `run()` carries from step to step (the checkpointed part is stored in `last.safetensors`). */
+interface RunState<M extends FerModel> {
+  seed: number;
+  model: M;
+  rng: Rng;
+  pos: TrainingPosition;
+  acc: EpochAccumulator;
+  bestMetric: number | null;
+  stageSeed: number;
+  /** False while resuming inside a stage: its start (reload best, growth, stage seed) already happened. */
+  stageFresh: boolean;
+  opt?: Sgd;
+  resumedOpt?: SgdState;
+  parallel?: DataParallelStep;
+  /** Optimizer steps in this process (for `maxSteps`). */
+  processSteps: number;
+  lastSave: number;
+  stopped: boolean;
+}
+
+/** What the steps of one stage share. */
+interface StageContext {
+  stage: StagePlan;
+  sgd: Sgd;
+  train: FerDataset;
+  loss: LossFn;
+  stepsPerEpoch: number;
+}
+
 const emptyAcc = (): EpochAccumulator => ({ steps: 0, lossSum: 0, termSums: {}, correct: [], count: 0, seconds: 0 });
 
 /**
@@ -196,248 +226,279 @@ export class Trainer<M extends FerModel = FerModel> {
     );
   }
 
+  /** Runs (or resumes) the whole plan: stage by stage, then the final evaluation and the saved model. */
   async run(): Promise<TrainResult<M>> {
-    const { plan } = this.o;
-    const seed = this.o.seed ?? 0;
-    const rng = new Rng(seed);
-    let pos: TrainingPosition = { stage: 1, epoch: 0, step: 0, globalStep: 0 };
-    let acc = emptyAcc();
-    let bestMetric: number | null = null;
-    let stageSeed = 0;
-    let stageFresh = true;
-    let model = await this.o.model.create();
-    let opt: Sgd | undefined;
-    let resumedOpt: ReturnType<typeof checkpointOptimizerState>;
-
-    if (this.o.resume && existsSync(this.lastFile())) {
-      const ck = await loadCheckpoint<History>(this.lastFile());
-      const extra = ck.meta.extra as unknown as Extra;
-      if (extra.script !== plan.script)
-        throw new FerInputError(
-          `The checkpoint in ${this.o.outDir} is from '${extra.script}', not '${plan.script}'.`,
-          'Use another --out folder or the same command.',
-        );
-      pos = ck.meta.position;
-      this.history = ck.meta.history;
-      acc = extra.epochAcc;
-      bestMetric = extra.bestMetric;
-      stageSeed = extra.stageSeed;
-      rng.setState(extra.rng);
-      while (this.ensembleSize(model) < extra.ensembleSize && this.o.model.addBranch) this.o.model.addBranch(model, 0);
-      restoreVariables(
-        stateVariables(model),
-        ck.values,
-        ck.meta.variables.map((v) => v.name),
-      );
-      resumedOpt = checkpointOptimizerState(ck);
-      stageFresh = pos.epoch === 0 && pos.step === 0 && resumedOpt === undefined;
-      this.emit({ type: 'resumed', position: pos });
-    }
-
-    const computeWorkers = this.o.computeWorkers ?? 1;
-    assertPositiveInt('computeWorkers', computeWorkers);
-    let parallel: DataParallelStep | undefined;
-    let processSteps = 0;
-    let lastSave = Date.now();
-    let stopped = false;
-    const saveLast = async (p: TrainingPosition) => {
-      await saveCheckpoint(this.lastFile(), {
-        variables: stateVariables(model),
-        optimizer: opt ? await opt.getState() : undefined,
-        meta: {
-          position: p,
-          history: this.history,
-          extra: {
-            seed,
-            rng: rng.getState(),
-            stageSeed,
-            bestMetric,
-            epochAcc: acc,
-            ensembleSize: this.ensembleSize(model),
-            script: plan.script,
-          } satisfies Extra as unknown as Record<string, unknown>,
-        },
-      });
-      lastSave = Date.now();
-      this.emit({ type: 'checkpoint', kind: 'last', file: this.lastFile() });
-    };
-
+    const s = await this.start();
+    const { stages } = this.o.plan;
     try {
-      outer: for (let si = pos.stage - 1; si < plan.stages.length; si++) {
-        const stage = plan.stages[si];
-        if (stageFresh) {
-          if (stage.reloadBest && existsSync(this.bestFile(stage.stage - 1)))
-            await this.loadWeights(model, this.bestFile(stage.stage - 1));
-          stageSeed = rng.nextU32();
-          if (stage.addBranch) {
-            if (!this.o.model.addBranch)
-              throw new Error(`Stage ${stage.stage} adds a branch but the model adapter has no addBranch().`);
-            this.o.model.addBranch(model, stageSeed);
-          }
-          bestMetric = null;
-          pos = { stage: stage.stage, epoch: 0, step: 0, globalStep: pos.globalStep };
-        }
-        opt?.dispose();
-        const sgd = this.makeOptimizer(model, stage);
-        opt = sgd;
-        if (resumedOpt) {
-          sgd.setState(resumedOpt);
-          resumedOpt = undefined;
-        }
-        this.emit({ type: 'stage', stage, stages: plan.stages.length });
-        const train = await this.o.trainData(stage, stageSeed);
-        const loss = this.o.loss(stage);
-        // Replicas are built per stage: growth changes the variables, and the stage's loss options change.
-        await parallel?.dispose();
-        parallel =
-          computeWorkers > 1
-            ? await DataParallelStep.create(model, loss, {
-                workers: computeWorkers,
-                microBatch: this.o.microBatch,
-                backend: this.o.computeBackend,
-              })
-            : undefined;
-        const stepsPerEpoch = Math.ceil(train.size / plan.batchSize);
-
-        for (let e = pos.epoch; e < stage.epochs; e++) {
-          const lrs = learningRatesAt(plan, stage.stage, e);
-          sgd.setLearningRates(Object.fromEntries(sgd.groups.map((g) => [g.name, lrs[g.name] ?? lrs.all])));
-          this.emit({
-            type: 'epoch',
-            stage: stage.stage,
-            epoch: e,
-            epochs: stage.epochs,
-            steps: stepsPerEpoch,
-            lrs: sgd.learningRates(),
-          });
-          const skip = pos.epoch === e ? pos.step : 0;
-          if (skip === 0) acc = emptyAcc();
-          let i = 0;
-          const t0 = Date.now() - acc.seconds * 1000;
-          for await (const batch of train.batches({
-            batchSize: plan.batchSize,
-            shuffle: true,
-            seed: stageSeed,
-            epoch: e,
-          })) {
-            try {
-              if (i++ < skip) continue;
-              const r = parallel
-                ? await parallel.step(sgd, batch)
-                : await trainStep(model, sgd, batch, loss, { microBatch: this.o.microBatch });
-              acc.steps++;
-              acc.lossSum += r.loss;
-              for (const [k, v] of Object.entries(r.terms)) acc.termSums[k] = (acc.termSums[k] ?? 0) + v;
-              acc.correct = acc.correct.length ? acc.correct.map((c, k) => c + r.correct[k]) : r.correct;
-              acc.count += r.count;
-              acc.seconds = (Date.now() - t0) / 1000;
-              processSteps++;
-              pos = { stage: stage.stage, epoch: e, step: i, globalStep: pos.globalStep + 1 };
-              this.emit({
-                type: 'step',
-                stage: stage.stage,
-                epoch: e,
-                step: i,
-                steps: stepsPerEpoch,
-                loss: acc.lossSum / acc.steps,
-                accuracy: Math.max(...acc.correct) / acc.count,
-                terms: r.terms,
-              });
-              const every = this.o.checkpointEverySteps;
-              const limit = this.o.maxSteps !== undefined && processSteps >= this.o.maxSteps;
-              if ((every && pos.globalStep % every === 0) || Date.now() - lastSave > 10 * 60_000 || limit)
-                await saveLast(pos);
-              if (limit && i < stepsPerEpoch) {
-                stopped = true;
-                this.emit({ type: 'stopped', reason: `maxSteps ${this.o.maxSteps} reached`, position: pos });
-                break outer;
-              }
-            } finally {
-              tf.dispose([batch.images, batch.labels, ...(batch.soft ? [batch.soft] : [])]);
-            }
-          }
-          acc.seconds = (Date.now() - t0) / 1000;
-          const ev = await evaluate(model, this.o.validation, {
-            ...this.o.evaluation(stage),
-            batchSize: plan.evalBatchSize,
-            onBatch: (done, total) => this.emit({ type: 'validate', stage: stage.stage, epoch: e, done, total }),
-          });
-          const metric = ev.ensemble.accuracy;
-          const isBest = bestMetric === null || (plan.bestIsTie ? metric >= bestMetric : metric > bestMetric);
-          const record: EpochRecord = {
-            stage: stage.stage,
-            epoch: e,
-            lrs: sgd.learningRates(),
-            steps: acc.steps,
-            trainLoss: acc.lossSum / Math.max(acc.steps, 1),
-            trainTerms: Object.fromEntries(
-              Object.entries(acc.termSums).map(([k, v]) => [k, v / Math.max(acc.steps, 1)]),
-            ),
-            trainAccuracy: acc.correct.map((c) => c / Math.max(acc.count, 1)),
-            valLoss: ev.branches.map((b) => b.loss),
-            valAccuracy: ev.branches.map((b) => b.accuracy),
-            valEnsembleAccuracy: metric,
-            valMacroF1: ev.ensemble.macroF1,
-            valDiversity: ev.diversity,
-            best: isBest,
-            seconds: acc.seconds,
-          };
-          this.history.epochs.push(record);
-          if (isBest) {
-            bestMetric = metric;
-            await saveCheckpoint(this.bestFile(stage.stage), {
-              variables: stateVariables(model),
-              meta: { position: pos, history: this.history, extra: { metric, script: plan.script } },
-            });
-            this.emit({ type: 'checkpoint', kind: 'best', file: this.bestFile(stage.stage) });
-          }
-          acc = emptyAcc();
-          const next: TrainingPosition =
-            e + 1 < stage.epochs
-              ? { stage: stage.stage, epoch: e + 1, step: 0, globalStep: pos.globalStep }
-              : { stage: stage.stage + 1, epoch: 0, step: 0, globalStep: pos.globalStep };
-          pos = next;
-          await this.writeHistory(ev);
-          this.emit({ type: 'epoch-end', record });
-          const stageDone = e + 1 >= stage.epochs;
-          // A checkpoint at a stage boundary carries no optimizer: the next stage builds a fresh one.
-          if (stageDone) {
-            sgd.dispose();
-            opt = undefined;
-          }
-          await saveLast(next);
-          if (
-            this.o.maxSteps !== undefined &&
-            processSteps >= this.o.maxSteps &&
-            !(si === plan.stages.length - 1 && stageDone)
-          ) {
-            stopped = true;
-            this.emit({ type: 'stopped', reason: `maxSteps ${this.o.maxSteps} reached`, position: next });
-            break outer;
-          }
-          if (stageDone) break;
-        }
-        stageFresh = true;
-      }
+      for (let si = s.pos.stage - 1; si < stages.length && !s.stopped; si++) await this.runStage(s, stages[si]);
     } catch (err) {
       // NonFiniteLossError: nothing was written after the last good checkpoint.
-      opt?.dispose();
-      model.dispose();
+      s.opt?.dispose();
+      s.model.dispose();
       throw err;
     } finally {
-      await parallel?.dispose();
+      await s.parallel?.dispose();
     }
-    opt?.dispose();
+    s.opt?.dispose();
+    return this.finish(s);
+  }
 
+  /** A fresh run state, or the one stored in `last.safetensors` when resuming. */
+  private async start(): Promise<RunState<M>> {
+    const { plan } = this.o;
+    const seed = this.o.seed ?? 0;
+    assertPositiveInt('computeWorkers', this.o.computeWorkers ?? 1);
+    const s: RunState<M> = {
+      seed,
+      model: await this.o.model.create(),
+      rng: new Rng(seed),
+      pos: { stage: 1, epoch: 0, step: 0, globalStep: 0 },
+      acc: emptyAcc(),
+      bestMetric: null,
+      stageSeed: 0,
+      stageFresh: true,
+      processSteps: 0,
+      lastSave: Date.now(),
+      stopped: false,
+    };
+    if (!this.o.resume || !existsSync(this.lastFile())) return s;
+    const ck = await loadCheckpoint<History>(this.lastFile());
+    const extra = ck.meta.extra as unknown as Extra;
+    if (extra.script !== plan.script)
+      throw new FerInputError(
+        `The checkpoint in ${this.o.outDir} is from '${extra.script}', not '${plan.script}'.`,
+        'Use another --out folder or the same command.',
+      );
+    s.pos = ck.meta.position;
+    this.history = ck.meta.history;
+    s.acc = extra.epochAcc;
+    s.bestMetric = extra.bestMetric;
+    s.stageSeed = extra.stageSeed;
+    s.rng.setState(extra.rng);
+    while (this.ensembleSize(s.model) < extra.ensembleSize && this.o.model.addBranch)
+      this.o.model.addBranch(s.model, 0);
+    restoreVariables(
+      stateVariables(s.model),
+      ck.values,
+      ck.meta.variables.map((v) => v.name),
+    );
+    s.resumedOpt = checkpointOptimizerState(ck);
+    s.stageFresh = s.pos.epoch === 0 && s.pos.step === 0 && s.resumedOpt === undefined;
+    this.emit({ type: 'resumed', position: s.pos });
+    return s;
+  }
+
+  /** One stage: enter it (reload best, grow) unless resuming inside it, then its remaining epochs. */
+  private async runStage(s: RunState<M>, stage: StagePlan): Promise<void> {
+    if (s.stageFresh) await this.enterStage(s, stage);
+    const ctx = await this.prepareStage(s, stage);
+    for (let e = s.pos.epoch; e < stage.epochs && !s.stopped; e++) await this.runEpoch(s, ctx, e);
+    s.stageFresh = true;
+  }
+
+  /** Stage start: the previous stage's best weights, a new stage seed, a new branch when the plan grows. */
+  private async enterStage(s: RunState<M>, stage: StagePlan): Promise<void> {
+    if (stage.reloadBest && existsSync(this.bestFile(stage.stage - 1)))
+      await this.loadWeights(s.model, this.bestFile(stage.stage - 1));
+    s.stageSeed = s.rng.nextU32();
+    if (stage.addBranch) {
+      if (!this.o.model.addBranch)
+        throw new Error(`Stage ${stage.stage} adds a branch but the model adapter has no addBranch().`);
+      this.o.model.addBranch(s.model, s.stageSeed);
+    }
+    s.bestMetric = null;
+    s.pos = { stage: stage.stage, epoch: 0, step: 0, globalStep: s.pos.globalStep };
+  }
+
+  /** The stage's optimizer (restored on resume), training data, loss and data-parallel replicas. */
+  private async prepareStage(s: RunState<M>, stage: StagePlan): Promise<StageContext> {
+    s.opt?.dispose();
+    const sgd = this.makeOptimizer(s.model, stage);
+    s.opt = sgd;
+    if (s.resumedOpt) {
+      sgd.setState(s.resumedOpt);
+      s.resumedOpt = undefined;
+    }
+    this.emit({ type: 'stage', stage, stages: this.o.plan.stages.length });
+    const train = await this.o.trainData(stage, s.stageSeed);
+    const loss = this.o.loss(stage);
+    // Replicas are built per stage: growth changes the variables, and the stage's loss options change.
+    await s.parallel?.dispose();
+    const workers = this.o.computeWorkers ?? 1;
+    s.parallel =
+      workers > 1
+        ? await DataParallelStep.create(s.model, loss, {
+            workers,
+            microBatch: this.o.microBatch,
+            backend: this.o.computeBackend,
+          })
+        : undefined;
+    return { stage, sgd, train, loss, stepsPerEpoch: Math.ceil(train.size / this.o.plan.batchSize) };
+  }
+
+  /** One epoch: its learning rates, the remaining steps, then validation and checkpoints (unless stopped). */
+  private async runEpoch(s: RunState<M>, ctx: StageContext, e: number): Promise<void> {
+    const { plan } = this.o;
+    const { stage, sgd } = ctx;
+    const lrs = learningRatesAt(plan, stage.stage, e);
+    sgd.setLearningRates(Object.fromEntries(sgd.groups.map((g) => [g.name, lrs[g.name] ?? lrs.all])));
+    this.emit({
+      type: 'epoch',
+      stage: stage.stage,
+      epoch: e,
+      epochs: stage.epochs,
+      steps: ctx.stepsPerEpoch,
+      lrs: sgd.learningRates(),
+    });
+    const skip = s.pos.epoch === e ? s.pos.step : 0;
+    if (skip === 0) s.acc = emptyAcc();
+    let i = 0;
+    const t0 = Date.now() - s.acc.seconds * 1000;
+    for await (const batch of ctx.train.batches({
+      batchSize: plan.batchSize,
+      shuffle: true,
+      seed: s.stageSeed,
+      epoch: e,
+    })) {
+      try {
+        if (i++ < skip) continue;
+        await this.runStep(s, ctx, batch, e, i, t0);
+        if (s.stopped) return;
+      } finally {
+        tf.dispose([batch.images, batch.labels, ...(batch.soft ? [batch.soft] : [])]);
+      }
+    }
+    s.acc.seconds = (Date.now() - t0) / 1000;
+    await this.endEpoch(s, ctx, e);
+  }
+
+  /** One optimizer step on batch `i` (1-based) of epoch `e`, then the mid-epoch checkpoint and `maxSteps` stop. */
+  private async runStep(s: RunState<M>, ctx: StageContext, batch: Batch, e: number, i: number, t0: number) {
+    const { stage } = ctx;
+    const r = s.parallel
+      ? await s.parallel.step(ctx.sgd, batch)
+      : await trainStep(s.model, ctx.sgd, batch, ctx.loss, { microBatch: this.o.microBatch });
+    const acc = s.acc;
+    acc.steps++;
+    acc.lossSum += r.loss;
+    for (const [k, v] of Object.entries(r.terms)) acc.termSums[k] = (acc.termSums[k] ?? 0) + v;
+    acc.correct = acc.correct.length ? acc.correct.map((c, k) => c + r.correct[k]) : r.correct;
+    acc.count += r.count;
+    acc.seconds = (Date.now() - t0) / 1000;
+    s.processSteps++;
+    s.pos = { stage: stage.stage, epoch: e, step: i, globalStep: s.pos.globalStep + 1 };
+    this.emit({
+      type: 'step',
+      stage: stage.stage,
+      epoch: e,
+      step: i,
+      steps: ctx.stepsPerEpoch,
+      loss: acc.lossSum / acc.steps,
+      accuracy: Math.max(...acc.correct) / acc.count,
+      terms: r.terms,
+    });
+    const every = this.o.checkpointEverySteps;
+    const limit = this.o.maxSteps !== undefined && s.processSteps >= this.o.maxSteps;
+    if ((every && s.pos.globalStep % every === 0) || Date.now() - s.lastSave > 10 * 60_000 || limit)
+      await this.saveLast(s, s.pos);
+    if (limit && i < ctx.stepsPerEpoch) this.stop(s, s.pos);
+  }
+
+  /** Epoch end: validation, the history record, the stage's best snapshot, `last`, and the `maxSteps` stop. */
+  private async endEpoch(s: RunState<M>, ctx: StageContext, e: number): Promise<void> {
+    const { plan } = this.o;
+    const { stage, sgd } = ctx;
+    const acc = s.acc;
+    const ev = await evaluate(s.model, this.o.validation, {
+      ...this.o.evaluation(stage),
+      batchSize: plan.evalBatchSize,
+      onBatch: (done, total) => this.emit({ type: 'validate', stage: stage.stage, epoch: e, done, total }),
+    });
+    const metric = ev.ensemble.accuracy;
+    const isBest = s.bestMetric === null || (plan.bestIsTie ? metric >= s.bestMetric : metric > s.bestMetric);
+    const steps = Math.max(acc.steps, 1);
+    const record: EpochRecord = {
+      stage: stage.stage,
+      epoch: e,
+      lrs: sgd.learningRates(),
+      steps: acc.steps,
+      trainLoss: acc.lossSum / steps,
+      trainTerms: Object.fromEntries(Object.entries(acc.termSums).map(([k, v]) => [k, v / steps])),
+      trainAccuracy: acc.correct.map((c) => c / Math.max(acc.count, 1)),
+      valLoss: ev.branches.map((b) => b.loss),
+      valAccuracy: ev.branches.map((b) => b.accuracy),
+      valEnsembleAccuracy: metric,
+      valMacroF1: ev.ensemble.macroF1,
+      valDiversity: ev.diversity,
+      best: isBest,
+      seconds: acc.seconds,
+    };
+    this.history.epochs.push(record);
+    if (isBest) {
+      s.bestMetric = metric;
+      await saveCheckpoint(this.bestFile(stage.stage), {
+        variables: stateVariables(s.model),
+        meta: { position: s.pos, history: this.history, extra: { metric, script: plan.script } },
+      });
+      this.emit({ type: 'checkpoint', kind: 'best', file: this.bestFile(stage.stage) });
+    }
+    s.acc = emptyAcc();
+    const stageDone = e + 1 >= stage.epochs;
+    const next: TrainingPosition = stageDone
+      ? { stage: stage.stage + 1, epoch: 0, step: 0, globalStep: s.pos.globalStep }
+      : { stage: stage.stage, epoch: e + 1, step: 0, globalStep: s.pos.globalStep };
+    s.pos = next;
+    await this.writeHistory(ev);
+    this.emit({ type: 'epoch-end', record });
+    // A checkpoint at a stage boundary carries no optimizer: the next stage builds a fresh one.
+    if (stageDone) {
+      sgd.dispose();
+      s.opt = undefined;
+    }
+    await this.saveLast(s, next);
+    const runDone = stageDone && stage.stage === plan.stages[plan.stages.length - 1].stage;
+    if (this.o.maxSteps !== undefined && s.processSteps >= this.o.maxSteps && !runDone) this.stop(s, next);
+  }
+
+  private stop(s: RunState<M>, position: TrainingPosition): void {
+    s.stopped = true;
+    this.emit({ type: 'stopped', reason: `maxSteps ${this.o.maxSteps} reached`, position });
+  }
+
+  private async saveLast(s: RunState<M>, p: TrainingPosition): Promise<void> {
+    await saveCheckpoint(this.lastFile(), {
+      variables: stateVariables(s.model),
+      optimizer: s.opt ? await s.opt.getState() : undefined,
+      meta: {
+        position: p,
+        history: this.history,
+        extra: {
+          seed: s.seed,
+          rng: s.rng.getState(),
+          stageSeed: s.stageSeed,
+          bestMetric: s.bestMetric,
+          epochAcc: s.acc,
+          ensembleSize: this.ensembleSize(s.model),
+          script: this.o.plan.script,
+        } satisfies Extra as unknown as Record<string, unknown>,
+      },
+    });
+    s.lastSave = Date.now();
+    this.emit({ type: 'checkpoint', kind: 'last', file: this.lastFile() });
+  }
+
+  /** After the last stage: the final stage's best snapshot, final evaluations, history and the saved model. */
+  private async finish(s: RunState<M>): Promise<TrainResult<M>> {
+    const { plan } = this.o;
+    const { model, stopped } = s;
     const files = {
       checkpoints: this.dirs.checkpoints,
       history: path.join(this.o.outDir, 'history.json'),
       plots: this.dirs.plots,
       model: undefined as string | undefined,
     };
-    if (stopped) {
-      return { model, history: this.history, stopped, files };
-    }
+    if (stopped) return { model, history: this.history, stopped, files };
     // Final: the last stage's best snapshot (the reference leaves the last epoch in memory, spec §8 defect 32).
     const last = plan.stages[plan.stages.length - 1];
     if (existsSync(this.bestFile(last.stage))) await this.loadWeights(model, this.bestFile(last.stage));
