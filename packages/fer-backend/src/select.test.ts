@@ -1,24 +1,48 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { loadAddon } from 'fer-native';
 import { initBackend, parseBackendName, BackendUnavailableError } from './index';
 
 describe('initBackend', () => {
   const savedEnv = process.env.FER_BACKEND;
+  const savedNative = process.env.FER_NATIVE;
   afterEach(() => {
     if (savedEnv === undefined) delete process.env.FER_BACKEND;
     else process.env.FER_BACKEND = savedEnv;
+    if (savedNative === undefined) delete process.env.FER_NATIVE;
+    else process.env.FER_NATIVE = savedNative;
   });
 
-  it('picks wasm automatically when the native packages are absent, saying why each was skipped', async () => {
+  it('falls back to wasm automatically when the native packs are unavailable, saying why each was skipped', async () => {
     delete process.env.FER_BACKEND;
+    process.env.FER_NATIVE = '0';
     const info = await initBackend({ quiet: true });
     expect(info.name).toBe('wasm');
     expect(info.tfBackend).toBe('wasm');
     expect(tf.getBackend()).toBe('wasm');
     expect(info.source).toBe('auto');
-    expect(info.skipped.map((s) => s.name)).toEqual(['tfjs-node-gpu', 'tfjs-node']);
+    expect(info.skipped.map((s) => s.name)).toEqual(['tfjs-node-gpu', 'tfjs-node', 'native']);
     expect(info.skipped[0].reason).toMatch(/@tensorflow\/tfjs-node-gpu is not installed/);
+    expect(info.skipped[2].reason).toBe('disabled by FER_NATIVE=0');
     expect(info.kernels).toEqual(expect.arrayContaining(['Conv2DBackpropFilter', 'Conv2DBackpropInput']));
+    expect(info.kernelPack).toMatch(/wasm/);
     expect(info.gradientOverrides).toEqual(['FusedBatchNorm', 'Sum', 'Mean', 'Max']);
+  });
+
+  it("picks native automatically when fer-native's addon is built, else names the apt command", async () => {
+    delete process.env.FER_BACKEND;
+    const built = loadAddon().addon != null;
+    const info = await initBackend({ quiet: true });
+    if (built) {
+      expect([info.name, info.tfBackend, tf.getBackend()]).toEqual(['native', 'native', 'native']);
+      expect(info.kernelPack).toMatch(/^fer-native: oneDNN \d+\.\d+\.\d+, \w+, \d+ threads$/);
+    } else {
+      expect(info.name).toBe('wasm');
+      expect(info.skipped[2]).toEqual({
+        name: 'native',
+        reason: expect.stringContaining('apt-get install -y g++ libdnnl-dev'),
+      });
+    }
+    await initBackend({ backend: 'wasm', quiet: true });
   });
 
   it('honours FER_BACKEND, and an explicit option wins over it', async () => {
@@ -77,7 +101,7 @@ describe('parseBackendName', () => {
     expect(parseBackendName('tensorflow')).toBe('tfjs-node');
     expect(parseBackendName('auto')).toBe('auto');
     expect(() => parseBackendName('webgl')).toThrow(
-      "Unknown backend 'webgl'. Valid: tfjs-node-gpu, tfjs-node, wasm, cpu, auto.",
+      "Unknown backend 'webgl'. Valid: tfjs-node-gpu, tfjs-node, native, wasm, cpu, auto.",
     );
   });
 });

@@ -6,8 +6,11 @@ import '@tensorflow/tfjs-backend-wasm';
 import { registerGradientOverrides } from './gradients';
 import { registerWasmTrainingKernels } from './wasm/register';
 
-/** Backends in automatic preference order. `tfjs-node*` are optional peer dependencies, detected at run time. */
-export const BACKEND_NAMES = ['tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu'] as const;
+/**
+ * Backends in automatic preference order. `tfjs-node*` are optional peer dependencies, detected at run time;
+ * `native` is fer-native's oneDNN kernel pack (an optional peer too), used when its addon is built.
+ */
+export const BACKEND_NAMES = ['tfjs-node-gpu', 'tfjs-node', 'native', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof BACKEND_NAMES)[number];
 
 export interface BackendOptions {
@@ -20,14 +23,16 @@ export interface BackendOptions {
 export interface BackendInfo {
   /** The backend package chosen. */
   name: BackendName;
-  /** tfjs' own name for it (`tf.getBackend()`): 'tensorflow', 'wasm' or 'cpu'. */
+  /** tfjs' own name for it (`tf.getBackend()`): 'tensorflow', 'native', 'wasm' or 'cpu'. */
   tfBackend: string;
   /** How it was chosen. */
   source: 'option' | 'env' | 'auto';
   /** True once tfjs' gradients are registered (always, after initBackend). */
   gradients: boolean;
-  /** Kernels fer-backend registered for this backend (empty except on wasm). */
+  /** Kernels fer-backend registered for this backend: wasm's training kernels, or fer-native's native kernels. */
   kernels: string[];
+  /** The kernel pack in use, in one line (e.g. 'fer-native: oneDNN 2.6.3, avx512_core_bf16, 2 threads'). */
+  kernelPack: string;
   /** Gradient overrides fer-backend registered (global, every backend). */
   gradientOverrides: string[];
   /** Candidates tried before this one during automatic selection, with why each was skipped. */
@@ -39,6 +44,8 @@ const INSTALL_HINT: Record<BackendName, string> = {
     'Install it with `npm install @tensorflow/tfjs-node-gpu@4.22.0` (needs CUDA 11.2 + cuDNN 8.1, and network access to storage.googleapis.com at install time, which downloads libtensorflow).',
   'tfjs-node':
     'Install it with `npm install @tensorflow/tfjs-node@4.22.0` (its install script downloads libtensorflow from storage.googleapis.com, so it needs that host reachable).',
+  native:
+    'It needs the fer-native package and its addon: `npm install fer-native`, with `apt-get install -y g++ libdnnl-dev` done first so its install script can compile it.',
   wasm: 'Install it with `npm install @tensorflow/tfjs-backend-wasm@4.22.0`.',
   cpu: 'Install it with `npm install @tensorflow/tfjs-backend-cpu@4.22.0`.',
 };
@@ -70,8 +77,43 @@ export function parseBackendName(value: string): BackendName | 'auto' {
 }
 
 // A variable specifier keeps bundlers and tsc from resolving the optional native packages.
-async function importOptional(spec: string): Promise<void> {
-  await import(/* webpackIgnore: true */ spec);
+async function importOptional(spec: string): Promise<unknown> {
+  return import(/* webpackIgnore: true */ spec);
+}
+
+/** The part of fer-native this module uses (typed here so fer-backend does not depend on it at import time). */
+interface FerNativeModule {
+  registerNativeBackend(): {
+    ok: boolean;
+    reason: string;
+    info?: { onednn: string; isa: string; threads: number };
+    kernels: string[];
+  };
+}
+
+let nativePack: { kernels: string[]; pack: string } | undefined;
+
+async function activateNative(): Promise<string | null> {
+  if (process.env.FER_NATIVE === '0') return 'disabled by FER_NATIVE=0';
+  let mod: FerNativeModule;
+  try {
+    mod = (await importOptional('fer-native')) as FerNativeModule;
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if ((err?.code === 'MODULE_NOT_FOUND' || err?.code === 'ERR_MODULE_NOT_FOUND') && /fer-native/.test(err.message)) {
+      return 'fer-native is not installed';
+    }
+    return `fer-native failed to load (${firstLine(err)})`;
+  }
+  const reg = mod.registerNativeBackend();
+  if (!reg.ok) return reg.reason;
+  if (!(await tf.setBackend('native'))) return "tf.setBackend('native') returned false";
+  const i = reg.info;
+  nativePack = {
+    kernels: reg.kernels,
+    pack: i ? `fer-native: oneDNN ${i.onednn}, ${i.isa}, ${i.threads} threads` : 'fer-native',
+  };
+  return null;
 }
 
 /** Loads a backend's package and makes it active. Returns null on success, else why it is unavailable. */
@@ -92,6 +134,7 @@ async function tryActivate(name: BackendName): Promise<string | null> {
       if (!(await tf.setBackend('tensorflow'))) return `${spec}'s backend failed to initialise`;
       return null;
     }
+    if (name === 'native') return await activateNative();
     if (!(await tf.setBackend(name))) return `tf.setBackend('${name}') returned false`;
     await tf.ready();
     return null;
@@ -110,7 +153,8 @@ let logged = '';
  * Chooses and activates the tfjs backend, registers the gradients (importing fer-backend imports
  * `@tensorflow/tfjs-layers`, which registers tfjs' stock gradients), re-registers fer-backend's gradient overrides
  * after them (lean `FusedBatchNorm`), and on wasm registers the training kernels tfjs lacks. Order: explicit
- * `options.backend`, else `FER_BACKEND`, else the first available of tfjs-node-gpu, tfjs-node, wasm, cpu. An
+ * `options.backend`, else `FER_BACKEND`, else the first available of tfjs-node-gpu, tfjs-node, native (fer-native's
+ * oneDNN kernels, when its addon is built; `FER_NATIVE=0` skips it), wasm, cpu. An
  * explicit choice that is unavailable throws `BackendUnavailableError` naming how to install it. Logs the choice
  * once per process and backend unless `quiet`. Safe to call repeatedly.
  */
@@ -154,14 +198,24 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
     tfBackend: tf.getBackend(),
     source,
     gradients: true,
-    kernels: chosen === 'wasm' ? kernels : [],
+    kernels: chosen === 'wasm' ? kernels : chosen === 'native' ? (nativePack?.kernels ?? []) : [],
+    kernelPack:
+      chosen === 'native'
+        ? (nativePack?.pack ?? 'fer-native')
+        : chosen === 'wasm'
+          ? 'tfjs-backend-wasm + fer-backend training kernels'
+          : chosen.startsWith('tfjs-node')
+            ? 'libtensorflow'
+            : 'tfjs-backend-cpu',
     gradientOverrides,
     skipped,
   };
   if (!options.quiet && logged !== chosen) {
     logged = chosen;
-    const extra = info.kernels.length ? `; training kernels: ${info.kernels.join(', ')}` : '';
-    console.info(`[fer-backend] using ${chosen} (${source})${extra}`);
+    const native = skipped.find((s) => s.name === 'native');
+    // Auto-selection fell past the native pack: say why once, so a slow run is never a mystery.
+    if (native) console.info(`[fer-backend] native kernels unavailable: ${native.reason}`);
+    console.info(`[fer-backend] using ${chosen} (${source}); kernels: ${info.kernelPack}`);
   }
   return info;
 }

@@ -49,8 +49,10 @@ async function backend(cmd: Command): Promise<void> {
     backend: (g.backend as BackendName | 'auto' | undefined) ?? undefined,
     quiet: true,
   });
-  outputOf(cmd).info(`backend: ${info.name}`);
-  outputOf(cmd).json({ type: 'backend', name: info.name, source: info.source });
+  const native = info.skipped.find((s) => s.name === 'native');
+  if (native) outputOf(cmd).info(`native kernels unavailable: ${native.reason}`);
+  outputOf(cmd).info(`backend: ${info.name} (${info.source}); kernels: ${info.kernelPack}`);
+  outputOf(cmd).json({ type: 'backend', name: info.name, source: info.source, kernelPack: info.kernelPack });
 }
 
 export function buildProgram(): Command {
@@ -58,7 +60,7 @@ export function buildProgram(): Command {
     .description('Facial expression recognition with diversified ESR and MA-Net on TensorFlow.js')
     .option(
       '--backend <name>',
-      'tfjs backend: auto, tfjs-node-gpu, tfjs-node, wasm, cpu (default: FER_BACKEND or auto)',
+      'tfjs backend: auto, tfjs-node-gpu, tfjs-node, native, wasm, cpu (default: FER_BACKEND or auto)',
     )
     .option('-q, --quiet', 'print results only, no progress')
     .option('--json', 'print JSON lines (events and results) on stdout')

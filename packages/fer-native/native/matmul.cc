@@ -1,0 +1,4 @@
+// matmul kernels (oneDNN). Filled in by the conv/matmul work; registers its JS functions on the addon's exports.
+#include "common.h"
+
+void Register_matmul(napi_env env, napi_value exports) {}

@@ -1,0 +1,57 @@
+import { existsSync } from 'node:fs';
+import * as path from 'node:path';
+
+/** What the compiled addon reports about itself. */
+export interface AddonInfo {
+  /** oneDNN version, e.g. '2.6.3'. */
+  onednn: string;
+  /** The instruction set oneDNN dispatches to on this CPU, e.g. 'avx512_core_bf16'. */
+  isa: string;
+  /** OpenMP threads oneDNN and the addon's own loops use. */
+  threads: number;
+}
+
+/**
+ * The addon's functions. Kernel groups add theirs (native/<group>.cc); the TS wrappers in src/kernels/<group>.ts
+ * declare the signatures they call, so this stays an open record.
+ */
+export interface NativeAddon {
+  info(): AddonInfo;
+  setThreads(n: number): void;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  [fn: string]: any;
+}
+
+export const APT_COMMAND = 'apt-get install -y g++ libdnnl-dev';
+
+/** Where the build script writes the addon (package root / build). Works from src/ (tsx, jest) and dist/. */
+export const ADDON_PATH = path.resolve(__dirname, '..', 'build', 'fer_native.node');
+
+let cached: { addon: NativeAddon | null; reason: string } | undefined;
+
+/**
+ * Loads build/fer_native.node once. Returns the addon, or null and one line saying why (not built: how to build
+ * it; failed to load: the loader's first line).
+ */
+export function loadAddon(): { addon: NativeAddon | null; reason: string } {
+  if (cached) return cached;
+  if (!existsSync(ADDON_PATH)) {
+    cached = {
+      addon: null,
+      reason: `fer-native's addon is not built (${ADDON_PATH} is missing): run \`${APT_COMMAND}\`, then \`pnpm install\` (or \`node ${path.join(path.dirname(ADDON_PATH), '..', 'scripts', 'build-addon.cjs')}\`)`,
+    };
+    return cached;
+  }
+  try {
+    const mod = { exports: {} as NativeAddon };
+    process.dlopen(mod, ADDON_PATH);
+    cached = { addon: mod.exports, reason: '' };
+  } catch (e) {
+    const first = String((e as Error)?.message ?? e).split('\n')[0];
+    cached = {
+      addon: null,
+      reason: `fer-native's addon failed to load (${first}); rebuild it with \`node ${path.join(path.dirname(ADDON_PATH), '..', 'scripts', 'build-addon.cjs')} --force --strict\``,
+    };
+  }
+  return cached;
+}
