@@ -62,6 +62,11 @@ describe('initBackend', () => {
     process.env.FER_BACKEND = 'tfjs-node-gpu';
     await expect(initBackend({ quiet: true })).rejects.toThrow(/'tfjs-node-gpu' was requested but is not available/);
     expect(tf.getBackend()).toBe('wasm'); // the failed attempt left the active backend alone
+    delete process.env.FER_BACKEND;
+    // The browser backends are the page's to import; asking for one that is not registered says so.
+    await expect(initBackend({ backend: 'webgl', quiet: true })).rejects.toThrow(
+      "Backend 'webgl' was requested but is not available: @tensorflow/tfjs-backend-webgl is not imported. Import '@tensorflow/tfjs-backend-webgl' (4.22.0) before initBackend()",
+    );
   });
 
   it('logs its choice once per backend', async () => {
@@ -100,8 +105,9 @@ describe('parseBackendName', () => {
     expect(parseBackendName('WASM')).toBe('wasm');
     expect(parseBackendName('tensorflow')).toBe('tfjs-node');
     expect(parseBackendName('auto')).toBe('auto');
-    expect(() => parseBackendName('webgl')).toThrow(
-      "Unknown backend 'webgl'. Valid: tfjs-node-gpu, tfjs-node, native, wasm, cpu, auto.",
+    expect(parseBackendName('WebGL')).toBe('webgl');
+    expect(() => parseBackendName('metal')).toThrow(
+      "Unknown backend 'metal'. Valid: tfjs-node-gpu, tfjs-node, native, wasm, cpu, webgpu, webgl, auto.",
     );
   });
 });

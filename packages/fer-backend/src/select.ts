@@ -11,7 +11,18 @@ import { registerWasmTrainingKernels } from './wasm/register';
  * `native` is fer-native's oneDNN kernel pack (an optional peer too), used when its addon is built.
  */
 export const BACKEND_NAMES = ['tfjs-node-gpu', 'tfjs-node', 'native', 'wasm', 'cpu'] as const;
-export type BackendName = (typeof BACKEND_NAMES)[number];
+/**
+ * The automatic order in a browser. fer-backend does not import the GPU backends (large, browser-only): a page
+ * imports `@tensorflow/tfjs-backend-webgpu` and/or `-webgl` first, and the registered ones are tried in this order.
+ */
+export const BROWSER_BACKEND_NAMES = ['webgpu', 'webgl', 'wasm', 'cpu'] as const;
+export type BackendName = (typeof BACKEND_NAMES)[number] | (typeof BROWSER_BACKEND_NAMES)[number];
+const ALL_NAMES: readonly BackendName[] = [...BACKEND_NAMES, 'webgpu', 'webgl'];
+
+/** True outside Node (a page or a web worker): no `process.versions.node`. */
+function inBrowser(): boolean {
+  return typeof process === 'undefined' || !process.versions?.node;
+}
 
 export interface BackendOptions {
   /** Backend to use; overrides `FER_BACKEND`. Default: `FER_BACKEND`, else the first available of BACKEND_NAMES. */
@@ -23,7 +34,7 @@ export interface BackendOptions {
 export interface BackendInfo {
   /** The backend package chosen. */
   name: BackendName;
-  /** tfjs' own name for it (`tf.getBackend()`): 'tensorflow', 'native', 'wasm' or 'cpu'. */
+  /** tfjs' own name for it (`tf.getBackend()`): 'tensorflow', 'native', 'webgpu', 'webgl', 'wasm' or 'cpu'. */
   tfBackend: string;
   /** How it was chosen. */
   source: 'option' | 'env' | 'auto';
@@ -48,6 +59,9 @@ const INSTALL_HINT: Record<BackendName, string> = {
     'It needs the fer-native package and its addon: `npm install fer-native`, with `apt-get install -y g++ libdnnl-dev` done first so its install script can compile it.',
   wasm: 'Install it with `npm install @tensorflow/tfjs-backend-wasm@4.22.0`.',
   cpu: 'Install it with `npm install @tensorflow/tfjs-backend-cpu@4.22.0`.',
+  webgpu:
+    "Import '@tensorflow/tfjs-backend-webgpu' (4.22.0) before initBackend(); it needs a browser with WebGPU and a GPU adapter.",
+  webgl: "Import '@tensorflow/tfjs-backend-webgl' (4.22.0) before initBackend(); it needs a browser with WebGL.",
 };
 
 /** Thrown when an explicitly requested backend cannot be used. */
@@ -72,8 +86,8 @@ export function parseBackendName(value: string): BackendName | 'auto' {
   if (v === 'auto') return 'auto';
   if (v === 'tensorflow' || v === 'node') return 'tfjs-node';
   if (v === 'gpu' || v === 'node-gpu') return 'tfjs-node-gpu';
-  if ((BACKEND_NAMES as readonly string[]).includes(v)) return v as BackendName;
-  throw new Error(`Unknown backend '${value}'. Valid: ${BACKEND_NAMES.join(', ')}, auto.`);
+  if ((ALL_NAMES as readonly string[]).includes(v)) return v as BackendName;
+  throw new Error(`Unknown backend '${value}'. Valid: ${ALL_NAMES.join(', ')}, auto.`);
 }
 
 // A variable specifier keeps bundlers and tsc from resolving the optional native packages.
@@ -135,6 +149,8 @@ async function tryActivate(name: BackendName): Promise<string | null> {
       return null;
     }
     if (name === 'native') return await activateNative();
+    if ((name === 'webgpu' || name === 'webgl') && !tf.findBackend(name))
+      return `@tensorflow/tfjs-backend-${name} is not imported`;
     if (!(await tf.setBackend(name))) return `tf.setBackend('${name}') returned false`;
     await tf.ready();
     return null;
@@ -154,7 +170,8 @@ let logged = '';
  * `@tensorflow/tfjs-layers`, which registers tfjs' stock gradients), re-registers fer-backend's gradient overrides
  * after them (lean `FusedBatchNorm`), and on wasm registers the training kernels tfjs lacks. Order: explicit
  * `options.backend`, else `FER_BACKEND`, else the first available of tfjs-node-gpu, tfjs-node, native (fer-native's
- * oneDNN kernels, when its addon is built; `FER_NATIVE=0` skips it), wasm, cpu. An
+ * oneDNN kernels, when its addon is built; `FER_NATIVE=0` skips it), wasm, cpu. In a browser: webgpu,
+ * webgl, wasm, cpu, among the backends the page imported. An
  * explicit choice that is unavailable throws `BackendUnavailableError` naming how to install it. Logs the choice
  * once per process and backend unless `quiet`. Safe to call repeatedly.
  */
@@ -164,7 +181,7 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
   if (options.backend != null && options.backend !== 'auto') {
     requested = parseBackendName(options.backend);
     source = 'option';
-  } else if (options.backend == null && process.env.FER_BACKEND) {
+  } else if (options.backend == null && !inBrowser() && process.env.FER_BACKEND) {
     requested = parseBackendName(process.env.FER_BACKEND);
     source = requested === 'auto' ? 'auto' : 'env';
   }
@@ -179,7 +196,7 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
     if (why) throw new BackendUnavailableError(requested, why);
     chosen = requested;
   } else {
-    for (const name of BACKEND_NAMES) {
+    for (const name of inBrowser() ? BROWSER_BACKEND_NAMES : BACKEND_NAMES) {
       const why = await tryActivate(name);
       if (!why) {
         chosen = name;
