@@ -35,6 +35,7 @@ describe('initBackend', () => {
     if (built) {
       expect([info.name, info.tfBackend, tf.getBackend()]).toEqual(['native', 'native', 'native']);
       expect(info.kernelPack).toMatch(/^fer-native: oneDNN \d+\.\d+\.\d+, \w+, \d+ threads$/);
+      expect(info.kernels).toEqual(expect.arrayContaining(['Conv2D', 'Conv2DBackpropFilter']));
     } else {
       expect(info.name).toBe('wasm');
       expect(info.skipped[2]).toEqual({

@@ -51,6 +51,29 @@ inline dnnl::memory ScratchpadMemory(const dnnl::memory::desc& desc) {
   return dnnl::memory(desc, Engine(), buffer);
 }
 
+// A 64-byte-aligned float buffer that only grows: for reordered weights and other per-shape temporaries kept in a
+// primitive cache entry, so steady-state steps allocate nothing.
+class Buffer {
+ public:
+  Buffer() = default;
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  ~Buffer() { std::free(data_); }
+  void* Get(size_t bytes) {
+    if (bytes > capacity_) {
+      std::free(data_);
+      capacity_ = (bytes + 63) / 64 * 64;
+      data_ = std::aligned_alloc(64, capacity_);
+      if (!data_) throw JsError("fer-native: out of memory (" + std::to_string(bytes) + " bytes)");
+    }
+    return data_;
+  }
+
+ private:
+  void* data_ = nullptr;
+  size_t capacity_ = 0;
+};
+
 // A Float32Array's data, zero-copy. `expected` (when >= 0) is the element count it must have.
 inline float* F32(napi_env env, napi_value value, const char* name, int64_t expected = -1) {
   bool is_typed = false;
@@ -110,6 +133,14 @@ inline std::vector<int64_t> Dims(napi_env env, napi_value value, const char* nam
     dims[i] = Int(env, e, name);
   }
   return dims;
+}
+
+// A Float32Array, or null/undefined (optional inputs such as a bias): nullptr then.
+inline float* OptionalF32(napi_env env, napi_value value, const char* name, int64_t expected = -1) {
+  napi_valuetype type;
+  Check(env, napi_typeof(env, value, &type), "napi_typeof");
+  if (type == napi_null || type == napi_undefined) return nullptr;
+  return F32(env, value, name, expected);
 }
 
 inline napi_value Undefined(napi_env env) {
