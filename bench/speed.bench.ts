@@ -112,12 +112,17 @@ function makeBatch(n: number, size: number, classes: number) {
 const ESR_LOSS: LossSpec = { kind: 'esr', options: { diversity: 'reference' } };
 const MANET_LOSS: LossSpec = { kind: 'manet', options: { diversity: 'reference', beta: 0.6 } };
 
-/** fer-train's training task for a model and loss, on wasm. */
-function trainTask(model: ReplicaModelSpec, loss: LossSpec): TaskSpec {
-  return trainTaskSpec({ model, loss, backend: 'wasm' }) as TaskSpec;
+/** fer-train's training task for a model and loss, on wasm or native. */
+function trainTask(model: ReplicaModelSpec, loss: LossSpec, backend: Backend): TaskSpec {
+  return trainTaskSpec({ model, loss, backend }) as TaskSpec;
 }
 
-function taskOf(m: Measure): {
+type Backend = 'wasm' | 'native';
+
+function taskOf(
+  m: Measure,
+  backend: Backend = 'wasm',
+): {
   task: TaskSpec;
   size: number;
   classes: number;
@@ -131,17 +136,17 @@ function taskOf(m: Measure): {
   });
   switch (m) {
     case 'esr1-train':
-      return { task: trainTask(esr(1), ESR_LOSS), size: 96, classes: 8, sgd: { lr: 0.1, momentum: 0.9 } };
+      return { task: trainTask(esr(1), ESR_LOSS, backend), size: 96, classes: 8, sgd: { lr: 0.1, momentum: 0.9 } };
     case 'esr9-train':
     case 'esr9-infer': {
       // esr_affectnet.py: base 0.01, newest branch 0.1, older branches 0.01.
       const groups: Record<string, SgdGroupOptions> = { base: { lr: 0.01, momentum: 0.9 } };
       for (let b = 1; b <= 9; b++) groups[`branch_${b}`] = { lr: b === 9 ? 0.1 : 0.01, momentum: 0.9 };
-      return { task: trainTask(esr(9), ESR_LOSS), size: 96, classes: 8, sgd: groups };
+      return { task: trainTask(esr(9), ESR_LOSS, backend), size: 96, classes: 8, sgd: groups };
     }
     case 'manet-train':
       return {
-        task: trainTask({ kind: 'manet', config: resolveManetConfig({ numClasses: 7 }) }, MANET_LOSS),
+        task: trainTask({ kind: 'manet', config: resolveManetConfig({ numClasses: 7 }) }, MANET_LOSS, backend),
         size: 224,
         classes: 7,
         sgd: { lr: 0.01, momentum: 0.9, weightDecay: 1e-4 },
@@ -228,10 +233,10 @@ async function runCase(c: CaseSpec): Promise<CaseResult> {
 }
 
 /** Per-kernel time of one training micro-batch of the training task, in this process (the child side of --profile). */
-async function profileCase(model: 'esr1' | 'esr9' | 'manet', batch: number): Promise<void> {
+async function profileCase(model: 'esr1' | 'esr9' | 'manet', batch: number, backend: Backend): Promise<void> {
   const tf = await import('@tensorflow/tfjs-core');
   const measure: Measure = model === 'manet' ? 'manet-train' : (`${model}-train` as Measure);
-  const { task, size, classes } = taskOf(measure);
+  const { task, size, classes } = taskOf(measure, backend);
   const mod = (await import(task.module)) as { createReplica: (c: unknown) => Promise<import('fer-parallel').Replica> };
   const replica = await mod.createReplica(task.config);
   if (model === 'manet')
@@ -381,7 +386,10 @@ export async function run(flags: string[]): Promise<void> {
     if (!['esr1', 'esr9', 'manet'].includes(model))
       throw new Error(`Expected --profile=esr1|esr9|manet, but got '${prof}'.`);
     flagDetail = flag(flags, 'detail');
-    await profileCase(model, intFlag(flags, 'batch', model === 'esr1' ? 16 : 8));
+    const backend = (flag(flags, 'backend') ?? 'wasm') as Backend;
+    if (!['wasm', 'native'].includes(backend)) throw new Error(`Expected --backend=wasm|native, but got '${backend}'.`);
+    const dflt = backend === 'native' ? 32 : model === 'esr1' ? 16 : 8;
+    await profileCase(model, intFlag(flags, 'batch', dflt), backend);
     return;
   }
   const quick = flag(flags, 'quick') !== undefined;

@@ -24,7 +24,7 @@ export type ReplicaModelSpec =
     }
   | { kind: 'manet'; config: ResolvedManetConfig };
 
-export type ComputeBackend = 'wasm' | 'cpu' | 'auto';
+export type ComputeBackend = 'native' | 'wasm' | 'cpu' | 'auto';
 
 /** Config of the training task (structured-cloneable). */
 export interface TrainTaskConfig {
@@ -48,7 +48,7 @@ function buildModel(spec: ReplicaModelSpec): FerModel {
 /** Builds one worker's replica (called by fer-parallel's worker with the config from `trainTaskSpec`). */
 export async function createReplica(config: TrainTaskConfig): Promise<Replica> {
   await initBackend({
-    backend: parseChoice('backend', config.backend ?? 'wasm', ['wasm', 'cpu', 'auto'] as const),
+    backend: parseChoice('backend', config.backend ?? 'wasm', ['native', 'wasm', 'cpu', 'auto'] as const),
     quiet: true,
   });
   const model = buildModel(config.model);
