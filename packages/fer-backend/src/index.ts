@@ -1,4 +1,11 @@
-export { initBackend, parseBackendName, BackendUnavailableError, BACKEND_NAMES, BROWSER_BACKEND_NAMES } from './select';
+export {
+  initBackend,
+  parseBackendName,
+  BackendUnavailableError,
+  BackendInputError,
+  BACKEND_NAMES,
+  BROWSER_BACKEND_NAMES,
+} from './select';
 export type { BackendName, BackendOptions, BackendInfo } from './select';
 export { registerWasmTrainingKernels, WASM_TRAINING_KERNELS } from './wasm/register';
 export {

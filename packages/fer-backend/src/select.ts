@@ -64,17 +64,37 @@ const INSTALL_HINT: Record<BackendName, string> = {
   webgl: "Import '@tensorflow/tfjs-backend-webgl' (4.22.0) before initBackend(); it needs a browser with WebGL.",
 };
 
-/** Thrown when an explicitly requested backend cannot be used. */
+/**
+ * Thrown when an explicitly requested backend cannot be used. fer-backend does not depend on fer-core, so this
+ * follows its error convention (stable `FER_…` `code`, `hint` appended to the message) without the base class.
+ */
 export class BackendUnavailableError extends Error {
+  override readonly name = 'BackendUnavailableError';
+  readonly code = 'FER_BACKEND_UNAVAILABLE';
+  readonly hint: string;
   constructor(
-    readonly backend: BackendName,
+    /** `auto`: none of the backends tried could be initialised. */
+    readonly backend: BackendName | 'auto',
     readonly reason: string,
+    options?: ErrorOptions,
   ) {
-    super(
-      `Backend '${backend}' was requested but is not available: ${reason}. ${INSTALL_HINT[backend]} Or pick another with FER_BACKEND=wasm or { backend: 'wasm' }.`,
-    );
-    this.name = 'BackendUnavailableError';
+    const hint =
+      backend === 'auto'
+        ? INSTALL_HINT.cpu
+        : `${INSTALL_HINT[backend]} Or pick another with FER_BACKEND=wasm or { backend: 'wasm' }.`;
+    const what =
+      backend === 'auto'
+        ? `No tfjs backend could be initialised (${reason}).`
+        : `Backend '${backend}' was requested but is not available: ${reason}.`;
+    super(`${what} ${hint}`, options);
+    this.hint = hint;
   }
+}
+
+/** A backend option (`FER_BACKEND`, `--backend`) that names no backend; code `FER_INPUT` like fer-core's. */
+export class BackendInputError extends Error {
+  override readonly name = 'BackendInputError';
+  readonly code = 'FER_INPUT';
 }
 
 /**
@@ -87,7 +107,7 @@ export function parseBackendName(value: string): BackendName | 'auto' {
   if (v === 'tensorflow' || v === 'node') return 'tfjs-node';
   if (v === 'gpu' || v === 'node-gpu') return 'tfjs-node-gpu';
   if ((ALL_NAMES as readonly string[]).includes(v)) return v as BackendName;
-  throw new Error(`Unknown backend '${value}'. Valid: ${ALL_NAMES.join(', ')}, auto.`);
+  throw new BackendInputError(`Unknown backend '${value}'. Valid: ${ALL_NAMES.join(', ')}, auto.`);
 }
 
 // A variable specifier keeps bundlers and tsc from resolving the optional native packages.
@@ -205,9 +225,7 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
       skipped.push({ name, reason: why });
     }
     if (!chosen) {
-      throw new Error(
-        `No tfjs backend could be initialised: ${skipped.map((s) => `${s.name}: ${s.reason}`).join('; ')}.`,
-      );
+      throw new BackendUnavailableError('auto', skipped.map((s) => `${s.name}: ${s.reason}`).join('; '));
     }
   }
   const info: BackendInfo = {

@@ -8,7 +8,18 @@ export {
   isEmotion,
   labelIndex,
 } from './emotions';
-export { FerInputError, expected, describe, assertPositiveInt, assertShape, parseChoice } from './errors';
+export {
+  FerError,
+  FerInputError,
+  FER_ERROR_CODES,
+  isFerError,
+  expected,
+  describe,
+  assertPositiveInt,
+  assertShape,
+  parseChoice,
+} from './errors';
+export type { FerErrorCode, FerErrorLike, FerErrorOptions } from './errors';
 export type { Batch, BatchOptions, FerDataset, ForwardResult, ForwardOptions, FerModel, VariableGroup } from './types';
 export { crossEntropy, sumCrossEntropy, stagedSum, stagedMean } from './tensor';
 export { Rng, mixSeed } from './random';

@@ -1,9 +1,17 @@
 /**
- * Bad-input errors. The package depends on tfjs-core only, so it carries its own small error type instead of
- * fer-core's `FerInputError` (same shape: what was expected, what arrived, how to fix it).
+ * Bad-input errors. The package depends on tfjs-core only, so instead of extending fer-core's `FerInputError` it
+ * follows the same convention: the stable code `FER_INPUT`, an optional `hint` (appended to the message) and the
+ * standard `cause`; fer-core's `isFerError` recognises it.
  */
 export class DiversityInputError extends Error {
   override readonly name = 'DiversityInputError';
+  readonly code = 'FER_INPUT';
+  readonly hint?: string;
+  constructor(message: string, options: ErrorOptions & { hint?: string } = {}) {
+    const { hint, ...errorOptions } = options;
+    super(hint && !message.endsWith(hint) ? `${message} ${hint}` : message, errorOptions);
+    if (hint !== undefined) this.hint = hint;
+  }
 }
 
 export function describeValue(x: unknown): string {
@@ -21,8 +29,7 @@ export function describeValue(x: unknown): string {
 
 /** `Expected <what> to be <expectedDesc>, but got <actual>. <hint>` */
 export function expected(what: string, expectedDesc: string, actual: unknown, hint?: string): DiversityInputError {
-  const msg = `Expected ${what} to be ${expectedDesc}, but got ${describeValue(actual)}.`;
-  return new DiversityInputError(hint ? `${msg} ${hint}` : msg);
+  return new DiversityInputError(`Expected ${what} to be ${expectedDesc}, but got ${describeValue(actual)}.`, { hint });
 }
 
 /** `Unknown reduction 'det'. Valid: negDet, negLogDet, sum.` */

@@ -43,10 +43,10 @@ export async function loadEsr(dir: string): Promise<EsrEnsemble> {
   try {
     manifest = JSON.parse(await fs.readFile(file, 'utf8'));
   } catch (e) {
-    throw new FerInputError(
-      `Cannot read an ESR ensemble manifest at ${file} (${(e as Error).message}).`,
-      'Point to a folder written by EsrEnsemble.save().',
-    );
+    throw new FerInputError(`Cannot read an ESR ensemble manifest at ${file} (${(e as Error).message}).`, {
+      hint: 'Point to a folder written by EsrEnsemble.save().',
+      cause: e,
+    });
   }
   if (manifest.format !== 'fer-models-esr' || manifest.formatVersion !== 1) {
     throw new FerInputError(
@@ -65,10 +65,10 @@ export async function loadEsr(dir: string): Promise<EsrEnsemble> {
       try {
         models.push(await loadLayersModelFromDir(path.join(dir, p)));
       } catch (e) {
-        throw new FerInputError(
-          `Cannot load part '${p}' of the ESR ensemble in ${dir} (${(e as Error).message}).`,
-          'The folder is incomplete: save the ensemble again.',
-        );
+        throw new FerInputError(`Cannot load part '${p}' of the ESR ensemble in ${dir} (${(e as Error).message}).`, {
+          hint: 'The folder is incomplete: save the ensemble again.',
+          cause: e,
+        });
       }
     }
   } catch (e) {

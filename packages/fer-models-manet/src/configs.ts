@@ -1,4 +1,4 @@
-import { AFFECTNET_LABELS, RAFDB_LABELS, assertPositiveInt, parseChoice, type LabelSet } from 'fer-core';
+import { AFFECTNET_LABELS, RAFDB_LABELS, FerInputError, assertPositiveInt, parseChoice, type LabelSet } from 'fer-core';
 
 /** Input side the architecture requires: the 28x28 layer2 map is cut into 14x14 patches (spec §2.4, defect 29). */
 export const MANET_INPUT_SIZE = 224;
@@ -118,13 +118,14 @@ export function resolveConfig(opts: ManetOptions = {}): ResolvedManetConfig {
   if (labels === null && variant === undefined && numClasses <= AFFECTNET_LABELS.length)
     labels = AFFECTNET_LABELS.slice(0, numClasses);
   if (labels !== null && labels.length !== numClasses) {
-    throw new Error(
-      `Expected labels to have numClasses = ${numClasses} entries, but got ${labels.length} (${labels.join(', ')}). Pass matching numClasses and labels.`,
+    throw new FerInputError(
+      `Expected labels to have numClasses = ${numClasses} entries, but got ${labels.length} (${labels.join(', ')}).`,
+      'Pass matching numClasses and labels.',
     );
   }
   const msScaleOrder = parseChoice('msScaleOrder', opts.msScaleOrder ?? 'forward', MS_SCALE_ORDERS);
   if (opts.seed !== undefined && !Number.isInteger(opts.seed))
-    throw new Error(`Expected seed to be an integer, but got ${opts.seed}.`);
+    throw new FerInputError(`Expected seed to be an integer, but got ${opts.seed}.`);
   const convInit = parseChoice('convInit', opts.convInit ?? 'kaiming', ['kaiming', 'zeros'] as const);
   return { numClasses, labels, msScaleOrder, seed: opts.seed ?? null, name: opts.name ?? 'manet', convInit };
 }

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import {
+  FerInputError,
   assertShape,
   useLazyInputGradient,
   type FerModel,
@@ -159,7 +160,12 @@ export async function loadManet(handler: tf.io.IOHandler): Promise<Manet> {
   const meta = (model.getUserDefinedMetadata() as Record<string, unknown> | undefined)?.[METADATA_KEY] as
     | ResolvedManetConfig
     | undefined;
-  if (!meta) throw new Error(`The loaded model has no '${METADATA_KEY}' metadata; it was not saved by Manet.save().`);
+  if (!meta) {
+    model.dispose();
+    throw new FerInputError(`The loaded model has no '${METADATA_KEY}' metadata: it was not saved by Manet.save().`, {
+      hint: 'Load a folder written by Manet.save(), or convert a PyTorch checkpoint with `fer convert`.',
+    });
+  }
   useLazyInputGradient(model.getLayer('conv1'));
   return new Manet(model, meta);
 }

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import { Worker, type ResourceLimits } from 'node:worker_threads';
-import { FerInputError, assertPositiveInt, parseChoice } from 'fer-core';
+import { FER_ERROR_CODES, FerError, FerInputError, assertPositiveInt, parseChoice } from 'fer-core';
 import type {
   Chunk,
   DisposeReply,
@@ -13,6 +13,7 @@ import type {
   Request,
   RequestBody,
   WeightsReply,
+  RemoteError,
 } from './protocol';
 import type { BatchGradients, HostBatch, StateSync, TaskSpec, VariableInfo, WorkerMemory } from './types';
 
@@ -39,15 +40,26 @@ export interface DataParallelOptions {
 
 const STATE_SYNCS: readonly StateSync[] = ['mean', 'first', 'none'];
 
-/** Thrown in the main thread for a failure inside a worker; `cause` carries the worker's stack. */
-export class WorkerTaskError extends Error {
-  override readonly name = 'WorkerTaskError';
+/**
+ * Thrown in the main thread for a failure inside a worker. `cause` is the worker's error rebuilt (name, message,
+ * stack, and a fer error's `code` and `hint`); the hint is also this error's.
+ */
+export class WorkerTaskError extends FerError {
+  override name = 'WorkerTaskError';
   constructor(
     readonly worker: number,
     readonly operation: string,
-    readonly remote: { name: string; message: string; stack?: string },
+    readonly remote: RemoteError,
   ) {
-    super(`fer-parallel worker ${worker} failed in ${operation}: ${remote.name}: ${remote.message}`);
+    const cause = Object.assign(new Error(remote.message), remote);
+    super(
+      FER_ERROR_CODES.workerTask,
+      `fer-parallel worker ${worker} failed in ${operation}: ${remote.name}: ${remote.message}`,
+      {
+        hint: remote.hint,
+        cause,
+      },
+    );
     this.stack = `${this.stack}\n--- worker ${worker} stack ---\n${remote.stack ?? '(none)'}`;
   }
 }

@@ -75,6 +75,13 @@ export interface DisposeReply {
 
 export type ReplyBody = InitReply | GradsReply | InferReply | WeightsReply | WorkerMemory | DisposeReply | null;
 
-export type Reply =
-  | { id: number; ok: true; body: ReplyBody }
-  | { id: number; ok: false; error: { name: string; message: string; stack?: string } };
+export type Reply = { id: number; ok: true; body: ReplyBody } | { id: number; ok: false; error: RemoteError };
+
+/** A worker's error as it crosses the thread boundary (fer errors keep their `code` and `hint`). */
+export interface RemoteError {
+  name: string;
+  message: string;
+  stack?: string;
+  code?: string;
+  hint?: string;
+}

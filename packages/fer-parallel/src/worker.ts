@@ -269,11 +269,18 @@ port.on('message', (req: Request) => {
       reply = { id: req.id, ok: true, body };
       port.postMessage(reply, transferables(body));
     } catch (e) {
-      const err = e as Error;
+      // fer errors (a `FER_…` code, see fer-core's isFerError) keep their code and hint across the thread boundary.
+      const err = e as { name?: string; message?: string; stack?: string; code?: unknown; hint?: string } | undefined;
+      const fer = typeof err?.code === 'string' && err.code.startsWith('FER_');
       reply = {
         id: req.id,
         ok: false,
-        error: { name: err?.name ?? 'Error', message: String(err?.message ?? e), stack: err?.stack },
+        error: {
+          name: err?.name ?? 'Error',
+          message: String(err?.message ?? e),
+          stack: err?.stack,
+          ...(fer ? { code: err!.code as string, hint: err!.hint } : {}),
+        },
       };
       port.postMessage(reply);
     }

@@ -48,7 +48,8 @@ export function fileSource(path: string): ByteSource {
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     throw new TorchFormatError(
-      `Cannot open checkpoint ${path}: ${code === 'ENOENT' ? 'no such file' : (e as Error).message}. Check the path.`,
+      `Cannot open checkpoint ${path}: ${code === 'ENOENT' ? 'no such file' : (e as Error).message}.`,
+      { hint: 'Check the path.', cause: e },
     );
   }
   let size: number;

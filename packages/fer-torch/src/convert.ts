@@ -36,9 +36,10 @@ export async function convertEsrCheckpointFolder(
   try {
     names = await fs.readdir(folder);
   } catch (e) {
-    throw new StateDictError(
-      `Cannot read the ESR checkpoint folder ${folder} (${(e as Error).message}). Point it at the folder that holds ${ESR_BASE_FILE}, e.g. SavedNetworks/9.`,
-    );
+    throw new StateDictError(`Cannot read the ESR checkpoint folder ${folder} (${(e as Error).message}).`, {
+      hint: `Point it at the folder that holds ${ESR_BASE_FILE}, e.g. SavedNetworks/9.`,
+      cause: e,
+    });
   }
   if (!names.includes(ESR_BASE_FILE)) {
     throw new StateDictError(

@@ -1,4 +1,5 @@
 import { promises as fs } from 'node:fs';
+import { SafetensorsError } from './errors';
 import { DTYPE_SIZE, numel, type DType, type RawTensor } from './tensor';
 
 /**
@@ -30,13 +31,12 @@ const ST_NAMES: Readonly<Record<DType, string>> = Object.fromEntries(
   Object.entries(ST_DTYPES).map(([k, v]) => [v, k]),
 ) as Record<DType, string>;
 
-export class SafetensorsError extends Error {
-  override readonly name = 'SafetensorsError';
-}
+export { SafetensorsError };
 
 /** Parses a safetensors buffer. Tensors are views into `bytes` (no copy); copy them if `bytes` will be reused. */
 export function parseSafetensors(bytes: Uint8Array, source = 'buffer'): SafetensorsFile {
-  const fail = (msg: string) => new SafetensorsError(`${source}: ${msg}`);
+  const fail = (msg: string, cause?: unknown) =>
+    new SafetensorsError(`${source}: ${msg}`, cause === undefined ? {} : { cause });
   if (bytes.byteLength < 8) throw fail(`expected at least 8 bytes (header length), got ${bytes.byteLength}.`);
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const headerLen = dv.getBigUint64(0, true);
@@ -49,7 +49,7 @@ export function parseSafetensors(bytes: Uint8Array, source = 'buffer'): Safetens
   try {
     header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, 8 + hl)));
   } catch (e) {
-    throw fail(`header is not valid UTF-8 JSON (${(e as Error).message}).`);
+    throw fail(`header is not valid UTF-8 JSON (${(e as Error).message}).`, e);
   }
   if (header === null || typeof header !== 'object' || Array.isArray(header))
     throw fail('header must be a JSON object.');

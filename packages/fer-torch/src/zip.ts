@@ -283,7 +283,12 @@ function inflateBounded(raw: Uint8Array, entry: ZipEntry, source: string): Uint8
     if (raw.length === 0) inf.push(raw, true);
   } catch (e) {
     if (e instanceof TorchFormatError) throw e;
-    throw new TorchFormatError(`${source}: entry '${entry.name}' is not valid deflate data (${(e as Error).message}).`);
+    throw new TorchFormatError(
+      `${source}: entry '${entry.name}' is not valid deflate data (${(e as Error).message}).`,
+      {
+        cause: e,
+      },
+    );
   }
   if (!ended || n !== entry.size) {
     throw new TorchFormatError(

@@ -1,19 +1,21 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { assertPositiveInt, type Batch, type FerModel } from 'fer-core';
+import { FER_ERROR_CODES, FerError, assertPositiveInt, type Batch, type FerModel } from 'fer-core';
 import type { LossFn } from './loss-types';
 import type { Sgd } from './optim/sgd';
 
 /** Thrown when a loss term or a gradient is NaN or ±Inf; no update has been applied. */
-export class NonFiniteLossError extends Error {
-  override readonly name = 'NonFiniteLossError';
+export class NonFiniteLossError extends FerError {
+  override name = 'NonFiniteLossError';
   constructor(
     /** The offending loss terms (or 'gradient of <variable>'). */
     readonly terms: string[],
     readonly values: Record<string, number>,
   ) {
     super(
+      FER_ERROR_CODES.nonFiniteLoss,
       `Training stopped: non-finite ${terms.join(', ')} (${terms.map((t) => `${t} = ${values[t]}`).join(', ')}). ` +
-        'The last good checkpoint was left untouched. Lower the learning rate, check the input data, or use the dpp diversity loss.',
+        'The last good checkpoint was left untouched.',
+      { hint: 'Lower the learning rate, check the input data, or use the dpp diversity loss.' },
     );
   }
 }

@@ -1,6 +1,6 @@
 import { promises as fs } from 'node:fs';
 import sharp from 'sharp';
-import { FerInputError } from 'fer-core';
+import { FER_ERROR_CODES, FerError, FerInputError, type FerErrorOptions } from 'fer-core';
 import {
   cropRaw,
   rawToPixels,
@@ -18,13 +18,14 @@ import {
 sharp.cache(false);
 
 /** An image that could not be read or decoded; datasets skip and count these. */
-export class ImageDecodeError extends Error {
-  override readonly name = 'ImageDecodeError';
+export class ImageDecodeError extends FerError {
+  override name = 'ImageDecodeError';
   constructor(
     readonly path: string,
     readonly reason: string,
+    options?: FerErrorOptions,
   ) {
-    super(`Cannot read image '${path}': ${reason}`);
+    super(FER_ERROR_CODES.imageDecode, `Cannot read image '${path}': ${reason}`, options);
   }
 }
 
@@ -54,7 +55,7 @@ export async function decodeImage(
       bytes = await fs.readFile(input);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      throw new ImageDecodeError(label, code === 'ENOENT' ? 'file not found' : (e as Error).message);
+      throw new ImageDecodeError(label, code === 'ENOENT' ? 'file not found' : (e as Error).message, { cause: e });
     }
   } else {
     bytes = input;
@@ -70,7 +71,9 @@ export async function decodeImage(
     return toRgb(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), info.width, info.height, info.channels);
   } catch (e) {
     if (e instanceof ImageDecodeError) throw e;
-    throw new ImageDecodeError(label, (e as Error).message.replace(/\s+/g, ' ').trim() || 'not a decodable image');
+    throw new ImageDecodeError(label, (e as Error).message.replace(/\s+/g, ' ').trim() || 'not a decodable image', {
+      cause: e,
+    });
   }
 }
 

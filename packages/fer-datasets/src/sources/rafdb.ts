@@ -111,11 +111,11 @@ export async function rafDb(opts: RafDbOptions): Promise<ImageDataset> {
   let present: Set<string>;
   try {
     present = new Set(await fs.readdir(imageDir));
-  } catch {
-    throw new FerInputError(
-      `RAF-DB aligned images not found: ${imageDir}.`,
-      'Expected basic/Image/aligned/<name>_aligned.jpg from the release.',
-    );
+  } catch (e) {
+    throw new FerInputError(`RAF-DB aligned images not found: ${imageDir}.`, {
+      hint: 'Expected basic/Image/aligned/<name>_aligned.jpg from the release.',
+      cause: e,
+    });
   }
   const records: SampleRecord[] = [];
   let missing = 0;

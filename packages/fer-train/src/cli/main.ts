@@ -3,9 +3,9 @@
  * The `fer` command line: train, evaluate, predict, convert, preprocess, and the demo.
  * Run from the repository with `pnpm fer <command>` (or `pnpm demo`).
  */
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { initBackend, type BackendName } from 'fer-backend';
-import { FerInputError } from 'fer-core';
+import { FER_ERROR_CODES, isFerError } from 'fer-core';
 import { Output, type OutputMode } from './output';
 import { runTrain } from './commands/train';
 import { runEval } from './commands/eval';
@@ -13,7 +13,6 @@ import { runPredict } from './commands/predict';
 import { runConvert } from './commands/convert';
 import { runPreprocessAffectNet } from './commands/preprocess';
 import { runDemo, DEMO_DEFAULTS } from './commands/demo';
-import { NonFiniteLossError } from '../step';
 
 function int(name: string) {
   return (v: string): number => {
@@ -64,7 +63,7 @@ export function buildProgram(): Command {
     )
     .option('-q, --quiet', 'print results only, no progress')
     .option('--json', 'print JSON lines (events and results) on stdout')
-    .showHelpAfterError();
+    .option('--verbose', 'on an error, also print its stack trace and causes');
 
   const train = program.command('train').description('train or fine-tune a model with a reference schedule');
   for (const model of ['esr', 'manet'] as const) {
@@ -252,20 +251,76 @@ export function buildProgram(): Command {
   return program;
 }
 
-export async function main(argv = process.argv): Promise<void> {
-  try {
-    await buildProgram().parseAsync(argv);
-    // Decoding workers and the wasm runtime can keep the event loop alive; the work is done.
-    process.exit(0);
-  } catch (e) {
-    const err = e as Error;
-    if (err instanceof FerInputError || err instanceof NonFiniteLossError) {
-      process.stderr.write(`error: ${err.message}\n`);
-      process.exit(err instanceof NonFiniteLossError ? 3 : 2);
-    }
-    process.stderr.write(`${err.stack ?? err}\n`);
-    process.exit(1);
+/** Exit codes: 0 success, 1 unexpected failure (a bug: stack printed), 2 bad usage or a known error, 3 non-finite loss. */
+export const EXIT = { ok: 0, unexpected: 1, known: 2, nonFinite: 3 } as const;
+
+/** Usage errors say which command's help to read; commander errors carry no command, so each command tags its own. */
+function tagUsageErrors(cmd: Command, path: string): void {
+  cmd.exitOverride((err) => {
+    throw Object.assign(err, { helpCommand: path });
+  });
+  cmd.configureOutput({ outputError: () => {} });
+  for (const sub of cmd.commands) tagUsageErrors(sub, `${path} ${sub.name()}`);
+}
+
+/** Node's own I/O errors (ENOENT, EACCES, ...) are known too: their message names the path and the problem. */
+function isSystemError(e: unknown): e is NodeJS.ErrnoException {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  return e instanceof Error && typeof code === 'string' && /^E[A-Z]+$/.test(code) && 'syscall' in e;
+}
+
+function oneLine(s: string): string {
+  return s.replace(/\s*\n\s*/g, ' ').trim();
+}
+
+/** The stack of `e` and of each `cause` below it. */
+function stackWithCauses(e: unknown): string {
+  const parts: string[] = [];
+  for (let c: unknown = e, depth = 0; c !== undefined && depth < 8; c = (c as Error).cause, depth++)
+    parts.push(`${depth === 0 ? '' : 'caused by: '}${c instanceof Error ? (c.stack ?? c.message) : String(c)}`);
+  return parts.join('\n');
+}
+
+/**
+ * Reports a failure the way the CLI does and returns the exit code: a known error (fer error, usage error, Node I/O
+ * error) as one line `error: <what went wrong and how to fix it>`; anything else with its stack. `verbose` adds the
+ * stack and the `cause` chain to known errors.
+ */
+export function reportError(e: unknown, write: (s: string) => void, verbose = false): number {
+  if (e instanceof CommanderError) {
+    // --help and --version end this way too, with their own exit code and output already written.
+    if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help')
+      return e.exitCode;
+    const cmd = (e as CommanderError & { helpCommand?: string }).helpCommand ?? 'fer';
+    write(`${oneLine(e.message).replace(/\.?$/, '.')} See '${cmd} --help'.\n`);
+    return EXIT.known;
   }
+  if (isFerError(e) || isSystemError(e)) {
+    const code = isFerError(e) ? ` [${e.code}]` : '';
+    write(`error: ${oneLine(e.message)}${code}\n`);
+    if (verbose) write(`${stackWithCauses(e)}\n`);
+    return isFerError(e) && e.code === FER_ERROR_CODES.nonFiniteLoss ? EXIT.nonFinite : EXIT.known;
+  }
+  write(`${stackWithCauses(e)}\n`);
+  return EXIT.unexpected;
+}
+
+/** Runs the CLI on `argv` (node, script, args...) and returns the exit code; errors are reported on `stderr`. */
+export async function runCli(argv: string[], stderr: (s: string) => void = (s) => process.stderr.write(s)) {
+  const program = buildProgram();
+  tagUsageErrors(program, 'fer');
+  try {
+    await program.parseAsync(argv);
+    return EXIT.ok;
+  } catch (e) {
+    return reportError(e, stderr, argv.includes('--verbose'));
+  }
+}
+
+export async function main(argv = process.argv): Promise<void> {
+  const code = await runCli(argv);
+  // Decoding workers and the wasm runtime can keep the event loop alive; the work is done.
+  process.exit(code);
 }
 
 if (typeof require !== 'undefined' && require.main === module) void main();

@@ -117,10 +117,10 @@ export async function loadCheckpoint<H = unknown>(file: string): Promise<Checkpo
   try {
     bytes = new Uint8Array(await fs.readFile(file));
   } catch (e) {
-    throw new FerInputError(
-      `Cannot read checkpoint ${file}: ${(e as Error).message}.`,
-      'Check the path, or start without --resume.',
-    );
+    throw new FerInputError(`Cannot read checkpoint ${file}: ${(e as Error).message}.`, {
+      hint: 'Check the path, or start without --resume.',
+      cause: e,
+    });
   }
   const st = parseSafetensors(bytes, file);
   const json = st.metadata?.['fer-train'];
