@@ -3,7 +3,14 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-layers';
 import { initBackend } from 'fer-backend';
 import { toFloat32 } from 'fer-torch';
-import { REFERENCE_DIR, describeIfExists, expectArrayClose, loadFixture, type Fixture } from 'fer-test-utils';
+import {
+  REFERENCE_DIR,
+  describeIfExists,
+  expectArrayClose,
+  loadFixture,
+  type Fixture,
+  testBackend,
+} from 'fer-test-utils';
 import { esrKeyMap, toTorchStateDicts, type EsrEnsemble } from 'fer-models-esr';
 import { TorchSgd, labels, nhwc, referenceEnsemble, referenceLoss, tolerance, toTorchLayout } from './helpers';
 
@@ -46,7 +53,7 @@ describeIfExists(
     const sgd = new TorchSgd(0.9);
 
     beforeAll(async () => {
-      await initBackend({ backend: 'wasm', quiet: true });
+      await initBackend({ backend: testBackend(), quiet: true });
       fx = loadFixture('esr_cbam');
       esr = await referenceEnsemble(fx, 3);
       const g = Object.fromEntries(esr.variableGroups().map((v) => [v.name, v.variables]));

@@ -10,6 +10,7 @@ import {
   expectTensorClose,
   loadFixture,
   type Fixture,
+  testBackend,
 } from 'fer-test-utils';
 import { importTorchCheckpoint, toTorchStateDicts, type EsrEnsemble } from 'fer-models-esr';
 import { diversityLoss, type DiversityReduction } from 'fer-diversity-loss';
@@ -23,7 +24,7 @@ describeIfExists(path.join(REFERENCE_DIR, 'esr_cbam'), 'ESR + CBAM forward parit
   let y: tf.Tensor1D;
 
   beforeAll(async () => {
-    await initBackend({ backend: 'wasm', quiet: true });
+    await initBackend({ backend: testBackend(), quiet: true });
     fx = loadFixture('esr_cbam');
     x = await nhwc(fx, DATA, 'input/x');
     y = await labels(fx, DATA, 'input/labels');

@@ -12,6 +12,7 @@ import {
   expectTensorClose,
   loadFixture,
   type Fixture,
+  testBackend,
 } from 'fer-test-utils';
 import { createManet, loadTorchStateDict, type Manet } from '../src';
 import { analyticEntries, analyticStateDict, checksum, type AnalyticEntry } from './analytic-weights';
@@ -25,7 +26,7 @@ describeIfExists(FIXTURE_DIR, 'MA-Net parity (eval mode)', () => {
   let x: tf.Tensor4D;
 
   beforeAll(async () => {
-    await initBackend({ backend: 'wasm' });
+    await initBackend({ backend: testBackend() });
     fx = loadFixture('manet');
     entries = analyticEntries(7);
     manet = createManet({ numClasses: 7, convInit: 'zeros', seed: 3 });

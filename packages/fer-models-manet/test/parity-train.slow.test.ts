@@ -26,7 +26,14 @@ import {
   type DiversityReduction,
 } from 'fer-diversity-loss';
 import { initBackend } from 'fer-backend';
-import { REFERENCE_DIR, describeIfExists, expectTensorClose, loadFixture, type Fixture } from 'fer-test-utils';
+import {
+  REFERENCE_DIR,
+  describeIfExists,
+  expectTensorClose,
+  loadFixture,
+  type Fixture,
+  testBackend,
+} from 'fer-test-utils';
 import { createManet, loadTorchStateDict, tfjsToTorch, torchParameter, type Manet } from '../src';
 import { analyticEntries, analyticStateDict, type AnalyticEntry } from './analytic-weights';
 
@@ -119,7 +126,7 @@ describeIfExists(FIXTURE_DIR, 'MA-Net parity (train mode, one SGD step)', () => 
   };
 
   beforeAll(async () => {
-    await initBackend({ backend: 'wasm' });
+    await initBackend({ backend: testBackend() });
     fx = loadFixture('manet');
     entries = analyticEntries(7);
     manet = createManet({ numClasses: 7, convInit: 'zeros' });

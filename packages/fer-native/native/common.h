@@ -26,30 +26,21 @@ inline void Check(napi_env env, napi_status status, const char* what) {
   if (status != napi_ok) throw JsError(std::string("fer-native: N-API call failed: ") + what);
 }
 
-// The process-wide CPU engine and its in-order stream. JS calls arrive on one thread, so one stream suffices.
+// The process-wide CPU engine, and one in-order stream per JS thread. Each worker thread (fer-parallel) that loads
+// the addon gets its own stream, scratchpad and primitive caches (thread_local), so workers never share state.
 inline dnnl::engine& Engine() {
   static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
   return engine;
 }
 inline dnnl::stream& Stream() {
-  static dnnl::stream stream(Engine());
+  thread_local dnnl::stream stream(Engine());
   return stream;
 }
 
 // One growing scratchpad reused by every primitive (attr.set_scratchpad_mode(user)): a fresh per-call allocation of
-// megabytes would go through mmap and page-fault on each step. Valid until the next Scratchpad() call.
-inline dnnl::memory ScratchpadMemory(const dnnl::memory::desc& desc) {
-  static void* buffer = nullptr;
-  static size_t capacity = 0;
-  size_t bytes = desc.get_size();
-  if (bytes > capacity) {
-    std::free(buffer);
-    capacity = bytes + bytes / 4 + 4096;
-    buffer = std::aligned_alloc(64, (capacity + 63) / 64 * 64);
-    if (!buffer) throw JsError("fer-native: out of memory for the oneDNN scratchpad");
-  }
-  return dnnl::memory(desc, Engine(), buffer);
-}
+// megabytes would go through mmap and page-fault on each step. Valid until the next ScratchpadMemory() call on
+// this thread.
+inline dnnl::memory ScratchpadMemory(const dnnl::memory::desc& desc);
 
 // A 64-byte-aligned float buffer that only grows: for reordered weights and other per-shape temporaries kept in a
 // primitive cache entry, so steady-state steps allocate nothing.
@@ -73,6 +64,11 @@ class Buffer {
   void* data_ = nullptr;
   size_t capacity_ = 0;
 };
+
+inline dnnl::memory ScratchpadMemory(const dnnl::memory::desc& desc) {
+  thread_local Buffer buffer;
+  return dnnl::memory(desc, Engine(), buffer.Get(desc.get_size()));
+}
 
 // A Float32Array's data, zero-copy. `expected` (when >= 0) is the element count it must have.
 inline float* F32(napi_env env, napi_value value, const char* name, int64_t expected = -1) {

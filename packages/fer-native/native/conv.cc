@@ -129,9 +129,9 @@ class Cache {
   std::map<std::vector<int64_t>, std::unique_ptr<T>> map_;
 };
 
-Cache<Forward> forward_cache;
-Cache<BackwardData> backward_data_cache;
-Cache<BackwardWeights> backward_weights_cache;
+thread_local Cache<Forward> forward_cache;
+thread_local Cache<BackwardData> backward_data_cache;
+thread_local Cache<BackwardWeights> backward_weights_cache;
 
 // Activation codes shared with src/kernels/conv.ts.
 enum Activation { kLinear = 0, kRelu = 1, kRelu6 = 2, kElu = 3, kSigmoid = 4, kLeakyRelu = 5 };

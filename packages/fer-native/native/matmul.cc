@@ -19,7 +19,7 @@ struct MatMul {
   matmul prim;
 };
 
-std::map<std::vector<int64_t>, std::unique_ptr<MatMul>> cache;
+thread_local std::map<std::vector<int64_t>, std::unique_ptr<MatMul>> cache;
 
 // Activation codes shared with src/kernels/matmul.ts (the same as conv's).
 post_ops PostOps(int64_t act, float alpha) {

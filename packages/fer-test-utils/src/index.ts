@@ -165,3 +165,11 @@ export function loadFixture(name: string): Fixture {
     },
   };
 }
+
+/**
+ * The backend the parity, trajectory and leak suites run on: 'native' when `FER_BACKEND=native` (CI runs them once
+ * more that way when fer-native's addon is built), else 'wasm', the default path.
+ */
+export function testBackend(): 'wasm' | 'native' {
+  return process.env.FER_BACKEND === 'native' ? 'native' : 'wasm';
+}

@@ -102,7 +102,7 @@ export interface TrainerOptions<M extends FerModel = FerModel> {
    * replicas' weighted mean (see `DataParallelStep`). Needs an ESR or MA-Net model and a `lossFromSpec` loss.
    */
   computeWorkers?: number;
-  /** The compute workers' backend (default: this thread's when 'wasm' or 'cpu', else 'wasm'). */
+  /** The compute workers' backend (default: this thread's when 'native', 'wasm' or 'cpu', else 'wasm'). */
   computeBackend?: ComputeBackend;
   /** Also checkpoint every N optimizer steps mid-epoch (default: only at epoch ends and every 10 minutes). */
   checkpointEverySteps?: number;

@@ -7,7 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { existsSync, promises as fs } from 'node:fs';
 import { initBackend } from 'fer-backend';
-import { DATA_DIR, describeIfExists } from 'fer-test-utils';
+import { DATA_DIR, describeIfExists, testBackend } from 'fer-test-utils';
 import { runTrain } from '../src/cli/commands/train';
 import { runEval } from '../src/cli/commands/eval';
 import { runPredict } from '../src/cli/commands/predict';
@@ -29,7 +29,7 @@ describeIfExists(DATA_DIR, 'fer CLI: train -> eval -> predict (real ESR on wasm)
   const out = new Output('quiet');
 
   beforeAll(async () => {
-    await initBackend({ backend: 'wasm', quiet: true });
+    await initBackend({ backend: testBackend(), quiet: true });
     dir = await fs.mkdtemp(path.join(os.tmpdir(), 'fer-cli-'));
   });
   afterAll(async () => {

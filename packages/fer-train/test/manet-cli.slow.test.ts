@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { existsSync, promises as fs } from 'node:fs';
 import { initBackend } from 'fer-backend';
+import { testBackend } from 'fer-test-utils';
 import { runTrain } from '../src/cli/commands/train';
 import { runEval } from '../src/cli/commands/eval';
 import { Output } from '../src/cli/output';
@@ -23,7 +24,7 @@ describe('fer train manet --dataset synthetic -> fer eval (wasm)', () => {
   const sizes = [16, 8, 8];
 
   beforeAll(async () => {
-    await initBackend({ backend: 'wasm', quiet: true });
+    await initBackend({ backend: testBackend(), quiet: true });
     dir = await fs.mkdtemp(path.join(os.tmpdir(), 'fer-manet-'));
   });
   afterAll(async () => {

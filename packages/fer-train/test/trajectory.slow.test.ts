@@ -5,7 +5,14 @@
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from 'fer-backend';
-import { describeIfExists, expectArrayClose, loadFixture, nearDuplicateStateDict, REFERENCE_DIR } from 'fer-test-utils';
+import {
+  describeIfExists,
+  expectArrayClose,
+  loadFixture,
+  nearDuplicateStateDict,
+  REFERENCE_DIR,
+  testBackend,
+} from 'fer-test-utils';
 import { readSafetensors, toFloat32, type RawTensor } from 'fer-torch';
 import { fromTorchStateDicts, toTorchStateDicts, type EsrEnsemble } from 'fer-models-esr';
 import { esrStageLoss } from '../src/recipes/esr';
@@ -16,7 +23,7 @@ import { trainStep } from '../src/step';
 const INIT = path.join(REFERENCE_DIR, 'esr_cbam', 'weights_init');
 
 beforeAll(async () => {
-  await initBackend({ backend: 'wasm', quiet: true });
+  await initBackend({ backend: testBackend(), quiet: true });
 });
 
 async function stateDict(part: string): Promise<Map<string, RawTensor>> {

@@ -92,7 +92,7 @@ export class DataParallelStep {
       );
     }
     const current = tf.getBackend();
-    const backend = o.backend ?? (current === 'wasm' || current === 'cpu' ? current : 'wasm');
+    const backend = o.backend ?? (current === 'native' || current === 'wasm' || current === 'cpu' ? current : 'wasm');
     const variables = model.variableGroups().flatMap((g) => g.variables);
     const state = stateOf(model);
     const dp = await DataParallel.create({
