@@ -11,6 +11,12 @@ export const FER_ERROR_CODES = {
   input: 'FER_INPUT',
   /** fer-train `NonFiniteLossError`: a loss term or gradient was NaN/±Inf; nothing was updated. */
   nonFiniteLoss: 'FER_NON_FINITE_LOSS',
+  /** fer-train `DivergenceError`: the loss rose far above its running level, or weights became non-finite or huge. */
+  diverged: 'FER_DIVERGED',
+  /** fer-train run folders: the folder is locked by another run, or holds a run that does not match (`--resume`). */
+  runFolder: 'FER_RUN_FOLDER',
+  /** Non-finite values in a model's or checkpoint's weights at load. */
+  nonFiniteWeights: 'FER_NON_FINITE_WEIGHTS',
   /** fer-datasets `ImageDecodeError`: a missing, unreadable or corrupt image. */
   imageDecode: 'FER_IMAGE_DECODE',
   /** fer-parallel `WorkerTaskError`: a failure inside a worker thread (its `cause` carries the worker's error). */

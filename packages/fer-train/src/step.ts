@@ -11,9 +11,12 @@ export class NonFiniteLossError extends FerError {
     readonly terms: string[],
     readonly values: Record<string, number>,
   ) {
+    // One line even when every gradient is NaN: the first few names and how many more.
+    const shown = terms.slice(0, 3);
+    const more = terms.length > 3 ? ` and ${terms.length - 3} more` : '';
     super(
       FER_ERROR_CODES.nonFiniteLoss,
-      `Training stopped: non-finite ${terms.join(', ')} (${terms.map((t) => `${t} = ${values[t]}`).join(', ')}). ` +
+      `Training stopped: non-finite ${shown.join(', ')}${more} (${shown.map((t) => `${t} = ${values[t]}`).join(', ')}). ` +
         'The last good checkpoint was left untouched.',
       { hint: 'Lower the learning rate, check the input data, or use the dpp diversity loss.' },
     );

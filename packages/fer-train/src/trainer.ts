@@ -26,6 +26,9 @@ import { confusionMatrixSvg, lineChartSvg, type Series } from './plots/svg';
 import { writeSvgAndPng } from './plots/render';
 import { learningRatesAt, type StagePlan, type TrainingPlan } from './schedule/plans';
 import { DataParallelStep } from './parallel/data-parallel';
+import { replaceDirAtomic } from './io/atomic-dir';
+import { RunLock, cleanRunFolder, datasetFingerprint, prepareRunFolder } from './io/run-folder';
+import { DivergenceError, checkLoss, checkWeights, type DivergenceOptions, type LossLevel } from './guards';
 import type { ComputeBackend } from './parallel/task';
 import { trainStep } from './step';
 import { stateVariables } from './state';
@@ -77,6 +80,8 @@ export type TrainEvent =
   | { type: 'checkpoint'; kind: 'last' | 'best'; file: string }
   | { type: 'final'; split: 'validation' | 'test'; result: EvalResult }
   | { type: 'resumed'; position: TrainingPosition }
+  /** Something the user should know that does not stop the run (a lock taken over, a batch dropped, ...). */
+  | { type: 'notice'; message: string }
   | { type: 'stopped'; reason: string; position: TrainingPosition };
 
 export interface TrainerOptions<M extends FerModel = FerModel> {
@@ -106,8 +111,24 @@ export interface TrainerOptions<M extends FerModel = FerModel> {
   computeBackend?: ComputeBackend;
   /** Also checkpoint every N optimizer steps mid-epoch (default: only at epoch ends and every 10 minutes). */
   checkpointEverySteps?: number;
-  /** Continue from `<outDir>/checkpoints/last.safetensors`. */
+  /**
+   * Continue from `<outDir>/checkpoints/last.safetensors`. Refused when the folder's `run.json` records different
+   * exact options (the error names them) or when the folder holds no run.
+   */
   resume?: boolean;
+  /** Replace the run already in `outDir` (its outputs are deleted first). Without it, such a folder is refused. */
+  overwrite?: boolean;
+  /**
+   * The folder lock when the caller holds it beyond `run()` (e.g. for a later re-save of the model); by default
+   * `run()` takes `<outDir>/.lock` itself and releases it when it returns or throws.
+   */
+  lock?: RunLock;
+  /** The set `trainData` draws from, fingerprinted into `run.json` (a different data set refuses `resume`). */
+  trainSet?: FerDataset;
+  /** The caller's options recorded in `run.json`: `exact` ones must be unchanged on resume, `other` may change. */
+  manifest?: { exact?: Record<string, unknown>; other?: Record<string, unknown> };
+  /** Divergence checks of the loss and the weights (`false`: off; see `DivergenceOptions` for the defaults). */
+  divergence?: DivergenceOptions | false;
   /** Stop after this many optimizer steps in this process (after checkpointing), as if killed. */
   maxSteps?: number;
   onEvent?: (e: TrainEvent) => void;
@@ -146,6 +167,7 @@ interface Extra {
   epochAcc: EpochAccumulator;
   ensembleSize: number;
   script: string;
+  lossLevel?: LossLevel;
 }
 
 /** Everything `run()` carries from step to step (the checkpointed part is stored in `last.safetensors`). */
@@ -166,6 +188,12 @@ interface RunState<M extends FerModel> {
   processSteps: number;
   lastSave: number;
   stopped: boolean;
+  /** Running level of the step loss in this stage (divergence rule). */
+  lossLevel: LossLevel;
+  /** The newest checkpoint written (each passed the weight check first). */
+  lastGood?: { file: string; position: TrainingPosition };
+  /** A size-1 batch was dropped (noticed once). */
+  droppedSingle: boolean;
 }
 
 /** What the steps of one stage share. */
@@ -228,6 +256,56 @@ export class Trainer<M extends FerModel = FerModel> {
 
   /** Runs (or resumes) the whole plan: stage by stage, then the final evaluation and the saved model. */
   async run(): Promise<TrainResult<M>> {
+    const lock = this.o.lock ?? (await RunLock.acquire(this.o.outDir, (m) => this.notice(m)));
+    try {
+      await this.prepareFolder();
+      return await this.runLocked();
+    } finally {
+      if (!this.o.lock) await lock.release();
+    }
+  }
+
+  private notice(message: string): void {
+    this.emit({ type: 'notice', message });
+  }
+
+  /** Removes temporary files of killed writes, then checks the folder against this run and writes `run.json`. */
+  private async prepareFolder(): Promise<void> {
+    const { restored, removed } = await cleanRunFolder(this.o.outDir);
+    restored.forEach((d) => this.notice(`restored ${d}: a kill had interrupted its replacement.`));
+    if (removed.length > 0)
+      this.notice(`removed ${removed.length} temporary file(s) left by an interrupted run in ${this.o.outDir}.`);
+    const data: Record<string, unknown> = { validation: datasetFingerprint(this.o.validation) };
+    if (this.o.trainSet) data.train = datasetFingerprint(this.o.trainSet);
+    if (this.o.test) data.test = datasetFingerprint(this.o.test);
+    await prepareRunFolder(
+      this.o.outDir,
+      {
+        script: this.o.plan.script,
+        exact: {
+          plan: this.o.plan,
+          seed: this.o.seed ?? 0,
+          microBatch: this.o.microBatch ?? null,
+          computeWorkers: this.o.computeWorkers ?? 1,
+          data,
+          ...this.o.manifest?.exact,
+        },
+        other: {
+          checkpointEverySteps: this.o.checkpointEverySteps ?? null,
+          divergence: this.o.divergence ?? {},
+          ...this.o.manifest?.other,
+        },
+      },
+      {
+        resume: this.o.resume,
+        overwrite: this.o.overwrite,
+        lastCheckpoint: this.lastFile(),
+        onNotice: (m) => this.notice(m),
+      },
+    );
+  }
+
+  private async runLocked(): Promise<TrainResult<M>> {
     const s = await this.start();
     const { stages } = this.o.plan;
     try {
@@ -261,6 +339,8 @@ export class Trainer<M extends FerModel = FerModel> {
       processSteps: 0,
       lastSave: Date.now(),
       stopped: false,
+      lossLevel: { value: 0, steps: 0 },
+      droppedSingle: false,
     };
     if (!this.o.resume || !existsSync(this.lastFile())) return s;
     const ck = await loadCheckpoint<History>(this.lastFile());
@@ -276,6 +356,8 @@ export class Trainer<M extends FerModel = FerModel> {
     s.bestMetric = extra.bestMetric;
     s.stageSeed = extra.stageSeed;
     s.rng.setState(extra.rng);
+    s.lossLevel = extra.lossLevel ?? { value: 0, steps: 0 };
+    s.lastGood = { file: this.lastFile(), position: s.pos };
     while (this.ensembleSize(s.model) < extra.ensembleSize && this.o.model.addBranch)
       this.o.model.addBranch(s.model, 0);
     restoreVariables(
@@ -308,6 +390,7 @@ export class Trainer<M extends FerModel = FerModel> {
       this.o.model.addBranch(s.model, s.stageSeed);
     }
     s.bestMetric = null;
+    s.lossLevel = { value: 0, steps: 0 };
     s.pos = { stage: stage.stage, epoch: 0, step: 0, globalStep: s.pos.globalStep };
   }
 
@@ -334,7 +417,10 @@ export class Trainer<M extends FerModel = FerModel> {
             backend: this.o.computeBackend,
           })
         : undefined;
-    return { stage, sgd, train, loss, stepsPerEpoch: Math.ceil(train.size / this.o.plan.batchSize) };
+    const b = this.o.plan.batchSize;
+    // A trailing batch of one image is dropped (see runEpoch).
+    const stepsPerEpoch = Math.floor(train.size / b) + (train.size % b > 1 ? 1 : 0);
+    return { stage, sgd, train, loss, stepsPerEpoch };
   }
 
   /** One epoch: its learning rates, the remaining steps, then validation and checkpoints (unless stopped). */
@@ -363,6 +449,16 @@ export class Trainer<M extends FerModel = FerModel> {
     })) {
       try {
         if (i++ < skip) continue;
+        // Batch norm cannot normalise one image in training mode, so a batch of one (the trailing batch, or one
+        // left by unreadable images) is dropped, like PyTorch's drop_last but only for that size.
+        if (batch.images.shape[0] === 1 && plan.batchSize > 1) {
+          if (!s.droppedSingle)
+            this.notice(
+              `dropped a training batch of 1 image in stage ${stage.stage}, epoch ${e + 1} (batch norm needs at least 2); such batches are always dropped.`,
+            );
+          s.droppedSingle = true;
+          continue;
+        }
         await this.runStep(s, ctx, batch, e, i, t0);
         if (s.stopped) return;
       } finally {
@@ -388,6 +484,12 @@ export class Trainer<M extends FerModel = FerModel> {
     acc.seconds = (Date.now() - t0) / 1000;
     s.processSteps++;
     s.pos = { stage: stage.stage, epoch: e, step: i, globalStep: s.pos.globalStep + 1 };
+    const div = this.o.divergence === false ? undefined : (this.o.divergence ?? {});
+    if (div) {
+      const why = checkLoss(s.lossLevel, r.loss, div.lossFactor);
+      if (why) throw new DivergenceError(why, s.pos, s.lastGood);
+      if (s.pos.globalStep % (div.weightCheckEvery ?? 10) === 0) await this.assertWeights(s);
+    }
     this.emit({
       type: 'step',
       stage: stage.stage,
@@ -437,6 +539,7 @@ export class Trainer<M extends FerModel = FerModel> {
     this.history.epochs.push(record);
     if (isBest) {
       s.bestMetric = metric;
+      await this.assertWeights(s);
       await saveCheckpoint(this.bestFile(stage.stage), {
         variables: stateVariables(s.model),
         meta: { position: s.pos, history: this.history, extra: { metric, script: plan.script } },
@@ -466,7 +569,15 @@ export class Trainer<M extends FerModel = FerModel> {
     this.emit({ type: 'stopped', reason: `maxSteps ${this.o.maxSteps} reached`, position });
   }
 
+  /** Throws `DivergenceError` when a weight is non-finite or exploded (before every checkpoint, so none is bad). */
+  private async assertWeights(s: RunState<M>): Promise<void> {
+    if (this.o.divergence === false) return;
+    const why = await checkWeights(stateVariables(s.model), this.o.divergence?.maxWeight);
+    if (why) throw new DivergenceError(why, s.pos, s.lastGood);
+  }
+
   private async saveLast(s: RunState<M>, p: TrainingPosition): Promise<void> {
+    await this.assertWeights(s);
     await saveCheckpoint(this.lastFile(), {
       variables: stateVariables(s.model),
       optimizer: s.opt ? await s.opt.getState() : undefined,
@@ -481,10 +592,12 @@ export class Trainer<M extends FerModel = FerModel> {
           epochAcc: s.acc,
           ensembleSize: this.ensembleSize(s.model),
           script: this.o.plan.script,
+          lossLevel: s.lossLevel,
         } satisfies Extra as unknown as Record<string, unknown>,
       },
     });
     s.lastSave = Date.now();
+    s.lastGood = { file: this.lastFile(), position: p };
     this.emit({ type: 'checkpoint', kind: 'last', file: this.lastFile() });
   }
 
@@ -514,8 +627,9 @@ export class Trainer<M extends FerModel = FerModel> {
     }
     await this.writeHistory(test ?? validation);
     if (this.o.model.save) {
+      const save = this.o.model.save;
       files.model = path.join(this.o.outDir, 'model');
-      await this.o.model.save(model, files.model);
+      await replaceDirAtomic(files.model, (staging) => save(model, staging));
     }
     return { model, history: this.history, validation, test, stopped, files };
   }

@@ -15,6 +15,8 @@ import { WorkerTaskError } from 'fer-parallel';
 import { extractStateDict, SafetensorsError, StateDictError, TorchFormatError, UnsafePickleError } from 'fer-torch';
 import { EXIT, reportError, runCli } from '../src/cli/main';
 import { NonFiniteLossError } from '../src/step';
+import { DivergenceError } from '../src/guards';
+import { RunFolderError } from '../src/io/run-folder';
 
 /** pickle.dumps(Evil()) (protocol 2) where Evil.__reduce__ is (os.system, ('touch /tmp/fer-torch-pwned',)). */
 const REDUCE_PAYLOAD =
@@ -207,6 +209,8 @@ describe('the error family', () => {
     [new DiversityInputError('m'), FER_ERROR_CODES.input],
     [new BackendInputError('m'), FER_ERROR_CODES.input],
     [new NonFiniteLossError(['ce'], { ce: NaN }), FER_ERROR_CODES.nonFiniteLoss],
+    [new DivergenceError('r', { stage: 1, epoch: 0, step: 1, globalStep: 1 }, undefined), FER_ERROR_CODES.diverged],
+    [new RunFolderError('m'), FER_ERROR_CODES.runFolder],
     [new ImageDecodeError('p', 'r'), FER_ERROR_CODES.imageDecode],
     [new WorkerTaskError(0, 'op', { name: 'Error', message: 'm' }), FER_ERROR_CODES.workerTask],
     [new TorchFormatError('m'), FER_ERROR_CODES.torchFormat],

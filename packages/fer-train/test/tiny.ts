@@ -2,6 +2,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import {
   Rng,
+  crossEntropy,
   mixSeed,
   type Batch,
   type BatchOptions,
@@ -11,6 +12,8 @@ import {
   type LabelSet,
   type VariableGroup,
 } from 'fer-core';
+import { esrGrowthPlan } from '../src/schedule/plans';
+import type { LossFn } from '../src/loss-types';
 
 const K = 3;
 const D = 12; // 2x2x3 images by default
@@ -137,3 +140,24 @@ export function tinyDataset(n: number, seed: number, name = 'tiny'): FerDataset 
   };
   return ds;
 }
+
+/** Trainer options for a small growth run of the tiny ensemble (3 stages, 3 steps per epoch, cpu-fast). */
+export function tinyTrainerOptions(outDir: string) {
+  return {
+    plan: esrGrowthPlan({ branches: 3, firstEpochs: 6, laterEpochs: 3, batchSize: 4 }),
+    model: { create: () => new TinyEnsemble(7), addBranch: (m: TinyEnsemble, seed: number) => m.addBranch(seed) },
+    trainData: (_stage: unknown, seed: number) => tinyDataset(10, seed), // 3 steps per epoch (4, 4, 2)
+    validation: tinyDataset(9, 99, 'val'),
+    loss: () => tinyCeLoss,
+    evaluation: () => ({ combine: { kind: 'vote' as const }, diversityHead: 'channelAttention' }),
+    outDir,
+    seed: 5,
+    plots: false,
+  };
+}
+
+/** Cross-entropy of every branch, summed. */
+export const tinyCeLoss: LossFn = (out, y) => {
+  const terms = Object.fromEntries(out.logits.map((l, k) => [`ce_branch_${k + 1}`, crossEntropy(l, y)]));
+  return { total: tf.tidy(() => tf.addN(Object.values(terms)) as tf.Scalar), terms };
+};

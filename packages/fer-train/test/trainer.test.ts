@@ -4,41 +4,25 @@ import { promises as fs, readFileSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-layers';
-import { crossEntropy } from 'fer-core';
-import { esrGrowthPlan } from '../src/schedule/plans';
 import { Trainer, stateVariables, type TrainEvent } from '../src/trainer';
 import { loadCheckpoint } from '../src/io/checkpoint';
 import { parseSafetensors } from 'fer-torch';
 import { NonFiniteLossError } from '../src/step';
 import type { LossFn } from '../src/loss-types';
-import { TinyEnsemble, tinyDataset } from './tiny';
+import { TinyEnsemble, tinyCeLoss, tinyTrainerOptions } from './tiny';
 
 beforeAll(async () => {
   await tf.setBackend('cpu');
 });
 
-const ceLoss: LossFn = (out, y) => {
-  const terms = Object.fromEntries(out.logits.map((l, k) => [`ce_branch_${k + 1}`, crossEntropy(l, y)]));
-  return { total: tf.tidy(() => tf.addN(Object.values(terms)) as tf.Scalar), terms };
-};
+const ceLoss = tinyCeLoss;
 
 async function tmp(): Promise<string> {
   return fs.mkdtemp(path.join(os.tmpdir(), 'fer-trainer-'));
 }
 
 function options(outDir: string, extra: Partial<ConstructorParameters<typeof Trainer<TinyEnsemble>>[0]> = {}) {
-  return {
-    plan: esrGrowthPlan({ branches: 3, firstEpochs: 6, laterEpochs: 3, batchSize: 4 }),
-    model: { create: () => new TinyEnsemble(7), addBranch: (m: TinyEnsemble, seed: number) => m.addBranch(seed) },
-    trainData: (_stage: unknown, seed: number) => tinyDataset(10, seed), // 3 steps per epoch (4, 4, 2)
-    validation: tinyDataset(9, 99, 'val'),
-    loss: () => ceLoss,
-    evaluation: () => ({ combine: { kind: 'vote' as const }, diversityHead: 'channelAttention' }),
-    outDir,
-    seed: 5,
-    plots: false,
-    ...extra,
-  };
+  return { ...tinyTrainerOptions(outDir), ...extra };
 }
 
 async function weights(m: TinyEnsemble): Promise<number[][]> {

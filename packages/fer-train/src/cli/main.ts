@@ -128,7 +128,11 @@ export function buildProgram(): Command {
         int('--compute-workers'),
       )
       .option('--seed <n>', 'seed for initialisation, shuffling and augmentation', int('--seed'), 0)
-      .option('--resume', 'continue the run in --out from its last checkpoint')
+      .option(
+        '--resume',
+        'continue the run in --out from its last checkpoint (refused if an option that decides the result changed)',
+      )
+      .option('--overwrite', 'replace the run already in --out (without it, a folder holding a run is refused)')
       .option(
         '--max-steps <n>',
         'stop after n optimizer steps (checkpointed; continue with --resume)',
@@ -299,7 +303,9 @@ export function reportError(e: unknown, write: (s: string) => void, verbose = fa
     const code = isFerError(e) ? ` [${e.code}]` : '';
     write(`error: ${oneLine(e.message)}${code}\n`);
     if (verbose) write(`${stackWithCauses(e)}\n`);
-    return isFerError(e) && e.code === FER_ERROR_CODES.nonFiniteLoss ? EXIT.nonFinite : EXIT.known;
+    // Training that blew up (non-finite or diverged) exits 3: the options are valid, the numbers were not.
+    const numeric: string[] = [FER_ERROR_CODES.nonFiniteLoss, FER_ERROR_CODES.diverged];
+    return isFerError(e) && numeric.includes(e.code) ? EXIT.nonFinite : EXIT.known;
   }
   write(`${stackWithCauses(e)}\n`);
   return EXIT.unexpected;

@@ -119,6 +119,10 @@ export class Output {
           this.info(`resuming at stage ${e.position.stage}, epoch ${e.position.epoch + 1}, step ${e.position.step}`);
           this.json(e);
           break;
+        case 'notice':
+          this.info(`note: ${e.message}`);
+          this.json(e);
+          break;
         case 'stopped':
           this.info(`stopped: ${e.reason}`);
           this.json(e);

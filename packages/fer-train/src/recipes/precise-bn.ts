@@ -4,6 +4,7 @@ import { recalibrateBatchNorm, type RecalibrateOptions, type RecalibrateResult }
 import { evaluate, type EvalResult, type EvaluateOptions } from '../evaluate';
 import { finalEval, historyCsv } from '../history';
 import type { TrainResult } from '../trainer';
+import { replaceDirAtomic } from '../io/atomic-dir';
 
 export interface PreciseBnFinishOptions<M extends FerModel> {
   train: FerDataset;
@@ -47,6 +48,8 @@ export async function finishWithPreciseBn<M extends FerModel>(
   }
   await writeFileAtomic(result.files.history, JSON.stringify(result.history, null, 1));
   await writeFileAtomic(path.join(path.dirname(result.files.history), 'history.csv'), historyCsv(result.history));
-  if (o.save && result.files.model) await o.save(result.model, result.files.model);
+  const save = o.save;
+  // Replaced as a whole: a kill mid-save leaves the trainer's model, never a mix of old and new files.
+  if (save && result.files.model) await replaceDirAtomic(result.files.model, (d) => save(result.model, d));
   return { batchNorm, before };
 }

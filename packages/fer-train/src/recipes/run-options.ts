@@ -1,4 +1,6 @@
-import type { TrainEvent } from '../trainer';
+import type { DivergenceOptions } from '../guards';
+import type { RunLock } from '../io/run-folder';
+import type { TrainEvent, TrainerOptions } from '../trainer';
 
 /** Where and how a recipe runs: the options `trainEsr` and `trainManet` share. */
 export interface RecipeRunOptions {
@@ -9,6 +11,13 @@ export interface RecipeRunOptions {
   /** Worker threads computing each step data-parallel (`TrainerOptions.computeWorkers`; default 1). */
   computeWorkers?: number;
   resume?: boolean;
+  /** Replace a run already in `outDir` (see `TrainerOptions.overwrite`). */
+  overwrite?: boolean;
+  /** The folder lock when the caller holds it beyond training (see `TrainerOptions.lock`). */
+  lock?: RunLock;
+  /** The caller's options for `run.json` (see `TrainerOptions.manifest`). */
+  manifest?: TrainerOptions['manifest'];
+  divergence?: DivergenceOptions | false;
   checkpointEverySteps?: number;
   maxSteps?: number;
   plots?: boolean;

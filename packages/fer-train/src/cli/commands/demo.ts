@@ -7,6 +7,8 @@ import { evaluate, type EvalResult } from '../../evaluate';
 import { esrStageEvaluation, trainEsr } from '../../recipes/esr';
 import { esrGrowthPlan, type TrainingPlan } from '../../schedule/plans';
 import { Trainer } from '../../trainer';
+import { replaceDirAtomic } from '../../io/atomic-dir';
+import { RunLock } from '../../io/run-folder';
 import { esrAdapter, esrStageLoss } from '../../recipes/esr';
 import { freshEsr } from '../models';
 import type { Output } from '../output';
@@ -79,6 +81,21 @@ export async function runDemo(
 ): Promise<{ dpp: DemoEval; none?: DemoEval; seconds: number }> {
   const t0 = Date.now();
   const outDir = path.resolve(o.out);
+  const lock = await RunLock.acquire(outDir, (m) => out.info(`note: ${m}`));
+  try {
+    return await demoLocked(o, out, outDir, lock, t0);
+  } finally {
+    await lock.release();
+  }
+}
+
+async function demoLocked(
+  o: DemoOptions,
+  out: Output,
+  outDir: string,
+  lock: RunLock,
+  t0: number,
+): Promise<{ dpp: DemoEval; none?: DemoEval; seconds: number }> {
   const mk = (size: number, seed: number, augment: boolean) =>
     syntheticExpressions({ size, seed, imageSize: o.imageSize, augment, workers: o.workers });
   const train = mk(o.trainSize, o.seed * 3 + 1, o.augment);
@@ -142,12 +159,17 @@ export async function runDemo(
     evaluateWithBatchStatistics: true,
     createModel: () => freshEsr(BASIC7_LABELS, o.imageSize, o.seed),
     onEvent: out.trainEvents(),
+    // The demo is a fresh seeded run each time: it replaces its previous run (the lock still keeps two apart).
+    overwrite: true,
+    lock,
+    manifest: { exact: { imageSize: o.imageSize, lrScale: o.lrScale, augment: o.augment } },
   });
   let dpp: DemoEval;
   try {
     dpp = await finish(res.model, res.test!, "diversity 'dpp'");
     // The trainer saved the model before recalibration: save it again with the recomputed statistics.
-    if (dpp.recalibrated && res.files.model) await res.model.save(res.files.model);
+    const dir = res.files.model;
+    if (dpp.recalibrated && dir) await replaceDirAtomic(dir, async (d) => void (await res.model.save(d)));
   } finally {
     res.model.dispose();
   }
@@ -180,6 +202,7 @@ export async function runDemo(
       validation,
       test,
       outDir: cmpDir,
+      overwrite: true,
       seed: o.seed,
       plots: false,
       loss: () => esrStageLoss(last, 'none'),

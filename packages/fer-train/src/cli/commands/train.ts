@@ -15,6 +15,7 @@ import type { TrainResult } from '../../trainer';
 import type { FerModel } from 'fer-core';
 import { freshEsr, inputConvention, manetFor, pretrainedEsr } from '../models';
 import type { Output } from '../output';
+import { RunLock } from '../../io/run-folder';
 
 export interface TrainCommandOptions {
   dataset: string;
@@ -35,6 +36,7 @@ export interface TrainCommandOptions {
   imageSize?: number;
   seed: number;
   resume?: boolean;
+  overwrite?: boolean;
   maxSteps?: number;
   checkpointEvery?: number;
   plots: boolean;
@@ -79,6 +81,27 @@ export async function runTrain(model: 'esr' | 'manet', o: TrainCommandOptions, o
     );
   }
   const outDir = path.resolve(o.out ?? path.join('runs', `${model}-${kind}`));
+  // Held until the precise-BN re-save is done, so no other run can use the folder in between.
+  const lock = await RunLock.acquire(outDir, (m) => out.info(`note: ${m}`));
+  try {
+    return await trainLocked(model, o, out, { kind, diversity, imageSize, outDir, lock });
+  } finally {
+    await lock.release();
+  }
+}
+
+async function trainLocked(
+  model: 'esr' | 'manet',
+  o: TrainCommandOptions,
+  out: Output,
+  {
+    kind,
+    diversity,
+    imageSize,
+    outDir,
+    lock,
+  }: { kind: DatasetKind; diversity: DiversityMode; imageSize: number; outDir: string; lock: RunLock },
+): Promise<TrainSummary> {
   const splits = await loadSplits({
     kind,
     root: o.data,
@@ -106,6 +129,30 @@ export async function runTrain(model: 'esr' | 'manet', o: TrainCommandOptions, o
     microBatch: o.microBatch,
     computeWorkers: o.computeWorkers,
     resume: o.resume,
+    overwrite: o.overwrite,
+    lock,
+    manifest: {
+      // Data paths may move (the data fingerprint still has to match); everything here decides the result.
+      exact: {
+        model,
+        dataset: kind,
+        imageSize,
+        diversity,
+        faithfulChannel: !!o.faithfulChannel,
+        diversityScope: o.diversityScope ?? 'reference',
+        pretrained: o.pretrained ? path.basename(o.pretrained) : null,
+        cap: o.cap ?? null,
+        syntheticSize: o.syntheticSize ?? null,
+      },
+      other: {
+        data: o.data ?? null,
+        valData: o.valData ?? null,
+        testData: o.testData ?? null,
+        workers: o.workers ?? null,
+        bnBatches: o.bnBatches ?? null,
+        plots: o.plots,
+      },
+    },
     maxSteps: o.maxSteps,
     checkpointEverySteps: o.checkpointEvery,
     plots: o.plots,
