@@ -1,7 +1,8 @@
 import * as path from 'node:path';
 import { parseChoice, type FerModel } from 'fer-core';
 import { loadEvalSplit, DATASET_KINDS, type DatasetKind } from '../../data';
-import { evaluate, type EvalResult } from '../../evaluate';
+import type { EvalResult } from '../../evaluate';
+import { evaluateByLabel } from '../../label-map';
 import { confusionMatrixSvg } from '../../plots/svg';
 import { writeSvgAndPng } from '../../plots/render';
 import { loadAnyEsr, loadManetDir, modelKind } from '../models';
@@ -43,21 +44,20 @@ export async function runEval(o: EvalCommandOptions, out: Output): Promise<EvalR
       syntheticSizes: o.syntheticSize as [number, number, number] | undefined,
       onWarning: (m) => out.info(`warning: ${m}`),
     });
-    const labels = ds.labels as readonly string[];
-    const modelLabels = model.labels as readonly string[];
-    if (modelLabels.length !== labels.length || modelLabels.some((l, i) => l !== labels[i])) {
-      out.info(
-        `warning: the model's classes (${modelLabels.join(', ')}) differ from the dataset's (${labels.join(', ')}); accuracies compare indices.`,
-      );
-    }
     const bar = out.progress('evaluate', Math.ceil(ds.size / o.batch));
-    const r = await evaluate(model, ds, {
+    // Classes are matched by name (an error when none is shared), so accuracies never compare unrelated indices.
+    const {
+      result: r,
+      labels,
+      note,
+    } = await evaluateByLabel(model, ds, {
       batchSize: o.batch,
       combine: mk === 'esr' ? { kind: 'vote' } : { kind: 'weighted', weights: [0.6, 0.4] },
       diversityHead: mk === 'esr' ? 'spatialAttention' : 'globalFeatures',
       onBatch: (d) => bar.update(d),
     });
     bar.done();
+    if (note) out.info(`note: ${note}`);
     out.result(describeEval(`${ds.name}`, r, labels), {
       type: 'eval',
       dataset: ds.name,
@@ -65,6 +65,8 @@ export async function runEval(o: EvalCommandOptions, out: Output): Promise<EvalR
       accuracy: r.ensemble.accuracy,
       macroF1: r.ensemble.macroF1,
       branches: r.branches,
+      labels,
+      labelNote: note,
       perClass: r.ensemble.perClass,
       confusion: r.ensemble.confusion,
       diversity: r.diversity,
