@@ -76,3 +76,26 @@ export async function checkWeights(variables: readonly tf.Variable[], maxWeight 
   }
   return undefined;
 }
+
+/** Non-finite values in a loaded model's weights (e.g. a corrupt weights.bin). */
+export class NonFiniteWeightsError extends FerError {
+  override name = 'NonFiniteWeightsError';
+  constructor(source: string, variable: string, count: number, size: number) {
+    super(
+      FER_ERROR_CODES.nonFiniteWeights,
+      `The model in ${source} has non-finite weights: ${count} of ${size} values of '${variable}' are NaN or infinite.`,
+      { hint: 'The weight files are corrupt or come from a diverged run: save or convert the model again.' },
+    );
+  }
+}
+
+/** Checks a loaded model's weights (one device read) and names the first variable with NaN or infinite values. */
+export async function assertFiniteWeights(variables: readonly tf.Variable[], source: string): Promise<void> {
+  const floats = variables.filter((v) => v.dtype === 'float32' && v.size > 0);
+  if (floats.length === 0) return;
+  const bad = tf.tidy(() => tf.stack(floats.map((v) => tf.sum(tf.cast(tf.logicalNot(tf.isFinite(v)), 'float32')))));
+  const counts = await bad.data();
+  bad.dispose();
+  const i = counts.findIndex((c) => c > 0);
+  if (i >= 0) throw new NonFiniteWeightsError(source, floats[i].name, counts[i], floats[i].size);
+}

@@ -129,7 +129,7 @@ export interface TrainerOptions<M extends FerModel = FerModel> {
   manifest?: { exact?: Record<string, unknown>; other?: Record<string, unknown> };
   /** Divergence checks of the loss and the weights (`false`: off; see `DivergenceOptions` for the defaults). */
   divergence?: DivergenceOptions | false;
-  /** Stop after this many optimizer steps in this process (after checkpointing), as if killed. */
+  /** Stop after this many (≥ 1) optimizer steps in this process (after checkpointing), as if killed. 0 is refused. */
   maxSteps?: number;
   onEvent?: (e: TrainEvent) => void;
   /** Write SVG/PNG plots after each epoch (default true). */
@@ -256,6 +256,9 @@ export class Trainer<M extends FerModel = FerModel> {
 
   /** Runs (or resumes) the whole plan: stage by stage, then the final evaluation and the saved model. */
   async run(): Promise<TrainResult<M>> {
+    // Options are checked before the folder is touched.
+    assertPositiveInt('computeWorkers', this.o.computeWorkers ?? 1);
+    if (this.o.maxSteps !== undefined) assertPositiveInt('maxSteps', this.o.maxSteps);
     const lock = this.o.lock ?? (await RunLock.acquire(this.o.outDir, (m) => this.notice(m)));
     try {
       await this.prepareFolder();
@@ -326,7 +329,6 @@ export class Trainer<M extends FerModel = FerModel> {
   private async start(): Promise<RunState<M>> {
     const { plan } = this.o;
     const seed = this.o.seed ?? 0;
-    assertPositiveInt('computeWorkers', this.o.computeWorkers ?? 1);
     const s: RunState<M> = {
       seed,
       model: await this.o.model.create(),

@@ -45,6 +45,20 @@ export interface LoadImageOptions {
  * 3 equal channels and alpha is dropped. The file is read fully before decoding, so no descriptor stays open.
  * Throws `ImageDecodeError` for missing, unreadable, truncated or non-image files.
  */
+/**
+ * The decoder's reason on one line: libvips repeats its messages (each once here), and some errors end without a
+ * detail ("corrupt header:"), which then names the size and first bytes instead of leaving the user with nothing.
+ */
+export function decoderReason(e: unknown, bytes: Uint8Array): string {
+  const raw = (e instanceof Error ? e.message : String(e ?? '')).replace(/\s+/g, ' ').trim();
+  const parts = raw.split(/ (?=vips\w*: |Vips\w*: )/);
+  const text = [...new Set(parts)].join(' ').trim();
+  const head = Array.from(bytes.subarray(0, 4), (b) => b.toString(16).padStart(2, '0')).join(' ');
+  const detail = `${bytes.length} bytes${bytes.length ? `, starting ${head}` : ''}`;
+  if (!text || /^unknown error$/i.test(text)) return `not a decodable image (${detail})`;
+  return text.endsWith(':') ? `${text} no detail from the decoder (${detail})` : text;
+}
+
 export async function decodeImage(
   input: string | Uint8Array,
   label = typeof input === 'string' ? input : '<buffer>',
@@ -71,9 +85,7 @@ export async function decodeImage(
     return toRgb(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), info.width, info.height, info.channels);
   } catch (e) {
     if (e instanceof ImageDecodeError) throw e;
-    throw new ImageDecodeError(label, (e as Error).message.replace(/\s+/g, ' ').trim() || 'not a decodable image', {
-      cause: e,
-    });
+    throw new ImageDecodeError(label, decoderReason(e, bytes), { cause: e });
   }
 }
 

@@ -351,7 +351,7 @@ export async function affectNet(opts: AffectNetOptions): Promise<ImageDataset> {
   if (!records.length) {
     throw new FerInputError(
       `No AffectNet images with codes 0-7 under ${dir} (${listed} files, ${dropped} with codes 8-10).`,
-      'Check --root.',
+      'Check --data.',
     );
   }
   const defaults: SourceDefaults = {

@@ -113,7 +113,7 @@ export async function readFerPlusLabels(root: string, split: FerPlusSplit): Prom
   } catch {
     throw new FerInputError(
       `FER+ label file not found: ${file}.`,
-      `Expected <root>/Labels/${SPLIT_DIR[split]}/label.csv from github.com/microsoft/FERPlus; check --root (${root}).`,
+      `Expected <root>/Labels/${SPLIT_DIR[split]}/label.csv from github.com/microsoft/FERPlus; check --data (${root}).`,
     );
   }
   const { rows, problems } = parseFerPlusLabels(text);
@@ -159,7 +159,7 @@ export async function ferPlus(opts: FerPlusOptions): Promise<ImageDataset> {
   requireDir(
     opts.root,
     'FER+ root',
-    'Expected a folder with Images/FER2013{Train,Valid,Test} and Labels/...; check --root.',
+    'Expected a folder with Images/FER2013{Train,Valid,Test} and Labels/...; check --data.',
   );
   const summary = await readFerPlusLabels(opts.root, opts.split);
   const imageDir = path.join(opts.root, 'Images', SPLIT_DIR[opts.split]);
@@ -169,7 +169,7 @@ export async function ferPlus(opts: FerPlusOptions): Promise<ImageDataset> {
   } catch {
     throw new FerInputError(
       `FER+ images for split '${opts.split}' not found: ${imageDir} does not exist (${summary.rows.length} images listed in its label.csv).`,
-      "Generate them with FERPlus's generate_training_data.py from fer2013.csv, or check --root.",
+      "Generate them with FERPlus's generate_training_data.py from fer2013.csv, or check --data.",
     );
   }
   const problems = [...summary.problems];
@@ -201,7 +201,7 @@ export async function ferPlus(opts: FerPlusOptions): Promise<ImageDataset> {
     throw new FerInputError(
       `${missing} of the ${summary.kept} labelled FER+ ${opts.split} images are missing from ${imageDir} ` +
         `(first: ${problems.find((p) => p.kind === 'missing-file')?.message}).`,
-      'Check --root, or regenerate the PNGs from fer2013.csv.',
+      'Check --data, or regenerate the PNGs from fer2013.csv.',
     );
   }
   return buildDataset(`ferplus/${opts.split}`, records, problems, DEFAULTS, opts, {

@@ -25,7 +25,7 @@ export async function listClassFolders(
   requireDir(
     root,
     'Dataset root',
-    'Expected a folder with one sub-folder per class (e.g. happy/, sad/); check --root.',
+    'Expected a folder with one sub-folder per class (e.g. happy/, sad/); check --data.',
   );
   const dirs = (await fg('*', { cwd: root, onlyDirectories: true })).sort();
   const problems: DatasetProblem[] = [];

@@ -136,7 +136,7 @@ export async function rafDb(opts: RafDbOptions): Promise<ImageDataset> {
   if (!records.length || missing > (opts.maxBadFraction ?? 0.5) * entries.length) {
     throw new FerInputError(
       `${missing} of ${entries.length} RAF-DB ${opts.split} images are missing from ${imageDir}.`,
-      'Check --root.',
+      'Check --data.',
     );
   }
   return buildDataset(`rafdb/${opts.split}`, records, problems, DEFAULTS, opts, { listed: entries.length, missing });

@@ -23,6 +23,27 @@ function int(name: string) {
   };
 }
 
+function positiveInt(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n <= 0)
+      throw new InvalidArgumentError(`${name} must be a positive integer, got '${v}'.`);
+    return n;
+  };
+}
+
+/** A finite number in [min, max] (`Number('NaN')` and `Number('')` would slip through a plain `Number`). */
+export function finiteNumber(name: string, min = -Infinity, max = Infinity, exclusiveMin = false) {
+  return (v: string): number => {
+    const n = v.trim() === '' ? NaN : Number(v);
+    if (!Number.isFinite(n) || n < min || n > max || (exclusiveMin && n === min))
+      throw new InvalidArgumentError(
+        `${name} must be a number ${exclusiveMin ? 'above' : 'from'} ${min}${max < Infinity ? ` to ${max}` : ''}, got '${v}'.`,
+      );
+    return n;
+  };
+}
+
 function intList(v: string): number[] {
   const xs = v.split(',').map(Number);
   if (xs.some((x) => !Number.isInteger(x) || x <= 0))
@@ -135,8 +156,8 @@ export function buildProgram(): Command {
       .option('--overwrite', 'replace the run already in --out (without it, a folder holding a run is refused)')
       .option(
         '--max-steps <n>',
-        'stop after n optimizer steps (checkpointed; continue with --resume)',
-        int('--max-steps'),
+        'stop after n ≥ 1 optimizer steps (checkpointed; continue with --resume; 0 is refused)',
+        positiveInt('--max-steps'),
       )
       .option('--checkpoint-every <n>', 'also checkpoint every n steps within an epoch', int('--checkpoint-every'))
       .option('--no-plots', 'do not write SVG/PNG plots')
@@ -184,7 +205,7 @@ export function buildProgram(): Command {
     .argument('<images...>', 'image files (JPEG, PNG, ...)')
     .option('--model <dir>', 'model folder', 'runs/demo/model')
     .option('--no-detect', 'the images are already cropped faces')
-    .option('--min-score <x>', 'minimum face detection score', (v) => Number(v), 0.3)
+    .option('--min-score <x>', 'minimum face detection score (0 to 1)', finiteNumber('--min-score', 0, 1), 0.3)
     .action(async (images: string[], opts, cmd: Command) => {
       await backend(cmd);
       await runPredict(images, opts, outputOf(cmd));
@@ -240,7 +261,12 @@ export function buildProgram(): Command {
     .option('--seed <n>', 'seed', int('--seed'), DEMO_DEFAULTS.seed)
     .option('--no-compare', "skip the 'none' comparison")
     .option('--augment', 'ESR training augmentation on the synthetic faces')
-    .option('--lr-scale <x>', 'multiply every learning rate of the schedule', (v) => Number(v), DEMO_DEFAULTS.lrScale)
+    .option(
+      '--lr-scale <x>',
+      'multiply every learning rate of the schedule',
+      finiteNumber('--lr-scale', 0, Infinity, true),
+      DEMO_DEFAULTS.lrScale,
+    )
     .option(
       '--bn-batches <n>',
       'training batches to recompute the BN running statistics over before the final evaluation (0: evaluate with batch statistics)',

@@ -3,6 +3,8 @@ import { parseChoice, type FerModel } from 'fer-core';
 import { loadEvalSplit, DATASET_KINDS, type DatasetKind } from '../../data';
 import type { EvalResult } from '../../evaluate';
 import { evaluateByLabel } from '../../label-map';
+import { assertFiniteWeights } from '../../guards';
+import { stateVariables } from '../../state';
 import { confusionMatrixSvg } from '../../plots/svg';
 import { writeSvgAndPng } from '../../plots/render';
 import { loadAnyEsr, loadManetDir, modelKind } from '../models';
@@ -31,6 +33,7 @@ export async function runEval(o: EvalCommandOptions, out: Output): Promise<EvalR
   const mk = modelKind(o.model);
   const model: FerModel = mk === 'esr' ? await loadAnyEsr(o.model) : await loadManetDir(o.model);
   try {
+    await assertFiniteWeights(stateVariables(model), o.model);
     const imageSize =
       o.imageSize ?? (model as { config?: { inputSize?: number } }).config?.inputSize ?? (mk === 'esr' ? 96 : 224);
     const ds = await loadEvalSplit({

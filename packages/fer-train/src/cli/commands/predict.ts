@@ -1,5 +1,7 @@
 import { existsSync } from 'node:fs';
-import { FerInputError, type FerModel } from 'fer-core';
+import { FerInputError, isFerError, type FerModel } from 'fer-core';
+import { assertFiniteWeights } from '../../guards';
+import { stateVariables } from '../../state';
 import { predictImage, type FacePrediction } from '../../predict/predict';
 import { loadAnyEsr, loadManetDir, modelKind } from '../models';
 import type { Output } from '../output';
@@ -35,16 +37,28 @@ export async function runPredict(
       }
     ).config ?? {};
   const results: { image: string; faces: FacePrediction[] }[] = [];
+  const failed: string[] = [];
   try {
+    await assertFiniteWeights(stateVariables(model), o.model);
     for (const image of images) {
-      const faces = await predictImage(model, image, {
-        detect: o.detect,
-        minScore: o.minScore,
-        inputSize: cfg.inputSize ?? (kind === 'esr' ? 96 : 224),
-        colorOrder: cfg.colorOrder ?? 'rgb',
-        normalization: cfg.normalization ?? null,
-        combine: kind === 'esr' ? { kind: 'vote' } : { kind: 'weighted', weights: [0.6, 0.4] },
-      });
+      let faces: FacePrediction[];
+      try {
+        faces = await predictImage(model, image, {
+          detect: o.detect,
+          minScore: o.minScore,
+          inputSize: cfg.inputSize ?? (kind === 'esr' ? 96 : 224),
+          colorOrder: cfg.colorOrder ?? 'rgb',
+          normalization: cfg.normalization ?? null,
+          combine: kind === 'esr' ? { kind: 'vote' } : { kind: 'weighted', weights: [0.6, 0.4] },
+        });
+      } catch (e) {
+        // One bad file (missing, a folder, truncated) is reported on one line; the others are still predicted.
+        if (!isFerError(e) && !(e as NodeJS.ErrnoException).code) throw e;
+        failed.push(image);
+        const message = (e as Error).message.replace(/\s+/g, ' ');
+        out.result(`${image}: error: ${message}`, { type: 'prediction-error', image, message });
+        continue;
+      }
       results.push({ image, faces });
       if (faces.length === 0)
         out.result(`${image}: no face found (try --min-score 0.2, or --no-detect for a cropped face)`, {
@@ -70,5 +84,10 @@ export async function runPredict(
   } finally {
     model.dispose();
   }
+  if (failed.length > 0)
+    throw new FerInputError(
+      `${failed.length} of ${images.length} image(s) could not be read: ${failed.slice(0, 3).join(', ')}${failed.length > 3 ? ', ...' : ''}.`,
+      'Each is reported above; the other images were predicted.',
+    );
   return results;
 }

@@ -1,0 +1,155 @@
+/**
+ * User mistakes at the `fer` command line give one clear line (issue 17, items 6, 9 and 12): a model with NaN
+ * weights, bad files among the images to predict, a NaN option, `--max-steps 0`, a missing dataset folder and an
+ * image the decoder rejects without detail.
+ */
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { promises as fs } from 'node:fs';
+import sharp from 'sharp';
+import { initBackend } from 'fer-backend';
+import { BASIC7_LABELS } from 'fer-core';
+import { decodeImage } from 'fer-datasets';
+import { EXIT, runCli } from '../src/cli/main';
+import { freshEsr } from '../src/cli/models';
+
+// face-api's Node build requires the '@tensorflow/tfjs' umbrella package (see cli.slow.test.ts).
+jest.mock('@tensorflow/tfjs', () => jest.requireActual('@tensorflow/tfjs-core'), { virtual: true });
+
+let dir = '';
+let modelDir = '';
+
+/** `fer -q --backend wasm <args>`: stdout and stderr lines and the exit code. */
+async function cli(...args: string[]): Promise<{ code: number; out: string[]; err: string[] }> {
+  let err = '';
+  let out = '';
+  const spy = jest.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => {
+    out += s.toString();
+    return true;
+  });
+  try {
+    const code = await runCli(['node', 'fer', '-q', '--backend', 'wasm', ...args], (s) => (err += s));
+    const lines = (s: string) => s.split('\n').filter((l) => l !== '');
+    return { code, out: lines(out), err: lines(err) };
+  } finally {
+    spy.mockRestore();
+  }
+}
+
+beforeAll(async () => {
+  await initBackend({ backend: 'wasm', quiet: true });
+  dir = await fs.mkdtemp(path.join(os.tmpdir(), 'fer-mistakes-'));
+  modelDir = path.join(dir, 'model');
+  const m = freshEsr(BASIC7_LABELS, 54, 1);
+  await m.save(modelDir);
+  m.dispose();
+});
+afterAll(async () => {
+  await fs.rm(dir, { recursive: true, force: true });
+});
+
+describe('fer predict and eval', () => {
+  it('a model whose weights.bin is all 0xFF bytes is refused, naming the tensor', async () => {
+    const bad = path.join(dir, 'nan-model');
+    await fs.cp(modelDir, bad, { recursive: true });
+    const weights = path.join(bad, 'base', 'weights.bin');
+    const size = (await fs.stat(weights)).size;
+    await fs.writeFile(weights, Buffer.alloc(size, 0xff));
+    const face = path.join(dir, 'face.png');
+    await writeNoisePng(face);
+    const { code, out, err } = await cli('predict', '--model', bad, '--no-detect', face);
+    expect(code).toBe(EXIT.known);
+    expect(out).toEqual([]);
+    expect(err).toHaveLength(1);
+    expect(err[0]).toMatch(
+      new RegExp(
+        `^error: The model in ${esc(bad)} has non-finite weights: (\\d+) of \\1 values of '[^']*conv1[^']*' are NaN or infinite\\..* \\[FER_NON_FINITE_WEIGHTS\\]$`,
+      ),
+    );
+  });
+
+  it('predict reports each bad file on one line, predicts the others, and exits non-zero', async () => {
+    const face = path.join(dir, 'face.png');
+    await writeNoisePng(face);
+    const truncated = path.join(dir, 'truncated.jpg');
+    const jpeg = await sharp(Buffer.alloc(64 * 64 * 3, 128), { raw: { width: 64, height: 64, channels: 3 } })
+      .jpeg()
+      .toBuffer();
+    await fs.writeFile(truncated, jpeg.subarray(0, jpeg.length >> 1));
+    const missing = path.join(dir, 'missing.jpg');
+    const folder = path.join(dir, 'a-folder');
+    await fs.mkdir(folder);
+    const { code, out, err } = await cli(
+      'predict',
+      '--model',
+      modelDir,
+      '--no-detect',
+      truncated,
+      face,
+      missing,
+      folder,
+    );
+    expect(code).toBe(EXIT.known);
+    expect(out).toHaveLength(4);
+    expect(out[0]).toMatch(new RegExp(`^${esc(truncated)}: error: Cannot read image .*premature end of JPEG`));
+    expect(out[1]).toMatch(new RegExp(`^${esc(face)}: whole image: \\w+ +\\(votes: \\w+×1; p=0\\.\\d\\d\\)$`));
+    expect(out[2]).toMatch(new RegExp(`^${esc(missing)}: error: Cannot read image '${esc(missing)}': file not found`));
+    expect(out[3]).toMatch(new RegExp(`^${esc(folder)}: error: Cannot read image .*EISDIR`));
+    expect(err).toEqual([
+      `error: 3 of 4 image(s) could not be read: ${truncated}, ${missing}, ${folder}. Each is reported above; the other images were predicted. [FER_INPUT]`,
+    ]);
+  });
+
+  it('--min-score NaN is refused in one line', async () => {
+    const { code, err } = await cli('predict', '--model', modelDir, '--min-score', 'NaN', 'x.jpg');
+    expect(code).toBe(EXIT.known);
+    expect(err).toHaveLength(1);
+    expect(err[0]).toContain("--min-score must be a number from 0 to 1, got 'NaN'");
+  });
+});
+
+describe('fer train', () => {
+  it('--max-steps 0 is refused (a run stops after at least one step)', async () => {
+    const { code, err } = await cli('train', 'esr', '--max-steps', '0', '--out', path.join(dir, 'r0'));
+    expect(code).toBe(EXIT.known);
+    expect(err).toHaveLength(1);
+    expect(err[0]).toContain("--max-steps must be a positive integer, got '0'");
+  });
+
+  it('a missing dataset folder names the option to fix, --data', async () => {
+    const missing = path.join(dir, 'no-such-folder');
+    const { code, err } = await cli(
+      'train',
+      'esr',
+      '--dataset',
+      'folder',
+      '--data',
+      missing,
+      '--out',
+      path.join(dir, 'r1'),
+    );
+    expect(code).toBe(EXIT.known);
+    expect(err).toHaveLength(1);
+    expect(err[0]).toContain('check --data');
+    expect(err[0]).not.toContain('--root');
+  });
+});
+
+describe('decoder reasons', () => {
+  it('a header the decoder rejects without detail still says what the file is', async () => {
+    const f = path.join(dir, 'header-only.png');
+    await fs.writeFile(f, Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]));
+    await expect(decodeImage(f)).rejects.toThrow(
+      `Cannot read image '${f}': Input buffer has corrupt header: no detail from the decoder (8 bytes, starting 89 50 4e 47)`,
+    );
+  });
+});
+
+const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+async function writeNoisePng(file: string): Promise<void> {
+  const px = Buffer.from(Array.from({ length: 54 * 54 * 3 }, (_, i) => (i * 37) % 256));
+  await sharp(px, { raw: { width: 54, height: 54, channels: 3 } })
+    .png()
+    .toFile(file);
+}
