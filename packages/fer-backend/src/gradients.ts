@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { tfjsInternals } from 'fer-core';
 
 /**
  * A lean gradient for `FusedBatchNorm` (what `tf.batchNorm` runs). tfjs core's version tiles rsqrt(var + eps) to
@@ -10,11 +11,11 @@ import * as tf from '@tensorflow/tfjs-core';
  * it also reduces correctly when `mean` has the input's rank with size-1 axes.
  */
 export const leanBatchNormGradConfig: tf.GradConfig = {
-  kernelName: 'FusedBatchNorm',
+  kernelName: tf.FusedBatchNorm,
   inputsToSave: ['x', 'mean', 'variance', 'scale'],
   gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[], attrs: tf.NamedAttrMap) => {
     const g = dy as tf.Tensor;
-    const eps = (attrs as unknown as { varianceEpsilon: number }).varianceEpsilon;
+    const eps = (attrs as unknown as tf.FusedBatchNormAttrs).varianceEpsilon;
     const [x, mean, variance, scale] = saved;
     const paramShape = mean.shape;
     const axes = tf.backend_util.getReductionAxes(paramShape, x.shape);
@@ -58,17 +59,17 @@ function reductionGrad(dy: tf.Tensor, x: tf.Tensor, axis: unknown, scaleBySize: 
  * JavaScript and multiplying (and, for Mean, dividing) by it, as tfjs core's versions do; same values.
  */
 export const sumGradConfig: tf.GradConfig = {
-  kernelName: 'Sum',
+  kernelName: tf.Sum,
   inputsToSave: ['x'],
   gradFunc: (dy, saved, attrs) => ({
-    x: () => reductionGrad(dy as tf.Tensor, saved[0], (attrs as { axis?: unknown }).axis, false),
+    x: () => reductionGrad(dy as tf.Tensor, saved[0], (attrs as unknown as tf.SumAttrs).axis, false),
   }),
 };
 export const meanGradConfig: tf.GradConfig = {
-  kernelName: 'Mean',
+  kernelName: tf.Mean,
   inputsToSave: ['x'],
   gradFunc: (dy, saved, attrs) => ({
-    x: () => reductionGrad(dy as tf.Tensor, saved[0], (attrs as { axis?: unknown }).axis, true),
+    x: () => reductionGrad(dy as tf.Tensor, saved[0], (attrs as unknown as tf.MeanAttrs).axis, true),
   }),
 };
 
@@ -80,12 +81,12 @@ export const meanGradConfig: tf.GradConfig = {
  * CPU-s at batch 8). Differs from core only where the max is ±inf.
  */
 export const maxGradConfig: tf.GradConfig = {
-  kernelName: 'Max',
+  kernelName: tf.Max,
   inputsToSave: ['x'],
   outputsToSave: [true],
   gradFunc: (dy, saved, attrs) => {
     const [x, y] = saved;
-    const axes = tf.util.parseAxisParam((attrs as { reductionIndices: number | number[] }).reductionIndices, x.shape);
+    const axes = tf.util.parseAxisParam((attrs as unknown as tf.MaxAttrs).reductionIndices, x.shape);
     const kept = x.shape.map((d, i) => (axes.includes(i) ? 1 : d));
     return {
       x: () => {
@@ -96,13 +97,28 @@ export const maxGradConfig: tf.GradConfig = {
   },
 };
 
-const OVERRIDES = [leanBatchNormGradConfig, sumGradConfig, meanGradConfig, maxGradConfig];
+const OVERRIDES: readonly tf.GradConfig[] = [leanBatchNormGradConfig, sumGradConfig, meanGradConfig, maxGradConfig];
+/** The gradients the overrides replaced (tfjs' stock ones), to put back. */
+const stockGradients = new Map<string, tf.GradConfig | undefined>();
 
 /**
- * (Re)registers fer-backend's gradient overrides into tfjs' global gradient registry. Call it after anything that
- * registers the stock gradients (importing `@tensorflow/tfjs-layers` does, at import): `initBackend` does so.
+ * (Re)registers fer-backend's gradient overrides (`FusedBatchNorm`, `Sum`, `Mean`, `Max`) into tfjs' global gradient
+ * registry: they apply to every model and backend in the process, with the stock gradients' values and less memory
+ * or time. Call it after anything that registers the stock gradients (importing `@tensorflow/tfjs-layers` does, at
+ * import): `initBackend` does so unless `gradientOverrides: false`. Returns the kernel names.
  */
 export function registerGradientOverrides(): string[] {
-  for (const g of OVERRIDES) tf.registerGradient(g);
+  for (const g of OVERRIDES) {
+    const previous = tfjsInternals.replaceGradient(g);
+    if (!OVERRIDES.includes(previous as tf.GradConfig)) stockGradients.set(g.kernelName, previous);
+  }
   return OVERRIDES.map((g) => g.kernelName);
+}
+
+/** Puts tfjs' stock gradients back where fer-backend's overrides are registered (`initBackend` with `gradientOverrides: false`). */
+export function restoreStockGradients(): void {
+  for (const g of OVERRIDES) {
+    if (tf.getGradient(g.kernelName) === g && stockGradients.has(g.kernelName))
+      tfjsInternals.restoreGradient(g.kernelName, stockGradients.get(g.kernelName));
+  }
 }

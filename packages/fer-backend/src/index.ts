@@ -10,6 +10,7 @@ export type { BackendName, BackendOptions, BackendInfo } from './select';
 export { registerWasmTrainingKernels, WASM_TRAINING_KERNELS } from './wasm/register';
 export {
   registerGradientOverrides,
+  restoreStockGradients,
   leanBatchNormGradConfig,
   sumGradConfig,
   meanGradConfig,

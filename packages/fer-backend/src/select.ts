@@ -3,7 +3,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-layers';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
-import { registerGradientOverrides } from './gradients';
+import { checkTfjsVersion, type TfjsVersionCheck } from 'fer-core';
+import { registerGradientOverrides, restoreStockGradients } from './gradients';
 import { registerWasmTrainingKernels } from './wasm/register';
 
 /**
@@ -29,6 +30,14 @@ export interface BackendOptions {
   backend?: BackendName | 'auto';
   /** Do not log the choice. */
   quiet?: boolean;
+  /**
+   * Register fer-backend's gradient overrides (default true). They replace tfjs' stock gradients of
+   * `FusedBatchNorm`, `Sum`, `Mean` and `Max` process-wide (every model, every backend) with versions of the same
+   * values that use less memory and time (see gradients.ts). `false` keeps, or puts back, the stock gradients.
+   */
+  gradientOverrides?: boolean;
+  /** When the installed tfjs is not the verified 4.22.0: `'warn'` once (default), `'error'` (throws), or `'off'`. */
+  tfjsVersionCheck?: TfjsVersionCheck;
 }
 
 export interface BackendInfo {
@@ -44,7 +53,7 @@ export interface BackendInfo {
   kernels: string[];
   /** The kernel pack in use, in one line (e.g. 'fer-native: oneDNN 2.6.3, avx512_core_bf16, 2 threads'). */
   kernelPack: string;
-  /** Gradient overrides fer-backend registered (global, every backend). */
+  /** Gradient overrides fer-backend registered (global, every backend); empty with `gradientOverrides: false`. */
   gradientOverrides: string[];
   /** Candidates tried before this one during automatic selection, with why each was skipped. */
   skipped: { name: BackendName; reason: string }[];
@@ -186,9 +195,10 @@ function firstLine(e: unknown): string {
 let logged = '';
 
 /**
- * Chooses and activates the tfjs backend, registers the gradients (importing fer-backend imports
- * `@tensorflow/tfjs-layers`, which registers tfjs' stock gradients), re-registers fer-backend's gradient overrides
- * after them (lean `FusedBatchNorm`), and on wasm registers the training kernels tfjs lacks. Order: explicit
+ * Chooses and activates the tfjs backend. First checks the installed tfjs version against the verified one
+ * (`tfjsVersionCheck`), then registers the gradients (importing fer-backend imports `@tensorflow/tfjs-layers`, which
+ * registers tfjs' stock gradients), re-registers fer-backend's process-wide gradient overrides after them (unless
+ * `gradientOverrides: false`), and on wasm registers the training kernels tfjs lacks. Order: explicit
  * `options.backend`, else `FER_BACKEND`, else the first available of tfjs-node-gpu, tfjs-node, native (fer-native's
  * oneDNN kernels, when its addon is built; `FER_NATIVE=0` skips it), wasm, cpu. In a browser: webgpu,
  * webgl, wasm, cpu, among the backends the page imported. An
@@ -205,9 +215,12 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
     requested = parseBackendName(process.env.FER_BACKEND);
     source = requested === 'auto' ? 'auto' : 'env';
   }
+  checkTfjsVersion(options.tfjsVersionCheck ?? 'warn');
   // Kernels and gradients first: registries are global, so this holds whatever becomes active.
   const kernels = registerWasmTrainingKernels();
-  const gradientOverrides = registerGradientOverrides();
+  let gradientOverrides: string[] = [];
+  if (options.gradientOverrides === false) restoreStockGradients();
+  else gradientOverrides = registerGradientOverrides();
 
   const skipped: BackendInfo['skipped'] = [];
   let chosen: BackendName | undefined;

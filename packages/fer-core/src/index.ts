@@ -44,3 +44,7 @@ export type {
   TorchTransform,
   TorchKeySpec,
 } from './layers';
+export { checkTfjsVersion, TFJS_VERIFIED_VERSION } from './tfjs-internals';
+export type { TfjsVersionCheck } from './tfjs-internals';
+/** The tfjs internals fer relies on, for fer's own packages (fer-backend, fer-parallel); not a user API. */
+export * as tfjsInternals from './tfjs-internals';

@@ -7,6 +7,7 @@ import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
+import { tfjsInternals } from 'fer-core';
 import type { Chunk, GradsReply, InferReply, InitReply, Reply, ReplyBody, Request } from './protocol';
 import type { CreateReplica, Replica, ShardBatch, TaskSpec, WorkerMemory } from './types';
 
@@ -54,8 +55,8 @@ async function loadTask(task: TaskSpec): Promise<CreateReplica> {
 }
 
 function wasmHeapBytes(): number | null {
-  const b = tf.backend() as unknown as { wasm?: { HEAPU8?: Uint8Array } };
-  return b?.wasm?.HEAPU8 ? b.wasm.HEAPU8.buffer.byteLength : null;
+  const b = tfjsInternals.wasmBackendInternals();
+  return b ? b.wasm.HEAPU8.buffer.byteLength : null;
 }
 
 function need(): Replica {
@@ -88,8 +89,8 @@ async function readFlat(vars: tf.Variable[], total: number): Promise<Float32Arra
 
 async function init(req: Extract<Request, { type: 'init' }>): Promise<InitReply> {
   const create = await loadTask(req.task);
-  // engine().state works before any backend is set (tf.memory() does not).
-  baselineTensors = tf.engine().state.numTensors;
+  // Readable before any backend is set (tf.memory() is not).
+  baselineTensors = tfjsInternals.liveTensorCount();
   replica = await create(req.task.config as never, { workerIndex: req.workerIndex, numWorkers: req.numWorkers });
   const r = replica;
   if (!r || !Array.isArray(r.variables) || typeof r.computeGradients !== 'function') {
@@ -246,7 +247,7 @@ async function handle(req: Request): Promise<ReplyBody> {
     case 'dispose': {
       replica?.dispose?.();
       replica = null;
-      return { leaked: tf.engine().state.numTensors - baselineTensors };
+      return { leaked: tfjsInternals.liveTensorCount() - baselineTensors };
     }
   }
 }

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { tfjsInternals } from 'fer-core';
 
 /** A kernel body written with tfjs ops; it runs on the active backend (wasm) inside the caller's kernel scope. */
 export type ComposedKernel = (inputs: Record<string, tf.Tensor>, attrs: Record<string, unknown>) => tf.Tensor;
@@ -7,7 +8,7 @@ export type ComposedKernel = (inputs: Record<string, tf.Tensor>, attrs: Record<s
 export function asTensor(info: tf.TensorInfo): tf.Tensor {
   // The engine passes the op's own Tensor objects; a bare TensorInfo only arrives from direct runKernel calls.
   if ((info as tf.Tensor).rank != null && typeof (info as tf.Tensor).dispose === 'function') return info as tf.Tensor;
-  return tf.engine().makeTensorFromTensorInfo(info);
+  return tfjsInternals.tensorFromInfo(info);
 }
 
 /**

@@ -1,10 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-
-/** The slice of BackendWasm these kernels use (tfjs-backend-wasm does not export the class type). */
-interface WasmHeapBackend {
-  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
-  typedArrayFromHeap(info: tf.TensorInfo): Float32Array | Int32Array | Uint8Array;
-}
+import { wasmBackend } from './heap';
 
 /**
  * MaxPoolGrad over the wasm heap in JS. The stock wasm kernel gives wrong values for some shapes (seen on 2x2/2 and
@@ -30,7 +25,7 @@ export const maxPoolGradWasm: tf.KernelConfig = {
         `MaxPoolGrad: dy has shape [${dy.shape.join(', ')}], expected spatial ${info.outHeight}x${info.outWidth}.`,
       );
     }
-    const b = backend as unknown as WasmHeapBackend;
+    const b = wasmBackend(backend);
     // Allocate first: a heap allocation may grow (and detach) the heap buffer that the views below read.
     const out = b.makeOutput(input.shape, 'float32');
     const x = b.typedArrayFromHeap(input) as Float32Array;
@@ -140,7 +135,7 @@ export const unsortedSegmentSumWasm: tf.KernelConfig = {
         `UnsortedSegmentSum: segmentIds shape [${idsShape.join(', ')}] must be a prefix of x's shape [${x.shape.join(', ')}].`,
       );
     }
-    const b = backend as unknown as WasmHeapBackend;
+    const b = wasmBackend(backend);
     const inner = x.shape.slice(idsShape.length).reduce((p, d) => p * d, 1);
     const outShape = [numSegments, ...x.shape.slice(idsShape.length)];
     const out = b.makeOutput(outShape, x.dtype);

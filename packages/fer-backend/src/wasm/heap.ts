@@ -1,19 +1,13 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { tfjsInternals } from 'fer-core';
 
 /** The slice of BackendWasm that fer-backend uses (tfjs-backend-wasm does not export the class type). */
-export interface WasmHeapBackend {
-  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
-  typedArrayFromHeap(info: tf.TensorInfo): Float32Array | Int32Array | Uint8Array;
-  incRef(dataId: tf.DataId): void;
-  dataIdMap: { get(dataId: tf.DataId): { memoryOffset: number } };
-  wasm: { HEAPU8: Uint8Array };
-}
+export type WasmHeapBackend = tfjsInternals.WasmBackendInternals;
 
-export function wasmBackend(): WasmHeapBackend {
-  const b = tf.backend() as unknown as WasmHeapBackend;
-  if (typeof b.typedArrayFromHeap !== 'function') {
-    throw new Error(`fer-backend: a wasm kernel ran while the active backend is '${tf.getBackend()}'.`);
-  }
+/** `backend` (default: the active one) as the wasm backend, whose heap the kernels here read and write. */
+export function wasmBackend(backend: unknown = tf.backend()): WasmHeapBackend {
+  const b = tfjsInternals.wasmBackendInternals(backend);
+  if (!b) throw new Error(`fer-backend: a wasm kernel ran while the active backend is '${tf.getBackend()}'.`);
   return b;
 }
 
@@ -70,7 +64,7 @@ export function tapRows(
       }
     }
   }
-  return tf.engine().makeTensorFromTensorInfo(out) as tf.Tensor2D;
+  return tfjsInternals.tensorFromInfo<tf.Tensor2D>(out);
 }
 
 /**
@@ -98,7 +92,7 @@ export function rotatedSubFilter(filter: tf.Tensor4D, ry: number, rx: number, sH
       }
     }
   }
-  return tf.engine().makeTensorFromTensorInfo(out) as tf.Tensor4D;
+  return tfjsInternals.tensorFromInfo<tf.Tensor4D>(out);
 }
 
 /**
@@ -144,7 +138,7 @@ export function interleavePhases(
       }
     }
   }
-  return tf.engine().makeTensorFromTensorInfo(out) as tf.Tensor4D;
+  return tfjsInternals.tensorFromInfo<tf.Tensor4D>(out);
 }
 
 /**
@@ -190,5 +184,5 @@ export function col2im(
       }
     }
   }
-  return tf.engine().makeTensorFromTensorInfo(out) as tf.Tensor4D;
+  return tfjsInternals.tensorFromInfo<tf.Tensor4D>(out);
 }

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import type { WasmHeapBackend } from './heap';
+import { wasmBackend } from './heap';
 
 type Reducer = 'sum' | 'mean' | 'max';
 
@@ -35,7 +35,7 @@ export function reductionKernel(kind: Reducer, stock: tf.KernelFunc): tf.KernelF
     const outShape = keepDims
       ? x.shape.map((d, i) => (axes.includes(i) ? 1 : d))
       : x.shape.filter((_, i) => !axes.includes(i));
-    const be = backend as unknown as WasmHeapBackend;
+    const be = wasmBackend(backend);
     const out = be.makeOutput(outShape, 'float32');
     const xs = be.typedArrayFromHeap(x) as Float32Array;
     const o = be.typedArrayFromHeap(out) as Float32Array;
@@ -78,7 +78,7 @@ export const identityWasm: tf.KernelConfig = {
   kernelFunc: ({ inputs, backend }) => {
     const x = inputs.x as tf.TensorInfo;
     if (x.dtype === 'string') throw new Error('Identity (fer-backend, wasm): string tensors are not supported.');
-    (backend as unknown as WasmHeapBackend).incRef(x.dataId);
+    wasmBackend(backend).incRef(x.dataId);
     return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
   },
 };
@@ -93,7 +93,7 @@ export function castKernel(stock: tf.KernelFunc): tf.KernelFunc {
     const { inputs, backend, attrs } = args;
     const x = inputs.x as tf.TensorInfo;
     const dtype = (attrs as unknown as { dtype: tf.DataType }).dtype;
-    const be = backend as unknown as WasmHeapBackend;
+    const be = wasmBackend(backend);
     if (dtype === x.dtype && dtype !== 'string' && dtype !== 'complex64') {
       be.incRef(x.dataId);
       return { dataId: x.dataId, shape: x.shape, dtype };
@@ -138,7 +138,7 @@ export function tileKernel(stock: tf.KernelFunc): tf.KernelFunc {
     const outer = x.shape.slice(0, first).reduce((p, d) => p * d, 1);
     const mid = reps.slice(first, last + 1).reduce((p, d) => p * d, 1);
     const inner = x.shape.slice(last + 1).reduce((p, d) => p * d, 1);
-    const be = backend as unknown as WasmHeapBackend;
+    const be = wasmBackend(backend);
     const out = be.makeOutput(outShape, 'float32');
     const heap = new Float32Array(be.wasm.HEAPU8.buffer);
     const src = be.dataIdMap.get(x.dataId).memoryOffset / 4;

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { tfjsInternals } from 'fer-core';
 import { composedKernel } from './compose';
 import { conv2dBackpropFilterBody, conv2dBackpropInputBody } from './conv2d-backprop';
 import { maxPoolGradWasm, unsortedSegmentSumWasm } from './heap-kernels';
@@ -71,8 +72,7 @@ function configs(): tf.KernelConfig[] {
 export function registerWasmTrainingKernels(): string[] {
   const names: string[] = [];
   for (const cfg of configs()) {
-    if (tf.getKernel(cfg.kernelName, cfg.backendName)) tf.unregisterKernel(cfg.kernelName, cfg.backendName);
-    tf.registerKernel({ ...cfg, [MARK]: true } as tf.KernelConfig);
+    tfjsInternals.replaceKernel({ ...cfg, [MARK]: true } as tf.KernelConfig);
     names.push(cfg.kernelName);
   }
   return names;

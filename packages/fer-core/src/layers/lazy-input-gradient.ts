@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
+import { activeTape, isTapeOn, replaceLayerCall, runKernel } from '../tfjs-internals';
 
 /** The fields of a tfjs-layers `Conv2D` that its forward reads. */
 interface Conv2dLike {
@@ -12,7 +13,6 @@ interface Conv2dLike {
   dataFormat: string;
   dilationRate: number[];
   activation: { getClassName(): string };
-  call(inputs: tf.Tensor | tf.Tensor[], kwargs: unknown): tf.Tensor | tf.Tensor[];
 }
 
 /**
@@ -20,7 +20,7 @@ interface Conv2dLike {
  * its gradient. The stem's tape is a handful of nodes (the image, maybe a padding op), so the walk is short.
  */
 function dependsOnVariable(x: tf.Tensor): boolean {
-  const tape = tf.engine().state.activeTape ?? [];
+  const tape = activeTape();
   const producer = new Map<number, (typeof tape)[number]>();
   for (const node of tape) for (const out of node.outputs) producer.set(out.id, node);
   const seen = new Set<number>();
@@ -64,10 +64,9 @@ export function useLazyInputGradient(layer: tfl.layers.Layer): void {
       `useLazyInputGradient expects a linear, channels-last, undilated Conv2D, but '${layer.name}' is a ${cls}${cls === 'Conv2D' ? ' with an activation, another format or a dilation' : ''}.`,
     );
   }
-  const stockCall = conv.call.bind(conv);
-  conv.call = (inputs, kwargs) => {
+  replaceLayerCall(layer, (stockCall) => (inputs, kwargs) => {
     const x = (Array.isArray(inputs) ? inputs[0] : inputs) as tf.Tensor4D;
-    if (!tf.engine().isTapeOn() || dependsOnVariable(x)) return stockCall(inputs, kwargs);
+    if (!isTapeOn() || dependsOnVariable(x)) return stockCall(inputs, kwargs);
     return tf.tidy(() => {
       const strides = conv.strides as [number, number];
       const pad = conv.padding as 'valid' | 'same';
@@ -76,13 +75,11 @@ export function useLazyInputGradient(layer: tfl.layers.Layer): void {
         tf.fused.conv2d({ x, filter: w as tf.Tensor4D, strides, pad, dataFormat: 'NHWC', bias: b });
       // The stock fused gradient's filter term (tfjs-core ops/fused/conv2d.ts): Conv2DBackpropFilter(x, dy).
       const filterGrad = (xs: tf.Tensor, dy: tf.Tensor, w: tf.Tensor) =>
-        tf
-          .engine()
-          .runKernel(
-            'Conv2DBackpropFilter',
-            { x: xs, dy },
-            { strides, pad, dataFormat: 'NHWC', filterShape: w.shape },
-          ) as tf.Tensor;
+        runKernel<tf.Conv2DBackpropFilterAttrs>(
+          tf.Conv2DBackpropFilter,
+          { x: xs, dy },
+          { strides, pad, dataFormat: 'NHWC', filterShape: w.shape as [number, number, number, number] },
+        );
       const kernel = conv.kernel.read();
       // The bias is created in build(), after this call is installed: read it at call time.
       const bias = conv.useBias && conv.bias ? conv.bias.read() : undefined;
@@ -102,5 +99,5 @@ export function useLazyInputGradient(layer: tfl.layers.Layer): void {
       });
       return bias ? f(kernel, bias) : f(kernel);
     });
-  };
+  });
 }
