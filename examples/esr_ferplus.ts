@@ -1,5 +1,5 @@
 /**
- * esr_ferplus.py: fine-tune the AffectNet-trained diversified ESR-9 on FER+ (spec §4.3): stage k trains the CE of
+ * esr_ferplus.py: fine-tune the AffectNet-trained diversified ESR-9 on FER+ (docs/method.md#esr-finetuning): stage k trains the CE of
  * branches 1..k (branch k at 0.1, others and the base at 0.02; base and branch 1 at 0.1 in stage 1), 100 then 60
  * epochs, StepLR(10, 0.75) at epoch start, best snapshot reloaded between stages. Model selection on FER2013Valid,
  * final report on FER2013Test.
@@ -26,7 +26,7 @@ async function main(): Promise<void> {
     validation: await ferPlus({ root, split: 'valid' }),
     test: await ferPlus({ root, split: 'test' }),
     diversity: 'reference',
-    channelTermOnSpatial: true, // the script's "channel" term on the spatial maps (defect 5)
+    channelTermOnSpatial: true, // the script's "channel" term on the spatial maps (docs/method.md#defect-5)
     microBatch: 8,
     outDir: out,
     resume: true,

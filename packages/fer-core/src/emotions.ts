@@ -1,6 +1,6 @@
 /**
  * Emotion labels. Every dataset maps its own codes onto `Emotion`; a model's class order is a `LabelSet`
- * saved with it, because the reference uses two orders (AffectNet/FER+ and RAF-DB, spec §1.2 and §1.4).
+ * saved with it, because the reference uses two orders (AffectNet/FER+ and RAF-DB, docs/method.md#affectnet, #rafdb).
  */
 export type Emotion = 'neutral' | 'happy' | 'sad' | 'surprise' | 'fear' | 'disgust' | 'anger' | 'contempt';
 
@@ -18,10 +18,10 @@ export const EMOTIONS = [
 /** A class order: index i of a model's logits is `labels[i]`. */
 export type LabelSet = readonly Emotion[];
 
-/** AffectNet's categorical order (codes 0-7), shared by FER+ after the reference's remap (spec §1.2, §1.3). */
+/** AffectNet's categorical order (codes 0-7), shared by FER+ after the reference's remap (docs/method.md#affectnet, #ferplus). */
 export const AFFECTNET_LABELS: LabelSet = EMOTIONS;
 
-/** RAF-DB basic release order (file label − 1, spec §1.4). */
+/** RAF-DB basic release order (file label − 1, docs/method.md#rafdb). */
 export const RAFDB_LABELS: LabelSet = ['surprise', 'fear', 'disgust', 'happy', 'sad', 'anger', 'neutral'];
 
 /** The seven basic emotions (no contempt), in AffectNet order: FER2013, JAFFE and the synthetic set use it. */

@@ -22,7 +22,7 @@ test('file names follow the reference (s separators, %07d ids, int() truncation 
     valence: -0.653,
     arousal: 0.653,
   });
-  expect(parseAffectNetFileName('0000000_7_-653_653.jpg')).toBeNull(); // the README's pattern (defect 26)
+  expect(parseAffectNetFileName('0000000_7_-653_653.jpg')).toBeNull(); // the README's pattern (docs/method.md#defect-26)
 });
 
 /** Mean absolute difference between two equally sized uint8 buffers, in [0, 1]. */

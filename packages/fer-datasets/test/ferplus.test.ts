@@ -24,7 +24,7 @@ test('majority rule on hand-made vote rows', () => {
 });
 
 describeIfExists(ROOT, 'FER+ on ../shared/data/ferplus', () => {
-  test('Train/Valid/Test label files give the spec §1.3 counts', async () => {
+  test('Train/Valid/Test label files give the docs/method.md#ferplus counts', async () => {
     const want = {
       train: { rows: 28558, kept: 25045, counts: [8733, 7284, 3022, 3136, 536, 116, 2098, 120] },
       valid: { rows: 3579, kept: 3191, counts: [1180, 862, 348, 411, 60, 25, 289, 16] },

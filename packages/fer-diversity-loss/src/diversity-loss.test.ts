@@ -20,7 +20,7 @@ function read(f: () => tf.Tensor): number[] {
   return v;
 }
 
-// Spec §3.4 worked examples (computed with the original classes).
+// docs/method.md#numerics worked examples (computed with the original classes).
 const EX1 = () => tf.tensor4d([[[[0, 0]]], [[[0.1, 0.2]]]]); // n 2, B 1, maps 1×2
 const EX2 = () =>
   tf.tensor3d([
@@ -118,7 +118,7 @@ describe.each(['cpu', 'wasm'])('similarity matrix and diversity loss (%s)', (bac
     await tf.ready();
   });
 
-  it('reproduces the spec §3.4 worked examples (reference semantics, and with a unit diagonal)', () => {
+  it('reproduces the docs/method.md#numerics worked examples (reference semantics, and with a unit diagonal)', () => {
     const e1 = EX1();
     expectArrayClose(
       read(() => similarityMatrix(e1)),
@@ -205,7 +205,7 @@ describe.each(['cpu', 'wasm'])('similarity matrix and diversity loss (%s)', (bac
     }
   });
 
-  it("'reference' (defect, spec §3.5.1): for n = 3 the same step makes the heads *more similar*", () => {
+  it("'reference' (defect, docs/method.md#numerics): for n = 3 the same step makes the heads *more similar*", () => {
     const h = nearbyHeads(3, 4, 36, 0.1, 103);
     const ref = distanceChange(h, { preset: 'reference' });
     expect(ref.gradMax).toBeGreaterThan(0);

@@ -1,5 +1,5 @@
 /**
- * Builders for the head stacks the paper diversifies (spec §3.2). Every helper returns a new tensor the caller owns
+ * Builders for the head stacks the paper diversifies (docs/method.md#what-is-compared). Every helper returns a new tensor the caller owns
  * and carries its own gradient, so the package stays usable with tfjs-core alone. Layouts are tfjs NHWC.
  */
 import * as tf from '@tensorflow/tfjs-core';
@@ -127,8 +127,8 @@ export function manetGlobalHeads(globalFeatures: tf.Tensor): tf.Tensor3D {
 }
 
 /**
- * The reference's FER+/RAF-DB "channel" term, which is computed on the *spatial* maps (spec §3.2 row 3,
- * DEFECT 5): `BranchDiversity(attn_sp, 'channel')` sums the squared difference over rows only, so each (sample,
+ * The reference's FER+/RAF-DB "channel" term, which is computed on the *spatial* maps (docs/method.md#what-is-compared,
+ * #defect-5): `BranchDiversity(attn_sp, 'channel')` sums the squared difference over rows only, so each (sample,
  * column) pair is one comparison and the kernel mean runs over B·w values. Spatial maps [n, B, h, w] → heads
  * [n, B·w, h]; `similarityMatrix`/`diversityLoss` on them reproduce that term. Use only to reproduce the
  * fine-tuning scripts (opt-in); the intended term uses the channel attention (`esrChannelHeads`).

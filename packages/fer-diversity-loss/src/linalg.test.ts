@@ -98,7 +98,7 @@ describe.each(['cpu', 'wasm'])('det / slogdet (%s)', (backend) => {
       [-6],
       { rtol: 1e-6 },
     );
-    // Hollow symmetric 3×3: det = 2abc (spec §3.5.1), needs pivoting at every step.
+    // Hollow symmetric 3×3: det = 2abc (docs/method.md#numerics), needs pivoting at every step.
     const [a, b, c] = [0.7, 0.2, 0.45];
     expectArrayClose(
       value(() =>

@@ -1,5 +1,5 @@
 /**
- * The batch-averaged RBF similarity between heads (spec §3.1), vectorised over all pairs with an explicit
+ * The batch-averaged RBF similarity between heads (docs/method.md#similarity), vectorised over all pairs with an explicit
  * gradient whose arithmetic mirrors PyTorch autograd through the reference's per-pair loop.
  */
 import * as tf from '@tensorflow/tfjs-core';

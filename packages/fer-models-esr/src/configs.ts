@@ -1,9 +1,9 @@
 import { AFFECTNET_LABELS, FerInputError, RAFDB_LABELS, type LabelSet } from 'fer-core';
 
 /**
- * - `original`: upstream ESR (Siqueira et al., AAAI-20; spec §9.1): no attention; each branch may carry the
+ * - `original`: upstream ESR (Siqueira et al., AAAI-20; docs/method.md#upstream-esr): no attention; each branch may carry the
  *   valence/arousal head Linear(8→2) applied to ReLU(logits).
- * - `cbam`: the diversified ESR of the reference (`model/diversified_esr.py`, spec §2.2): CBAM after every conv block
+ * - `cbam`: the diversified ESR of the reference (`model/diversified_esr.py`, docs/method.md#esr): CBAM after every conv block
  *   of the base and of each branch; the last branch CBAM's attention feeds the diversity loss.
  */
 export type EsrVariant = 'original' | 'cbam';
@@ -19,7 +19,7 @@ export interface EsrConfig {
   numClasses: number;
   /** Class order of the logits; length must equal `numClasses`. */
   labels: LabelSet;
-  /** Square input side in pixels (96 for ESR; the reference's FER+ script used 224, spec §8 defect 12). */
+  /** Square input side in pixels (96 for ESR; the reference's FER+ script used 224, docs/method.md#defect-12). */
   inputSize: number;
   colorOrder: ColorOrder;
   /** Per-channel mean/std applied by the data pipeline before the model (null: plain [0, 1]). */
@@ -73,7 +73,7 @@ export const ESR_CONFIGS = {
     valenceArousal: false,
     ensembleSize: 9,
     description:
-      'Diversified ESR-9 fine-tuned on FER+ (8 classes, AffectNet order). The reference fed 224 px (defect 12); 96 here.',
+      'Diversified ESR-9 fine-tuned on FER+ (8 classes, AffectNet order). The reference fed 224 px (docs/method.md#defect-12); 96 here.',
   },
   /** Fine-tuned on RAF-DB (`esr_rafdb.py`): RAF-DB order, RGB with ImageNet mean/std, fresh Linear(512→7). */
   'desr9-rafdb': {
@@ -139,7 +139,7 @@ function stripUndefined<T extends object>(o: T): Partial<T> {
 }
 
 /**
- * Spatial sizes through the network for a square input of side `s` (valid convs, floor max-pools; spec §2.2):
+ * Spatial sizes through the network for a square input of side `s` (valid convs, floor max-pools; docs/method.md#esr):
  * base output and the branch's final (attention) map. 96 → 20 and 6; 224 → 52 and 22.
  */
 export function featureSizes(s: number): { base: number; branch: number } {

@@ -30,7 +30,7 @@ const runningStats = (esr: EsrEnsemble) =>
   esr.parts().map(({ model }) => model.getLayer('bn1').getWeights()[2].dataSync().slice(0, 4).join(','));
 
 describe('ESR architecture', () => {
-  it('has the reference parameter counts (spec §2.2, §9.1)', () => {
+  it('has the reference parameter counts (docs/method.md#esr, #upstream-esr)', () => {
     const cbam = createEsr('desr9-affectnet', { initialBranches: 1, seed: 1 });
     expect(count(cbam.variableGroups()[0].variables)).toBe(382_316);
     expect(count(cbam.variableGroups()[1].variables)).toBe(2_272_224);

@@ -18,7 +18,7 @@ export interface EsrForwardOptions {
   training: boolean;
   /**
    * Override the branches' mode. Default: `training`. `{ training: false, branchesTraining: true }` reproduces the
-   * reference's validation (`eval_script` in the fixture, spec §8 defect 10): base in eval mode, branches in train
+   * reference's validation (`eval_script` in the fixture, docs/method.md#defect-10): base in eval mode, branches in train
    * mode, their running statistics updated with the validation data. Only for faithful reproduction.
    */
   branchesTraining?: boolean;
@@ -40,7 +40,7 @@ export interface CreateEsrOptions {
 }
 
 /**
- * An Ensemble with Shared Representations (Siqueira et al. 2020), optionally diversified with CBAM (spec §2.2).
+ * An Ensemble with Shared Representations (Siqueira et al. 2020), optionally diversified with CBAM (docs/method.md#esr).
  * Parts are tfjs-layers `LayersModel`s: `base` ([N, S, S, 3] → [N, S', S', 128]) and one per branch. The branches are
  * real parts of the ensemble: the `training` flag reaches each of them (the reference's plain-list defect is not
  * reproduced unless asked for, see `EsrForwardOptions.branchesTraining`).
@@ -161,7 +161,7 @@ export class EsrEnsemble implements FerModel {
 
   /**
    * Trainable variables per part: `[{ name: 'base' }, { name: 'branch_1' }, …]`, the groups the reference's
-   * optimizer gives different learning rates (base, newest branch, older branches; spec §4.2). Frozen parts have
+   * optimizer gives different learning rates (base, newest branch, older branches; docs/method.md#esr-affectnet). Frozen parts have
    * no variables.
    */
   variableGroups(): VariableGroup[] {
@@ -180,7 +180,7 @@ export class EsrEnsemble implements FerModel {
 
   /**
    * Replaces every branch's classifier by a freshly initialised Linear(512 → numClasses) (the reference's RAF-DB
-   * fine-tuning: `fc = Linear(512, 7)`, spec §2.3), keeping all other weights. The valence/arousal head, which reads
+   * fine-tuning: `fc = Linear(512, 7)`, docs/method.md#esr), keeping all other weights. The valence/arousal head, which reads
    * the 8 logits, is dropped when the width changes.
    */
   replaceClassifier(numClasses: number, labels: LabelSet): void {
@@ -247,7 +247,7 @@ export class EsrEnsemble implements FerModel {
 }
 
 /**
- * A new ESR ensemble with PyTorch-default initialisation (spec §2.2).
+ * A new ESR ensemble with PyTorch-default initialisation (docs/method.md#esr).
  * @example const esr = createEsr('desr9-affectnet', { initialBranches: 1, seed: 1 });
  */
 export function createEsr(

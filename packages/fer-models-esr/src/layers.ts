@@ -56,7 +56,7 @@ function block(
 }
 
 /**
- * The shared base (spec §2.2): [N, S, S, 3] → [N, S', S', 128] (96 → 20).
+ * The shared base (docs/method.md#esr): [N, S, S, 3] → [N, S', S', 128] (96 → 20).
  * conv5 3→64, conv3 64→128 + pool, conv3 128→128, conv3 128→128 + pool; CBAM after each block in `cbam`.
  */
 export function buildBase(config: EsrConfig, seed?: number): tfl.LayersModel {
@@ -81,7 +81,7 @@ export function useFastStem(base: tfl.LayersModel): void {
 }
 
 /**
- * One convolutional branch (spec §2.2): [N, S', S', 128] → outputs
+ * One convolutional branch (docs/method.md#esr): [N, S', S', 128] → outputs
  * - `cbam`: [logits [N, K], channelAttention [N, 512], spatialAttention [N, h, w, 1]] (last CBAM's attention);
  * - `original`: [logits] or, with the valence/arousal head, [logits, valenceArousal [N, 2]].
  */

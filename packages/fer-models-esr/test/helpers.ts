@@ -74,7 +74,7 @@ export function toTorchLayout(v: tf.Tensor, transform: 'conv' | 'linear' | 'copy
 }
 
 /**
- * The reference's `BranchDiversity(...).det_div` (spec §3.1) restated for 2 or 3 heads, so the loss tests do not
+ * The reference's `BranchDiversity(...).det_div` (docs/method.md#similarity) restated for 2 or 3 heads, so the loss tests do not
  * depend on fer-diversity-loss: S_ij = mean_b exp(−10·‖X_i[b] − X_j[b]‖²), zero diagonal, value −det(S).
  * n = 2: −det = S01·S10; n = 3: −det = −(S01·S12·S20 + S02·S21·S10). Scalar, owned by the caller.
  */

@@ -5,7 +5,7 @@ import { ChannelSlice, TorchMaxPool2d } from './layers';
 
 type Sym = tfl.SymbolicTensor;
 
-/** CBAM's spatial-gate BatchNorm uses momentum 0.01 (spec §2.1); every other BN the PyTorch default 0.1. */
+/** CBAM's spatial-gate BatchNorm uses momentum 0.01 (docs/method.md#cbam); every other BN the PyTorch default 0.1. */
 const BN_MOMENTUM = 0.1;
 
 /**
@@ -27,7 +27,7 @@ export class ManetBuilder {
   /**
    * Conv2d without bias, PyTorch padding made explicit: stride 1 with p = (k − 1)/2 is 'same' (symmetric), p = 0 is
    * 'valid', anything else is zero padding + 'valid' (a stride-2 'same' would pad 0 before and 1 after).
-   * Kaiming-normal, fan_out, ReLU gain as the reference initialises every Conv2d (spec §2.4).
+   * Kaiming-normal, fan_out, ReLU gain as the reference initialises every Conv2d (docs/method.md#manet).
    */
   conv(x: Sym, name: string, filters: number, kernel: number, stride: number, pad: number, onInput = false): Sym {
     let padding: 'same' | 'valid' = 'valid';
@@ -111,7 +111,7 @@ export class ManetBuilder {
   }
 
   /**
-   * The seed's MulScaleBlock (spec §2.4): conv3x3(stride)-BN-ReLU, split into four groups s0..s3 of planes/4; two
+   * The seed's MulScaleBlock (docs/method.md#manet): conv3x3(stride)-BN-ReLU, split into four groups s0..s3 of planes/4; two
    * paths of conv3x3-BN steps, y1 = cb(s0), y_j = cb(ReLU(y_{j-1}) + s_{j-1}); output ReLU(P1 + P2 + shortcut).
    * With `order: 'reverse'` path 2 runs s3 -> s0 as upstream since 2023 (module j still reads group j).
    */

@@ -26,7 +26,7 @@ describe('resolveConfig', () => {
   });
 });
 
-describe('manetTorchEntries (the reference state dict, spec §2.4)', () => {
+describe('manetTorchEntries (the reference state dict, docs/method.md#manet)', () => {
   const count = (k: number, filter: (key: string) => boolean = () => true) =>
     manetTorchEntries({ numClasses: k })
       .filter((e) => !/running_|num_batches/.test(e.key) && filter(e.key))
@@ -39,7 +39,7 @@ describe('manetTorchEntries (the reference state dict, spec §2.4)', () => {
     expect(e.map((x) => x.index)).toEqual([...e.keys()]);
   });
 
-  test("parameter counts match the spec's table", () => {
+  test('parameter counts match the reference (docs/method.md#manet)', () => {
     expect(count(8)).toBe(50_548_240);
     expect(count(7)).toBe(50_547_214);
     expect(count(12666)).toBe(63_535_348);
@@ -50,7 +50,7 @@ describe('manetTorchEntries (the reference state dict, spec §2.4)', () => {
     expect(count(8, (k) => k.startsWith('layer3_2.'))).toBe(1_510_912);
     expect(count(8, (k) => k.startsWith('layer4_2.'))).toBe(6_036_480);
     expect(count(8, (k) => k.startsWith('fc_1.'))).toBe(4_104);
-    // CBAM(512): 33,412 parameters (spec §2.1)
+    // CBAM(512): 33,412 parameters (docs/method.md#cbam)
     expect(count(8, (k) => k.startsWith('layer4_1_p1.0.cbam.'))).toBe(33_412);
   });
 });

@@ -1,9 +1,9 @@
 import { AFFECTNET_LABELS, RAFDB_LABELS, FerInputError, assertPositiveInt, parseChoice, type LabelSet } from 'fer-core';
 
-/** Input side the architecture requires: the 28x28 layer2 map is cut into 14x14 patches (spec §2.4, defect 29). */
+/** Input side the architecture requires: the 28x28 layer2 map is cut into 14x14 patches (docs/method.md#manet, #defect-29). */
 export const MANET_INPUT_SIZE = 224;
 
-/** Number of MS-Celeb-1M identities: the class count of the pretrained checkpoint's heads (spec §2.5). */
+/** Number of MS-Celeb-1M identities: the class count of the pretrained checkpoint's heads (docs/method.md#msceleb-checkpoint). */
 export const MSCELEB_NUM_CLASSES = 12666;
 
 /**
@@ -19,7 +19,7 @@ export const MANET_WASM_MAX_BATCH = 14;
 export const MANET_WASM_MICRO_BATCH = 8;
 
 /**
- * Order of the second path of the multi-scale block (spec §8 defect 33, §9.2):
+ * Order of the second path of the multi-scale block (docs/method.md#defect-33, #upstream-manet):
  * - `forward` (default): the seed's block and the original upstream (2021); both paths run s0 -> s3.
  * - `reverse`: upstream MA-Net since April 2023; path 2 runs s3 -> s0.
  */
@@ -31,7 +31,7 @@ export interface ManetPretrainedConfig {
   readonly numClasses: number;
   /** Class order of the logits; `null` for the MS-Celeb identity heads. */
   readonly labels: LabelSet | null;
-  /** The reference script's input convention (spec §1.5, defect 11); the data pipeline applies it. */
+  /** The reference script's input convention (docs/method.md#data-pipelines, #defect-11); the data pipeline applies it. */
   readonly input: {
     readonly channelOrder: 'rgb' | 'bgr';
     readonly mean: readonly [number, number, number] | null;

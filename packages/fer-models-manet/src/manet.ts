@@ -42,7 +42,7 @@ const PATCH_CROPS: ReadonlyArray<[[number, number], [number, number]]> = [
 ];
 
 /**
- * The diversified MA-Net graph (spec §2.4) as a functional tfjs-layers model, NHWC.
+ * The diversified MA-Net graph (docs/method.md#manet) as a functional tfjs-layers model, NHWC.
  * Input [B, 224, 224, 3]; outputs, in order: logits fc_1 [B, K], logits fc_2 [B, K], f_1 [B, 512], f_2 [B, 512],
  * local maps p1..p4 [B, 7, 7, 512].
  */

@@ -1,5 +1,5 @@
 /**
- * MS-Celeb-1M checkpoint import (spec §2.5): the genuine-format subset in ../shared/reference/manet/msceleb_format,
+ * MS-Celeb-1M checkpoint import (docs/method.md#msceleb-checkpoint): the genuine-format subset in ../shared/reference/manet/msceleb_format,
  * and a full-size synthetic checkpoint with 12,666-class heads built here; plus the tfjs save/load round trip and
  * leak tests of both forward modes on the loaded model.
  */
@@ -161,7 +161,7 @@ describe('fromMsCeleb: a full-size synthetic checkpoint with 12,666-class heads'
       expectArrayClose(torchValues(manet, key), toFloat32(sd.get(`module.${key}`)!), { rtol: 0, atol: 0 }, key);
     }
     expect(torchValues(manet, 'bn1.num_batches_tracked')[0]).toBe(3);
-    // Trainable = the reference's parameters (spec §2.4, K = 7); the rest are the BN buffers.
+    // Trainable = the reference's parameters (docs/method.md#manet, K = 7); the rest are the BN buffers.
     const size = (vs: tf.Variable[]) => vs.reduce((n, v) => n + v.size, 0);
     expect(size(manet.trainableVariables())).toBe(50_547_214);
     expect(size(manet.nonTrainableVariables())).toBe(43_528);

@@ -38,7 +38,7 @@ function need(root: string | undefined, kind: string): string {
 }
 
 /**
- * The reference's splits per dataset (spec §1.5): augmented, capped training split (ESR augmentation for AffectNet
+ * The reference's splits per dataset (docs/method.md#data-pipelines): augmented, capped training split (ESR augmentation for AffectNet
  * and FER+, DAN's for RAF-DB), validation without augmentation, and a test split where one exists.
  */
 export async function loadSplits(o: SplitOptions): Promise<Splits> {
@@ -71,7 +71,7 @@ export async function loadSplits(o: SplitOptions): Promise<Splits> {
         train: await rafDb({ ...common, root, split: 'train', augment: true, cap: o.cap }),
         validation: await rafDb({ ...common, root, split: 'test' }),
         notes: [
-          'RAF-DB: the reference selects the model on the test split, so its accuracy is optimistic (spec §8 item 18).',
+          'RAF-DB: the reference selects the model on the test split, so its accuracy is optimistic (docs/method.md#defect-18).',
         ],
       };
     }

@@ -11,8 +11,8 @@ export interface EsrLossOptions {
   /** 0-based branches compared by the diversity terms (default: all when there are ≥ 2). */
   diversityBranches?: readonly number[];
   /**
-   * Faithful to `esr_ferplus.py` / `esr_rafdb.py`: their "channel" term is computed on the spatial maps (spec §8
-   * defect 5). Default false: the channel term compares channel attention, as `esr_affectnet.py` does.
+   * Faithful to `esr_ferplus.py` / `esr_rafdb.py`: their "channel" term is computed on the spatial maps
+   * (docs/method.md#defect-5). Default false: the channel term compares channel attention, as `esr_affectnet.py` does.
    */
   channelTermOnSpatial?: boolean;
   /** Weight of each diversity term (reference 1). */
@@ -29,7 +29,7 @@ function div(heads: tf.Tensor, mode: Exclude<DiversityMode, 'none'>): tf.Scalar 
 }
 
 /**
- * The ESR training loss (spec §3.3): Σ_k CE(logits_k, y) over `ceBranches`, plus the spatial and channel diversity
+ * The ESR training loss (docs/method.md#total-loss): Σ_k CE(logits_k, y) over `ceBranches`, plus the spatial and channel diversity
  * terms on the last CBAM's attention of `diversityBranches` (when there are at least two).
  * Terms: `ce_branch_<k>` (1-based), `div_spatial`, `div_channel`.
  */
@@ -66,7 +66,7 @@ export interface ManetLossOptions {
 }
 
 /**
- * The MA-Net training loss (spec §3.3): β·CE(o1) + (1−β)·CE(o2) + the three diversity terms: patch "spatial"
+ * The MA-Net training loss (docs/method.md#total-loss): β·CE(o1) + (1−β)·CE(o2) + the three diversity terms: patch "spatial"
  * (local features averaged over channels), patch "channel" (averaged over positions) and the two global features.
  * Terms: `ce_1`, `ce_2` (unweighted), `div_patch_spatial`, `div_patch_channel`, `div_global`.
  */

@@ -614,7 +614,7 @@ export class Trainer<M extends FerModel = FerModel> {
       model: undefined as string | undefined,
     };
     if (stopped) return { model, history: this.history, stopped, files };
-    // Final: the last stage's best snapshot (the reference leaves the last epoch in memory, spec §8 defect 32).
+    // Final: the last stage's best snapshot (the reference leaves the last epoch in memory, docs/method.md#defect-32).
     const last = plan.stages[plan.stages.length - 1];
     if (existsSync(this.bestFile(last.stage))) await this.loadWeights(model, this.bestFile(last.stage));
     const evalOpts = { ...this.o.evaluation(last), batchSize: plan.evalBatchSize };

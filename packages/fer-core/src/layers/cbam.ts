@@ -8,7 +8,7 @@ type LayerArgs = NonNullable<ConstructorParameters<typeof tfl.layers.Layer>[0]>;
 type Kwargs = { [key: string]: unknown };
 type LayerVariable = tfl.LayerVariable;
 
-/** Momentum (PyTorch meaning) of the BN inside CBAM's spatial `BasicConv` (spec §2.1). */
+/** Momentum (PyTorch meaning) of the BN inside CBAM's spatial `BasicConv` (docs/method.md#cbam). */
 export const CBAM_SPATIAL_BN_MOMENTUM = 0.01;
 
 export interface CbamArgs extends LayerArgs {
@@ -31,7 +31,7 @@ export interface CbamOutput {
 }
 
 /**
- * CBAM (Woo et al., ECCV 2018), as the reference's `model/cbam.py` computes it (spec §2.1), channels last:
+ * CBAM (Woo et al., ECCV 2018), as the reference's `model/cbam.py` computes it (docs/method.md#cbam), channels last:
  * - channel gate: global avg- and max-pooled vectors through one shared MLP (C → ⌊C/r⌋ → C, ReLU, biases), summed
  *   (avg first), sigmoid → a_ch [N, C]; x ← x · a_ch;
  * - spatial gate: [max over C, mean over C] (that order) → 7×7 conv, padding 3, no bias → PyTorch batch norm

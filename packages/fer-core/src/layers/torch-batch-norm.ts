@@ -34,7 +34,7 @@ export interface TorchBnOptions {
 }
 
 /**
- * Batch norm over the last axis with PyTorch's semantics (spec §2.1; fixture manifests `batchnorm_semantics`):
+ * Batch norm over the last axis with PyTorch's semantics (docs/method.md#cbam; fixture manifests `batchnorm_semantics`):
  * train mode normalises with the batch mean and the *biased* batch variance over all other axes and moves the running
  * statistics towards the batch mean and the *unbiased* variance (× n/(n−1), n = N·H·W); eval mode uses the running
  * statistics. Running-stat writes are side effects on `w`; the returned tensor is owned by the caller.

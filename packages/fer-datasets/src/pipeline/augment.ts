@@ -1,5 +1,5 @@
 /**
- * The reference's augmentations (spec §1.5) re-implemented on plain float HWC buffers, so they run in worker
+ * The reference's augmentations (docs/method.md#data-pipelines) re-implemented on plain float HWC buffers, so they run in worker
  * threads without tfjs. Geometry follows torchvision on PIL images exactly (inverse matrices, PIL's pixel-centre
  * convention and its bilinear/nearest filters); only the random streams differ (our seeded `Rng`, not torch's).
  * Values stay float between steps where PIL would round to uint8 after each one (≤ 0.5/255 per step).
@@ -53,7 +53,7 @@ export const IMAGENET_MEAN: [number, number, number] = [0.485, 0.456, 0.406];
 export const IMAGENET_STD: [number, number, number] = [0.229, 0.224, 0.225];
 
 /**
- * ESR training augmentation for AffectNet and FER+ (spec §1.5): colour jitter (brightness and contrast 0.5),
+ * ESR training augmentation for AffectNet and FER+ (docs/method.md#data-pipelines): colour jitter (brightness and contrast 0.5),
  * horizontal flip p 0.5, random affine (±30°, translation ±10 %, scale 1–1.25, bilinear, fill 0). No normalisation
  * (the reference's mean 0 / std 1).
  */
@@ -69,7 +69,7 @@ export function esrTrainTransform(): Transform {
 }
 
 /**
- * MA-Net / RAF-DB training augmentation, taken by the reference from DAN (spec §1.5): (resize at decode) → flip
+ * MA-Net / RAF-DB training augmentation, taken by the reference from DAN (docs/method.md#data-pipelines): (resize at decode) → flip
  * p 0.5 → with p 0.2 {rotation ±20° nearest, then random crop after 32 px zero padding} → ImageNet normalisation →
  * random erasing (p 0.5, area 0.02–0.25, aspect 0.3–3.3, value 0). Used by both RAF-DB scripts (S = 96 or 224).
  */
@@ -174,7 +174,7 @@ export function adjustBrightness(img: PixelImage, factor: number): PixelImage {
 
 /**
  * PIL `ImageEnhance.Contrast`: blend with a uniform grey equal to the rounded mean luma (0.299, 0.587, 0.114 on
- * the channels *as stored*, so BGR data uses swapped weights, spec §8 defect 17), clipped. In place. (PIL rounds
+ * the channels *as stored*, so BGR data uses swapped weights, docs/method.md#defect-17), clipped. In place. (PIL rounds
  * each pixel's luma before averaging; averaging unrounded values moves the mean by < 0.5 grey levels.)
  */
 export function adjustContrast(img: PixelImage, factor: number): PixelImage {

@@ -214,7 +214,7 @@ export class ImageDataset implements FerDataset {
 
   /**
    * Draws a fresh capped subset (per class, uniformly at random, without replacement) from `seed`, as the
-   * reference does by rebuilding its dataset per stage (spec §1.2.2). Without a cap this keeps every sample.
+   * reference does by rebuilding its dataset per stage (docs/method.md#affectnet). Without a cap this keeps every sample.
    */
   redraw(seed: number): void {
     this.active = this.draw(seed);

@@ -1,5 +1,5 @@
 /**
- * AffectNet (spec §1.2): the reference's pre-processing (annotation CSV → face crop → resized JPEGs named
+ * AffectNet (docs/method.md#affectnet): the reference's pre-processing (annotation CSV → face crop → resized JPEGs named
  * `<id %07d>s<expression>s<int(valence·1000)>s<int(arousal·1000)>.jpg` in folders of 500) and the categorical
  * loader over that layout (codes 8-10 dropped, per-class cap redrawn per stage).
  */
@@ -50,7 +50,7 @@ const CSV_DIRS = ['', 'Manually_Annotated_file_lists', 'Automatically_annotated_
 /**
  * The reference's file name (`_generate_single_file_name`): `%07d` id, then `s`-separated expression code,
  * int(valence·1000) and int(arousal·1000) (truncated toward zero, in float64 as Python does), `.jpg`.
- * The README's underscore pattern is wrong (spec §8 defect 26).
+ * The README's underscore pattern is wrong (docs/method.md#defect-26).
  */
 export function affectNetFileName(id: number, expression: number, valence: number, arousal: number): string {
   return `${String(id).padStart(7, '0')}s${expression}s${Math.trunc(valence * 1000)}s${Math.trunc(arousal * 1000)}.jpg`;
@@ -74,7 +74,7 @@ export function parseAffectNetFileName(name: string): AffectNetName | null {
 /**
  * Which box to cut. `correct`: `face_x`/`face_width` are columns, `face_y`/`face_height` rows (AffectNet's
  * definition). `reference`: the reference's (and upstream ESR's) axis swap, rows `face_x … face_x+face_width−1`
- * and columns `face_y … face_y+face_height−1` (spec §8 defect 20); use it to reproduce the reference's crops.
+ * and columns `face_y … face_y+face_height−1` (docs/method.md#defect-20); use it to reproduce the reference's crops.
  */
 export type AffectNetBox = 'correct' | 'reference';
 
@@ -100,7 +100,7 @@ export interface PreprocessAffectNetOptions {
   /** Destination root; images go to `<out>/<Training_Labeled|Validation|Training_Unlabeled>/<id // 500>/`. */
   out: string;
   set: AffectNetSet;
-  /** Output side (96 for ESR, 224 for MA-Net); required, as in the reference (spec §8 defect 27). */
+  /** Output side (96 for ESR, 224 for MA-Net); required, as in the reference (docs/method.md#defect-27). */
   imageSize: number;
   /** Default `correct`; `reference` reproduces the reference's row/column swap. */
   box?: AffectNetBox;
@@ -145,7 +145,7 @@ function firstExisting(cands: string[]): string | undefined {
  * The reference's `pre_process_affect_net`: every CSV row in order → read image → crop the annotation box →
  * OpenCV-bilinear resize to `imageSize`² → JPEG. Ids count successes only (a failed row's id goes to the next
  * image), so names match the reference's exactly. Unlike the reference, failures are recorded with their CSV
- * row (not an id) and counted once (spec §8 defect 21); sub-folders in `subDirectory_filePath` are honoured,
+ * row (not an id) and counted once (docs/method.md#defect-21); sub-folders in `subDirectory_filePath` are honoured,
  * with the reference's flattened `<images>/<basename>` as a fallback.
  */
 export async function preprocessAffectNet(opts: PreprocessAffectNetOptions): Promise<AffectNetPreprocessReport> {
@@ -289,7 +289,7 @@ export interface AffectNetOptions extends SourceOptions {
 
 /**
  * The reference's `AffectNetCategorical` over a pre-processed root: numbered folders (non-numeric entries
- * skipped, spec §8 defect 23), labels from the file names, codes ≥ 8 dropped, valence/arousal parsed. Default cap
+ * skipped, docs/method.md#defect-23), labels from the file names, codes ≥ 8 dropped, valence/arousal parsed. Default cap
  * 5000 per class for `train` (the reference's), none for `validation`; `cap: Infinity` disables it. The capped
  * subset is a uniform random draw per class; call `redraw(seed)` per stage (ESR) or set `redrawCap: 'epoch'`.
  * Defaults: BGR, OpenCV bilinear, no normalisation, `augment: true` = ESR augmentation.

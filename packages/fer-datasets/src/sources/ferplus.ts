@@ -1,5 +1,5 @@
 /**
- * FER+ (spec §1.3): FER2013 faces relabelled by 10 annotators (Barsoum et al. 2016). Official layout:
+ * FER+ (docs/method.md#ferplus): FER2013 faces relabelled by 10 annotators (Barsoum et al. 2016). Official layout:
  * `<root>/Images/FER2013{Train,Valid,Test}/*.png` and `<root>/Labels/FER2013{Train,Valid,Test}/label.csv`
  * (no header; file, face box, 10 vote counts in the order neutral, happiness, surprise, sadness, anger, disgust,
  * fear, contempt, unknown, NF).
@@ -149,7 +149,7 @@ const DEFAULTS: SourceDefaults = {
  * FER+ as an 8-class dataset in AffectNet order, labelled by the official majority rule. Rows whose image is
  * missing are reported (once, summarised) and skipped; a split with no images at all is an error.
  * Defaults follow the reference: BGR (the images are grey anyway), OpenCV bilinear resize, no normalisation,
- * `augment: true` = ESR augmentation. The reference resizes FER+ to 224 for every model (spec §8 defect 12);
+ * `augment: true` = ESR augmentation. The reference resizes FER+ to 224 for every model (docs/method.md#defect-12);
  * here `imageSize` decides (default 96).
  */
 export async function ferPlus(opts: FerPlusOptions): Promise<ImageDataset> {

@@ -1,9 +1,9 @@
 /**
- * RAF-DB basic (spec §1.4). The official release layout the reference's code reads:
+ * RAF-DB basic (docs/method.md#rafdb). The official release layout the reference's code reads:
  * `<root>/EmoLabel/list_patition_label.txt` ("train_00001.jpg 5") + `<root>/Image/aligned/<stem>_aligned.jpg`,
  * labels 1-7 in the release order (Surprise, Fear, Disgust, Happiness, Sadness, Anger, Neutral); and the README's
  * `<root>/{train,test}/0..6/` folder layout with its own order (Neutral, Happiness, Sadness, Surprise, Fear,
- * Disgust, Anger) (spec §8 defect 25). Both map to `Emotion`s; batches use the release order unless `labels` says
+ * Disgust, Anger) (docs/method.md#defect-25). Both map to `Emotion`s; batches use the release order unless `labels` says
  * otherwise.
  */
 import { existsSync, promises as fs } from 'node:fs';

@@ -7,7 +7,7 @@ import { EsrEnsemble } from '../esr';
 import { buildBase, buildBranch } from '../layers';
 import { esrKeyMap, loadTorchStateDict, toTorchStateDict, type LoadReport } from './from-torch';
 
-/** File names the reference (and upstream ESR) use inside a checkpoint folder (`ESR.save`, spec §2.2). */
+/** File names the reference (and upstream ESR) use inside a checkpoint folder (`ESR.save`, docs/method.md#esr). */
 export const BASE_FILE = 'Net-Base-Shared_Representations.pt';
 export const branchFile = (i: number): string => `Net-Branch_${i}.pt`;
 

@@ -203,7 +203,7 @@ export interface FromMsCelebOptions extends ManetOptions {
 }
 
 /**
- * MA-Net initialised from the MS-Celeb-1M checkpoint (spec §2.5): the `state_dict` with `module.` prefixes is loaded
+ * MA-Net initialised from the MS-Celeb-1M checkpoint (docs/method.md#msceleb-checkpoint): the `state_dict` with `module.` prefixes is loaded
  * strictly, the 12,666-class heads are dropped, and `fc_1`/`fc_2` are fresh `Linear(512, numClasses)` layers with
  * PyTorch's default init. Accepts the genuine `Pretrained_on_MSCeleb.pth.tar` (torch.save zip or legacy format,
  * `{'state_dict': …}`), a converted `.safetensors` file (keys with or without `module.`), or the tensors themselves. The returned model (owned by the caller) carries the `loadReport`.
@@ -234,7 +234,7 @@ export async function fromMsCeleb(
 
 /**
  * torch.save zip or legacy file, or safetensors (sniffed). The genuine file pickles the training script's
- * RecorderMeter next to `state_dict` (spec §2.5), so unknown globals are kept inert, never executed.
+ * RecorderMeter next to `state_dict` (docs/method.md#msceleb-checkpoint), so unknown globals are kept inert, never executed.
  */
 async function readCheckpoint(file: string): Promise<ReadonlyMap<string, RawTensor>> {
   return readStateDict(file, { unknownGlobals: 'inert' });

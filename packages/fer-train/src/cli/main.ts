@@ -114,7 +114,7 @@ export function buildProgram(): Command {
       )
       .option(
         '--faithful-channel',
-        "ESR fine-tuning: compute the 'channel' term on the spatial maps as esr_ferplus/esr_rafdb do (defect 5)",
+        "ESR fine-tuning: compute the 'channel' term on the spatial maps as esr_ferplus/esr_rafdb do (docs/method.md#defect-5)",
       )
       .addOption(
         new Option(
@@ -236,7 +236,7 @@ export function buildProgram(): Command {
       new Option('--set <name>', 'annotation set').choices(['training', 'validation', 'automatic']).default('training'),
     )
     .option('--image-size <n>', 'output side (96 for ESR, 224 for MA-Net)', int('--image-size'), 96)
-    .option('--faithful-box', "reproduce the reference's swapped crop axes (defect 20)")
+    .option('--faithful-box', "reproduce the reference's swapped crop axes (docs/method.md#defect-20)")
     .action(async (opts, cmd: Command) => {
       await runPreprocessAffectNet(opts, outputOf(cmd));
     });

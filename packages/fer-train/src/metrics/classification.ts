@@ -5,7 +5,7 @@
 
 /**
  * Plurality vote of per-branch predictions for one sample; ties go to the lowest class index (PyTorch's `max`
- * returns the first maximum, spec §4.5).
+ * returns the first maximum, docs/method.md#esr-evaluation).
  */
 export function pluralityVote(predictions: readonly number[], numClasses: number): number {
   const counts = new Array<number>(numClasses).fill(0);

@@ -23,9 +23,9 @@ export interface TrainEsrOptions extends RecipeRunOptions {
   train: Redrawable;
   validation: FerDataset;
   test?: FerDataset;
-  /** Diversity loss (spec §3.3). 'reference' reproduces the scripts; 'dpp' is the corrected loss. */
+  /** Diversity loss (docs/method.md#total-loss). 'reference' reproduces the scripts; 'dpp' is the corrected loss. */
   diversity: DiversityMode;
-  /** esr_ferplus/esr_rafdb faithful flag: the "channel" term on the spatial maps (spec §8 defect 5). */
+  /** esr_ferplus/esr_rafdb faithful flag: the "channel" term on the spatial maps (docs/method.md#defect-5). */
   channelTermOnSpatial?: boolean;
   /** Evaluate with batch statistics (see `EvaluateOptions.batchStatistics`); for very short runs only. */
   evaluateWithBatchStatistics?: boolean;

@@ -28,7 +28,7 @@ function replay(
 }
 
 describe('StepLR timing', () => {
-  it('ESR steps at epoch start: 9 epochs at the base rate, then 10 per level (spec §4.1 example)', () => {
+  it('ESR steps at epoch start: 9 epochs at the base rate, then 10 per level (docs/method.md#lr-schedule example)', () => {
     const lrs = Array.from(
       { length: 29 },
       (_, e) => 0.1 * stepLrFactor(e, { stepSize: 10, gamma: 0.5, timing: 'epochStart' }),
@@ -115,7 +115,7 @@ describe('reference plans', () => {
     expect(p.stages[3].baseLrs.branch_1).toBe(0.02);
     expect(p.stages[3].ceBranches).toEqual([0, 1, 2, 3]);
     expect(p.stages[3].evalBranches).toEqual([0, 1, 2, 3]);
-    // reference: diversity over all 9 at every stage (defect 13); 'trained' scope restricts it
+    // reference: diversity over all 9 at every stage (docs/method.md#defect-13); 'trained' scope restricts it
     expect(p.stages[0].diversityBranches).toHaveLength(9);
     expect(esrFineTunePlan({ dataset: 'rafdb', diversityScope: 'trained' }).stages[0].diversityBranches).toEqual([]);
     expect(esrFineTunePlan({ dataset: 'rafdb', diversityScope: 'trained' }).stages[2].diversityBranches).toEqual([

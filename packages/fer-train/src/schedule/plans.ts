@@ -1,7 +1,7 @@
 import { FerInputError, assertPositiveInt } from 'fer-core';
 import { stepLrFactor, type StepLrConfig } from './step-lr';
 
-/** The six reference training scripts (spec §4). */
+/** The six reference training scripts (docs/method.md#training). */
 export type ReferenceScript =
   | 'esr_affectnet'
   | 'esr_ferplus'
@@ -83,7 +83,7 @@ export interface EsrGrowthOptions {
 }
 
 /**
- * `esr_affectnet.py` (spec §4.2): stage s holds s branches. Stage 1 trains base and branch 1 at 0.1; every later
+ * `esr_affectnet.py` (docs/method.md#esr-affectnet): stage s holds s branches. Stage 1 trains base and branch 1 at 0.1; every later
  * stage adds a fresh branch (after reloading the previous stage's best snapshot) and trains base 0.01, newest 0.1,
  * older 0.01; momentum 0.9, no weight decay; StepLR(10, 0.5) stepped at epoch start. Diversity only when s > 1.
  */
@@ -130,13 +130,13 @@ export interface EsrFineTuneOptions {
   batchSize?: number;
   /**
    * `reference`: the diversity terms cover all branches at every stage, so untrained branches already move
-   * (spec §8 defect 13). `trained`: only the branches trained so far (no term in stage 1).
+   * (docs/method.md#defect-13). `trained`: only the branches trained so far (no term in stage 1).
    */
   diversityScope?: 'reference' | 'trained';
 }
 
 /**
- * `esr_ferplus.py` / `esr_rafdb.py` (spec §4.3–4.4): all branches exist from the start. Stage k trains the CE of
+ * `esr_ferplus.py` / `esr_rafdb.py` (docs/method.md#esr-finetuning): all branches exist from the start. Stage k trains the CE of
  * branches 0..k−1 with branch k−1 at 0.1 and the others at 0.02; the base runs at 0.1 in stage 1 and 0.02 later;
  * StepLR(10, 0.75) at epoch start; 100 then 60 epochs; best snapshot reloaded between stages.
  */
@@ -191,7 +191,7 @@ export interface ManetPlanOptions {
 }
 
 /**
- * `manet_*.py` (spec §4.7): one group of all parameters, SGD lr 0.01, momentum 0.9, weight decay 1e-4 (PyTorch
+ * `manet_*.py` (docs/method.md#manet-training): one group of all parameters, SGD lr 0.01, momentum 0.9, weight decay 1e-4 (PyTorch
  * semantics, on every parameter); StepLR(5, 0.1) over 20 epochs for AffectNet, StepLR(15, 0.1) over 100 epochs for
  * FER+ and RAF-DB, stepped after each epoch. Batch 128 (FER+: 32, hard-coded in the reference). Best needs a strict
  * improvement.
