@@ -132,3 +132,39 @@ describeIfExists(ROOT, 'FER+ on ../shared/data/ferplus', () => {
     expect(n).toBe(24);
   });
 });
+
+describe('label.csv layout', () => {
+  const row = (votes: number[]) => `fer0000001.png,"(0, 0, 48, 48)",${votes.join(',')}`;
+  const write = (lines: string[]) => {
+    const root = mkdtempSync(path.join(tmpdir(), 'fer-ferplus-layout-'));
+    mkdirSync(path.join(root, 'Labels', 'FER2013Test'), { recursive: true });
+    writeFileSync(path.join(root, 'Labels', 'FER2013Test', 'label.csv'), lines.join('\n') + '\n');
+    return root;
+  };
+
+  test.each([
+    ['an extra vote column (11 votes)', 11, 13],
+    ['a missing vote column (9 votes)', 9, 11],
+  ])('%s: one error naming the file, the line and the count found', async (_what, votes, columns) => {
+    const root = write([row(new Array(votes).fill(1)), row(new Array(votes).fill(2))]);
+    try {
+      const file = path.join(root, 'Labels', 'FER2013Test', 'label.csv');
+      await expect(readFerPlusLabels(root, 'test')).rejects.toThrow(
+        `${file} line 1 has ${columns} columns, but the official FER+ label.csv has 12 (file name, face box, 10 vote counts: neutral, happiness, surprise, sadness, anger, disgust, fear, contempt, unknown, NF).`,
+      );
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  test('a single broken row in a well-formed file stays a reported problem', async () => {
+    const root = write([row([0, 8, 0, 0, 0, 0, 0, 0, 0, 2]), 'broken-row', row([9, 0, 0, 0, 0, 0, 0, 0, 1, 0])]);
+    try {
+      const s = await readFerPlusLabels(root, 'test');
+      expect(s.labels).toEqual([1, 0]);
+      expect(s.problems.map((p) => p.row)).toEqual([1]);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+});

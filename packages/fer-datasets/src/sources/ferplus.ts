@@ -70,13 +70,33 @@ export function ferPlusSoftLabel(votes: readonly number[]): number[] {
   return out;
 }
 
-/** Parses label.csv text. Malformed rows are returned as problems (with their 0-based row), not thrown. */
-export function parseFerPlusLabels(text: string): { rows: FerPlusRow[]; problems: DatasetProblem[] } {
+/** Columns of the official label.csv: file name, face box, the 10 vote counts. */
+export const FERPLUS_COLUMNS = 2 + FERPLUS_VOTE_COLUMNS.length;
+
+/**
+ * Parses label.csv text. Malformed rows are returned as problems (with their 0-based row), not thrown. When most
+ * rows have another column count than the official layout, the file's layout is wrong (an extra or missing vote
+ * column shifts every vote): `layoutError` names the first such row.
+ */
+export function parseFerPlusLabels(text: string): {
+  rows: FerPlusRow[];
+  problems: DatasetProblem[];
+  layoutError?: { row: number; columns: number };
+} {
   const rows: FerPlusRow[] = [];
   const problems: DatasetProblem[] = [];
-  parseCsv(text).forEach((f, row) => {
+  const table = parseCsv(text);
+  const byCount = new Map<number, number>();
+  for (const f of table) byCount.set(f.length, (byCount.get(f.length) ?? 0) + 1);
+  const usual = [...byCount].sort((a, b) => b[1] - a[1])[0]?.[0];
+  const layoutError =
+    usual !== undefined && usual !== FERPLUS_COLUMNS
+      ? { row: table.findIndex((f) => f.length === usual), columns: usual }
+      : undefined;
+  table.forEach((f, row) => {
     const bad = (why: string) => problems.push({ kind: 'malformed-row', row, message: `label.csv row ${row}: ${why}` });
-    if (f.length < 12) return bad(`expected 12 columns (file, box, 10 votes), got ${f.length}`);
+    if (f.length !== FERPLUS_COLUMNS)
+      return bad(`expected ${FERPLUS_COLUMNS} columns (file, box, 10 votes), got ${f.length}`);
     const box = f[1]
       .replace(/[()\s]/g, '')
       .split(',')
@@ -89,7 +109,7 @@ export function parseFerPlusLabels(text: string): { rows: FerPlusRow[]; problems
     if (!f[0].trim()) return bad('empty file name');
     rows.push({ row, file: f[0].trim(), box: box as FerPlusRow['box'], votes });
   });
-  return { rows, problems };
+  return { rows, problems, layoutError };
 }
 
 export interface FerPlusLabelSummary {
@@ -110,13 +130,18 @@ export async function readFerPlusLabels(root: string, split: FerPlusSplit): Prom
   let text: string;
   try {
     text = await fs.readFile(file, 'utf8');
-  } catch {
-    throw new FerInputError(
-      `FER+ label file not found: ${file}.`,
-      `Expected <root>/Labels/${SPLIT_DIR[split]}/label.csv from github.com/microsoft/FERPlus; check --data (${root}).`,
-    );
+  } catch (e) {
+    throw new FerInputError(`FER+ label file not found: ${file}.`, {
+      hint: `Expected <root>/Labels/${SPLIT_DIR[split]}/label.csv from github.com/microsoft/FERPlus; check --data (${root}).`,
+      cause: e,
+    });
   }
-  const { rows, problems } = parseFerPlusLabels(text);
+  const { rows, problems, layoutError } = parseFerPlusLabels(text);
+  if (layoutError)
+    throw new FerInputError(
+      `${file} line ${layoutError.row + 1} has ${layoutError.columns} columns, but the official FER+ label.csv has ${FERPLUS_COLUMNS} (file name, face box, ${FERPLUS_VOTE_COLUMNS.length} vote counts: ${FERPLUS_VOTE_COLUMNS.join(', ')}).`,
+      'Use the label.csv files of github.com/microsoft/FERPlus unchanged: an extra or missing column shifts every vote.',
+    );
   const counts = new Array<number>(8).fill(0);
   const labels = rows.map((r) => {
     const k = ferPlusMajority(r.votes);
@@ -166,10 +191,10 @@ export async function ferPlus(opts: FerPlusOptions): Promise<ImageDataset> {
   let present: Set<string>;
   try {
     present = new Set(await fs.readdir(imageDir));
-  } catch {
+  } catch (e) {
     throw new FerInputError(
       `FER+ images for split '${opts.split}' not found: ${imageDir} does not exist (${summary.rows.length} images listed in its label.csv).`,
-      "Generate them with FERPlus's generate_training_data.py from fer2013.csv, or check --data.",
+      { hint: "Generate them with FERPlus's generate_training_data.py from fer2013.csv, or check --data.", cause: e },
     );
   }
   const problems = [...summary.problems];
