@@ -1,0 +1,161 @@
+// Reductions (Sum, Mean, Max, Min) over any set of axes that, once size-1 dims are dropped and neighbours merged,
+// forms one contiguous block: x viewed as [outer, R, inner], reducing R. That covers every reduction the models run
+// (spatial, channel, batch and all-but-channel reductions of NHWC maps) without the transpose tfjs-backend-cpu
+// makes. The cpu kernel adds each output's R values in order into a JS number (double); so do we, so sums are
+// bit-identical to it. Other axis sets return false and the caller falls back to the cpu kernel.
+#include <cmath>
+
+#include "ops_util.h"
+
+#define FER_SIMD __attribute__((target_clones("avx512f", "avx2", "default"), optimize("fp-contract=off")))
+
+namespace ferops {
+namespace {
+
+enum Reduce : int { kSum = 0, kMean, kMax, kMin };
+
+// Column block (along inner) one work item accumulates: its double accumulators stay in L1.
+constexpr int64_t kBlock = 512;
+
+// acc[j] += x[r * inner + j] for r in [0, R), j in [0, len); then out[j] = acc[j] (scaled by 1/n first for Mean).
+template <bool kMeanOp>
+FER_SIMD void sumColumns(const float* x, int64_t R, int64_t inner, int64_t len, float n, float* out) {
+  double acc[kBlock];
+  for (int64_t j = 0; j < len; j++) acc[j] = 0.0;
+  for (int64_t r = 0; r < R; r++) {
+    const float* row = x + r * inner;
+    if (kMeanOp)
+      for (int64_t j = 0; j < len; j++) acc[j] += static_cast<double>(row[j] / n);
+    else
+      for (int64_t j = 0; j < len; j++) acc[j] += static_cast<double>(row[j]);
+  }
+  for (int64_t j = 0; j < len; j++) out[j] = static_cast<float>(acc[j]);
+}
+
+// The cpu kernels' running max/min: any NaN wins (and stays); otherwise strictly greater (less) replaces.
+template <bool kMaxOp>
+FER_SIMD void extremeColumns(const float* x, int64_t R, int64_t inner, int64_t len, float* out) {
+  float acc[kBlock];
+  for (int64_t j = 0; j < len; j++) acc[j] = x[j];
+  for (int64_t r = 1; r < R; r++) {
+    const float* row = x + r * inner;
+    for (int64_t j = 0; j < len; j++) {
+      const float v = row[j];
+      const bool take = kMaxOp ? (v != v || v > acc[j]) : (v != v || v < acc[j]);
+      acc[j] = take ? v : acc[j];
+    }
+  }
+  for (int64_t j = 0; j < len; j++) out[j] = acc[j];
+}
+
+// inner == 1: each output reduces a contiguous run of R. Eight outputs at a time keep eight independent double
+// chains in flight (each still added in order).
+template <bool kMeanOp>
+void sumRows(const float* x, int64_t rows, int64_t R, float n, float* out) {
+  int64_t i = 0;
+  for (; i + 8 <= rows; i += 8) {
+    double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    const float* p = x + i * R;
+    for (int64_t r = 0; r < R; r++)
+      for (int k = 0; k < 8; k++) s[k] += static_cast<double>(kMeanOp ? p[k * R + r] / n : p[k * R + r]);
+    for (int k = 0; k < 8; k++) out[i + k] = static_cast<float>(s[k]);
+  }
+  for (; i < rows; i++) {
+    double s = 0;
+    const float* p = x + i * R;
+    for (int64_t r = 0; r < R; r++) s += static_cast<double>(kMeanOp ? p[r] / n : p[r]);
+    out[i] = static_cast<float>(s);
+  }
+}
+
+template <bool kMaxOp>
+void extremeRows(const float* x, int64_t rows, int64_t R, float* out) {
+  for (int64_t i = 0; i < rows; i++) {
+    const float* p = x + i * R;
+    float m = p[0];
+    for (int64_t r = 1; r < R; r++) {
+      const float v = p[r];
+      if (kMaxOp ? (v != v || v > m) : (v != v || v < m)) m = v;
+    }
+    out[i] = m;
+  }
+}
+
+// reduce(op, x, shape, axes, out) → true, or false when the axes do not form one block (caller falls back).
+napi_value ReduceFn(napi_env env, napi_callback_info info) {
+  napi_value result = nullptr;
+  entry(env, info, 5, [&](napi_value* argv) {
+    const int op = static_cast<int>(integer(env, argv[0], "op"));
+    auto x = typed<float>(env, argv[1], "x");
+    auto shape = ints(env, argv[2], "shape");
+    auto axes = ints(env, argv[3], "axes");
+    auto o = typed<float>(env, argv[4], "out");
+    if (product(shape) != x.size) throw Error{"fer-native reduce: shape does not match x"};
+    std::vector<bool> red(shape.size(), false);
+    for (int64_t a : axes) {
+      if (a < 0 || a >= static_cast<int64_t>(shape.size())) throw Error{"fer-native reduce: axis out of range"};
+      red[a] = true;
+    }
+    // Kinds of the non-trivial dims in order; the block pattern must be K* R* K*.
+    int64_t outer = 1, R = 1, inner = 1;
+    int phase = 0;  // 0: before the reduced block, 1: inside it, 2: after it
+    bool ok = true;
+    for (size_t i = 0; i < shape.size(); i++) {
+      if (shape[i] == 1) continue;
+      if (red[i]) {
+        if (phase == 2) ok = false;
+        phase = 1;
+        R *= shape[i];
+      } else if (phase == 0) {
+        outer *= shape[i];
+      } else {
+        phase = 2;
+        inner *= shape[i];
+      }
+    }
+    const bool extreme = op == kMax || op == kMin;
+    ok = ok && outer * inner == o.size && (R > 0 || !extreme) && x.size > 0;
+    if (ok) {
+      const float n = static_cast<float>(R);
+      const float* xd = x.data;
+      float* od = o.data;
+      if (inner == 1) {
+        // Outputs in blocks of 64 rows per work item.
+        const int64_t items = (outer + 63) / 64;
+        parallelFor(items, x.size, [&](int64_t lo, int64_t hi) {
+          const int64_t r0 = lo * 64, r1 = std::min(outer, hi * 64);
+          const float* xs = xd + r0 * R;
+          switch (op) {
+            case kSum: sumRows<false>(xs, r1 - r0, R, n, od + r0); break;
+            case kMean: sumRows<true>(xs, r1 - r0, R, n, od + r0); break;
+            case kMax: extremeRows<true>(xs, r1 - r0, R, od + r0); break;
+            default: extremeRows<false>(xs, r1 - r0, R, od + r0); break;
+          }
+        });
+      } else {
+        const int64_t blocks = (inner + kBlock - 1) / kBlock;
+        parallelFor(outer * blocks, x.size, [&](int64_t lo, int64_t hi) {
+          for (int64_t it = lo; it < hi; it++) {
+            const int64_t ob = it / blocks, j0 = (it % blocks) * kBlock;
+            const int64_t len = std::min(kBlock, inner - j0);
+            const float* xs = xd + ob * R * inner + j0;
+            float* os = od + ob * inner + j0;
+            switch (op) {
+              case kSum: sumColumns<false>(xs, R, inner, len, n, os); break;
+              case kMean: sumColumns<true>(xs, R, inner, len, n, os); break;
+              case kMax: extremeColumns<true>(xs, R, inner, len, os); break;
+              default: extremeColumns<false>(xs, R, inner, len, os); break;
+            }
+          }
+        });
+      }
+    }
+    napi_get_boolean(env, ok, &result);
+  });
+  return result;
+}
+
+}  // namespace
+}  // namespace ferops
+
+void Register_reduce(napi_env env, napi_value exports) { ferops::exportFn(env, exports, "opsReduce", ferops::ReduceFn); }
