@@ -5,6 +5,11 @@
 
 void Register_conv(napi_env env, napi_value exports);
 void Register_matmul(napi_env env, napi_value exports);
+void Register_eltwise(napi_env env, napi_value exports);
+void Register_reduce(napi_env env, napi_value exports);
+void Register_pool(napi_env env, napi_value exports);
+void Register_batchnorm(napi_env env, napi_value exports);
+void Register_layout(napi_env env, napi_value exports);
 
 namespace {
 
@@ -47,6 +52,11 @@ napi_value Init(napi_env env, napi_value exports) {
     fer::SetFunction(env, exports, "setThreads", SetThreads);
     Register_conv(env, exports);
     Register_matmul(env, exports);
+    Register_eltwise(env, exports);
+    Register_reduce(env, exports);
+    Register_pool(env, exports);
+    Register_batchnorm(env, exports);
+    Register_layout(env, exports);
   } catch (const std::exception& e) {
     napi_throw_error(env, nullptr, e.what());
   }

@@ -1,6 +1,19 @@
 import type { KernelConfig } from '@tensorflow/tfjs-core';
 import { convKernels } from './conv';
 import { matmulKernels } from './matmul';
+import { eltwiseKernels } from './eltwise';
+import { reduceKernels } from './reduce';
+import { poolKernels } from './pool';
+import { batchNormKernels } from './batchnorm';
+import { layoutKernels } from './layout';
 
 /** Every native kernel, registered for the 'native' backend over cpu's. One line per group (src/kernels/<group>.ts). */
-export const NATIVE_KERNELS: KernelConfig[] = [...convKernels, ...matmulKernels];
+export const NATIVE_KERNELS: KernelConfig[] = [
+  ...convKernels,
+  ...matmulKernels,
+  ...eltwiseKernels,
+  ...reduceKernels,
+  ...poolKernels,
+  ...batchNormKernels,
+  ...layoutKernels,
+];

@@ -35,8 +35,24 @@ export function nonEmpty(shape: number[]): boolean {
   return tf.util.sizeFromShape(shape) > 0;
 }
 
+/** The named inputs of the kernels in these groups (each kernel reads its own; tfjs core validated them). */
+export interface KernelInputs {
+  x: tf.TensorInfo;
+  a: tf.TensorInfo;
+  b: tf.TensorInfo;
+  dy: tf.TensorInfo;
+  input: tf.TensorInfo;
+  condition: tf.TensorInfo;
+  t: tf.TensorInfo;
+  e: tf.TensorInfo;
+  mean: tf.TensorInfo;
+  variance: tf.TensorInfo;
+  scale?: tf.TensorInfo;
+  offset?: tf.TensorInfo;
+}
+
 type NativeAttempt = (args: {
-  inputs: tf.NamedTensorInfoMap;
+  inputs: KernelInputs & tf.NamedTensorInfoMap;
   backend: NativeBackend;
   attrs: tf.NamedAttrMap;
 }) => tf.TensorInfo | null;
@@ -52,7 +68,8 @@ export function nativeKernel(kernelName: string, attempt: NativeAttempt): tf.Ker
     backendName: 'native',
     kernelFunc: (args) => {
       const backend = args.backend as NativeBackend;
-      const out = attempt({ inputs: args.inputs, backend, attrs: args.attrs ?? {} });
+      const inputs = args.inputs as KernelInputs & tf.NamedTensorInfoMap;
+      const out = attempt({ inputs, backend, attrs: args.attrs ?? {} });
       if (out) return out;
       fallback ??= tf.getKernel(kernelName, 'cpu')?.kernelFunc;
       if (!fallback) throw new Error(`fer-native: tfjs-backend-cpu has no '${kernelName}' kernel to fall back to`);

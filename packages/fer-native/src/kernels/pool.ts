@@ -21,7 +21,8 @@ function geometry(xShape: number[], attrs: PoolAttrs): { info: tf.backend_util.C
   if (info.dilationHeight !== 1 || info.dilationWidth !== 1 || tf.util.sizeFromShape(info.outShape) === 0) return null;
   if (tf.util.sizeFromShape(xShape) === 0) return null;
   // A 1x1 pool that keeps the shape is the cpu kernel's identity (it keeps NaN and -0 where a pool would not).
-  if (info.filterHeight === 1 && info.filterWidth === 1 && tf.util.arraysEqual(info.inShape, info.outShape)) return null;
+  if (info.filterHeight === 1 && info.filterWidth === 1 && tf.util.arraysEqual(info.inShape, info.outShape))
+    return null;
   const geo = [
     info.batchSize,
     info.inHeight,

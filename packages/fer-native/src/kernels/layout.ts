@@ -1,0 +1,97 @@
+import * as tf from '@tensorflow/tfjs-core';
+import type { NativeBackend } from '../backend';
+import { nativeKernel } from './ops-common';
+
+/**
+ * Tile, Transpose, Concat and PadV2 on the addon (native/layout.cc): one threaded strided copy of float32 or int32
+ * data, exact by construction. Other dtypes (bool, string, complex) and float32 tensors holding other data stay
+ * with tfjs-backend-cpu's kernels.
+ */
+
+type Data32 = Float32Array | Int32Array;
+
+/** The tensor's data when it is float32 in a Float32Array or int32 in an Int32Array (what the copy can move). */
+function data32(backend: NativeBackend, t: tf.TensorInfo): Data32 | null {
+  const v = backend.data.get(t.dataId)?.values;
+  if (t.dtype === 'float32' && v instanceof Float32Array) return v;
+  if (t.dtype === 'int32' && v instanceof Int32Array) return v;
+  return null;
+}
+
+/** An uninitialised output of the input's kind (every element is written). */
+function like(v: Data32, n: number): Data32 {
+  if (n < 1024) return v instanceof Float32Array ? new Float32Array(n) : new Int32Array(n);
+  const buf = Buffer.allocUnsafeSlow(n * 4).buffer;
+  return v instanceof Float32Array ? new Float32Array(buf, 0, n) : new Int32Array(buf, 0, n);
+}
+
+const tile = nativeKernel('Tile', ({ inputs, backend, attrs }) => {
+  const x = inputs.x;
+  const xv = data32(backend, x);
+  const reps = (attrs as unknown as tf.TileAttrs).reps;
+  if (!xv || reps.length !== x.shape.length || x.shape.length === 0) return null;
+  const shape = x.shape.map((d, i) => d * reps[i]);
+  const n = tf.util.sizeFromShape(shape);
+  if (n === 0) return null;
+  const out = like(xv, n);
+  backend.addon.opsTile(xv, x.shape, reps, out);
+  return backend.makeTensorInfo(shape, x.dtype, out);
+});
+
+const transpose = nativeKernel('Transpose', ({ inputs, backend, attrs }) => {
+  const x = inputs.x;
+  const xv = data32(backend, x);
+  const perm = (attrs as unknown as tf.TransposeAttrs).perm;
+  if (!xv || perm.length !== x.shape.length || xv.length === 0) return null;
+  const shape = perm.map((p) => x.shape[p]);
+  const out = like(xv, xv.length);
+  backend.addon.opsTranspose(xv, x.shape, perm, out);
+  return backend.makeTensorInfo(shape, x.dtype, out);
+});
+
+const concat = nativeKernel('Concat', ({ inputs, backend, attrs }) => {
+  const ts = (Array.isArray(inputs) ? inputs : Object.values(inputs)) as tf.TensorInfo[];
+  if (ts.length < 2) return null;
+  const axis = tf.util.parseAxisParam((attrs as unknown as tf.ConcatAttrs).axis, ts[0].shape)[0];
+  const vs = ts.map((t) => data32(backend, t));
+  const kind = vs[0]?.constructor;
+  if (vs.some((v) => !v || v.length === 0 || v.constructor !== kind) || ts.some((t) => t.dtype !== ts[0].dtype)) {
+    return null;
+  }
+  tf.backend_util.assertParamsConsistent(
+    ts.map((t) => t.shape),
+    axis,
+  );
+  const shape = tf.backend_util.computeOutShape(
+    ts.map((t) => t.shape),
+    axis,
+  );
+  const outer = tf.util.sizeFromShape(ts[0].shape.slice(0, axis));
+  const inner = ts.map((t) => tf.util.sizeFromShape(t.shape.slice(axis)));
+  const out = like(vs[0]!, tf.util.sizeFromShape(shape));
+  backend.addon.opsConcat2d(vs, inner, outer, out);
+  return backend.makeTensorInfo(shape, ts[0].dtype, out);
+});
+
+const pad = nativeKernel('PadV2', ({ inputs, backend, attrs }) => {
+  const x = inputs.x;
+  const xv = data32(backend, x);
+  const { paddings, constantValue } = attrs as unknown as tf.PadV2Attrs;
+  if (!xv || xv.length === 0 || paddings.length !== x.shape.length) return null;
+  const shape = paddings.map((p, i) => p[0] + x.shape[i] + p[1]);
+  if (paddings.some((p) => p[0] < 0 || p[1] < 0)) return null;
+  // The constant as the output type stores it, passed as its 32 bits.
+  const fill = xv instanceof Float32Array ? new Float32Array([constantValue]) : new Int32Array([constantValue]);
+  const out = like(xv, tf.util.sizeFromShape(shape));
+  backend.addon.opsPad(
+    xv,
+    x.shape,
+    paddings.map((p) => p[0]),
+    new Uint32Array(fill.buffer)[0],
+    out,
+    shape,
+  );
+  return backend.makeTensorInfo(shape, x.dtype, out);
+});
+
+export const layoutKernels: tf.KernelConfig[] = [tile, transpose, concat, pad];

@@ -1,0 +1,345 @@
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import { initBackend } from 'fer-backend';
+import { NATIVE_BACKEND, loadAddon, registerNativeBackend, type NativeAddon } from 'fer-native';
+import { describeNative } from './helpers';
+
+/**
+ * The element-wise, reduction, pooling and batch-norm kernels (native/{eltwise,reduce,pool,batchnorm}.cc) against
+ * tfjs-backend-cpu's kernels on randomised shapes, broadcasting patterns, batch 1, odd sizes and edge values (NaN,
+ * ±inf, ±0, huge and tiny). The tolerance is zero: every output must be bit-identical (NaN matching NaN), because
+ * the C++ reproduces the cpu kernels' JS arithmetic (float32-exact ops, double accumulation in the same order).
+ * Each case also checks that the addon ran (not a silent fallback) and that no tensor leaked.
+ */
+
+const OPS_FUNCTIONS = [
+  'opsUnary',
+  'opsBinary',
+  'opsCompare',
+  'opsSelect',
+  'opsAddN',
+  'opsReduce',
+  'opsPool',
+  'opsPoolGrad',
+  'opsBatchNorm',
+  'opsTile',
+  'opsTranspose',
+  'opsConcat2d',
+  'opsPad',
+];
+
+/** Deterministic uniform [0, 1) (LCG), so a failure names a reproducible case. */
+class Rng {
+  constructor(private s: number) {}
+  next(): number {
+    this.s = (Math.imul(this.s, 1103515245) + 12345) >>> 0;
+    return this.s / 4294967296;
+  }
+  int(lo: number, hi: number): number {
+    return lo + Math.floor(this.next() * (hi - lo + 1));
+  }
+  pick<T>(xs: readonly T[]): T {
+    return xs[Math.floor(this.next() * xs.length)];
+  }
+}
+
+const SPECIALS = [NaN, Infinity, -Infinity, -0, 0, 1, -1, 1e-30, -3e38, 3e38, 0.5];
+
+function values(rng: Rng, n: number, edge: boolean): Float32Array {
+  const v = new Float32Array(n);
+  for (let i = 0; i < n; i++) v[i] = edge && rng.next() < 0.1 ? rng.pick(SPECIALS) : (rng.next() * 2 - 1) * 3;
+  return v;
+}
+
+/** Index of the first element whose float32 bits differ (NaNs compare equal), or -1. */
+function firstBitDifference(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  const fa = Float32Array.from(a);
+  const fb = Float32Array.from(b);
+  const ua = new Uint32Array(fa.buffer);
+  const ub = new Uint32Array(fb.buffer);
+  for (let i = 0; i < fa.length; i++) {
+    if (ua[i] !== ub[i] && !(Number.isNaN(fa[i]) && Number.isNaN(fb[i]))) return i;
+  }
+  return -1;
+}
+
+describeNative('native element-wise, reduction, pooling and batch-norm kernels', () => {
+  let addon: NativeAddon;
+  const calls = new Map<string, number>();
+  const originals = new Map<string, unknown>();
+  const nativeCalls = () => [...calls.values()].reduce((a, b) => a + b, 0);
+
+  beforeAll(async () => {
+    await initBackend({ backend: 'cpu', quiet: true }); // registers tfjs' gradients (and fer-backend's overrides)
+    expect(registerNativeBackend().ok).toBe(true);
+    addon = loadAddon().addon!;
+    for (const name of OPS_FUNCTIONS) {
+      const fn = addon[name] as (...args: unknown[]) => unknown;
+      originals.set(name, fn);
+      addon[name] = (...args: unknown[]) => {
+        calls.set(name, (calls.get(name) ?? 0) + 1);
+        return fn(...args);
+      };
+    }
+  });
+  afterAll(async () => {
+    for (const [name, fn] of originals) addon[name] = fn;
+    await tf.setBackend('cpu');
+  });
+
+  interface In {
+    shape: number[];
+    data: Float32Array;
+  }
+
+  /** Runs f on cpu and native; outputs must match bit for bit with the same shape and dtype, and nothing leaks. */
+  async function expectSame(label: string, f: (...t: tf.Tensor[]) => tf.Tensor, inputs: In[], native = true) {
+    const outs: { values: ArrayLike<number>; shape: number[]; dtype: string }[] = [];
+    for (const backend of ['cpu', NATIVE_BACKEND]) {
+      await tf.setBackend(backend);
+      const before = tf.memory().numTensors;
+      const callsBefore = nativeCalls();
+      const xs = inputs.map((i) => tf.tensor(i.data, i.shape));
+      const y = tf.tidy(() => f(...xs));
+      outs.push({ values: y.dataSync(), shape: y.shape, dtype: y.dtype });
+      tf.dispose([...xs, y]);
+      expect({ label, backend, leaked: tf.memory().numTensors - before }).toEqual({ label, backend, leaked: 0 });
+      if (backend === NATIVE_BACKEND && native) {
+        expect({ label, nativeRan: nativeCalls() > callsBefore }).toEqual({ label, nativeRan: true });
+      }
+    }
+    const [ref, got] = outs;
+    expect({ label, shape: got.shape, dtype: got.dtype }).toEqual({ label, shape: ref.shape, dtype: ref.dtype });
+    const at = firstBitDifference(ref.values, got.values);
+    if (at >= 0) throw new Error(`${label}: element ${at} is ${got.values[at]}, cpu gives ${ref.values[at]}`);
+  }
+
+  const shapeOf = (rng: Rng, rank: number, max = 7) => Array.from({ length: rank }, () => rng.int(1, max));
+  const input = (rng: Rng, shape: number[], edge = true): In => ({
+    shape,
+    data: values(rng, tf.util.sizeFromShape(shape), edge),
+  });
+
+  it('unary ops equal cpu on edge values, small and multi-threaded sizes', async () => {
+    const rng = new Rng(1);
+    const ops: [string, (x: tf.Tensor) => tf.Tensor][] = [
+      ['relu', tf.relu],
+      ['relu6', tf.relu6],
+      ['sigmoid', tf.sigmoid],
+      ['exp', tf.exp],
+      ['log', tf.log],
+      ['tanh', tf.tanh],
+      ['sqrt', tf.sqrt],
+      ['rsqrt', tf.rsqrt],
+      ['square', tf.square],
+      ['neg', tf.neg],
+      ['step', (x) => tf.step(x, 0.3)],
+      ['abs', tf.abs],
+      ['reciprocal', tf.reciprocal],
+    ];
+    for (const [name, f] of ops) {
+      for (const shape of [[1], [3, 17], [2, 61, 67, 9]])
+        await expectSame(`${name} [${shape}]`, f, [input(rng, shape)]);
+    }
+  });
+
+  it('binary ops and comparisons equal cpu under every broadcasting pattern', async () => {
+    const rng = new Rng(2);
+    const ops: [string, (a: tf.Tensor, b: tf.Tensor) => tf.Tensor][] = [
+      ['add', tf.add],
+      ['sub', tf.sub],
+      ['mul', tf.mul],
+      ['div', tf.div],
+      ['maximum', tf.maximum],
+      ['minimum', tf.minimum],
+      ['squaredDifference', tf.squaredDifference],
+      ['equal', tf.equal],
+      ['notEqual', tf.notEqual],
+      ['greater', tf.greater],
+      ['greaterEqual', tf.greaterEqual],
+      ['less', tf.less],
+      ['lessEqual', tf.lessEqual],
+    ];
+    for (const [name, f] of ops) {
+      for (let t = 0; t < 10; t++) {
+        const out = shapeOf(rng, rng.int(1, 5));
+        // Each operand drops some size-1-able dims and some leading dims: scalar, row, column and mixed broadcasts.
+        const a = out.map((d) => (rng.next() < 0.35 ? 1 : d)).slice(rng.int(0, 2));
+        const b = out.map((d) => (rng.next() < 0.35 ? 1 : d)).slice(rng.int(0, 2));
+        await expectSame(`${name} [${a}] [${b}]`, f, [input(rng, a), input(rng, b)]);
+      }
+      // The models' big shapes (parallel path): per-channel gate, spatial gate, scalar.
+      await expectSame(`${name} gate`, f, [input(rng, [2, 20, 21, 48]), input(rng, [2, 1, 1, 48])]);
+      await expectSame(`${name} spatial`, f, [input(rng, [2, 20, 21, 1]), input(rng, [2, 20, 21, 48])]);
+      await expectSame(`${name} scalar`, f, [input(rng, []), input(rng, [3, 13001])]);
+    }
+  });
+
+  it('Select and AddN equal cpu', async () => {
+    const rng = new Rng(3);
+    for (const shape of [[1], [2, 3, 5], [4, 97, 101]]) {
+      await expectSame(`select [${shape}]`, (c, a, b) => tf.where(tf.greater(c, 0), a, b), [
+        input(rng, shape, false),
+        input(rng, shape),
+        input(rng, shape),
+      ]);
+      await expectSame(`addN [${shape}]`, (a, b, c) => tf.addN([a, b, c]), [
+        input(rng, shape),
+        input(rng, shape),
+        input(rng, shape),
+      ]);
+    }
+  });
+
+  it('Sum, Mean, Max and Min equal cpu over random axes, with and without keepDims', async () => {
+    const rng = new Rng(4);
+    const ops: [string, (x: tf.Tensor, axes: number[], keep: boolean) => tf.Tensor][] = [
+      ['sum', tf.sum],
+      ['mean', tf.mean],
+      ['max', tf.max],
+      ['min', tf.min],
+    ];
+    for (const [name, f] of ops) {
+      for (let t = 0; t < 16; t++) {
+        const shape = shapeOf(rng, rng.int(1, 4), 9);
+        const axes = shape.map((_, i) => i).filter(() => rng.next() < 0.5);
+        if (!axes.length) axes.push(rng.int(0, shape.length - 1));
+        const keep = rng.next() < 0.5;
+        // Axis sets that are not one block once size-1 dims are dropped fall back to cpu (still equal).
+        await expectSame(
+          `${name} [${shape}] axes [${axes}] keep ${keep}`,
+          (x) => f(x, axes, keep),
+          [input(rng, shape, t % 2 === 0)],
+          false,
+        );
+      }
+      // The models' reductions of an NHWC map, all native.
+      for (const axes of [[0, 1, 2], [1, 2], [3], [2], [1], [0]]) {
+        await expectSame(`${name} [2,24,23,40] axes [${axes}]`, (x) => f(x, axes, true), [
+          input(rng, [2, 24, 23, 40], name === 'max' || name === 'min'),
+        ]);
+      }
+    }
+  });
+
+  it('MaxPool, AvgPool and their gradients equal cpu (overlapping windows, padding, ties)', async () => {
+    const rng = new Rng(5);
+    for (let t = 0; t < 24; t++) {
+      const shape = [rng.pick([1, 1, 2, 3]), rng.int(2, 13), rng.int(2, 13), rng.int(1, 9)];
+      const k = rng.int(1, 3);
+      const s = rng.int(1, 3);
+      const pad = rng.pick(['valid', 'same', 0, 1] as const);
+      if (typeof pad === 'number' && pad >= k) continue;
+      if (k === 1 && s === 1) continue; // the cpu kernels' identity case (not native)
+      const x = input(rng, shape, t % 3 === 0);
+      if (t % 4 === 0) x.data = x.data.map(Math.round); // many ties
+      const label = `[${shape}] k${k} s${s} pad ${pad}`;
+      const pool4 = (z: tf.Tensor, kind: 'max' | 'avg') =>
+        kind === 'max'
+          ? tf.maxPool(z as tf.Tensor4D, k, s, pad as 'valid')
+          : tf.avgPool(z as tf.Tensor4D, k, s, pad as 'valid');
+      for (const kind of ['max', 'avg'] as const) {
+        await expectSame(`${kind}Pool ${label}`, (z) => pool4(z, kind), [x]);
+        // dy = sin(1..n): distinct weights, so a misrouted gradient shows.
+        const grad = tf.grad((z: tf.Tensor) => {
+          const y = pool4(z, kind);
+          return tf.sum(tf.mul(y, tf.reshape(tf.sin(tf.range(1, 1 + y.size)), y.shape)));
+        });
+        await expectSame(`${kind}PoolGrad ${label}`, (z) => grad(z), [x]);
+      }
+    }
+  });
+
+  it('FusedBatchNorm equals cpu (per-channel, scalar and absent scale/offset)', async () => {
+    const rng = new Rng(6);
+    for (let t = 0; t < 8; t++) {
+      const shape = shapeOf(rng, 4, 6);
+      const c = shape[3];
+      await expectSame(`batchNorm [${shape}]`, (x, m, v, g, b) => tf.batchNorm(x, m, tf.abs(v), b, g, 1e-5), [
+        input(rng, shape, t % 2 === 0),
+        input(rng, [c], false),
+        input(rng, [c], false),
+        input(rng, [c], false),
+        input(rng, [c], false),
+      ]);
+      await expectSame(`batchNorm [${shape}] no scale/offset`, (x, m, v) => tf.batchNorm(x, m, tf.abs(v)), [
+        input(rng, shape, false),
+        input(rng, [c], false),
+        input(rng, [c], false),
+      ]);
+    }
+    // CBAM's one-channel spatial map, on the parallel path.
+    await expectSame('batchNorm [4,48,47,1]', (x, m, v, g, b) => tf.batchNorm(x, m, tf.abs(v), b, g, 1e-5), [
+      input(rng, [4, 48, 47, 1], false),
+      input(rng, [1], false),
+      input(rng, [1], false),
+      input(rng, [1], false),
+      input(rng, [1], false),
+    ]);
+  });
+
+  it('Tile, Transpose, Concat and PadV2 equal cpu (float32 and int32)', async () => {
+    const rng = new Rng(8);
+    for (let t = 0; t < 12; t++) {
+      const shape = shapeOf(rng, rng.int(2, 4), 6);
+      const reps = shape.map(() => rng.int(1, 3));
+      const perm = shape.map((_, i) => i).sort(() => rng.next() - 0.5);
+      const pads = shape.map(() => [rng.int(0, 2), rng.int(0, 2)] as [number, number]);
+      const axis = rng.int(0, shape.length - 1);
+      const other = shape.map((d, i) => (i === axis ? rng.int(1, 4) : d));
+      const x = input(rng, shape);
+      await expectSame(`tile [${shape}] reps [${reps}]`, (a) => tf.tile(a, reps), [x]);
+      await expectSame(`tile int32 [${shape}]`, (a) => tf.tile(tf.cast(tf.mul(a, 100), 'int32'), reps), [
+        input(rng, shape, false),
+      ]);
+      await expectSame(`broadcastTo [${shape}]`, (a) => tf.broadcastTo(tf.sum(a, axis, true), shape), [x]);
+      // tfjs skips the kernel for the identity permutation.
+      const identity = perm.every((p, i) => p === i);
+      await expectSame(`transpose [${shape}] perm [${perm}]`, (a) => tf.transpose(a, perm), [x], !identity);
+      await expectSame(`concat [${shape}] [${other}] axis ${axis}`, (a, b) => tf.concat([a, b, a], axis), [
+        x,
+        input(rng, other),
+      ]);
+      await expectSame(`pad [${shape}] ${JSON.stringify(pads)}`, (a) => tf.pad(a, pads, t % 2 ? 0 : -1.5), [x]);
+    }
+  });
+
+  it('falls back to cpu for float32 tensors without Float32Array data and for other dtypes', async () => {
+    await tf.setBackend(NATIVE_BACKEND);
+    const before = tf.memory().numTensors;
+    const callsBefore = nativeCalls();
+    const got = tf.tidy(() => {
+      // cpu's Cast int32 -> float32 keeps the Int32Array: a float32 tensor without float data.
+      const i = tf.cast(tf.tensor1d([1, -2, 3], 'int32'), 'float32');
+      return [tf.add(i, tf.scalar(0.5)).arraySync(), tf.relu(tf.tensor1d([-1, 4], 'int32')).arraySync()];
+    });
+    expect(got).toEqual([
+      [1.5, -1.5, 3.5],
+      [0, 4],
+    ]);
+    expect(nativeCalls()).toBe(callsBefore);
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it('gives bit-identical results with 1 and 2 threads (fixed partition, fixed summation order)', async () => {
+    const rng = new Rng(7);
+    await tf.setBackend(NATIVE_BACKEND);
+    const x = tf.tensor(values(rng, 4 * 40 * 41 * 64, false), [4, 40, 41, 64]);
+    const run = () =>
+      tf.tidy(() => {
+        const g = tf.grad((z: tf.Tensor) => tf.sum(tf.mul(tf.maxPool(z as tf.Tensor4D, 3, 2, 'same'), 1.3)))(x);
+        return [tf.sum(x, [0, 1, 2]), tf.mean(x, 3), tf.max(x, [1, 2]), g, tf.sigmoid(x)].map((t) => t.dataSync());
+      });
+    const threads = addon.info().threads as number;
+    try {
+      addon.setThreads(1);
+      const one = run();
+      addon.setThreads(2);
+      const two = run();
+      one.forEach((v, i) => expect(firstBitDifference(v, two[i])).toBe(-1));
+    } finally {
+      addon.setThreads(threads);
+      x.dispose();
+    }
+  });
+});
