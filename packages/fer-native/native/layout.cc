@@ -1,4 +1,4 @@
-// Data movement without arithmetic (Tile, Transpose, Concat, PadV2), as one multi-threaded strided copy of 4-byte
+// Data movement without arithmetic (Tile, Transpose, Concat, PadV2, Slice, SplitV), as one multi-threaded strided copy of 4-byte
 // elements (float32 or int32 bits, so results are exact). tfjs-backend-cpu runs these as per-element index
 // arithmetic in JS (Tile: indexToLoc + modulo per element), which the models hit on full-size feature maps (the
 // broadcasts inside the Sum/Mean gradients).
@@ -175,6 +175,26 @@ napi_value Pad(napi_env env, napi_callback_info info) {
   });
 }
 
+// slice(x, shape, begin, size, out): out = x[begin : begin + size] (positive strides of 1).
+napi_value Slice(napi_env env, napi_callback_info info) {
+  return entry(env, info, 5, [&](napi_value* argv) {
+    auto x = raw32(env, argv[0], "x");
+    auto shape = ints(env, argv[1], "shape");
+    auto begin = ints(env, argv[2], "begin");
+    auto size = ints(env, argv[3], "size");
+    auto o = raw32(env, argv[4], "out");
+    if (begin.size() != shape.size() || size.size() != shape.size() || product(shape) != x.size || product(size) != o.size)
+      throw Error{"fer-native slice: bad shapes"};
+    auto xs = contiguous(shape);
+    int64_t off = 0;
+    for (size_t k = 0; k < shape.size(); k++) {
+      if (begin[k] < 0 || size[k] < 0 || begin[k] + size[k] > shape[k]) throw Error{"fer-native slice: out of range"};
+      off += begin[k] * xs[k];
+    }
+    stridedCopy(size, xs, contiguous(size), x.data, off, o.data, 0);
+  });
+}
+
 }  // namespace
 }  // namespace ferops
 
@@ -183,4 +203,5 @@ void Register_layout(napi_env env, napi_value exports) {
   ferops::exportFn(env, exports, "opsTranspose", ferops::Transpose);
   ferops::exportFn(env, exports, "opsConcat2d", ferops::Concat2d);
   ferops::exportFn(env, exports, "opsPad", ferops::Pad);
+  ferops::exportFn(env, exports, "opsSlice", ferops::Slice);
 }

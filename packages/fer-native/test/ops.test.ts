@@ -26,6 +26,7 @@ const OPS_FUNCTIONS = [
   'opsTranspose',
   'opsConcat2d',
   'opsPad',
+  'opsSlice',
 ];
 
 /** Deterministic uniform [0, 1) (LCG), so a failure names a reproducible case. */
@@ -278,7 +279,7 @@ describeNative('native element-wise, reduction, pooling and batch-norm kernels',
     ]);
   });
 
-  it('Tile, Transpose, Concat and PadV2 equal cpu (float32 and int32)', async () => {
+  it('Tile, Transpose, Concat, PadV2, Slice and SplitV equal cpu (float32 and int32)', async () => {
     const rng = new Rng(8);
     for (let t = 0; t < 12; t++) {
       const shape = shapeOf(rng, rng.int(2, 4), 6);
@@ -301,6 +302,17 @@ describeNative('native element-wise, reduction, pooling and batch-norm kernels',
         input(rng, other),
       ]);
       await expectSame(`pad [${shape}] ${JSON.stringify(pads)}`, (a) => tf.pad(a, pads, t % 2 ? 0 : -1.5), [x]);
+      // Strided (non-contiguous) slices and splits along the last axis, as CBAM's concat gradient runs.
+      const inner = [...shape.slice(0, -1), shape[shape.length - 1] + 3];
+      const begin = inner.map(() => 0);
+      begin[inner.length - 1] = 1;
+      const size = inner.map((d, i) => (i === inner.length - 1 ? 2 : d));
+      // A contiguous slice is cpu's zero-copy view (not native).
+      const strided = !tf.slice_util.isSliceContinous(inner, begin, size);
+      await expectSame(`slice [${inner}]`, (a) => tf.slice(a, begin, size), [input(rng, inner)], strided);
+      const pieces = (a: tf.Tensor) => tf.split(a, [1, inner[inner.length - 1] - 1], -1);
+      const flat = (a: tf.Tensor) => tf.concat(pieces(a).map((p) => tf.reshape(p, [-1])));
+      await expectSame(`split [${inner}]`, flat, [input(rng, inner)], strided);
     }
   });
 

@@ -3,7 +3,7 @@ import type { NativeBackend } from '../backend';
 import { nativeKernel } from './ops-common';
 
 /**
- * Tile, Transpose, Concat and PadV2 on the addon (native/layout.cc): one threaded strided copy of float32 or int32
+ * Tile, Transpose, Concat, PadV2, Slice and SplitV on the addon (native/layout.cc): one threaded strided copy of float32 or int32
  * data, exact by construction. Other dtypes (bool, string, complex) and float32 tensors holding other data stay
  * with tfjs-backend-cpu's kernels.
  */
@@ -94,4 +94,59 @@ const pad = nativeKernel('PadV2', ({ inputs, backend, attrs }) => {
   return backend.makeTensorInfo(shape, x.dtype, out);
 });
 
-export const layoutKernels: tf.KernelConfig[] = [tile, transpose, concat, pad];
+/** A slice is one contiguous run when every dim before the first sliced one is 1 (cpu then returns a view). */
+function contiguousSlice(shape: number[], begin: number[], size: number[]): boolean {
+  return tf.slice_util.isSliceContinous(shape, begin, size);
+}
+
+/** Slice that is not one contiguous run (those stay with cpu's kernel, which returns a zero-copy view). */
+const slice = nativeKernel('Slice', ({ inputs, backend, attrs }) => {
+  const x = inputs.x;
+  const xv = data32(backend, x);
+  const { begin, size } = attrs as unknown as tf.SliceAttrs;
+  if (!xv || xv.length === 0) return null;
+  const [b, s] = tf.slice_util.parseSliceParams(x as unknown as tf.Tensor, begin, size);
+  if (contiguousSlice(x.shape, b, s) || tf.util.sizeFromShape(s) === 0) return null;
+  const out = like(xv, tf.util.sizeFromShape(s));
+  backend.addon.opsSlice(xv, x.shape, b, s, out);
+  return backend.makeTensorInfo(s, x.dtype, out);
+});
+
+/** SplitV along an inner axis (CBAM's gradient of its [max, mean] concat): one strided copy per piece. */
+const splitV: tf.KernelConfig = {
+  kernelName: 'SplitV',
+  backendName: 'native',
+  kernelFunc: (args) => {
+    const backend = args.backend as NativeBackend;
+    const x = args.inputs.x as tf.TensorInfo;
+    const { numOrSizeSplits, axis } = args.attrs as unknown as tf.SplitVAttrs;
+    const xv = data32(backend, x);
+    const $axis = tf.util.parseAxisParam(axis, x.shape)[0];
+    const sizes = tf.backend_util.prepareSplitSize(x as unknown as tf.Tensor, numOrSizeSplits, $axis);
+    const begin = x.shape.map(() => 0);
+    if (
+      !xv ||
+      xv.length === 0 ||
+      sizes.some((n) => n === 0) ||
+      contiguousSlice(x.shape, begin, sizeAt(x.shape, $axis, sizes[0]))
+    ) {
+      return tf.getKernel('SplitV', 'cpu')!.kernelFunc(args) as tf.TensorInfo[];
+    }
+    return sizes.map((n) => {
+      const size = sizeAt(x.shape, $axis, n);
+      const out = like(xv, tf.util.sizeFromShape(size));
+      backend.addon.opsSlice(xv, x.shape, begin, size, out);
+      const info = backend.makeTensorInfo(size, x.dtype, out);
+      begin[$axis] += n;
+      return info;
+    });
+  },
+};
+
+function sizeAt(shape: number[], axis: number, n: number): number[] {
+  const s = shape.slice();
+  s[axis] = n;
+  return s;
+}
+
+export const layoutKernels: tf.KernelConfig[] = [tile, transpose, concat, pad, slice, splitV];
