@@ -133,6 +133,43 @@ describeIfExists(ROOT, 'AffectNet on ../shared/data/affectnet-mini', () => {
     await expect(preprocessAffectNet({ root: ROOT, out, set: 'training', imageSize: 0 })).rejects.toThrow(/imageSize/);
   });
 
+  test('expression codes that are not integers 0-10 are refused, counted, and the first is shown', async () => {
+    const lines = readFileSync(path.join(ROOT, 'Manually_Annotated_file_lists', 'training.csv'), 'utf8')
+      .trim()
+      .split('\n');
+    const k = lines[0].split(',').indexOf('expression');
+    const withCode = (l: string, code: string) =>
+      l
+        .split(',')
+        .map((v, i) => (i === k ? code : v))
+        .join(',');
+    const csv = path.join(out, 'codes.csv');
+    writeFileSync(
+      csv,
+      [lines[0], withCode(lines[1], '12'), withCode(lines[2], '-1'), withCode(lines[3], '3.5'), lines[4]].join('\n'),
+    );
+    const progress: [number, number][] = [];
+    const r = await preprocessAffectNet({
+      csv,
+      images: path.join(ROOT, 'Manually_Annotated_Images'),
+      out: path.join(out, 'codes'),
+      set: 'training',
+      imageSize: 8,
+      onProgress: (done, total) => progress.push([done, total]),
+    });
+    expect(r.written).toBe(1);
+    expect(r.invalidCodes).toBe(3);
+    expect(r.errors.map((e) => [e.row, e.kind])).toEqual([
+      [0, 'code'],
+      [1, 'code'],
+      [2, 'code'],
+    ]);
+    expect(r.errors[0].reason).toBe("expression code '12' (line 2) is not an AffectNet code (an integer 0-10)");
+    expect(r.errors[2].reason).toContain("'3.5'");
+    // The progress total is the number of rows to render, and the last report reaches it.
+    expect(progress.at(-1)).toEqual([1, 1]);
+  });
+
   test('loader: codes 8-10 dropped, valence/arousal parsed, caps applied and redrawn by seed', async () => {
     const root = path.join(out, 'correct');
     const all = await affectNet({ root, split: 'train', workers: 0, ...quiet });

@@ -135,6 +135,25 @@ describe('fer train', () => {
   });
 });
 
+describe('fer preprocess affectnet', () => {
+  it('exits non-zero when no row is written, with the count and the first reason', async () => {
+    const root = path.join(dir, 'affectnet-raw');
+    await fs.mkdir(path.join(root, 'Manually_Annotated_Images'), { recursive: true });
+    await fs.mkdir(path.join(root, 'Manually_Annotated_file_lists'), { recursive: true });
+    await fs.writeFile(
+      path.join(root, 'Manually_Annotated_file_lists', 'training.csv'),
+      'subDirectory_filePath,face_x,face_y,face_width,face_height,facial_landmarks,expression,valence,arousal\n' +
+        '1/a.jpg,0,0,10,10,,12,0.1,0.2\n1/b.jpg,0,0,10,10,,x,0.1,0.2\n',
+    );
+    const { code, err } = await cli('preprocess', 'affectnet', '--root', root, '--out', path.join(dir, 'pre'));
+    expect(code).toBe(EXIT.known);
+    expect(err).toHaveLength(1);
+    expect(err[0]).toMatch(
+      /^error: AffectNet training: 0 of 2 rows written to .*; 2 error\(s\), 1 with an invalid expression code \(first: expression code '12' \(line 2\) .*\)\. Nothing was written/,
+    );
+  });
+});
+
 describe('decoder reasons', () => {
   it('a header the decoder rejects without detail still says what the file is', async () => {
     const f = path.join(dir, 'header-only.png');

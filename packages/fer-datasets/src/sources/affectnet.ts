@@ -116,6 +116,8 @@ export interface PreprocessError {
   row: number;
   path: string;
   reason: string;
+  /** What was wrong: the row's format, its expression code, or the image. */
+  kind?: 'malformed' | 'code' | 'image';
 }
 
 export interface AffectNetPreprocessReport {
@@ -123,6 +125,8 @@ export interface AffectNetPreprocessReport {
   rows: number;
   written: number;
   errors: PreprocessError[];
+  /** Rows refused for an expression code that is not an integer 0-10 (they are also in `errors`, kind 'code'). */
+  invalidCodes: number;
 }
 
 interface CsvRow {
@@ -196,7 +200,7 @@ export async function preprocessAffectNet(opts: PreprocessAffectNetOptions): Pro
       const r = chunk[k];
       const res = results[k];
       if (res.status === 'rejected') {
-        errors.push({ row: r.row, path: r.file, reason: (res.reason as Error).message });
+        errors.push({ row: r.row, path: r.file, reason: (res.reason as Error).message, kind: 'image' });
         continue;
       }
       const dir = path.join(outDir, String(Math.floor(id / 500)));
@@ -208,7 +212,7 @@ export async function preprocessAffectNet(opts: PreprocessAffectNetOptions): Pro
     opts.onProgress?.(s + chunk.length, rows.length);
   }
   errors.sort((a, b) => a.row - b.row);
-  return { outDir, rows: total, written, errors };
+  return { outDir, rows: total, written, errors, invalidCodes: errors.filter((e) => e.kind === 'code').length };
 }
 
 const REQUIRED = [
@@ -254,10 +258,21 @@ function parseAnnotations(text: string, file: string): { rows: CsvRow[]; errors:
         row,
         path: file,
         reason: `malformed row (line ${row + 2}): expected numbers in ${REQUIRED.slice(1).join(', ')}`,
+        kind: 'malformed',
       });
       return;
     }
     const [faceX, faceY, faceWidth, faceHeight, expression, valence, arousal] = vals;
+    // The code goes into the file name and becomes the label: 12, -1 or 3.5 would silently make wrong labels.
+    if (!Number.isInteger(expression) || expression < 0 || expression > 10) {
+      errors.push({
+        row,
+        path: file,
+        reason: `expression code '${f[col.expression]}' (line ${row + 2}) is not an AffectNet code (an integer 0-10)`,
+        kind: 'code',
+      });
+      return;
+    }
     rows.push({
       row,
       file,
@@ -265,7 +280,7 @@ function parseAnnotations(text: string, file: string): { rows: CsvRow[]; errors:
       faceY: Math.trunc(faceY),
       faceWidth: Math.trunc(faceWidth),
       faceHeight: Math.trunc(faceHeight),
-      expression: Math.trunc(expression),
+      expression,
       valence,
       arousal,
     });
