@@ -1,11 +1,13 @@
 /**
- * `pnpm bench speed [flags]`: training and inference speed of ESR and MA-Net on our default backend (wasm), one
- * worker and two data-parallel workers, beside PyTorch on the same CPU (../shared/bench/torch_bench.py) when
- * `/usr/bin/python3 -c "import torch"` works. Prints images/s, ours/PyTorch ratios and peak memory. Never asserts
+ * `pnpm bench speed [flags]`: training and inference speed of ESR and MA-Net on our backends, beside PyTorch on the
+ * same CPU (../shared/bench/torch_bench.py, which re-executes itself under tcmalloc) when
+ * `/usr/bin/python3 -c "import torch"` works. Our variants: `native` (fer-native's oneDNN kernels, one compute
+ * thread whose oneDNN uses both cores, the whole batch at once: no micro-batching) and `wasm2` (wasm, two
+ * data-parallel workers, micro-batched to fit the 4 GB heaps); `wasm1` on request. Prints images/s, ours/PyTorch ratios and peak memory. Never asserts
  * timings: the machine may be shared, so the load average is printed with the table.
  *
  * Measures (issue 9): esr1-train (ESR base + 1 branch, batch 32), esr9-train (9 branches, batch 32), esr9-infer
- * (ESR-9 eval forward, batch 32), manet-train (MA-Net 224×224, effective batch 128, accumulated).
+ * (ESR-9 eval forward, batch 32), manet-train (MA-Net 224×224, batch 32; wasm accumulates micro-batches).
  *
  * The replicas are fer-train's training task (`trainTaskSpec` with `replicaModelSpec`; what `fer train
  * --compute-workers N` runs) on fer-parallel's `DataParallel`, updated by `FlatSgd` on the host. The loss is fer-train's
@@ -15,15 +17,16 @@
  *
  * Flags:
  *   --only=esr1-train,esr9-train,esr9-infer,manet-train   measures to run (default all)
- *   --workers=1,2          our variants (default both)
+ *   --variants=native,wasm2   our variants (default both; native is skipped with a line when its addon is absent)
  *   --quick                1 timed run per case; MA-Net at effective batch 32
  *   --runs=N               timed runs per ESR case (default 3; MA-Net: 1)
- *   --manet-batch=N        MA-Net effective batch (default 128)
- *   --micro-esr1=N --micro-esr9=N --micro-manet=N   micro-batch per worker (defaults 16, 8, 8: what fits the heap)
+ *   --manet-batch=N        MA-Net effective batch (default 32, PyTorch's too)
+ *   --micro-esr1=N --micro-esr9=N --micro-manet=N   wasm micro-batch per worker (defaults 16, 8, 8: what fits the heap)
  *   --no-torch             skip PyTorch
  *   --json=FILE            also write all results as JSON
- *   --profile=esr1|esr9|manet   instead: per-kernel times of one training micro-batch (in one process, wasm);
- *                          --batch=N sets the micro-batch, --detail=KERNEL lists that kernel's calls with shapes
+ *   --profile=esr1|esr9|manet   instead: per-kernel times of one training micro-batch (in one process);
+ *                          --backend=wasm|native (default wasm), --batch=N sets the micro-batch (native default 32),
+ *                          --detail=KERNEL lists that kernel's calls with shapes
  *
  * Each of our cases runs in a fresh child process (`--child=<json>`), so its peak RSS and wasm heaps are its own.
  */
@@ -42,6 +45,7 @@ const MEASURES: readonly Measure[] = ['esr1-train', 'esr9-train', 'esr9-infer', 
 /** One of our cases, as sent to a child process. */
 interface CaseSpec {
   measure: Measure;
+  backend: Backend;
   workers: number;
   batch: number;
   microBatch: number;
@@ -182,7 +186,7 @@ function kaimingConvKernels(
 
 /** Runs one case in this process (the child side). */
 async function runCase(c: CaseSpec): Promise<CaseResult> {
-  const { task, size, classes, sgd } = taskOf(c.measure);
+  const { task, size, classes, sgd } = taskOf(c.measure, c.backend);
   const t0 = performance.now();
   const dp = await DataParallel.create({ task, workers: c.workers, microBatch: c.microBatch });
   if (c.measure === 'manet-train') {
@@ -210,7 +214,7 @@ async function runCase(c: CaseSpec): Promise<CaseResult> {
       const t = performance.now();
       workerTimes.push(await step(batch));
       times.push(performance.now() - t);
-      process.stderr.write(`  ${c.measure} ${c.workers}w run ${r + 1}/${c.runs}: ${(times[r] / 1000).toFixed(2)} s\n`);
+      process.stderr.write(`  ${c.measure} ${label(c)} run ${r + 1}/${c.runs}: ${(times[r] / 1000).toFixed(2)} s\n`);
     }
     const cpu = process.cpuUsage(cpu0);
     const mem = await dp.memory();
@@ -375,6 +379,11 @@ const TORCH_KEY: Record<Measure, [string, string]> = {
   'manet-train': ['manet', 'train'],
 };
 
+/** A variant's name in the table: 'native', or 'wasm 2w'. */
+function label(v: { backend: Backend; workers: number }): string {
+  return v.backend === 'native' ? 'native' : `wasm ${v.workers}w`;
+}
+
 function fmt(x: number | null | undefined, d = 2): string {
   return x === null || x === undefined || Number.isNaN(x) ? '–' : x.toFixed(d);
 }
@@ -396,11 +405,26 @@ export async function run(flags: string[]): Promise<void> {
   const only = (flag(flags, 'only') ?? MEASURES.join(',')).split(',').filter(Boolean) as Measure[];
   const bad = only.filter((m) => !MEASURES.includes(m));
   if (bad.length) throw new Error(`Unknown measure ${bad.join(', ')}. Valid: ${MEASURES.join(', ')}.`);
-  const workerSets = (flag(flags, 'workers') ?? '1,2').split(',').map(Number);
-  if (workerSets.some((w) => !Number.isInteger(w) || w < 1))
-    throw new Error(`Expected --workers like 1,2, but got '${flag(flags, 'workers')}'.`);
+  const variantNames = (flag(flags, 'variants') ?? 'native,wasm2').split(',').filter(Boolean);
+  const badVariant = variantNames.filter((v) => !/^(native|wasm[1-9])$/.test(v));
+  if (badVariant.length)
+    throw new Error(`Expected --variants like native,wasm2,wasm1, but got '${badVariant.join(',')}'.`);
+  let variants = variantNames.map((v) =>
+    v === 'native' ? { backend: 'native' as const, workers: 1 } : { backend: 'wasm' as const, workers: Number(v.slice(4)) },
+  );
+  if (variants.some((v) => v.backend === 'native')) {
+    const { loadAddon } = await import('fer-native');
+    const { addon, reason } = loadAddon();
+    if (!addon) {
+      console.log(`native variant skipped: ${reason}`);
+      variants = variants.filter((v) => v.backend !== 'native');
+    } else {
+      const i = addon.info();
+      console.log(`native: fer-native over oneDNN ${i.onednn} (${i.isa}), ${i.threads} threads`);
+    }
+  }
   const runs = intFlag(flags, 'runs', quick ? 1 : 3);
-  const manetBatch = intFlag(flags, 'manet-batch', quick ? 32 : 128);
+  const manetBatch = intFlag(flags, 'manet-batch', 32);
   const micro: Record<Measure, number> = {
     'esr1-train': intFlag(flags, 'micro-esr1', 16),
     'esr9-train': intFlag(flags, 'micro-esr9', 8),
@@ -411,7 +435,7 @@ export async function run(flags: string[]): Promise<void> {
   const load0 = os.loadavg();
   const started = Date.now();
   console.log(
-    `speed: ${only.join(', ')}; workers ${workerSets.join(', ')}; ${runs} run(s) (MA-Net 1) after 1 warm-up; load average ${load0.map((l) => l.toFixed(2)).join(' ')}`,
+    `speed: ${only.join(', ')}; ours: ${variants.map(label).join(', ')}; ${runs} run(s) (MA-Net 1) after 1 warm-up; load average ${load0.map((l) => l.toFixed(2)).join(' ')}`,
   );
 
   let torch: { records: TorchRecord[]; peakRssMb: number | null } | null = null;
@@ -434,16 +458,18 @@ export async function run(flags: string[]): Promise<void> {
 
   const results: CaseResult[] = [];
   for (const m of only) {
-    for (const w of workerSets) {
+    for (const v of variants) {
       const batch = m === 'manet-train' ? manetBatch : 32;
       const c: CaseSpec = {
         measure: m,
-        workers: w,
+        backend: v.backend,
+        workers: v.workers,
         batch,
-        microBatch: Math.min(micro[m], Math.ceil(batch / w)),
+        // native: no 4 GB heap, so the whole batch in one pass.
+        microBatch: v.backend === 'native' ? batch : Math.min(micro[m], Math.ceil(batch / v.workers)),
         runs: m === 'manet-train' ? 1 : runs,
       };
-      console.log(`ours: ${m}, ${w} worker(s), batch ${batch}, micro-batch ${c.microBatch}...`);
+      console.log(`ours: ${m}, ${label(c)}, batch ${batch}, micro-batch ${c.microBatch}...`);
       results.push(await runChild(c));
     }
   }
@@ -453,15 +479,17 @@ export async function run(flags: string[]): Promise<void> {
     'measure',
     'batch',
     'PyTorch img/s',
-    ...workerSets.flatMap((w) => [`ours ${w}w img/s`, `ratio ${w}w`]),
-    'peak RSS MB (ours ' + workerSets.map((w) => `${w}w`).join('/') + '; torch)',
+    ...variants.flatMap((v) => [`ours ${label(v)} img/s`, `ratio ${label(v)}`]),
+    'peak RSS MB (ours ' + variants.map(label).join('/') + '; torch)',
     'wasm heap MB/worker',
   ];
   rows.push(`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`);
   for (const m of only) {
     const [tm, tmode] = TORCH_KEY[m];
     const t = torch?.records.find((r) => r.model === tm && r.mode === tmode);
-    const ours = workerSets.map((w) => results.find((r) => r.measure === m && r.workers === w)!);
+    const ours = variants.map(
+      (v) => results.find((r) => r.measure === m && r.backend === v.backend && r.workers === v.workers)!,
+    );
     const cells = ours.flatMap((r) => [
       r.error ? `failed: ${r.error.slice(0, 60)}` : fmt(r.imgPerS),
       t && !r.error ? fmt(r.imgPerS / t.img_per_s) : '–',
@@ -482,7 +510,7 @@ export async function run(flags: string[]): Promise<void> {
     if (r.error) continue;
     const overhead = r.msMedian - r.workerMsMedian;
     console.log(
-      `  ${r.measure} ${r.workers}w: step ${fmt(r.msMedian / 1000)} s (min ${fmt(r.msMin / 1000)}, max ${fmt(r.msMax / 1000)}), slowest worker ${fmt(r.workerMsMedian / 1000)} s, ` +
+      `  ${r.measure} ${label(r)}: step ${fmt(r.msMedian / 1000)} s (min ${fmt(r.msMin / 1000)}, max ${fmt(r.msMax / 1000)}), slowest worker ${fmt(r.workerMsMedian / 1000)} s, ` +
         `engine overhead ${fmt(overhead, 0)} ms, CPU ${fmt(r.cpuMsPerImage / 1000)} s/image, micro-batch ${r.microBatch}, start-up ${fmt(r.startupMs / 1000, 1)} s`,
     );
   }
