@@ -11,6 +11,9 @@
  * 3. The ceiling: 2 workers × wasm peak GMAC/s ÷ MACs per image, i.e. images/s if every MAC ran at peak and nothing
  *    else cost time, beside PyTorch's measured images/s (torch_bench.py on this machine, same run) and the ratio the
  *    ceiling allows. Never asserts timings.
+ * 4. When fer-native's addon is built: oneDNN's measured peak on this CPU (both cores, one process) for a 2048³
+ *    matmul and the same conv shapes at batch 32 (forward, input gradient, filter gradient), the native ceiling,
+ *    and the GMAC/s PyTorch achieves (its img/s × MACs per image) against that peak.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
@@ -153,10 +156,68 @@ function torchModels(runs: number): TorchRecord[] {
   return out;
 }
 
+/** oneDNN through fer-native, both cores: GMAC/s of a 2048³ matmul and each conv shape at batch 32 (best of runs). */
+async function nativePeak(
+  runs: number,
+  shapes: { x: number[]; w: number[] }[],
+): Promise<{ matmul: number; conv: { shape: string; fwd: number; bwdInput: number; bwdFilter: number }[] } | null> {
+  const { loadAddon } = await import('fer-native');
+  const { addon } = loadAddon();
+  if (!addon) return null;
+  const best = (macs: number, fn: () => void) => {
+    fn(); // warm-up: primitive creation
+    let ms = Infinity;
+    for (let r = 0; r < runs; r++) {
+      const t = performance.now();
+      fn();
+      ms = Math.min(ms, performance.now() - t);
+    }
+    return macs / (ms * 1e6);
+  };
+  const n = 2048;
+  const a = new Float32Array(n * n).fill(0.5);
+  const b = new Float32Array(n * n).fill(0.25);
+  const c = new Float32Array(n * n);
+  const matmul = best(n ** 3, () => addon.matmul(a, b, c, [1, 1, n, n, n, 0, 0], null, 0, 0));
+  const conv = shapes.map((sh) => {
+    const x = [32, ...sh.x.slice(1)] as [number, number, number, number];
+    const info = tf.backend_util.computeConv2DInfo(x, sh.w as [number, number, number, number], 1, 1, 'same');
+    const p = info.padInfo;
+    const geo = [
+      ...x,
+      info.filterHeight,
+      info.filterWidth,
+      info.outChannels,
+      info.outHeight,
+      info.outWidth,
+      1,
+      1,
+      1,
+      1,
+      p.top,
+      p.left,
+      p.bottom,
+      p.right,
+      1,
+    ];
+    const xv = new Float32Array(prod(x)).fill(0.1);
+    const wv = new Float32Array(prod(sh.w)).fill(0.01);
+    const yv = new Float32Array(prod(info.outShape));
+    const macs = prod(info.outShape) * info.filterHeight * info.filterWidth * info.inChannels;
+    return {
+      shape: `x${JSON.stringify(x)} w${JSON.stringify(sh.w)}`,
+      fwd: best(macs, () => addon.conv2d(xv, wv, yv, geo, null, 0, 0)),
+      bwdInput: best(macs, () => addon.conv2dBackpropInput(yv, wv, xv, geo)),
+      bwdFilter: best(macs, () => addon.conv2dBackpropFilter(xv, yv, wv, geo)),
+    };
+  });
+  return { matmul, conv };
+}
+
 export async function run(args: string[]): Promise<void> {
   const runs = Number(args.find((a) => a.startsWith('--runs='))?.split('=')[1] ?? 5);
   const withTorch = !args.includes('--no-torch') && existsSync(TORCH_BENCH) && torchAvailable();
-  const backend = (await initBackend({ quiet: true })).name;
+  const backend = (await initBackend({ backend: 'wasm', quiet: true })).name;
   console.log(
     `backend ${backend}; load average ${os
       .loadavg()
@@ -220,6 +281,31 @@ export async function run(args: string[]): Promise<void> {
     const t = torchImg.find((r) => r.model === m && r.mode === mode);
     console.log(
       `  ${label.padEnd(12)} ${(macs / 1e9).toFixed(2).padStart(8)} G ${ceiling.toFixed(1).padStart(14)} ${(t ? t.img_per_s.toFixed(1) : '-').padStart(27)} ${(t ? (ceiling / t.img_per_s).toFixed(2) : '-').padStart(15)}`,
+    );
+  }
+
+  const native = await nativePeak(Math.min(runs, 3), shapes);
+  if (!native) {
+    console.log(
+      "\nnative (oneDNN) peak skipped: fer-native's addon is not built (apt-get install -y g++ libdnnl-dev).",
+    );
+    return;
+  }
+  const nativeBest = Math.max(native.matmul, ...native.conv.flatMap((c) => [c.fwd, c.bwdInput, c.bwdFilter]));
+  console.log('\noneDNN peak through fer-native, both cores in one process, GMAC/s (batch 32 convs):');
+  console.log(`  matmul 2048³ ${native.matmul.toFixed(1)}`);
+  for (const c of native.conv)
+    console.log(
+      `  ${c.shape}: forward ${c.fwd.toFixed(1)}, input grad ${c.bwdInput.toFixed(1)}, filter grad ${c.bwdFilter.toFixed(1)}`,
+    );
+  console.log(`\nnative ceiling at ${nativeBest.toFixed(1)} GMAC/s, and what PyTorch achieves against it:`);
+  console.log('  case          MACs/img   ceiling img/s   PyTorch img/s   PyTorch GMAC/s   of peak');
+  for (const [label, m, mode] of cases) {
+    const macs = mode === 'train' ? models[m].trainMacs : models[m].forwardMacs;
+    const t = torchImg.find((r) => r.model === m && r.mode === mode);
+    const achieved = t ? (t.img_per_s * macs) / 1e9 : NaN;
+    console.log(
+      `  ${label.padEnd(12)} ${(macs / 1e9).toFixed(2).padStart(8)} G ${((nativeBest * 1e9) / macs).toFixed(1).padStart(14)} ${(t ? t.img_per_s.toFixed(1) : '-').padStart(15)} ${(t ? achieved.toFixed(1) : '-').padStart(16)} ${(t ? `${((100 * achieved) / nativeBest).toFixed(0)}%` : '-').padStart(9)}`,
     );
   }
 }

@@ -23,6 +23,8 @@
  *   --manet-batch=N        MA-Net effective batch (default 32, PyTorch's too)
  *   --micro-esr1=N --micro-esr9=N --micro-manet=N   wasm micro-batch per worker (defaults 16, 8, 8: what fits the heap)
  *   --no-torch             skip PyTorch
+ *   --malloc=tcmalloc|glibc   allocator of the native child (default tcmalloc when libtcmalloc-minimal4 is
+ *                          installed, as torch_bench.py does for PyTorch)
  *   --json=FILE            also write all results as JSON
  *   --profile=esr1|esr9|manet   instead: per-kernel times of one training micro-batch (in one process);
  *                          --backend=wasm|native (default wasm), --batch=N sets the micro-batch (native default 32),
@@ -288,11 +290,19 @@ async function profileCase(model: 'esr1' | 'esr9' | 'manet', batch: number, back
 
 let flagDetail: string | undefined;
 
+const TCMALLOC = '/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4';
+let nativeMalloc: 'tcmalloc' | 'glibc' = 'glibc';
+
 /** Runs a case in a fresh child process and parses its result line. */
 function runChild(c: CaseSpec): Promise<CaseResult> {
   return new Promise((resolve) => {
+    // The native path allocates full-size activations per op like PyTorch does, so it gets PyTorch's allocator
+    // treatment: tcmalloc keeps freed buffers instead of returning them to the kernel (glibc's mmap threshold).
+    const env = { ...process.env };
+    if (c.backend === 'native' && nativeMalloc === 'tcmalloc') env.LD_PRELOAD = TCMALLOC;
     const child = spawn(process.execPath, ['--import', 'tsx', __filename, `--child=${JSON.stringify(c)}`], {
       cwd: REPO,
+      env,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
@@ -405,12 +415,20 @@ export async function run(flags: string[]): Promise<void> {
   const only = (flag(flags, 'only') ?? MEASURES.join(',')).split(',').filter(Boolean) as Measure[];
   const bad = only.filter((m) => !MEASURES.includes(m));
   if (bad.length) throw new Error(`Unknown measure ${bad.join(', ')}. Valid: ${MEASURES.join(', ')}.`);
+  const malloc = flag(flags, 'malloc') ?? (existsSync(TCMALLOC) ? 'tcmalloc' : 'glibc');
+  if (malloc !== 'tcmalloc' && malloc !== 'glibc')
+    throw new Error(`Expected --malloc=tcmalloc|glibc, but got '${malloc}'.`);
+  if (malloc === 'tcmalloc' && !existsSync(TCMALLOC))
+    throw new Error(`--malloc=tcmalloc needs ${TCMALLOC}: apt-get install -y libtcmalloc-minimal4.`);
+  nativeMalloc = malloc;
   const variantNames = (flag(flags, 'variants') ?? 'native,wasm2').split(',').filter(Boolean);
   const badVariant = variantNames.filter((v) => !/^(native|wasm[1-9])$/.test(v));
   if (badVariant.length)
     throw new Error(`Expected --variants like native,wasm2,wasm1, but got '${badVariant.join(',')}'.`);
   let variants = variantNames.map((v) =>
-    v === 'native' ? { backend: 'native' as const, workers: 1 } : { backend: 'wasm' as const, workers: Number(v.slice(4)) },
+    v === 'native'
+      ? { backend: 'native' as const, workers: 1 }
+      : { backend: 'wasm' as const, workers: Number(v.slice(4)) },
   );
   if (variants.some((v) => v.backend === 'native')) {
     const { loadAddon } = await import('fer-native');
@@ -420,7 +438,9 @@ export async function run(flags: string[]): Promise<void> {
       variants = variants.filter((v) => v.backend !== 'native');
     } else {
       const i = addon.info();
-      console.log(`native: fer-native over oneDNN ${i.onednn} (${i.isa}), ${i.threads} threads`);
+      console.log(
+        `native: fer-native over oneDNN ${i.onednn} (${i.isa}), ${i.threads} threads, ${nativeMalloc} malloc`,
+      );
     }
   }
   const runs = intFlag(flags, 'runs', quick ? 1 : 3);
