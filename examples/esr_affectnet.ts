@@ -24,7 +24,7 @@ async function main(): Promise<void> {
     diversity: 'reference', // the paper's −det with a zero diagonal; 'dpp' for the corrected loss
     microBatch: 16, // batch 32 accumulated from two micro-batches (wasm heap)
     outDir: out,
-    resume: true,
+    resume: 'auto', // continue after a crash; start when the folder holds no run
   });
   console.log(`validation accuracy of the ESR-9 ensemble: ${(100 * result.validation!.ensemble.accuracy).toFixed(2)}%`);
   result.model.dispose();

@@ -29,7 +29,7 @@ async function main(): Promise<void> {
     channelTermOnSpatial: true, // the script's "channel" term on the spatial maps (docs/method.md#defect-5)
     microBatch: 8,
     outDir: out,
-    resume: true,
+    resume: 'auto', // continue after a crash; start when the folder holds no run
   });
   console.log(`FER+ test accuracy: ${(100 * result.test!.ensemble.accuracy).toFixed(2)}%`);
   result.model.dispose();

@@ -34,7 +34,7 @@ async function main(): Promise<void> {
     channelTermOnSpatial: true,
     microBatch: 8,
     outDir: out,
-    resume: true,
+    resume: 'auto', // continue after a crash; start when the folder holds no run
   });
   console.log(`RAF-DB test accuracy: ${(100 * result.validation!.ensemble.accuracy).toFixed(2)}%`);
   result.model.dispose();

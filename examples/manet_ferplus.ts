@@ -27,7 +27,7 @@ async function main(): Promise<void> {
     beta: 0.6,
     microBatch: 8, // the reference batch accumulated in micro-batches that fit the wasm heap
     outDir: out,
-    resume: true,
+    resume: 'auto', // continue after a crash; start when the folder holds no run
   });
   console.log(`validation accuracy: ${(100 * result.validation!.ensemble.accuracy).toFixed(2)}%`);
   result.model.dispose();

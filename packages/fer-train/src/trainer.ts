@@ -113,9 +113,10 @@ export interface TrainerOptions<M extends FerModel = FerModel> {
   checkpointEverySteps?: number;
   /**
    * Continue from `<outDir>/checkpoints/last.safetensors`. Refused when the folder's `run.json` records different
-   * exact options (the error names them) or when the folder holds no run.
+   * exact options (the error names them) or, with `true`, when the folder holds no run; `'auto'` then starts one
+   * (scripts that are simply re-run after a crash).
    */
-  resume?: boolean;
+  resume?: boolean | 'auto';
   /** Replace the run already in `outDir` (its outputs are deleted first). Without it, such a folder is refused. */
   overwrite?: boolean;
   /**

@@ -181,6 +181,15 @@ describe('run manifest', () => {
     expect(error!.message).toMatch(/holds no run to resume .*Start without --resume/);
   });
 
+  it("resume 'auto' (the example scripts) starts a run in an empty folder, then resumes it", async () => {
+    const dir = await tmp();
+    const events: TrainEvent[] = [];
+    expect((await train(options(dir, { resume: 'auto', maxSteps: 2 }))).error).toBeUndefined();
+    const r = await new Trainer({ ...options(dir, { resume: 'auto' }), onEvent: (e) => events.push(e) }).run();
+    r.model.dispose();
+    expect(events.find((e) => e.type === 'resumed')).toMatchObject({ position: { globalStep: 2 } });
+  });
+
   it('--resume of a run killed before its first checkpoint starts over with a notice', async () => {
     const dir = await tmp();
     expect((await train(options(dir, { maxSteps: 1 }))).error).toBeUndefined();

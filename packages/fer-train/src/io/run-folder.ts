@@ -202,20 +202,23 @@ export const RUN_OUTPUTS = ['checkpoints', 'plots', 'model', 'history.json', 'hi
 /**
  * Checks a run folder before training and writes its manifest:
  * - `resume`: the stored manifest's exact options must equal this run's (else an error naming each difference);
- *   a folder with no run at all is an error, a run killed before its first checkpoint starts over with a notice;
+ *   a folder with no run at all is an error (`'auto'`: a fresh start), a run killed before its first checkpoint
+ *   starts over with a notice;
  * - no `resume`: a folder that holds a run is refused unless `overwrite`, which deletes the run's outputs first.
  * Returns whether a checkpoint to resume from exists.
  */
 export async function prepareRunFolder(
   dir: string,
   manifest: Omit<RunManifest, 'format' | 'version' | 'created'>,
-  o: { resume?: boolean; overwrite?: boolean; lastCheckpoint: string; onNotice?: (m: string) => void },
+  o: { resume?: boolean | 'auto'; overwrite?: boolean; lastCheckpoint: string; onNotice?: (m: string) => void },
 ): Promise<void> {
   const file = path.join(dir, MANIFEST);
   const hasManifest = existsSync(file);
   const hasCheckpoint = existsSync(o.lastCheckpoint);
   const holdsRun = hasManifest || hasCheckpoint || existsSync(path.join(dir, 'checkpoints'));
-  if (o.resume) {
+  if (o.resume === 'auto' && !holdsRun) {
+    // Nothing to resume: a fresh run.
+  } else if (o.resume) {
     if (!holdsRun)
       throw new RunFolderError(
         `--resume: ${dir} holds no run to resume (no ${MANIFEST}, no checkpoint).`,

@@ -10,7 +10,8 @@ export interface RecipeRunOptions {
   microBatch?: number;
   /** Worker threads computing each step data-parallel (`TrainerOptions.computeWorkers`; default 1). */
   computeWorkers?: number;
-  resume?: boolean;
+  /** See `TrainerOptions.resume` (`'auto'`: resume when the folder holds a run, else start one). */
+  resume?: boolean | 'auto';
   /** Replace a run already in `outDir` (see `TrainerOptions.overwrite`). */
   overwrite?: boolean;
   /** The folder lock when the caller holds it beyond training (see `TrainerOptions.lock`). */
