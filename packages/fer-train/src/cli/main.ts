@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The `fer` command line: train, evaluate, predict, convert, preprocess, and the demo.
+ * The `fer` command line: train, evaluate, predict, convert, preprocess, the demo and the real-faces experiment.
  * Run from the repository with `pnpm fer <command>` (or `pnpm demo`).
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
@@ -13,6 +13,7 @@ import { runPredict } from './commands/predict';
 import { runConvert } from './commands/convert';
 import { runPreprocessAffectNet } from './commands/preprocess';
 import { runDemo, DEMO_DEFAULTS } from './commands/demo';
+import { experimentCommand } from './commands/experiment';
 
 function int(name: string) {
   return (v: string): number => {
@@ -278,6 +279,7 @@ export function buildProgram(): Command {
       await backend(cmd);
       await runDemo({ ...DEMO_DEFAULTS, ...opts }, outputOf(cmd));
     });
+  program.addCommand(experimentCommand(backend, outputOf));
   return program;
 }
 

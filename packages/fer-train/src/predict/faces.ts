@@ -12,7 +12,7 @@ export interface FaceBox {
   score: number;
 }
 
-interface FaceApi {
+export interface FaceApi {
   nets: { tinyFaceDetector: { loadFromDisk(dir: string): Promise<void>; isLoaded: boolean } };
   TinyFaceDetectorOptions: new (o: { inputSize: number; scoreThreshold: number }) => unknown;
   detectAllFaces(
@@ -124,7 +124,7 @@ function registerChainedOps(): void {
  * tfjs-core's API, so that one name is resolved to tfjs-core while the module loads, and tfjs' chained-op methods
  * (`x.as3D()`), which face-api calls, are registered.
  */
-async function loadFaceApi(): Promise<FaceApi> {
+export async function loadFaceApi(): Promise<FaceApi> {
   if (faceapi) return faceapi;
   try {
     // tfjs' own registration (ESM files; loads under Node's require with tsx, not under every test transform)

@@ -1,0 +1,87 @@
+import { existsSync } from 'node:fs';
+import * as path from 'node:path';
+import { Command, InvalidArgumentError } from 'commander';
+import { getBackend } from '@tensorflow/tfjs-core';
+import type { DiversityMode } from '../../loss-types';
+import {
+  REAL_FACES_DEFAULTS,
+  REAL_FACES_QUICK,
+  markdownTable,
+  runRealFaces,
+  type RealFacesOptions,
+} from '../../experiments/real-faces';
+import { realFacesDataStatus } from '../../experiments/real-faces-data';
+import type { Output } from '../output';
+
+const num = (name: string, integer: boolean) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0 || (integer && !Number.isInteger(n)))
+    throw new InvalidArgumentError(`${name} must be a non-negative ${integer ? 'integer' : 'number'}, got '${v}'.`);
+  return n;
+};
+const list = (v: string) => v.split(',').map((s) => s.trim());
+
+/** `fer experiment real`: the real-faces experiment (packages/fer-train/README.md, "Real faces"). */
+export function experimentCommand(
+  backend: (cmd: Command) => Promise<void>,
+  outputOf: (cmd: Command) => Output,
+): Command {
+  const d = REAL_FACES_DEFAULTS;
+  const cmd = new Command('experiment').description('reproducible experiments on real data');
+  cmd
+    .command('real')
+    .description(
+      'diversified ESR from the ESR-9 AffectNet base, trained on FER2013 PublicTest, tested on PrivateTest (FER2013 and FER+ labels) and zero-shot on CK+48 and JAFFE; variants none/reference/dpp over seeds; JSON + markdown + plots',
+    )
+    .option('--data <dir>', 'shared data folder', d.data)
+    .option('--out <dir>', 'output folder (default runs/real-faces, or runs/real-faces-quick with --quick)')
+    .option('--quick', 'a short run (one variant, 2 branches, 100 faces per class, a quarter of each test set)')
+    .option('--variants <list>', `diversity variants (default ${d.variants.join(',')})`, list)
+    .option('--seeds <list>', `seeds (default ${d.seeds.join(',')})`, (v) => list(v).map(num('--seeds', true)))
+    .option('--image-size <n>', `input side (default ${d.imageSize}; ESR needs ≥ 54)`, num('--image-size', true))
+    .option('--branches <n>', `final ensemble size (default ${d.branches})`, num('--branches', true))
+    .option('--first-epochs <n>', `epochs of stage 1 (default ${d.firstEpochs})`, num('--first-epochs', true))
+    .option('--later-epochs <n>', `epochs of each later stage (default ${d.laterEpochs})`, num('--later-epochs', true))
+    .option('--batch <n>', `batch size (default ${d.batch})`, num('--batch', true))
+    .option('--lr-scale <x>', `multiplies the esr_ferplus rates (default ${d.lrScale})`, num('--lr-scale', false))
+    .option('--lr-step <n>', `StepLR period in epochs (default ${d.lrStep})`, num('--lr-step', true))
+    .option('--train-cap <n>', 'training faces per class at most (default: all)', num('--train-cap', true))
+    .option('--test-fraction <x>', 'fraction of each test set evaluated (default 1)', num('--test-fraction', false))
+    .option('--bn-batches <n>', `precise-BN batches at the end (default ${d.bnBatches})`, num('--bn-batches', true))
+    .option('--no-pretrained', 'start the base from PyTorch-default init instead of the ESR-9 AffectNet base')
+    .option('--no-peer', "skip face-api.js's expression network")
+    .option('--workers <n>', 'image decoding worker threads', num('--workers', true))
+    .option('--micro-batch <n>', 'micro-batch for gradient accumulation', num('--micro-batch', true))
+    .action(async (opts, c: Command) => {
+      const out = outputOf(c);
+      const status = realFacesDataStatus(opts.data);
+      if (!status.ok) {
+        out.result(
+          `skipped: the real-faces experiment needs fer2013-test/ and esr9-affectnet/weights/ under ${path.resolve(opts.data)} (missing: ${status.missing.join(', ')}). Pass --data <shared data folder>.`,
+          { type: 'experiment-skipped', missing: status.missing },
+        );
+        return;
+      }
+      await backend(c);
+      const { quick, ...given } = opts as Record<string, unknown>;
+      const o: RealFacesOptions = {
+        ...d,
+        ...(quick ? REAL_FACES_QUICK : {}),
+        ...Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined)),
+      } as RealFacesOptions;
+      if (opts.peer === true && quick) o.peer = false;
+      if (opts.trainCap === undefined && !quick) o.trainCap = Infinity;
+      o.variants = o.variants as DiversityMode[];
+      if (!existsSync(path.join(o.data, 'faceapi-expression'))) o.peer = false;
+      const rep = await runRealFaces(o, {
+        log: (m) => out.info(m),
+        onEvent: out.trainEvents(),
+        backend: getBackend(),
+      });
+      out.result(
+        `\n=== real faces (${rep.seconds.toFixed(0)} s) ===\n${markdownTable(rep)}\nreport: ${path.join(path.resolve(o.out), 'report.{json,md}')}; plots: ${path.join(path.resolve(o.out), 'plots')}`,
+        { type: 'experiment-real', summary: rep.summary, peer: rep.peer, majorityRate: rep.majorityRate },
+      );
+    });
+  return cmd;
+}
