@@ -436,7 +436,10 @@ export async function runRealFaces(o: RealFacesOptions, hooks: RealFacesHooks = 
     if (!['none', 'reference', 'dpp'].includes(v))
       throw new FerInputError(`Expected diversity variants among none, reference, dpp, but got '${v}'.`);
   }
-  if (!o.seeds.length || !o.variants.length) throw new FerInputError('Expected at least one variant and one seed.');
+  if (!o.seeds.length || (!o.variants.length && !o.peer))
+    throw new FerInputError(
+      'Expected at least one variant and one seed (or only the peer: --variants "" with the peer on).',
+    );
   const out = path.resolve(o.out);
   const splits = await buildRealFacesSplits(o.data, { holdoutFraction: o.holdoutFraction });
   await writeSplits(path.join(out, 'splits.json'), splits);

@@ -19,7 +19,11 @@ const num = (name: string, integer: boolean) => (v: string) => {
     throw new InvalidArgumentError(`${name} must be a non-negative ${integer ? 'integer' : 'number'}, got '${v}'.`);
   return n;
 };
-const list = (v: string) => v.split(',').map((s) => s.trim());
+const list = (v: string) =>
+  v
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
 
 /** `fer experiment real`: the real-faces experiment (packages/fer-train/README.md, "Real faces"). */
 export function experimentCommand(
@@ -36,7 +40,11 @@ export function experimentCommand(
     .option('--data <dir>', 'shared data folder', d.data)
     .option('--out <dir>', 'output folder (default runs/real-faces, or runs/real-faces-quick with --quick)')
     .option('--quick', 'a short run (one variant, 2 branches, 100 faces per class, a quarter of each test set)')
-    .option('--variants <list>', `diversity variants (default ${d.variants.join(',')})`, list)
+    .option(
+      '--variants <list>',
+      `diversity variants (default ${d.variants.join(',')}; "" with the peer on: only the peer)`,
+      list,
+    )
     .option('--seeds <list>', `seeds (default ${d.seeds.join(',')})`, (v) => list(v).map(num('--seeds', true)))
     .option('--image-size <n>', `input side (default ${d.imageSize}; ESR needs ≥ 54)`, num('--image-size', true))
     .option('--branches <n>', `final ensemble size (default ${d.branches})`, num('--branches', true))
