@@ -132,6 +132,7 @@ describe('fer train', () => {
     expect(err).toHaveLength(1);
     expect(err[0]).toContain('check --data');
     expect(err[0]).not.toContain('--root');
+    await expect(fs.stat(path.join(dir, 'r1'))).rejects.toThrow(/ENOENT/); // no empty run folder left behind
   });
 });
 

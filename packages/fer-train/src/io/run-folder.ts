@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { existsSync, promises as fs, readFileSync, unlinkSync } from 'node:fs';
+import { existsSync, promises as fs, readFileSync, rmdirSync, unlinkSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { FER_ERROR_CODES, FerError, writeFileAtomic } from 'fer-core';
@@ -57,12 +57,15 @@ export class RunLock {
   private constructor(
     readonly file: string,
     readonly holder: LockHolder,
+    /** The folder did not exist before: removed again on release if nothing was written into it. */
+    private readonly createdDir: boolean,
   ) {
     // kill -9 leaves the lock behind (taken over later); a normal exit or Ctrl-C does not.
     process.once('exit', this.onExit);
   }
 
   static async acquire(dir: string, onNotice: (message: string) => void = () => {}): Promise<RunLock> {
+    const createdDir = !existsSync(dir);
     await fs.mkdir(dir, { recursive: true });
     const file = path.join(dir, LOCK);
     const me: LockHolder = { pid: process.pid, host: os.hostname(), since: new Date().toISOString() };
@@ -72,7 +75,7 @@ export class RunLock {
       for (let attempt = 0; attempt < 3; attempt++) {
         try {
           await fs.link(tmp, file);
-          return new RunLock(file, me);
+          return new RunLock(file, me, createdDir);
         } catch (e) {
           if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
         }
@@ -128,6 +131,14 @@ export class RunLock {
         unlinkSync(this.file);
       } catch {
         // already gone
+      }
+    }
+    // A run refused before writing anything (bad options, missing data) leaves no empty folder behind.
+    if (this.createdDir) {
+      try {
+        rmdirSync(path.dirname(this.file));
+      } catch {
+        // not empty: the run wrote its outputs
       }
     }
   }
