@@ -17,7 +17,7 @@ jest.setTimeout(20 * 60_000);
 describeIfExists(path.join(DATA_DIR, 'fer2013-test'), 'real-faces splits and base import (../shared/data)', () => {
   let s: RealFacesSplits;
   beforeAll(async () => {
-    await initBackend({ backend: 'cpu', quiet: true });
+    await initBackend({ backend: 'wasm', quiet: true });
     s = await buildRealFacesSplits(DATA_DIR);
   });
 
