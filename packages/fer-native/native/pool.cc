@@ -34,6 +34,19 @@ FER_SIMD void maxInto(const float* x, float* m, int64_t c) {
 FER_SIMD void addInto(const float* x, double* s, int64_t c) {
   for (int64_t k = 0; k < c; k++) s[k] += static_cast<double>(x[k]);
 }
+// Branch-free running argmax over channels (strict >, so the first maximum stays): vectorises.
+FER_SIMD void argmaxInto(const float* v, float* m, int32_t* p, int32_t here, int64_t c) {
+  for (int64_t k = 0; k < c; k++) {
+    const bool gt = v[k] > m[k];
+    m[k] = gt ? v[k] : m[k];
+    p[k] = gt ? here : p[k];
+  }
+}
+// acc += dy where this cell is the window's maximum. Adding +0 elsewhere changes nothing: acc starts at +0 and a
+// round-to-nearest sum is never -0 unless both terms are, and NaN or inf dy of other windows is never added.
+FER_SIMD void routeInto(const int32_t* p, const float* d, double* acc, int32_t here, int64_t c) {
+  for (int64_t k = 0; k < c; k++) acc[k] += p[k] == here ? static_cast<double>(d[k]) : 0.0;
+}
 
 // One output row (b, oy) of MaxPool or AvgPool.
 void poolRow(bool isMax, const Geo& g, const float* x, float* y, int64_t b, int64_t oy, std::vector<double>& acc) {
@@ -93,12 +106,7 @@ void maxPositions(const Geo& g, const float* x, int32_t* pos) {
         for (int64_t iy = y0; iy < y1; iy++)
           for (int64_t ix = x0; ix < x1; ix++) {
             const float* v = x + ((b * g.h + iy) * g.w + ix) * g.c;
-            const int32_t here = static_cast<int32_t>((iy - ry) * g.kw + (ix - rx));
-            for (int64_t k = 0; k < g.c; k++)
-              if (v[k] > m[k]) {
-                m[k] = v[k];
-                p[k] = here;
-              }
+            argmaxInto(v, m.data(), p, static_cast<int32_t>((iy - ry) * g.kw + (ix - rx)), g.c);
           }
       }
     }
@@ -156,16 +164,12 @@ napi_value PoolGrad(napi_env env, napi_callback_info info) {
       maxPositions(g, x.data, pos.data());
       const int32_t* P = pos.data();
       gatherGrad(g, dy.data, dx.data, 1.0, [&](int64_t o, int32_t here, const float* d, double* acc) {
-        const int32_t* p = P + o;
-        for (int64_t k = 0; k < c; k++)
-          if (p[k] == here) acc[k] += static_cast<double>(d[k]);
+        routeInto(P + o, d, acc, here, c);
       });
     } else {
       // tfjs: 1 / (filterHeight * filterWidth) as a JS number.
       const double mult = 1.0 / static_cast<double>(g.kh * g.kw);
-      gatherGrad(g, dy.data, dx.data, mult, [&](int64_t, int32_t, const float* d, double* acc) {
-        for (int64_t k = 0; k < c; k++) acc[k] += static_cast<double>(d[k]);
-      });
+      gatherGrad(g, dy.data, dx.data, mult, [&](int64_t, int32_t, const float* d, double* acc) { addInto(d, acc, c); });
     }
   });
 }
