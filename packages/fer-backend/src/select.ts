@@ -254,7 +254,7 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
           ? 'tfjs-backend-wasm + fer-backend training kernels'
           : chosen.startsWith('tfjs-node')
             ? 'libtensorflow'
-            : 'tfjs-backend-cpu',
+            : `tfjs-backend-${chosen}`,
     gradientOverrides,
     skipped,
   };
