@@ -37,8 +37,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'no
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { DataParallel, FlatSgd, type SgdGroupOptions, type TaskSpec } from 'fer-parallel';
-import { resolveConfig as resolveEsrConfig } from 'fer-models-esr';
-import { resolveConfig as resolveManetConfig } from 'fer-models-manet';
+import { resolveEsrConfig } from 'fer-models-esr/internal';
+import { resolveManetConfig } from 'fer-models-manet/internal';
 import { trainTaskSpec, type LossSpec, type ReplicaModelSpec } from 'fer-train';
 
 type Measure = 'esr1-train' | 'esr9-train' | 'esr9-infer' | 'manet-train';

@@ -8,17 +8,15 @@
  */
 import { initBackend } from 'fer-backend';
 import { ferPlus } from 'fer-datasets';
-import { fromTorchCheckpoint, loadEsr } from 'fer-models-esr';
-import { existsSync } from 'node:fs';
-import * as path from 'node:path';
+import { loadModel } from 'fer-models/node';
 import { esrFineTunePlan, trainEsr } from 'fer-train';
 
 async function main(): Promise<void> {
   const [root, pretrained, out = 'experiments/FER_plus/Diversified_ESR_9'] = process.argv.slice(2);
   if (!root || !pretrained) throw new Error('Usage: esr_ferplus.ts <FER+ root> <AffectNet-trained ESR-9 folder> [out]');
   await initBackend();
-  const load = () =>
-    existsSync(path.join(pretrained, 'esr.json')) ? loadEsr(pretrained) : fromTorchCheckpoint(pretrained);
+  // A saved tfjs folder or the reference's checkpoint folder, detected by loadModel.
+  const load = () => loadModel(pretrained, { expect: 'esr' });
   const result = await trainEsr({
     plan: esrFineTunePlan({ dataset: 'ferplus', branches: 9, firstEpochs: 100, laterEpochs: 60, batchSize: 32 }),
     createModel: load, // AffectNet order, classifier kept

@@ -8,9 +8,7 @@
 import { initBackend } from 'fer-backend';
 import { RAFDB_LABELS } from 'fer-core';
 import { rafDb } from 'fer-datasets';
-import { fromTorchCheckpoint, loadEsr } from 'fer-models-esr';
-import { existsSync } from 'node:fs';
-import * as path from 'node:path';
+import { loadModel } from 'fer-models/node';
 import { esrFineTunePlan, trainEsr } from 'fer-train';
 
 async function main(): Promise<void> {
@@ -18,13 +16,8 @@ async function main(): Promise<void> {
   if (!root || !pretrained)
     throw new Error('Usage: esr_rafdb.ts <RAF-DB basic/ root> <AffectNet-trained ESR-9 folder> [out]');
   await initBackend();
-  const load = async () => {
-    const esr = existsSync(path.join(pretrained, 'esr.json'))
-      ? await loadEsr(pretrained)
-      : await fromTorchCheckpoint(pretrained);
-    esr.replaceClassifier(7, RAFDB_LABELS); // fresh Linear(512 → 7) per branch
-    return esr;
-  };
+  // RAF-DB's labels differ from AffectNet's: loadModel gives every branch a fresh Linear(512 → 7).
+  const load = () => loadModel(pretrained, { labels: RAFDB_LABELS, expect: 'esr' });
   const result = await trainEsr({
     plan: esrFineTunePlan({ dataset: 'rafdb', branches: 9, firstEpochs: 100, laterEpochs: 60, batchSize: 32 }),
     createModel: load,

@@ -7,7 +7,8 @@
  */
 import { initBackend } from 'fer-backend';
 import { rafDb } from 'fer-datasets';
-import { manetFor, manetPlan, trainManet } from 'fer-train';
+import { createModel, loadModel } from 'fer-models/node';
+import { manetPlan, trainManet } from 'fer-train';
 
 async function main(): Promise<void> {
   const [root, msceleb, out = 'checkpoint/RAFDB'] = process.argv.slice(2);
@@ -18,7 +19,10 @@ async function main(): Promise<void> {
   const result = await trainManet({
     plan: manetPlan({ dataset: 'rafdb' }),
     // The label set comes from the dataset (its class order is the heads' order).
-    createModel: () => manetFor(train.labels, 0, msceleb),
+    createModel: () =>
+      msceleb
+        ? loadModel(msceleb, { labels: train.labels, seed: 0, expect: 'manet' }) // MS-Celeb heads replaced
+        : createModel('manet', { labels: train.labels, seed: 0 }),
     train,
     validation,
     diversity: 'reference',

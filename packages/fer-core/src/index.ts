@@ -20,11 +20,22 @@ export {
   parseChoice,
 } from './errors';
 export type { FerErrorCode, FerErrorLike, FerErrorOptions } from './errors';
-export type { Batch, BatchOptions, FerDataset, ForwardResult, ForwardOptions, FerModel, VariableGroup } from './types';
+export type {
+  Batch,
+  BatchOptions,
+  FerDataset,
+  ForwardResult,
+  ForwardOptions,
+  FerModel,
+  FerNetwork,
+  InputConvention,
+  ModelKind,
+  ResetClassifierOptions,
+  VariableGroup,
+} from './types';
 export { crossEntropy, sumCrossEntropy, stagedSum, stagedMean } from './tensor';
 export { Rng, mixSeed } from './random';
 export type { RngState } from './random';
-export { writeFileAtomic } from './io';
 export {
   TorchBatchNorm,
   applyTorchBatchNorm,

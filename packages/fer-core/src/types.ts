@@ -1,4 +1,5 @@
 import type * as tf from '@tensorflow/tfjs-core';
+import type * as tfl from '@tensorflow/tfjs-layers';
 import type { LabelSet } from './emotions';
 
 /** One training or evaluation batch. The consumer owns and disposes both tensors. */
@@ -57,11 +58,48 @@ export interface VariableGroup {
   variables: tf.Variable[];
 }
 
+/**
+ * What trainers and evaluators need from a model. `numBranches` is the number of classifier outputs `forward` returns
+ * (ESR: its branches; MA-Net: its two heads).
+ */
 export interface FerModel {
   readonly labels: LabelSet;
+  readonly numBranches: number;
   forward(images: tf.Tensor4D, opts: ForwardOptions): ForwardResult;
   trainableVariables(): tf.Variable[];
   /** Variables grouped the way the reference's optimizer groups them (e.g. ESR base / branch i). */
   variableGroups(): VariableGroup[];
   dispose(): void;
+}
+
+/** Model families the suite ships (`FerNetwork.kind`). */
+export type ModelKind = 'esr' | 'manet';
+
+/** How images must be prepared for a model: square side, channel order and normalisation after scaling to [0, 1]. */
+export interface InputConvention {
+  size: number;
+  colorOrder: 'rgb' | 'bgr';
+  normalization: { mean: readonly [number, number, number]; std: readonly [number, number, number] } | null;
+}
+
+/** Options of `FerNetwork.resetClassifier`. */
+export interface ResetClassifierOptions {
+  /** Seed of the fresh classifier's PyTorch-default initialisation; omit for random. */
+  seed?: number;
+}
+
+/**
+ * The contract every shipped network (ESR, MA-Net) implements on top of `FerModel`: the same classifier methods and
+ * the same save, through a `tf.io` handler (fer-core/node's `fileHandler` on disk, `tf.io.browserDownloads`, …).
+ */
+export interface FerNetwork extends FerModel {
+  readonly kind: ModelKind;
+  readonly numClasses: number;
+  readonly input: InputConvention;
+  /** The classifier layers, one per branch or head (owned by the model). */
+  getClassifier(): tfl.layers.Layer[];
+  /** Replaces every classifier by a fresh Linear(features → labels.length) for `labels`, keeping all other weights. */
+  resetClassifier(labels: LabelSet, opts?: ResetClassifierOptions): void;
+  /** Saves topology, weights and config as one tfjs artifact (`model.json` + weights). */
+  save(handler: tf.io.IOHandler): Promise<tf.io.SaveResult>;
 }

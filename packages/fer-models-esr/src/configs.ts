@@ -92,7 +92,7 @@ export const ESR_CONFIGS = {
 export type EsrConfigName = keyof typeof ESR_CONFIGS;
 
 /** Fills defaults (from `desr9-affectnet`, or the named base config) and validates. */
-export function resolveConfig(
+export function resolveEsrConfig(
   config: EsrConfigName | (Partial<EsrConfig> & { base?: EsrConfigName }) = 'desr9-affectnet',
 ): EsrConfig {
   const names = Object.keys(ESR_CONFIGS) as EsrConfigName[];

@@ -6,19 +6,11 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { initBackend } from 'fer-backend';
 import { RAFDB_LABELS, sumCrossEntropy } from 'fer-core';
+import { fileHandler } from 'fer-core/node';
 import { expectArrayClose, expectNoLeak } from 'fer-test-utils';
-import {
-  createEsr,
-  fromTorchCheckpoint,
-  saveTorchCheckpoint,
-  fromTorchStateDicts,
-  loadEsr,
-  toTorchStateDicts,
-  vote,
-  featureSizes,
-  minInputSize,
-  type EsrEnsemble,
-} from './index';
+import { createEsr, fromTorchStateDicts, loadEsr, toTorchStateDicts, vote, type EsrEnsemble } from './index';
+import { featureSizes, minInputSize } from './internal';
+import { fromTorchCheckpoint, loadLegacyEsrFolder, saveTorchCheckpoint } from './node';
 
 beforeAll(async () => {
   await initBackend({ backend: 'wasm', quiet: true });
@@ -138,10 +130,14 @@ describe('ESR architecture', () => {
     esr.dispose();
   });
 
-  it('replaceClassifier: fresh Linear(512→7), every other weight kept', () => {
+  it('resetClassifier: fresh Linear(512→7), every other weight kept', () => {
     const esr = createEsr('desr9-affectnet', { initialBranches: 2, seed: 7 });
     const conv = esr.branch(2).getLayer('conv3').getWeights()[0].dataSync().slice();
-    esr.replaceClassifier(7, RAFDB_LABELS);
+    expect(esr.getClassifier().map((l) => l.getWeights()[0].shape)).toEqual([
+      [512, 8],
+      [512, 8],
+    ]);
+    esr.resetClassifier(RAFDB_LABELS);
     expect(esr.numClasses).toBe(7);
     expect(esr.labels).toEqual(RAFDB_LABELS);
     expect(esr.branch(2).getLayer('conv3').getWeights()[0].dataSync()).toEqual(conv);
@@ -230,23 +226,22 @@ describe('save / load', () => {
     await fs.rm(dir, { recursive: true, force: true });
   });
 
-  it('round trip gives identical outputs; a part loads with plain tf.loadLayersModel over HTTP', async () => {
+  it('round trip gives identical outputs; the saved folder loads over HTTP as in a browser', async () => {
     const esr = createEsr('desr9-affectnet', { initialBranches: 2, seed: 10 });
     const x = images(2, minInputSize());
     tf.dispose(esr.forward(x, { training: true }) as unknown as tf.TensorContainer); // non-trivial running stats
-    const manifest = await esr.save(path.join(dir, 'esr'));
-    expect(manifest.parts).toEqual(['base', 'branch_1', 'branch_2']);
-    const files = (await fs.readdir(path.join(dir, 'esr', 'branch_1'))).sort();
+    await esr.save(fileHandler(path.join(dir, 'esr')));
+    const files = (await fs.readdir(path.join(dir, 'esr'))).sort();
     expect(files).toEqual(['model.json', 'weights.bin']);
 
-    const loaded = await loadEsr(path.join(dir, 'esr'));
+    const loaded = await loadEsr(fileHandler(path.join(dir, 'esr')));
     expect(loaded.config).toEqual(esr.config);
     const a = esr.forward(x, { training: false });
     const b = loaded.forward(x, { training: false });
     for (let i = 0; i < 2; i++) expect(Array.from(b.logits[i].dataSync())).toEqual(Array.from(a.logits[i].dataSync()));
     expect(Array.from(b.heads.spatialAttention.dataSync())).toEqual(Array.from(a.heads.spatialAttention.dataSync()));
 
-    // Serve the folder and load a part the way a browser would.
+    // Serve the folder and load the ensemble the way a browser would.
     const root = path.join(dir, 'esr');
     const server = http.createServer(async (req, res) => {
       try {
@@ -274,19 +269,12 @@ describe('save / load', () => {
           arrayBuffer: async () => bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength),
         } as unknown as Response;
       };
-      const plain = await tfl.loadLayersModel(
-        tf.io.http(`http://127.0.0.1:${port}/branch_1/model.json`, { fetchFunc }),
-      );
-      const shared = esr.base.predict(x) as tf.Tensor;
-      const outs = plain.predict(shared) as tf.Tensor[];
-      expect(outs.map((o) => o.shape)).toEqual([
-        [2, 8],
-        [2, 512],
-        [2, 1, 1, 1],
-      ]);
-      expect(Array.from(outs[0].dataSync())).toEqual(Array.from(a.logits[0].dataSync()));
-      plain.dispose();
-      tf.dispose([shared, ...outs]);
+      const remote = await loadEsr(tf.io.http(`http://127.0.0.1:${port}/model.json`, { fetchFunc }));
+      const c = remote.forward(x, { training: false });
+      for (let i = 0; i < 2; i++)
+        expect(Array.from(c.logits[i].dataSync())).toEqual(Array.from(a.logits[i].dataSync()));
+      remote.dispose();
+      tf.dispose([...c.logits, ...Object.values(c.heads)]);
     } finally {
       server.close();
     }
@@ -295,17 +283,42 @@ describe('save / load', () => {
     loaded.dispose();
   });
 
-  it('refuses a folder that is not an ESR save, or an incomplete one', async () => {
-    await expect(loadEsr(path.join(dir, 'nothing'))).rejects.toThrow(
-      /Cannot read an ESR ensemble manifest.*EsrEnsemble\.save/,
+  it('refuses a folder that is not a saved model, or a truncated one', async () => {
+    await expect(loadEsr(fileHandler(path.join(dir, 'nothing')))).rejects.toThrow(
+      /Cannot read a tfjs model at .*model\.json/,
     );
     const esr = createEsr('desr9-affectnet', { initialBranches: 1, seed: 15 });
-    await esr.save(path.join(dir, 'partial'));
+    await esr.save(fileHandler(path.join(dir, 'partial')));
     esr.dispose();
-    await fs.rm(path.join(dir, 'partial', 'branch_1', 'weights.bin'));
-    await expect(loadEsr(path.join(dir, 'partial'))).rejects.toThrow(
-      /Cannot load part 'branch_1'.*save the ensemble again/,
+    const bin = path.join(dir, 'partial', 'weights.bin');
+    await fs.writeFile(bin, (await fs.readFile(bin)).subarray(0, 1000));
+    const before = tf.memory().numTensors;
+    await expect(loadEsr(fileHandler(path.join(dir, 'partial')))).rejects.toThrow(
+      /bytes of ESR weights.*save the ensemble again/,
     );
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it('reads the 0.1.0 folder layout (esr.json + one tfjs folder per part) with identical outputs', async () => {
+    const esr = createEsr('desr9-affectnet', { initialBranches: 2, seed: 16 });
+    const legacy = path.join(dir, 'legacy');
+    for (const { name, model } of esr.parts()) await model.save(fileHandler(path.join(legacy, name)));
+    const manifest = {
+      format: 'fer-models-esr',
+      formatVersion: 1,
+      config: esr.config,
+      parts: ['base', 'branch_1', 'branch_2'],
+    };
+    await fs.writeFile(path.join(legacy, 'esr.json'), JSON.stringify(manifest));
+    const loaded = await loadLegacyEsrFolder(legacy);
+    expect(loaded.config).toEqual(esr.config);
+    const x = images(1, minInputSize());
+    const a = esr.forward(x, { training: false });
+    const b = loaded.forward(x, { training: false });
+    for (let i = 0; i < 2; i++) expect(Array.from(b.logits[i].dataSync())).toEqual(Array.from(a.logits[i].dataSync()));
+    tf.dispose([x, ...a.logits, ...Object.values(a.heads), ...b.logits, ...Object.values(b.heads)]);
+    esr.dispose();
+    loaded.dispose();
   });
 });
 
@@ -386,8 +399,8 @@ describe('stem convolution', () => {
     const x = images(2, s);
     const y = tf.tensor1d([1, 3], 'int32');
     try {
-      await esr.save(dir);
-      const loaded = await loadEsr(dir);
+      await esr.save(fileHandler(dir));
+      const loaded = await loadEsr(fileHandler(dir));
       try {
         for (const model of [esr, loaded]) {
           const shapes = await inputGradientShapes(model, x, y);

@@ -3,15 +3,17 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import {
   FerInputError,
   assertShape,
-  type FerModel,
+  type FerNetwork,
   type ForwardResult,
+  type InputConvention,
   type LabelSet,
+  type ResetClassifierOptions,
   type VariableGroup,
 } from 'fer-core';
-import { featureSizes, minInputSize, resolveConfig, type EsrConfig, type EsrConfigName } from './configs';
+import { featureSizes, minInputSize, resolveEsrConfig, type EsrConfig, type EsrConfigName } from './configs';
 import { buildBase, buildBranch, runBase, runBranch } from './layers';
 import { vote } from './vote';
-import { saveEsr, type EsrManifest } from './io';
+import { packEsr, unpackEsr } from './io';
 
 export interface EsrForwardOptions {
   /** Train mode for the whole ensemble: BN batch statistics and running-stat updates everywhere. */
@@ -45,13 +47,14 @@ export interface CreateEsrOptions {
  * real parts of the ensemble: the `training` flag reaches each of them (the reference's plain-list defect is not
  * reproduced unless asked for, see `EsrForwardOptions.branchesTraining`).
  */
-export class EsrEnsemble implements FerModel {
+export class EsrEnsemble implements FerNetwork {
+  readonly kind = 'esr' as const;
   private cfg: EsrConfig;
   private baseModel: tfl.LayersModel;
   private branchModels: tfl.LayersModel[] = [];
   private readonly seed?: number;
 
-  /** Use `createEsr`, `loadEsr` or `fromTorchCheckpoint`. Takes ownership of the given parts. */
+  /** Use `createEsr`, `loadEsr` or `fromTorchStateDicts` (or fer-models' `createModel`/`loadModel`). Takes ownership of the given parts. */
   constructor(config: EsrConfig, base: tfl.LayersModel, branches: tfl.LayersModel[] = [], seed?: number) {
     this.cfg = config;
     this.baseModel = base;
@@ -59,7 +62,7 @@ export class EsrEnsemble implements FerModel {
     this.seed = seed;
   }
 
-  /** Architecture and input convention (changes only through `replaceClassifier`). */
+  /** Architecture and input convention (changes only through `resetClassifier`). */
   get config(): EsrConfig {
     return this.cfg;
   }
@@ -74,6 +77,11 @@ export class EsrEnsemble implements FerModel {
 
   get numClasses(): number {
     return this.config.numClasses;
+  }
+
+  get input(): InputConvention {
+    const { inputSize: size, colorOrder, normalization } = this.config;
+    return { size, colorOrder, normalization };
   }
 
   /** The shared base (owned by the ensemble). */
@@ -178,20 +186,27 @@ export class EsrEnsemble implements FerModel {
     for (const m of models) m.trainable = trainable;
   }
 
+  /** Each branch's classifier `fc` (Linear(512 → numClasses)), in branch order. Owned by the ensemble. */
+  getClassifier(): tfl.layers.Layer[] {
+    return this.branchModels.map((b) => b.getLayer('fc'));
+  }
+
   /**
-   * Replaces every branch's classifier by a freshly initialised Linear(512 → numClasses) (the reference's RAF-DB
-   * fine-tuning: `fc = Linear(512, 7)`, docs/method.md#esr), keeping all other weights. The valence/arousal head, which reads
-   * the 8 logits, is dropped when the width changes.
+   * Replaces every branch's classifier by a freshly initialised Linear(512 → labels.length) (the reference's RAF-DB
+   * fine-tuning: `fc = Linear(512, 7)`, docs/method.md#esr), keeping all other weights. The valence/arousal head, which
+   * reads the 8 logits, is dropped when the width changes. `opts.seed` defaults to the ensemble's seed.
    */
-  replaceClassifier(numClasses: number, labels: LabelSet): void {
-    const config = resolveConfig({
+  resetClassifier(labels: LabelSet, opts: ResetClassifierOptions = {}): void {
+    const numClasses = labels.length;
+    const config = resolveEsrConfig({
       ...this.config,
       numClasses,
       labels,
       valenceArousal: this.config.valenceArousal && numClasses === 8,
     });
+    const seed = opts.seed ?? this.seed;
     const next = this.branchModels.map((old, i) => {
-      const fresh = buildBranch(config, i + 1, this.seed === undefined ? undefined : this.seed + 1000 + i);
+      const fresh = buildBranch(config, i + 1, seed === undefined ? undefined : seed + 1000 + i);
       for (const layer of fresh.layers) {
         if (layer.name === 'fc' || layer.name === 'fc_dimensional' || layer.weights.length === 0) continue;
         const w = old.getLayer(layer.name).getWeights();
@@ -224,9 +239,13 @@ export class EsrEnsemble implements FerModel {
     parts.forEach(({ model }, i) => model.setWeights(snapshot.parts[i]));
   }
 
-  /** Saves to `dir` in tfjs format (see `saveEsr`); reload with `loadEsr(dir)`. */
-  save(dir: string): Promise<EsrManifest> {
-    return saveEsr(this, dir);
+  /**
+   * Saves config and every part as ONE tfjs artifact through `handler` (fer-core/node's `fileHandler(dir)` writes
+   * `model.json` + `weights.bin`). Reload with `loadEsr(handler)` or fer-models' `loadModel`.
+   */
+  async save(handler: tf.io.IOHandler): Promise<tf.io.SaveResult> {
+    if (!handler.save) throw new FerInputError('The IOHandler cannot save.', 'Pass a handler with a save method.');
+    return handler.save(await packEsr(this.config, this.parts()));
   }
 
   dispose(): void {
@@ -254,11 +273,26 @@ export function createEsr(
   config: EsrConfigName | (Partial<EsrConfig> & { base?: EsrConfigName }) = 'desr9-affectnet',
   opts: CreateEsrOptions = {},
 ): EsrEnsemble {
-  const c = resolveConfig(config);
+  const c = resolveEsrConfig(config);
   const n = opts.initialBranches ?? 1;
   if (!Number.isInteger(n) || n < 0)
     throw new FerInputError(`Expected initialBranches to be a non-negative integer, but got ${n}.`);
   const esr = new EsrEnsemble(c, buildBase(c, opts.seed), [], opts.seed);
   for (let i = 0; i < n; i++) esr.addBranch();
+  return esr;
+}
+
+/** Loads an ensemble saved by `EsrEnsemble.save` from any `tf.io` handler. The caller owns it. */
+export async function loadEsr(handler: tf.io.IOHandler): Promise<EsrEnsemble> {
+  if (!handler.load) throw new FerInputError('The IOHandler cannot load.', 'Pass a handler with a load method.');
+  return esrFromArtifacts(await handler.load());
+}
+
+/** `loadEsr` for artifacts already loaded. */
+export async function esrFromArtifacts(a: tf.io.ModelArtifacts): Promise<EsrEnsemble> {
+  const { config, models } = await unpackEsr(a);
+  const [base, ...branches] = models;
+  const esr = new EsrEnsemble(config, base, []);
+  for (const b of branches) esr.addBranch(b);
   return esr;
 }

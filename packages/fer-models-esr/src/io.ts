@@ -1,124 +1,125 @@
-import { promises as fs } from 'node:fs';
-import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import { FerInputError, isEmotion, writeFileAtomic } from 'fer-core';
-import { resolveConfig, type EsrConfig } from './configs';
-import { EsrEnsemble } from './esr';
+import { FerInputError, isEmotion } from 'fer-core';
+import { resolveEsrConfig, type EsrConfig } from './configs';
 import { useFastStem } from './layers';
 
-/** Manifest of a saved ensemble (`<dir>/esr.json`). Each part is a standard tfjs-layers model folder. */
-export interface EsrManifest {
-  format: 'fer-models-esr';
-  formatVersion: 1;
-  config: EsrConfig;
-  /** Sub-folders in order: `base`, `branch_1`, …; each holds `model.json` + `weights.bin`. */
-  parts: string[];
+/** Format tag of an ensemble's `modelTopology` (one tfjs artifact holds every part). */
+const FORMAT = 'fer-models-esr';
+const FORMAT_VERSION = 2;
+
+/** One part (`base`, `branch_<i>`) inside the ensemble's artifact. */
+interface PartTopology {
+  name: string;
+  /** The part's tfjs-layers topology, as `tf.loadLayersModel` reads it. */
+  modelTopology: object;
+  /** The part's weights, unprefixed; their bytes follow the previous parts' in `weightData`. */
+  weightSpecs: tf.io.WeightsManifestEntry[];
+  byteLength: number;
 }
 
-const MANIFEST = 'esr.json';
+/** `modelTopology` of a saved ensemble: the config (labels, input convention) and every part. */
+export interface EsrTopology {
+  format: typeof FORMAT;
+  formatVersion: typeof FORMAT_VERSION;
+  config: EsrConfig;
+  parts: PartTopology[];
+}
+
+/** True when `a` is an ensemble saved by `EsrEnsemble.save` (format 2). */
+export function isEsrArtifacts(a: tf.io.ModelArtifacts): boolean {
+  return (a.modelTopology as { format?: unknown } | undefined)?.format === FORMAT;
+}
 
 /**
- * Saves the ensemble to `dir`: `esr.json` (config, label order, colour order) plus one tfjs-layers model folder per
- * part (`base/`, `branch_<i>/`, each `model.json` + `weights.bin`). Every part loads in a browser with
- * `tf.loadLayersModel('<url>/base/model.json')` once the custom layers are registered (import fer-core).
+ * Packs an ensemble's parts into ONE tfjs artifact: `modelTopology` is an `EsrTopology`, weights are the parts'
+ * weights in order, named `<part>/<weight>` in the manifest. Any `tf.io` handler saves it (one `model.json` + one
+ * weights file), and `unpackEsr` splits it again.
  */
-export async function saveEsr(esr: EsrEnsemble, dir: string): Promise<EsrManifest> {
-  const parts = esr.parts();
-  for (const { name, model } of parts) await saveLayersModel(model, path.join(dir, name));
-  const manifest: EsrManifest = {
+export async function packEsr(
+  config: EsrConfig,
+  parts: { name: string; model: tfl.LayersModel }[],
+): Promise<tf.io.ModelArtifacts> {
+  const topo: PartTopology[] = [];
+  const specs: tf.io.WeightsManifestEntry[] = [];
+  const buffers: ArrayBuffer[] = [];
+  for (const { name, model } of parts) {
+    let a: tf.io.ModelArtifacts | undefined;
+    await model.save(
+      tf.io.withSaveHandler(async (artifacts) => {
+        a = artifacts;
+        return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+      }),
+    );
+    if (!a?.weightData || !a.weightSpecs) throw new Error(`Saving part ${name} produced no weights.`);
+    const data = tf.io.CompositeArrayBuffer.join(a.weightData);
+    topo.push({
+      name,
+      modelTopology: a.modelTopology as object,
+      weightSpecs: a.weightSpecs,
+      byteLength: data.byteLength,
+    });
+    specs.push(...a.weightSpecs.map((s) => ({ ...s, name: `${name}/${s.name}` })));
+    buffers.push(data);
+  }
+  const topology: EsrTopology = { format: FORMAT, formatVersion: FORMAT_VERSION, config, parts: topo };
+  return {
+    modelTopology: topology as unknown as object,
     format: 'fer-models-esr',
-    formatVersion: 1,
-    config: esr.config,
-    parts: parts.map((p) => p.name),
+    generatedBy: `fer-models-esr (tfjs-layers v${tfl.version_layers})`,
+    weightSpecs: specs,
+    weightData: tf.io.CompositeArrayBuffer.join(buffers),
   };
-  await writeFileAtomic(path.join(dir, MANIFEST), JSON.stringify(manifest, null, 2) + '\n');
-  return manifest;
 }
 
-/** Loads what `saveEsr` wrote. The returned ensemble owns its models. */
-export async function loadEsr(dir: string): Promise<EsrEnsemble> {
-  const file = path.join(dir, MANIFEST);
-  let manifest: EsrManifest;
-  try {
-    manifest = JSON.parse(await fs.readFile(file, 'utf8'));
-  } catch (e) {
-    throw new FerInputError(`Cannot read an ESR ensemble manifest at ${file} (${(e as Error).message}).`, {
-      hint: 'Point to a folder written by EsrEnsemble.save().',
-      cause: e,
-    });
-  }
-  if (manifest.format !== 'fer-models-esr' || manifest.formatVersion !== 1) {
+/** The config and the parts' LayersModels (base first) of a `packEsr` artifact. The caller owns the models. */
+export async function unpackEsr(a: tf.io.ModelArtifacts): Promise<{ config: EsrConfig; models: tfl.LayersModel[] }> {
+  const t = a.modelTopology as Partial<EsrTopology> | undefined;
+  if (t?.format !== FORMAT || t.formatVersion !== FORMAT_VERSION || !Array.isArray(t.parts)) {
     throw new FerInputError(
-      `Expected ${file} to be a fer-models-esr manifest of format version 1, but got format ${JSON.stringify(manifest.format)} version ${JSON.stringify(manifest.formatVersion)}.`,
+      `Expected an ESR artifact (format ${FORMAT} version ${FORMAT_VERSION}), but got format ${JSON.stringify(t?.format)} version ${JSON.stringify(t?.formatVersion)}.`,
+      'Load a model saved by EsrEnsemble.save(), or use loadModel() from fer-models, which detects the kind.',
     );
   }
-  if (!manifest.config?.labels?.every(isEmotion))
-    throw new FerInputError(`The labels in ${file} are not known emotions.`);
-  const config = resolveConfig({ ...manifest.config });
-  const [baseName] = manifest.parts;
-  if (baseName !== 'base')
-    throw new FerInputError(`Expected the first part in ${file} to be 'base', but got ${JSON.stringify(baseName)}.`);
+  if (!t.config?.labels?.every(isEmotion))
+    throw new FerInputError('The labels in the ESR artifact are not known emotions.');
+  const config = resolveEsrConfig({ ...t.config });
+  if (t.parts[0]?.name !== 'base') {
+    throw new FerInputError(
+      `Expected the first part of the ESR artifact to be 'base', but got ${JSON.stringify(t.parts[0]?.name)}.`,
+    );
+  }
+  const data = a.weightData ? tf.io.CompositeArrayBuffer.join(a.weightData) : new ArrayBuffer(0);
+  const total = t.parts.reduce((s, p) => s + p.byteLength, 0);
+  if (data.byteLength !== total) {
+    throw new FerInputError(
+      `Expected ${total} bytes of ESR weights, but got ${data.byteLength}.`,
+      'The weights file is truncated or belongs to another model: save the ensemble again.',
+    );
+  }
   const models: tfl.LayersModel[] = [];
+  let off = 0;
   try {
-    for (const p of manifest.parts) {
+    for (const p of t.parts) {
+      const weightData = data.slice(off, off + p.byteLength);
+      off += p.byteLength;
       try {
-        models.push(await loadLayersModelFromDir(path.join(dir, p)));
+        models.push(
+          await tfl.loadLayersModel(
+            tf.io.fromMemory({ modelTopology: p.modelTopology, weightSpecs: p.weightSpecs, weightData }),
+          ),
+        );
       } catch (e) {
-        throw new FerInputError(`Cannot load part '${p}' of the ESR ensemble in ${dir} (${(e as Error).message}).`, {
-          hint: 'The folder is incomplete: save the ensemble again.',
-          cause: e,
-        });
+        throw new FerInputError(
+          `Cannot load part '${p.name}' of the ESR artifact (${(e as Error).message}).`,
+          'The artifact is incomplete: save the ensemble again.',
+        );
       }
     }
   } catch (e) {
     models.forEach((m) => m.dispose());
     throw e;
   }
-  const [base, ...branches] = models;
-  useFastStem(base);
-  const esr = new EsrEnsemble(config, base, []);
-  for (const b of branches) esr.addBranch(b);
-  return esr;
-}
-
-/** Writes one LayersModel as tfjs's standard `model.json` + `weights.bin` (the format `tf.loadLayersModel` reads). */
-export async function saveLayersModel(model: tfl.LayersModel, dir: string): Promise<void> {
-  let artifacts: tf.io.ModelArtifacts | undefined;
-  await model.save(
-    tf.io.withSaveHandler(async (a) => {
-      artifacts = a;
-      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
-    }),
-  );
-  if (!artifacts?.weightData || !artifacts.weightSpecs) throw new Error(`Saving ${model.name} produced no weights.`);
-  const weights = new Uint8Array(tf.io.CompositeArrayBuffer.join(artifacts.weightData));
-  const modelJson: tf.io.ModelJSON = {
-    modelTopology: artifacts.modelTopology as object,
-    format: artifacts.format ?? 'layers-model',
-    generatedBy: artifacts.generatedBy ?? `TensorFlow.js tfjs-layers v${tfl.version_layers}`,
-    convertedBy: null,
-    weightsManifest: [{ paths: ['weights.bin'], weights: artifacts.weightSpecs }],
-  };
-  await writeFileAtomic(path.join(dir, 'weights.bin'), weights);
-  await writeFileAtomic(path.join(dir, 'model.json'), JSON.stringify(modelJson));
-}
-
-/** Reads a `model.json` + weight files folder from disk into `tf.loadLayersModel` (Node has no `file://` without tfjs-node). */
-export async function loadLayersModelFromDir(dir: string): Promise<tfl.LayersModel> {
-  const json = JSON.parse(await fs.readFile(path.join(dir, 'model.json'), 'utf8')) as tf.io.ModelJSON;
-  const specs = json.weightsManifest.flatMap((g) => g.weights);
-  const buffers: Uint8Array[] = [];
-  for (const g of json.weightsManifest)
-    for (const p of g.paths) buffers.push(new Uint8Array(await fs.readFile(path.join(dir, p))));
-  const total = buffers.reduce((s, b) => s + b.byteLength, 0);
-  const weightData = new Uint8Array(total);
-  let off = 0;
-  for (const b of buffers) {
-    weightData.set(b, off);
-    off += b.byteLength;
-  }
-  return tfl.loadLayersModel(
-    tf.io.fromMemory({ modelTopology: json.modelTopology, weightSpecs: specs, weightData: weightData.buffer }),
-  );
+  useFastStem(models[0]);
+  return { config, models };
 }

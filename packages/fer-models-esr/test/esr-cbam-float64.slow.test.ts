@@ -20,7 +20,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-layers';
 import { initBackend } from 'fer-backend';
 import { toFloat32, writeSafetensors, type RawTensor } from 'fer-torch';
-import { esrKeyMap, toTorchStateDicts, type EsrEnsemble } from 'fer-models-esr';
+import { esrKeyMap } from 'fer-models-esr/internal';
+import { toTorchStateDicts, type EsrEnsemble } from 'fer-models-esr';
 import { TorchSgd, labels, nhwc, referenceEnsemble, referenceLoss, toTorchLayout } from './helpers';
 import {
   REFERENCE_DIR,

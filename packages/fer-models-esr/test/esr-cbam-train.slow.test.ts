@@ -11,7 +11,8 @@ import {
   type Fixture,
   testBackend,
 } from 'fer-test-utils';
-import { esrKeyMap, toTorchStateDicts, type EsrEnsemble } from 'fer-models-esr';
+import { esrKeyMap } from 'fer-models-esr/internal';
+import { toTorchStateDicts, type EsrEnsemble } from 'fer-models-esr';
 import { TorchSgd, labels, nhwc, referenceEnsemble, referenceLoss, tolerance, toTorchLayout } from './helpers';
 
 const DATA = 'data.safetensors';

@@ -12,7 +12,8 @@ import {
   type Fixture,
   testBackend,
 } from 'fer-test-utils';
-import { importTorchCheckpoint, toTorchStateDicts, type EsrEnsemble } from 'fer-models-esr';
+import { importTorchCheckpoint } from 'fer-models-esr/node';
+import { toTorchStateDicts, type EsrEnsemble } from 'fer-models-esr';
 import { diversityLoss, type DiversityReduction } from 'fer-diversity-loss';
 import { labels, nhwc, referenceEnsemble, referenceLoss, referenceNegDet, tolerance } from './helpers';
 

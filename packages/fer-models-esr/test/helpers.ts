@@ -5,7 +5,8 @@ import type { RawTensor } from 'fer-torch';
 import type { Fixture } from 'fer-test-utils';
 import { crossEntropy } from 'fer-core';
 import { diversityLoss } from 'fer-diversity-loss';
-import { createEsr, esrKeyMap, loadTorchStateDict, type EsrEnsemble } from 'fer-models-esr';
+import { createEsr, type EsrEnsemble } from 'fer-models-esr';
+import { esrKeyMap, loadTorchStateDict } from 'fer-models-esr/internal';
 
 /** The fixture's state dict of `part` ('base' | 'branch_<i>'), read from the genuine `.pt` files. */
 export async function fixtureStateDict(fx: Fixture, part: string): Promise<Map<string, RawTensor>> {

@@ -10,7 +10,8 @@ import {
   nearDuplicateStateDict,
   type Fixture,
 } from 'fer-test-utils';
-import { createEsr, esrKeyMap, loadTorchStateDict, type EsrEnsemble } from 'fer-models-esr';
+import { createEsr, type EsrEnsemble } from 'fer-models-esr';
+import { esrKeyMap, loadTorchStateDict } from 'fer-models-esr/internal';
 import { TorchSgd, fixtureStateDict, labels, nhwc, referenceLoss, tolerance } from './helpers';
 
 const DATA = 'data.safetensors';

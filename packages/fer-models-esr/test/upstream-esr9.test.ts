@@ -4,7 +4,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-layers';
 import { initBackend } from 'fer-backend';
 import { DATA_DIR, describeIfExists } from 'fer-test-utils';
-import { importTorchCheckpoint, toTorchStateDicts } from 'fer-models-esr';
+import { importTorchCheckpoint } from 'fer-models-esr/node';
+import { toTorchStateDicts } from 'fer-models-esr';
 
 const WEIGHTS = path.join(DATA_DIR, 'esr9-affectnet', 'weights');
 

@@ -1,28 +1,28 @@
 import { AFFECTNET_LABELS, FerInputError, RAFDB_LABELS } from 'fer-core';
-import { MANET_CONFIGS, resolveConfig } from './configs';
+import { MANET_CONFIGS, resolveManetConfig } from './configs';
 import { manetTorchEntries } from './weights/torch-keys';
 
-describe('resolveConfig', () => {
+describe('resolveManetConfig', () => {
   test('defaults: 7 classes, seed order, Kaiming convs', () => {
-    const c = resolveConfig();
+    const c = resolveManetConfig();
     expect(c).toMatchObject({ numClasses: 7, msScaleOrder: 'forward', convInit: 'kaiming', seed: null, name: 'manet' });
     expect(c.labels).toEqual(AFFECTNET_LABELS.slice(0, 7));
   });
 
   test('variants supply classes and labels', () => {
-    expect(resolveConfig({ variant: 'rafdb' })).toMatchObject({ numClasses: 7, labels: RAFDB_LABELS });
-    expect(resolveConfig({ variant: 'affectnet' })).toMatchObject({ numClasses: 8, labels: AFFECTNET_LABELS });
-    expect(resolveConfig({ variant: 'msceleb' })).toMatchObject({ numClasses: 12666, labels: null });
+    expect(resolveManetConfig({ variant: 'rafdb' })).toMatchObject({ numClasses: 7, labels: RAFDB_LABELS });
+    expect(resolveManetConfig({ variant: 'affectnet' })).toMatchObject({ numClasses: 8, labels: AFFECTNET_LABELS });
+    expect(resolveManetConfig({ variant: 'msceleb' })).toMatchObject({ numClasses: 12666, labels: null });
     expect(MANET_CONFIGS.ferplus.referenceBatchSize).toBe(32);
   });
 
   test('bad options say what was expected and how to fix it', () => {
-    expect(() => resolveConfig({ numClasses: 0 })).toThrow(FerInputError);
-    expect(() => resolveConfig({ msScaleOrder: 'backward' as never })).toThrow(
+    expect(() => resolveManetConfig({ numClasses: 0 })).toThrow(FerInputError);
+    expect(() => resolveManetConfig({ msScaleOrder: 'backward' as never })).toThrow(
       /Unknown msScaleOrder 'backward'. Valid: forward, reverse/,
     );
-    expect(() => resolveConfig({ variant: 'raf' as never })).toThrow(/Valid: msceleb, rafdb, affectnet, ferplus/);
-    expect(() => resolveConfig({ numClasses: 3, labels: RAFDB_LABELS })).toThrow(/numClasses = 3/);
+    expect(() => resolveManetConfig({ variant: 'raf' as never })).toThrow(/Valid: msceleb, rafdb, affectnet, ferplus/);
+    expect(() => resolveManetConfig({ numClasses: 3, labels: RAFDB_LABELS })).toThrow(/numClasses = 3/);
   });
 });
 

@@ -1,4 +1,12 @@
-import { AFFECTNET_LABELS, RAFDB_LABELS, FerInputError, assertPositiveInt, parseChoice, type LabelSet } from 'fer-core';
+import {
+  AFFECTNET_LABELS,
+  FerInputError,
+  RAFDB_LABELS,
+  assertPositiveInt,
+  parseChoice,
+  type InputConvention,
+  type LabelSet,
+} from 'fer-core';
 
 /** Input side the architecture requires: the 28x28 layer2 map is cut into 14x14 patches (docs/method.md#manet, #defect-29). */
 export const MANET_INPUT_SIZE = 224;
@@ -95,9 +103,14 @@ export interface ManetOptions {
    * random draw for weights a checkpoint overwrites anyway (about 50M values). The heads are always PyTorch-default.
    */
   convInit?: 'kaiming' | 'zeros';
+  /** Channel order and normalisation the weights expect. Default: the variant's, else RGB in [0, 1]. */
+  colorOrder?: 'rgb' | 'bgr';
+  normalization?: InputConvention['normalization'];
 }
 
 export interface ResolvedManetConfig {
+  /** The input convention, saved with the model so prediction prepares faces the way training did. */
+  input: InputConvention;
   numClasses: number;
   labels: LabelSet | null;
   msScaleOrder: MsScaleOrder;
@@ -107,7 +120,7 @@ export interface ResolvedManetConfig {
 }
 
 /** Fills the defaults in one place and validates the options (errors name what to fix). */
-export function resolveConfig(opts: ManetOptions = {}): ResolvedManetConfig {
+export function resolveManetConfig(opts: ManetOptions = {}): ResolvedManetConfig {
   const variant =
     opts.variant === undefined
       ? undefined
@@ -127,5 +140,13 @@ export function resolveConfig(opts: ManetOptions = {}): ResolvedManetConfig {
   if (opts.seed !== undefined && !Number.isInteger(opts.seed))
     throw new FerInputError(`Expected seed to be an integer, but got ${opts.seed}.`);
   const convInit = parseChoice('convInit', opts.convInit ?? 'kaiming', ['kaiming', 'zeros'] as const);
-  return { numClasses, labels, msScaleOrder, seed: opts.seed ?? null, name: opts.name ?? 'manet', convInit };
+  const colorOrder = parseChoice('colorOrder', opts.colorOrder ?? variant?.input.channelOrder ?? 'rgb', [
+    'rgb',
+    'bgr',
+  ] as const);
+  const v = variant?.input;
+  const normalization =
+    opts.normalization !== undefined ? opts.normalization : v?.mean && v.std ? { mean: v.mean, std: v.std } : null;
+  const input: InputConvention = { size: MANET_INPUT_SIZE, colorOrder, normalization };
+  return { input, numClasses, labels, msScaleOrder, seed: opts.seed ?? null, name: opts.name ?? 'manet', convInit };
 }

@@ -4,14 +4,16 @@ import {
   FerInputError,
   assertShape,
   useLazyInputGradient,
-  type FerModel,
+  type FerNetwork,
   type ForwardOptions,
+  type InputConvention,
+  type ResetClassifierOptions,
   type ForwardResult,
   type LabelSet,
   type VariableGroup,
 } from 'fer-core';
 import { ManetBuilder } from './blocks';
-import { MANET_INPUT_SIZE, resolveConfig, type ManetOptions, type ResolvedManetConfig } from './configs';
+import { MANET_INPUT_SIZE, resolveManetConfig, type ManetOptions, type ResolvedManetConfig } from './configs';
 
 /** What `Manet.forward` puts in `ForwardResult.heads`. */
 export interface ManetHeads {
@@ -82,21 +84,65 @@ export function buildManetModel(config: ResolvedManetConfig): tfl.LayersModel {
 const METADATA_KEY = 'fer-models-manet';
 
 /**
- * Diversified MA-Net implementing `FerModel`. Wraps a tfjs-layers `LayersModel` (`.model`) whose layer names are the
- * PyTorch module paths. Create with `createManet`, `fromMsCeleb` or `loadManet`.
+ * Diversified MA-Net implementing `FerNetwork`. Wraps a tfjs-layers `LayersModel` (`.model`) whose layer names are the
+ * PyTorch module paths. Create with `createManet` or `loadManet` (or fer-models' `createModel`/`loadModel`).
  */
-export class Manet implements FerModel {
-  readonly labels: LabelSet;
+export class Manet implements FerNetwork {
+  readonly kind = 'manet' as const;
+  /** Two heads (fc_1 on the local grid, fc_2 on the multi-scale path), each a "branch" of the ensemble vote. */
+  readonly numBranches = 2;
 
   constructor(
-    readonly model: tfl.LayersModel,
-    readonly config: ResolvedManetConfig,
-  ) {
-    this.labels = config.labels ?? [];
+    private net: tfl.LayersModel,
+    private cfg: ResolvedManetConfig,
+  ) {}
+
+  /** The functional model (owned; replaced by `resetClassifier`). */
+  get model(): tfl.LayersModel {
+    return this.net;
+  }
+
+  get config(): ResolvedManetConfig {
+    return this.cfg;
+  }
+
+  get labels(): LabelSet {
+    return this.cfg.labels ?? [];
   }
 
   get numClasses(): number {
-    return this.config.numClasses;
+    return this.cfg.numClasses;
+  }
+
+  get input(): InputConvention {
+    return this.cfg.input;
+  }
+
+  /** The heads `fc_1` and `fc_2` (Linear(512 → numClasses)). Owned by the model. */
+  getClassifier(): tfl.layers.Layer[] {
+    return [this.net.getLayer('fc_1'), this.net.getLayer('fc_2')];
+  }
+
+  /**
+   * Fresh PyTorch-default heads Linear(512 → labels.length) for `labels`, every other weight kept (as the reference
+   * replaces the MS-Celeb heads). Rebuilds the graph, since the heads' width is part of it.
+   */
+  resetClassifier(labels: LabelSet, opts: ResetClassifierOptions = {}): void {
+    const config: ResolvedManetConfig = {
+      ...this.cfg,
+      numClasses: labels.length,
+      labels,
+      seed: opts.seed ?? this.cfg.seed,
+    };
+    const fresh = buildManetModel({ ...config, convInit: 'zeros' });
+    for (const layer of fresh.layers) {
+      if (layer.name === 'fc_1' || layer.name === 'fc_2' || layer.weights.length === 0) continue;
+      layer.setWeights(this.net.getLayer(layer.name).getWeights());
+    }
+    fresh.trainable = this.net.trainable;
+    this.net.dispose();
+    this.net = fresh;
+    this.cfg = config;
   }
 
   /**
@@ -137,35 +183,48 @@ export class Manet implements FerModel {
 
   /** Saves topology + weights in the tfjs-layers format, with the config in the user metadata. */
   async save(handler: tf.io.IOHandler): Promise<tf.io.SaveResult> {
-    this.model.setUserDefinedMetadata({
-      [METADATA_KEY]: { ...this.config, labels: this.config.labels ? [...this.config.labels] : null },
+    this.net.setUserDefinedMetadata({
+      [METADATA_KEY]: { ...this.cfg, labels: this.cfg.labels ? [...this.cfg.labels] : null } as unknown as object,
     });
-    return this.model.save(handler);
+    return this.net.save(handler);
   }
 
   dispose(): void {
-    this.model.dispose();
+    this.net.dispose();
   }
 }
 
 /** A fresh MA-Net (Kaiming-normal convs, unit BN, PyTorch-default heads). The caller owns it (`dispose`). */
 export function createManet(opts: ManetOptions = {}): Manet {
-  const config = resolveConfig(opts);
+  const config = resolveManetConfig(opts);
   return new Manet(buildManetModel(config), config);
 }
 
-/** Loads a model saved with `Manet.save` (tfjs-layers format). */
+/** True when `a` is a model saved by `Manet.save`. */
+export function isManetArtifacts(a: tf.io.ModelArtifacts): boolean {
+  return (a.userDefinedMetadata as Record<string, unknown> | undefined)?.[METADATA_KEY] !== undefined;
+}
+
+/** Loads a model saved with `Manet.save` (tfjs-layers format) from any `tf.io` handler. The caller owns it. */
 export async function loadManet(handler: tf.io.IOHandler): Promise<Manet> {
-  const model = await tfl.loadLayersModel(handler);
-  const meta = (model.getUserDefinedMetadata() as Record<string, unknown> | undefined)?.[METADATA_KEY] as
-    | ResolvedManetConfig
+  if (!handler.load) throw new FerInputError('The IOHandler cannot load.', 'Pass a handler with a load method.');
+  return manetFromArtifacts(await handler.load());
+}
+
+/** `loadManet` for artifacts already loaded. */
+export async function manetFromArtifacts(a: tf.io.ModelArtifacts): Promise<Manet> {
+  const meta = (a.userDefinedMetadata as Record<string, unknown> | undefined)?.[METADATA_KEY] as
+    | (Omit<ResolvedManetConfig, 'input'> & { input?: InputConvention })
     | undefined;
   if (!meta) {
-    model.dispose();
-    throw new FerInputError(`The loaded model has no '${METADATA_KEY}' metadata: it was not saved by Manet.save().`, {
-      hint: 'Load a folder written by Manet.save(), or convert a PyTorch checkpoint with `fer convert`.',
-    });
+    throw new FerInputError(
+      `The model has no '${METADATA_KEY}' metadata, so it was not saved by Manet.save().`,
+      'Load it with loadModel() from fer-models, which detects the kind, or save it with Manet.save().',
+    );
   }
+  const model = await tfl.loadLayersModel(tf.io.fromMemory(a));
   useLazyInputGradient(model.getLayer('conv1'));
-  return new Manet(model, meta);
+  // Models saved before the input convention was recorded were trained on RGB in [0, 1] unless told otherwise.
+  const input = meta.input ?? { size: MANET_INPUT_SIZE, colorOrder: 'rgb', normalization: null };
+  return new Manet(model, { ...meta, input });
 }

@@ -7,7 +7,7 @@
  * Test-only: the 202 MB state dict is too big to ship, so the fixture gives the rule and per-entry checksums.
  */
 import type { RawTensor } from 'fer-torch';
-import { manetTorchEntries, type ManetTorchEntry } from '../src';
+import { manetTorchEntries, type ManetTorchEntry } from 'fer-models-manet/internal';
 
 export interface AnalyticEntry {
   entry: ManetTorchEntry;

@@ -16,7 +16,8 @@ import { crossEntropy } from 'fer-core';
 import { diversityLoss, manetChannelHeads, manetGlobalHeads, manetSpatialHeads } from 'fer-diversity-loss';
 import { initBackend } from 'fer-backend';
 import { toFloat32 } from 'fer-torch';
-import { createManet, loadTorchStateDict, tfjsToTorch, torchParameter, type Manet } from '../src';
+import { createManet, type Manet } from 'fer-models-manet';
+import { loadTorchStateDict, tfjsToTorch, torchParameter } from 'fer-models-manet/internal';
 import { analyticEntries, analyticStateDict, type AnalyticEntry } from './analytic-weights';
 import {
   REFERENCE_DIR,

@@ -9,16 +9,8 @@ import { initBackend } from 'fer-backend';
 import { readSafetensors, readStateDict, toFloat32, type RawTensor } from 'fer-torch';
 import { REFERENCE_DIR, describeIfExists, expectArrayClose, expectNoLeak } from 'fer-test-utils';
 import { FerInputError } from 'fer-core';
-import {
-  MSCELEB_NUM_CLASSES,
-  fromMsCeleb,
-  loadManet,
-  manetTorchEntries,
-  tfjsToTorch,
-  toTorchStateDict,
-  torchParameter,
-  type Manet,
-} from '../src';
+import { MSCELEB_NUM_CLASSES, manetTorchEntries, tfjsToTorch, torchParameter } from 'fer-models-manet/internal';
+import { fromMsCeleb, loadManet, manetToTorch as toTorchStateDict, type Manet } from 'fer-models-manet';
 
 const MANET_DIR = path.join(REFERENCE_DIR, 'manet');
 const SUBSET_PTH = path.join(MANET_DIR, 'msceleb_format', 'Pretrained_on_MSCeleb_subset.pth.tar');

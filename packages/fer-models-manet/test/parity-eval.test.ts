@@ -14,7 +14,8 @@ import {
   type Fixture,
   testBackend,
 } from 'fer-test-utils';
-import { createManet, loadTorchStateDict, type Manet } from '../src';
+import { createManet, type Manet } from 'fer-models-manet';
+import { loadTorchStateDict } from 'fer-models-manet/internal';
 import { analyticEntries, analyticStateDict, checksum, type AnalyticEntry } from './analytic-weights';
 
 const FIXTURE_DIR = path.join(REFERENCE_DIR, 'manet');

@@ -34,7 +34,8 @@ import {
   type Fixture,
   testBackend,
 } from 'fer-test-utils';
-import { createManet, loadTorchStateDict, tfjsToTorch, torchParameter, type Manet } from '../src';
+import { createManet, type Manet } from 'fer-models-manet';
+import { loadTorchStateDict, tfjsToTorch, torchParameter } from 'fer-models-manet/internal';
 import { analyticEntries, analyticStateDict, type AnalyticEntry } from './analytic-weights';
 
 const FIXTURE_DIR = path.join(REFERENCE_DIR, 'manet');

@@ -8,7 +8,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from 'fer-backend';
 import { crossEntropy } from 'fer-core';
 import { loadFixture } from 'fer-test-utils';
-import { createManet, loadTorchStateDict, tfjsToTorch, torchParameter } from '../src';
+import { createManet } from 'fer-models-manet';
+import { loadTorchStateDict, tfjsToTorch, torchParameter } from 'fer-models-manet/internal';
 import { analyticEntries, analyticStateDict } from './analytic-weights';
 (async () => {
   await initBackend({ backend: 'wasm' });

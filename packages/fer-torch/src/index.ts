@@ -52,5 +52,3 @@ export {
   torchArchiveName,
   toModuleMetadata,
 } from './torch-save';
-export type { ConvertedFile, EsrConversion } from './convert';
-export { convertEsrCheckpointFolder, ESR_BASE_FILE, ESR_BRANCH_FILE } from './convert';

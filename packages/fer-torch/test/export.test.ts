@@ -1,5 +1,5 @@
 /**
- * Export: round trips, the structure of what we write against torch.save's own files, the ESR folder converter,
+ * Export: round trips, the structure of what we write against torch.save's own files, the reference ESR folder,
  * and — when Debian's python3-torch is installed — PyTorch itself loading our files with weights_only=True and
  * writing files (views, dtypes, legacy format) for us to read.
  */
@@ -11,7 +11,6 @@ import {
   PickledObject,
   UnsafePickleError,
   ZipReader,
-  convertEsrCheckpointFolder,
   readSafetensors,
   readStateDict,
   readTorchFile,
@@ -21,7 +20,7 @@ import {
   type RawTensor,
   type StateDict,
 } from 'fer-torch';
-import { DATA_DIR, REFERENCE_DIR, describeIfExists } from 'fer-test-utils';
+import { REFERENCE_DIR, describeIfExists } from 'fer-test-utils';
 import { bytesSource } from '../src/bytes';
 import { opcodeName } from '../src/pickle';
 
@@ -196,50 +195,31 @@ describeIfExists(ESR, 'exported .pt structure matches torch.save files', () => {
   });
 });
 
-describeIfExists(ESR, 'convertEsrCheckpointFolder', () => {
-  let out: string;
-  beforeAll(() => {
-    out = mkdtempSync(path.join(tmpdir(), 'fer-torch-convert-'));
-  });
-  afterAll(() => rmSync(out, { recursive: true, force: true }));
-
-  it('converts the reference ESR folder (base + 3 branches) to safetensors equal to weights_init', async () => {
-    const res = await convertEsrCheckpointFolder(path.join(ESR, 'torch_checkpoint/3'), out);
-    expect(res.ensembleSize).toBe(3);
-    expect(res.files.map((f) => path.basename(f.target))).toEqual([
-      'base.safetensors',
-      'branch_1.safetensors',
-      'branch_2.safetensors',
-      'branch_3.safetensors',
-    ]);
-    for (const f of res.files) {
-      const mine = await readSafetensors(f.target);
-      const ref = (await readSafetensors(path.join(ESR, 'weights_init', path.basename(f.target)))).tensors;
-      expect(mine.metadata).toEqual({ format: 'pt', source: path.basename(f.source) });
-      expect(mine.tensors.size).toBe(ref.size);
-      for (const [k, t] of ref) {
-        const m = mine.tensors.get(k) as RawTensor;
-        // the fixture stores 0-d scalars as [1]; our files keep torch's []
-        expect([k, m.dtype, m.shape.length === 0 ? [1] : m.shape]).toEqual([k, t.dtype, t.shape]);
-        expect([k, Buffer.compare(Buffer.from(m.data), Buffer.from(t.data))]).toEqual([k, 0]);
+describeIfExists(ESR, 'the reference ESR checkpoint folder', () => {
+  it('each Net-*.pt reads (and re-exports to safetensors) equal to weights_init', async () => {
+    const out = mkdtempSync(path.join(tmpdir(), 'fer-torch-esr-'));
+    try {
+      const parts: Array<[string, string]> = [
+        ['Net-Base-Shared_Representations.pt', 'base.safetensors'],
+        ...[1, 2, 3].map((b): [string, string] => [`Net-Branch_${b}.pt`, `branch_${b}.safetensors`]),
+      ];
+      for (const [src, dst] of parts) {
+        const target = path.join(out, dst);
+        await writeSafetensors(target, await readStateDict(path.join(ESR, 'torch_checkpoint/3', src)), { source: src });
+        const mine = await readSafetensors(target);
+        const ref = (await readSafetensors(path.join(ESR, 'weights_init', dst))).tensors;
+        expect(mine.metadata).toEqual({ source: src });
+        expect(mine.tensors.size).toBe(ref.size);
+        for (const [k, t] of ref) {
+          const m = mine.tensors.get(k) as RawTensor;
+          // the fixture stores 0-d scalars as [1]; our files keep torch's []
+          expect([k, m.dtype, m.shape.length === 0 ? [1] : m.shape]).toEqual([k, t.dtype, t.shape]);
+          expect([k, Buffer.compare(Buffer.from(m.data), Buffer.from(t.data))]).toEqual([k, 0]);
+        }
       }
+    } finally {
+      rmSync(out, { recursive: true, force: true });
     }
-  });
-
-  it('explains what is missing', async () => {
-    await expect(convertEsrCheckpointFolder(path.join(ESR, 'weights_init'), out)).rejects.toThrow(
-      /No Net-Base-Shared_Representations\.pt in .*SavedNetworks/,
-    );
-    await expect(convertEsrCheckpointFolder(path.join(out, 'nope'), out)).rejects.toThrow(
-      /Cannot read the ESR checkpoint folder/,
-    );
-  });
-
-  it('also converts the legacy upstream ESR-9 base', async () => {
-    const esr9 = path.join(DATA_DIR, 'esr9-affectnet', 'weights');
-    if (!existsSync(esr9)) return; // covered by genuine.test.ts when present
-    const res = await convertEsrCheckpointFolder(esr9, path.join(out, 'esr9'));
-    expect([res.ensembleSize, res.files[0].tensors]).toEqual([0, 28]);
   });
 });
 

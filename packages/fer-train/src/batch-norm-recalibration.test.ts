@@ -19,6 +19,7 @@ const B2 = [0.2, 0.6];
 /** x -> bn1 -> bn2 -> CBAM (channel gate fixed at 0.5, spatial conv = the channel-mean map), as a FerModel. */
 class Chain implements FerModel {
   labels = ['neutral'] as unknown as LabelSet;
+  readonly numBranches = 1;
   constructor(readonly model: tfl.LayersModel) {}
   forward(images: tf.Tensor4D, opts: { training: boolean }) {
     return tf.tidy(() => {

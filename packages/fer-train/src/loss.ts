@@ -2,22 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { crossEntropy, expected, type ForwardResult } from 'fer-core';
 import { diversityLoss, manetChannelHeads, manetSpatialHeads, referenceFerPlusChannelHeads } from 'fer-diversity-loss';
 
-import type { DiversityMode, LossFn, LossTerms } from './loss-types';
-
-export interface EsrLossOptions {
-  diversity: DiversityMode;
-  /** 0-based branches whose CE enters (default: all). */
-  ceBranches?: readonly number[];
-  /** 0-based branches compared by the diversity terms (default: all when there are ≥ 2). */
-  diversityBranches?: readonly number[];
-  /**
-   * Faithful to `esr_ferplus.py` / `esr_rafdb.py`: their "channel" term is computed on the spatial maps
-   * (docs/method.md#defect-5). Default false: the channel term compares channel attention, as `esr_affectnet.py` does.
-   */
-  channelTermOnSpatial?: boolean;
-  /** Weight of each diversity term (reference 1). */
-  diversityWeight?: number;
-}
+import type { DiversityMode, EsrLossOptions, LossFn, LossSpec, LossTerms, ManetLossOptions } from './loss-types';
 
 function pick(x: tf.Tensor, idx: readonly number[]): tf.Tensor {
   if (idx.length === x.shape[0] && idx.every((v, i) => v === i)) return x;
@@ -58,13 +43,6 @@ export function esrLoss(out: ForwardResult, labels: tf.Tensor1D, o: EsrLossOptio
   return { total, terms };
 }
 
-export interface ManetLossOptions {
-  diversity: DiversityMode;
-  /** Head-1 weight β (reference 0.6); head 2 gets 1 − β. */
-  beta?: number;
-  diversityWeight?: number;
-}
-
 /**
  * The MA-Net training loss (docs/method.md#total-loss): β·CE(o1) + (1−β)·CE(o2) + the three diversity terms: patch "spatial"
  * (local features averaged over channels), patch "channel" (averaged over positions) and the two global features.
@@ -94,9 +72,6 @@ export function manetLoss(out: ForwardResult, labels: tf.Tensor1D, o: ManetLossO
   );
   return { total, terms };
 }
-
-/** A training loss as plain (structured-cloneable) data: which loss and its options. */
-export type LossSpec = { kind: 'esr'; options: EsrLossOptions } | { kind: 'manet'; options: ManetLossOptions };
 
 /** The `LossFn` a spec describes, carrying the spec (so data-parallel workers can rebuild the same loss). */
 export function lossFromSpec(spec: LossSpec): LossFn {

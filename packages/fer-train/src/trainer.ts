@@ -1,11 +1,11 @@
 import * as path from 'node:path';
 import { existsSync, promises as fs } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
+import { writeFileAtomic } from 'fer-core/node';
 import {
   FerInputError,
   Rng,
   assertPositiveInt,
-  writeFileAtomic,
   type Batch,
   type FerDataset,
   type FerModel,
@@ -249,10 +249,7 @@ export class Trainer<M extends FerModel = FerModel> {
   }
 
   private ensembleSize(model: M): number {
-    return (
-      (model as unknown as { branchCount?: number }).branchCount ??
-      model.variableGroups().filter((g) => g.name.startsWith('branch_')).length
-    );
+    return model.numBranches;
   }
 
   /** Runs (or resumes) the whole plan: stage by stage, then the final evaluation and the saved model. */

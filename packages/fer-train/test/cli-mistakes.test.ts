@@ -11,7 +11,8 @@ import { initBackend } from 'fer-backend';
 import { BASIC7_LABELS } from 'fer-core';
 import { decodeImage } from 'fer-datasets';
 import { EXIT, runCli } from '../src/cli/main';
-import { freshEsr } from '../src/cli/models';
+import { createModel } from 'fer-models';
+import { fileHandler } from 'fer-core/node';
 
 // face-api's Node build requires the '@tensorflow/tfjs' umbrella package (see cli.slow.test.ts).
 jest.mock('@tensorflow/tfjs', () => jest.requireActual('@tensorflow/tfjs-core'), { virtual: true });
@@ -40,8 +41,15 @@ beforeAll(async () => {
   await initBackend({ backend: 'wasm', quiet: true });
   dir = await fs.mkdtemp(path.join(os.tmpdir(), 'fer-mistakes-'));
   modelDir = path.join(dir, 'model');
-  const m = freshEsr(BASIC7_LABELS, 54, 1);
-  await m.save(modelDir);
+  const m = createModel('desr-9', {
+    labels: BASIC7_LABELS,
+    inputSize: 54,
+    seed: 1,
+    branches: 1,
+    colorOrder: 'rgb',
+    normalization: null,
+  });
+  await m.save(fileHandler(modelDir));
   m.dispose();
 });
 afterAll(async () => {
@@ -52,7 +60,7 @@ describe('fer predict and eval', () => {
   it('a model whose weights.bin is all 0xFF bytes is refused, naming the tensor', async () => {
     const bad = path.join(dir, 'nan-model');
     await fs.cp(modelDir, bad, { recursive: true });
-    const weights = path.join(bad, 'base', 'weights.bin');
+    const weights = path.join(bad, 'weights.bin');
     const size = (await fs.stat(weights)).size;
     await fs.writeFile(weights, Buffer.alloc(size, 0xff));
     const face = path.join(dir, 'face.png');

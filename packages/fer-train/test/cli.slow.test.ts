@@ -61,7 +61,7 @@ describeIfExists(DATA_DIR, 'fer CLI: train -> eval -> predict (real ESR on wasm)
     expect(result.history.epochs.map((e) => e.stage)).toEqual([1, 2]);
     expect(result.validation!.branches).toHaveLength(2);
     for (const f of [
-      'model/esr.json',
+      'model/model.json',
       'history.json',
       'history.csv',
       'plots/accuracy.png',

@@ -12,7 +12,7 @@ import { BASIC7_LABELS } from 'fer-core';
 import { syntheticExpressions } from 'fer-datasets';
 import { trainEsr } from '../src/recipes/esr';
 import { esrGrowthPlan, type TrainingPlan } from '../src/schedule/plans';
-import { freshEsr } from '../src/cli/models';
+import { createModel } from 'fer-models';
 import { loadCheckpoint } from '../src/io/checkpoint';
 import { DivergenceError, checkLoss, checkWeights } from '../src/guards';
 import { Trainer } from '../src/trainer';
@@ -112,7 +112,15 @@ describe('divergence in a real ESR run', () => {
       plots: false,
       checkpointEverySteps: 1,
       evaluateWithBatchStatistics: true,
-      createModel: () => freshEsr(BASIC7_LABELS, 54, 1),
+      createModel: () =>
+        createModel('desr-9', {
+          labels: BASIC7_LABELS,
+          inputSize: 54,
+          seed: 1,
+          branches: 1,
+          colorOrder: 'rgb',
+          normalization: null,
+        }),
     }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(DivergenceError);
     const last = path.join(dir, 'checkpoints', 'last.safetensors');

@@ -14,7 +14,7 @@ const labels = (xs: string[]) => xs as unknown as LabelSet;
 
 /** A copy of `m` whose classifier columns (and labels) are in `order` (indices into m's classes). */
 function permuted(m: TinyEnsemble, order: number[], names: string[]): TinyEnsemble {
-  const p = new TinyEnsemble(7, m.branchCount, { labels: labels(names), classes: order.length });
+  const p = new TinyEnsemble(7, m.numBranches, { labels: labels(names), classes: order.length });
   p.base.forEach((v, i) => v.assign(m.base[i]));
   p.branches.forEach(([w, b], k) => {
     w.assign(tf.gather(m.branches[k][0], order, 1));

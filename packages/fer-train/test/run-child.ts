@@ -7,7 +7,7 @@
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { writeFileAtomic } from 'fer-core';
+import { writeFileAtomic } from 'fer-core/node';
 import { RunLock } from '../src/io/run-folder';
 import { Trainer, stateVariables } from '../src/trainer';
 import { snapshotVariables } from '../src/io/checkpoint';

@@ -59,7 +59,7 @@ export class TinyEnsemble implements FerModel {
     this.running = mkVar(tf.zeros([this.h]), false, `tiny${id}/base/running`);
     for (let i = 0; i < branches; i++) this.addBranch(mixSeed(seed, i));
   }
-  get branchCount(): number {
+  get numBranches(): number {
     return this.branches.length;
   }
   addBranch(seed: number): void {

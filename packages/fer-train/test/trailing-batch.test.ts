@@ -11,7 +11,7 @@ import { BASIC7_LABELS, type Batch, type BatchOptions, type FerDataset } from 'f
 import { syntheticExpressions } from 'fer-datasets';
 import { trainEsr } from '../src/recipes/esr';
 import { esrGrowthPlan } from '../src/schedule/plans';
-import { freshEsr } from '../src/cli/models';
+import { createModel } from 'fer-models';
 import { Trainer, type TrainEvent } from '../src/trainer';
 import { TinyEnsemble, tinyDataset, tinyTrainerOptions } from './tiny';
 
@@ -74,7 +74,15 @@ describe('training batches of one image', () => {
       seed: 1,
       plots: false,
       evaluateWithBatchStatistics: true,
-      createModel: () => freshEsr(BASIC7_LABELS, 54, 1),
+      createModel: () =>
+        createModel('desr-9', {
+          labels: BASIC7_LABELS,
+          inputSize: 54,
+          seed: 1,
+          branches: 1,
+          colorOrder: 'rgb',
+          normalization: null,
+        }),
     });
     res.model.dispose();
     expect(res.history.epochs[0].steps).toBe(1);

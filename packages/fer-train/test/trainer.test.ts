@@ -40,7 +40,7 @@ describe('Trainer: a 3-stage growth run', () => {
     await fs.rm(dir, { recursive: true, force: true });
     const opts = options(dir, { onEvent: (e: TrainEvent) => events.push(e) });
     opts.model.addBranch = (m: TinyEnsemble, seed: number) => {
-      const file = path.join(dir, 'checkpoints', `stage-${m.branchCount}-best.safetensors`);
+      const file = path.join(dir, 'checkpoints', `stage-${m.numBranches}-best.safetensors`);
       const stored = [...parseSafetensors(new Uint8Array(readFileSync(file))).tensors.entries()]
         .filter(([k]) => k.startsWith('model/'))
         .map(([, r]) =>
@@ -83,7 +83,7 @@ describe('Trainer: a 3-stage growth run', () => {
 
   it("reloads the previous stage's best snapshot before adding a branch", () => {
     expect(reloads).toEqual([true, true]);
-    expect(res.model.branchCount).toBe(3);
+    expect(res.model.numBranches).toBe(3);
   });
 
   it('records every epoch in history.json and history.csv, with one column per branch', () => {

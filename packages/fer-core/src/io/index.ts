@@ -1,1 +1,2 @@
 export { writeFileAtomic } from './atomic';
+export { fileHandler } from './file-handler';

@@ -1,8 +1,6 @@
-import { existsSync } from 'node:fs';
-import * as path from 'node:path';
-import { readStateDict, writeTorchStateDict, type RawTensor } from 'fer-torch';
+import type { RawTensor } from 'fer-torch';
 import { AFFECTNET_LABELS, FerInputError, RAFDB_LABELS, type LabelSet } from 'fer-core';
-import { resolveConfig, type EsrConfig, type EsrConfigName } from '../configs';
+import { resolveEsrConfig, type EsrConfig, type EsrConfigName } from '../configs';
 import { EsrEnsemble } from '../esr';
 import { buildBase, buildBranch } from '../layers';
 import { esrKeyMap, loadTorchStateDict, toTorchStateDict, type LoadReport } from './from-torch';
@@ -41,7 +39,7 @@ export function fromTorchStateDicts(
     variant === 'original' &&
     (branches.length ? branches[0].has('fc_dimensional.weight') : (overrides.valenceArousal ?? true));
   const labels: LabelSet = overrides.labels ?? (numClasses === 7 ? RAFDB_LABELS : AFFECTNET_LABELS);
-  const config = resolveConfig({
+  const config = resolveEsrConfig({
     base: variant === 'cbam' ? 'desr9-affectnet' : 'esr9-affectnet',
     ...overrides,
     variant,
@@ -66,39 +64,6 @@ export function fromTorchStateDicts(
 }
 
 /**
- * Imports a PyTorch checkpoint folder as the reference writes it (`<folder>/Net-Base-Shared_Representations.pt` +
- * `Net-Branch_<i>.pt`), or upstream ESR-9's folder (legacy `.pt` format). Reads through fer-torch (no pickle code is
- * executed). A folder holding only the base yields an ensemble with no branches.
- */
-export async function fromTorchCheckpoint(folder: string, opts: FromTorchOptions = {}): Promise<EsrEnsemble> {
-  return (await importTorchCheckpoint(folder, opts)).esr;
-}
-
-/** `fromTorchCheckpoint` plus the per-part load reports. */
-export async function importTorchCheckpoint(folder: string, opts: FromTorchOptions = {}): Promise<TorchImport> {
-  const read = (f: string) => readStateDict(f);
-  const basePath = path.join(folder, BASE_FILE);
-  if (!existsSync(basePath)) {
-    throw new FerInputError(
-      `No ${BASE_FILE} in ${folder}.`,
-      'Point to the folder that ESR.save() wrote (e.g. SavedNetworks/<k>/).',
-    );
-  }
-  const base = await read(basePath);
-  const branches: Map<string, RawTensor>[] = [];
-  for (let i = 1; opts.ensembleSize === undefined || i <= opts.ensembleSize; i++) {
-    const f = path.join(folder, branchFile(i));
-    if (!existsSync(f)) {
-      if (opts.ensembleSize !== undefined)
-        throw new FerInputError(`Expected ${opts.ensembleSize} branches, but ${f} is missing.`);
-      break;
-    }
-    branches.push(await read(f));
-  }
-  return fromTorchStateDicts(base, branches, opts.config);
-}
-
-/**
  * The ensemble as PyTorch state dicts under the reference's file names (`Net-Base-Shared_Representations.pt`,
  * `Net-Branch_<i>.pt`), for fer-torch's writer.
  */
@@ -107,18 +72,4 @@ export function toTorchStateDicts(esr: EsrEnsemble): { file: string; stateDict: 
     file: name === 'base' ? BASE_FILE : branchFile(Number(name.split('_')[1])),
     stateDict: toTorchStateDict(model, esrKeyMap(name === 'base' ? 'base' : 'branch', esr.config)),
   }));
-}
-
-/**
- * Writes the ensemble as the reference's checkpoint folder (`ESR.save`): `<folder>/Net-Base-Shared_Representations.pt`
- * and `Net-Branch_<i>.pt`, PyTorch zip format (loadable with `torch.load` + `load_state_dict`).
- */
-export async function saveTorchCheckpoint(esr: EsrEnsemble, folder: string): Promise<string[]> {
-  const files: string[] = [];
-  for (const { file, stateDict } of toTorchStateDicts(esr)) {
-    const f = path.join(folder, file);
-    await writeTorchStateDict(f, stateDict);
-    files.push(f);
-  }
-  return files;
 }

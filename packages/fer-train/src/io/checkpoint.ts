@@ -1,6 +1,7 @@
 import { promises as fs } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
-import { FerInputError, writeFileAtomic } from 'fer-core';
+import { FerInputError } from 'fer-core';
+import { writeFileAtomic } from 'fer-core/node';
 import { parseSafetensors, serializeSafetensors, type RawTensor } from 'fer-torch';
 import type { SgdState } from '../optim/sgd';
 

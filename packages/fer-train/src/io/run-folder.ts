@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import { existsSync, promises as fs, readFileSync, rmdirSync, unlinkSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { FER_ERROR_CODES, FerError, writeFileAtomic } from 'fer-core';
+import { FER_ERROR_CODES, FerError } from 'fer-core';
+import { writeFileAtomic } from 'fer-core/node';
 import { recoverDirs } from './atomic-dir';
 
 /** Who holds a run folder's lock (the content of `<out>/.lock`). */

@@ -10,7 +10,8 @@ import { parseChoice, type FerModel } from 'fer-core';
 import { createEsr, type EsrConfig } from 'fer-models-esr';
 import { createManet, type ResolvedManetConfig } from 'fer-models-manet';
 import type { Replica, ReplicaGradients, ShardBatch } from 'fer-parallel';
-import { lossFromSpec, type LossSpec } from '../loss';
+import { lossFromSpec } from '../loss';
+import type { LossSpec } from '../loss-types';
 import { stateOf } from './state';
 
 /** The trainer's model as plain data: enough to build a replica with the same variables in the same order. */

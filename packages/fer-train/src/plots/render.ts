@@ -1,5 +1,5 @@
 import sharp from 'sharp';
-import { writeFileAtomic } from 'fer-core';
+import { writeFileAtomic } from 'fer-core/node';
 
 /** Writes `<base>.svg` and `<base>.png` (rendered by sharp/librsvg) atomically. Returns both paths. */
 export async function writeSvgAndPng(base: string, svg: string): Promise<{ svg: string; png: string }> {

@@ -1,3 +1,4 @@
+import { fileHandler } from 'fer-core/node';
 import type { FerDataset } from 'fer-core';
 import type { EsrEnsemble } from 'fer-models-esr';
 import type { EvaluateOptions } from '../evaluate';
@@ -15,7 +16,7 @@ export interface TrainEsrOptions extends RecipeRunOptions {
   plan: TrainingPlan;
   /**
    * The ensemble at the start of stage 1: `createEsr(config, { initialBranches: 1, seed })` to grow, or the
-   * AffectNet-trained ensemble (`fromTorchCheckpoint` / `loadEsr`) to fine-tune. Called again on resume.
+   * AffectNet-trained ensemble (fer-models' `loadModel`) to fine-tune. Called again on resume.
    * The trainer owns what it returns.
    */
   createModel(): EsrEnsemble | Promise<EsrEnsemble>;
@@ -54,7 +55,7 @@ export function esrAdapter(create: () => EsrEnsemble | Promise<EsrEnsemble>): Mo
     create,
     // The ensemble seeds each new branch from its own seed and index, so growth is reproducible on resume.
     addBranch: (m) => void m.addBranch(),
-    save: async (m, dir) => void (await m.save(dir)),
+    save: async (m, dir) => void (await m.save(fileHandler(dir))),
   };
 }
 

@@ -1,6 +1,6 @@
 import type { FerDataset } from 'fer-core';
 import type { Manet } from 'fer-models-manet';
-import { fileSaveHandler } from '../io/layers-files';
+import { fileHandler } from 'fer-core/node';
 import { lossFromSpec } from '../loss';
 import type { DiversityMode } from '../loss-types';
 import type { EvaluateOptions } from '../evaluate';
@@ -28,17 +28,12 @@ export function manetEvaluation(beta = 0.6): Omit<EvaluateOptions, 'onBatch'> {
   return { combine: { kind: 'weighted', weights: [beta, 1 - beta] }, diversityHead: 'globalFeatures' };
 }
 
-/** Saves an MA-Net in the tfjs-layers format (model.json + weights.bin) into `dir`. */
-export async function saveManet(model: Manet, dir: string): Promise<void> {
-  await model.save(fileSaveHandler(dir));
-}
-
 /** Fine-tunes a diversified MA-Net with a `manet_*` plan. */
 export function trainManet(o: TrainManetOptions): Promise<TrainResult<Manet>> {
   const beta = o.beta ?? 0.6;
   return new Trainer<Manet>({
     plan: o.plan,
-    model: { create: o.createModel, save: saveManet },
+    model: { create: o.createModel, save: async (m, dir) => void (await m.save(fileHandler(dir))) },
     trainData: () => o.train,
     validation: o.validation,
     test: o.test,

@@ -1,5 +1,6 @@
 import * as path from 'node:path';
-import { writeFileAtomic, type FerDataset, type FerModel } from 'fer-core';
+import { writeFileAtomic } from 'fer-core/node';
+import { type FerDataset, type FerModel } from 'fer-core';
 import { recalibrateBatchNorm, type RecalibrateOptions, type RecalibrateResult } from '../batch-norm-recalibration';
 import { evaluate, type EvalResult, type EvaluateOptions } from '../evaluate';
 import { finalEval, historyCsv } from '../history';

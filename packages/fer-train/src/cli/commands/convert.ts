@@ -1,41 +1,28 @@
-import { existsSync, statSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import * as path from 'node:path';
-import * as tf from '@tensorflow/tfjs-core';
-import { FerInputError } from 'fer-core';
-import { BASE_FILE, fromTorchCheckpoint, loadEsr, toTorchStateDicts } from 'fer-models-esr';
-import { fromMsCeleb, manetTorchEntries, tfjsToTorch, torchParameter, type Manet } from 'fer-models-manet';
+import { AFFECTNET_LABELS, FerInputError, RAFDB_LABELS, parseChoice, type LabelSet } from 'fer-core';
+import { fileHandler } from 'fer-core/node';
+import { toTorchStateDicts } from 'fer-models-esr';
+import { manetToTorch } from 'fer-models-manet';
+import { loadModel } from 'fer-models/node';
 import { writeSafetensors, writeTorchStateDict, type RawTensor } from 'fer-torch';
-import { fileSaveHandler } from '../../io/layers-files';
-import { loadManetDir } from '../models';
 import type { Output } from '../output';
 
 export interface ConvertCommandOptions {
   /** 'tfjs' (from PyTorch), 'torch' or 'safetensors' (from tfjs). Default: the other side of the input. */
   to?: string;
+  /** Classes of the fresh heads when an MA-Net checkpoint has MS-Celeb identity heads. Default 7. */
   numClasses?: number;
 }
 
-async function manetStateDict(m: Manet): Promise<Map<string, RawTensor>> {
-  const sd = new Map<string, RawTensor>();
-  for (const e of manetTorchEntries(m.config)) {
-    const { variable } = torchParameter(m, e.key);
-    const t = tfjsToTorch(variable, e.transform);
-    const vals = (await t.data()) as Float32Array;
-    t.dispose();
-    if (e.role === 'bn_count') {
-      const big = new BigInt64Array([BigInt(Math.round(vals[0]))]);
-      sd.set(e.key, { dtype: 'int64', shape: [], data: new Uint8Array(big.buffer) });
-    } else sd.set(e.key, { dtype: 'float32', shape: e.shape, data: new Uint8Array(vals.slice().buffer) });
-  }
-  return sd;
-}
+const FORMATS = ['tfjs', 'torch', 'safetensors'] as const;
 
 /**
- * `fer convert IN OUT`:
- * - a reference ESR checkpoint folder (Net-Base-Shared_Representations.pt + Net-Branch_<i>.pt) → tfjs folder;
- * - an ESR tfjs folder (esr.json) → PyTorch folder (`.pt` files torch.load reads) or safetensors files;
- * - an MA-Net `.pth.tar` / `.safetensors` (MS-Celeb format) → tfjs folder (heads replaced, `--num-classes`);
- * - an MA-Net tfjs folder → one `.pth` (or `.safetensors`) state dict with PyTorch names.
+ * `fer convert IN OUT`: whatever `loadModel` reads (a saved tfjs folder, a reference ESR checkpoint folder, an MA-Net
+ * `.pth.tar` / `.safetensors`), written as
+ * - `tfjs`: one `model.json` + `weights.bin` folder (the default for PyTorch input);
+ * - `torch` / `safetensors`: PyTorch names and layouts, ESR as the reference's folder (`Net-Base-…pt`, `Net-Branch_<i>.pt`),
+ *   MA-Net as one state dict file (the default for tfjs input: `torch`).
  */
 export async function runConvert(
   input: string,
@@ -44,64 +31,49 @@ export async function runConvert(
   out: Output,
 ): Promise<string[]> {
   if (!existsSync(input)) throw new FerInputError(`Nothing at ${input}.`);
+  const tfjs =
+    path.basename(input) === 'model.json' || ['model.json', 'esr.json'].some((f) => existsSync(path.join(input, f)));
+  const to = parseChoice('--to', o.to ?? (tfjs ? 'torch' : 'tfjs'), FORMATS);
+  const labels = o.numClasses === undefined ? undefined : defaultLabels(o.numClasses);
+  const model = await loadModel(input, { labels });
   const written: string[] = [];
-  if (statSync(input).isDirectory() && existsSync(path.join(input, BASE_FILE))) {
-    const esr = await fromTorchCheckpoint(input);
-    await esr.save(output);
-    written.push(output);
-    out.result(`ESR with ${esr.numBranches} branch(es) converted from PyTorch to tfjs: ${output}`, {
-      type: 'converted',
-      from: input,
-      to: output,
-      format: 'tfjs',
-    });
-    esr.dispose();
-  } else if (statSync(input).isDirectory() && existsSync(path.join(input, 'esr.json'))) {
-    const esr = await loadEsr(input);
-    const fmt = o.to ?? 'torch';
-    for (const { file, stateDict } of toTorchStateDicts(esr)) {
-      const target = path.join(output, fmt === 'safetensors' ? file.replace(/\.pt$/, '.safetensors') : file);
-      if (fmt === 'safetensors') await writeSafetensors(target, stateDict);
-      else await writeTorchStateDict(target, stateDict);
-      written.push(target);
+  try {
+    if (to === 'tfjs') {
+      await model.save(fileHandler(output));
+      written.push(output);
+    } else {
+      const dicts: { file: string; stateDict: Map<string, RawTensor> }[] =
+        model.kind === 'esr'
+          ? toTorchStateDicts(model).map((d) => ({ file: path.join(output, d.file), stateDict: d.stateDict }))
+          : [{ file: output, stateDict: manetToTorch(model) }];
+      for (const { file, stateDict } of dicts) {
+        if (to === 'safetensors') {
+          const target = file.replace(/(\.pth?)?$/, '.safetensors');
+          await writeSafetensors(target, stateDict);
+          written.push(target);
+        } else {
+          await writeTorchStateDict(file, stateDict);
+          written.push(file);
+        }
+      }
     }
-    out.result(`ESR converted from tfjs to ${fmt}: ${written.join(', ')}`, {
+    const what =
+      model.kind === 'esr' ? `ESR with ${model.numBranches} branch(es)` : `MA-Net (${model.numClasses} classes)`;
+    out.result(`${what} converted to ${to}: ${written.join(', ')}`, {
       type: 'converted',
       from: input,
-      to: written,
-      format: fmt,
+      to: written.length === 1 ? written[0] : written,
+      format: to,
     });
-    esr.dispose();
-  } else if (statSync(input).isDirectory() && existsSync(path.join(input, 'model.json'))) {
-    const m = await loadManetDir(input);
-    const sd = await manetStateDict(m);
-    const target = o.to === 'safetensors' ? output.replace(/(\.pth?)?$/, '.safetensors') : output;
-    if (o.to === 'safetensors') await writeSafetensors(target, sd);
-    else await writeTorchStateDict(target, sd);
-    written.push(target);
-    out.result(`MA-Net converted from tfjs to ${o.to ?? 'torch'}: ${target} (${sd.size} entries)`, {
-      type: 'converted',
-      from: input,
-      to: target,
-    });
-    m.dispose();
-  } else if (/\.(pth|pth\.tar|pt|tar|safetensors)$/.test(input)) {
-    const m = await fromMsCeleb(input, { numClasses: o.numClasses ?? 7 });
-    await m.save(fileSaveHandler(output));
-    written.push(output);
-    out.result(`MA-Net converted from PyTorch to tfjs (heads: ${m.config.numClasses} classes, fresh): ${output}`, {
-      type: 'converted',
-      from: input,
-      to: output,
-      format: 'tfjs',
-    });
-    m.dispose();
-  } else {
-    throw new FerInputError(
-      `Cannot tell what ${input} is.`,
-      'Expected a reference ESR checkpoint folder, a folder written by fer (esr.json or model.json), or an MA-Net .pth/.pth.tar/.safetensors file.',
-    );
+  } finally {
+    model.dispose();
   }
-  void tf;
   return written;
+}
+
+/** Labels for `--num-classes` (fresh heads): RAF-DB's 7, else the first K of AffectNet's 8. */
+function defaultLabels(k: number): LabelSet {
+  if (k === 7) return RAFDB_LABELS;
+  if (k > AFFECTNET_LABELS.length) throw new FerInputError(`Expected --num-classes of at most 8, but got ${k}.`);
+  return AFFECTNET_LABELS.slice(0, k);
 }

@@ -10,7 +10,8 @@ import { Trainer } from '../../trainer';
 import { replaceDirAtomic } from '../../io/atomic-dir';
 import { RunLock } from '../../io/run-folder';
 import { esrAdapter, esrStageLoss } from '../../recipes/esr';
-import { freshEsr } from '../models';
+import { createModel } from 'fer-models';
+import { fileHandler } from 'fer-core/node';
 import type { Output } from '../output';
 import { describeEval } from './train';
 
@@ -157,7 +158,15 @@ async function demoLocked(
     outDir,
     seed: o.seed,
     evaluateWithBatchStatistics: true,
-    createModel: () => freshEsr(BASIC7_LABELS, o.imageSize, o.seed),
+    createModel: () =>
+      createModel('desr-9', {
+        labels: BASIC7_LABELS,
+        inputSize: o.imageSize,
+        seed: o.seed,
+        branches: 1,
+        colorOrder: 'rgb',
+        normalization: null,
+      }),
     onEvent: out.trainEvents(),
     // The demo is a fresh seeded run each time: it replaces its previous run (the lock still keeps two apart).
     overwrite: true,
@@ -169,7 +178,7 @@ async function demoLocked(
     dpp = await finish(res.model, res.test!, "diversity 'dpp'");
     // The trainer saved the model before recalibration: save it again with the recomputed statistics.
     const dir = res.files.model;
-    if (dpp.recalibrated && dir) await replaceDirAtomic(dir, async (d) => void (await res.model.save(d)));
+    if (dpp.recalibrated && dir) await replaceDirAtomic(dir, async (d) => void (await res.model.save(fileHandler(d))));
   } finally {
     res.model.dispose();
   }
@@ -188,7 +197,14 @@ async function demoLocked(
       plan: cmpPlan,
       model: {
         ...esrAdapter(async () => {
-          const m = freshEsr(BASIC7_LABELS, o.imageSize, o.seed, undefined, last.ensembleSize - 1);
+          const m = createModel('desr-9', {
+            labels: BASIC7_LABELS,
+            inputSize: o.imageSize,
+            seed: o.seed,
+            branches: last.ensembleSize - 1,
+            colorOrder: 'rgb',
+            normalization: null,
+          });
           const { loadCheckpoint, restoreVariables } = await import('../../io/checkpoint');
           const { stateVariables } = await import('../../trainer');
           const ck = await loadCheckpoint(prevBest);

@@ -1,5 +1,5 @@
 import * as path from 'node:path';
-import { parseChoice, type FerModel } from 'fer-core';
+import { parseChoice } from 'fer-core';
 import { loadEvalSplit, DATASET_KINDS, type DatasetKind } from '../../data';
 import type { EvalResult } from '../../evaluate';
 import { evaluateByLabel } from '../../label-map';
@@ -7,7 +7,7 @@ import { assertFiniteWeights } from '../../guards';
 import { stateVariables } from '../../state';
 import { confusionMatrixSvg } from '../../plots/svg';
 import { writeSvgAndPng } from '../../plots/render';
-import { loadAnyEsr, loadManetDir, modelKind } from '../models';
+import { loadModel } from 'fer-models/node';
 import type { Output } from '../output';
 import { describeEval } from './train';
 
@@ -30,12 +30,11 @@ export interface EvalCommandOptions {
 /** Evaluates a saved model on one split: per-branch and ensemble accuracy, per-class and macro-F1, confusion matrix. */
 export async function runEval(o: EvalCommandOptions, out: Output): Promise<EvalResult> {
   const kind = parseChoice<DatasetKind>('dataset', o.dataset, DATASET_KINDS);
-  const mk = modelKind(o.model);
-  const model: FerModel = mk === 'esr' ? await loadAnyEsr(o.model) : await loadManetDir(o.model);
+  const model = await loadModel(o.model);
+  const mk = model.kind;
   try {
     await assertFiniteWeights(stateVariables(model), o.model);
-    const imageSize =
-      o.imageSize ?? (model as { config?: { inputSize?: number } }).config?.inputSize ?? (mk === 'esr' ? 96 : 224);
+    const imageSize = o.imageSize ?? model.input.size;
     const ds = await loadEvalSplit({
       kind,
       root: o.data,

@@ -1,9 +1,9 @@
 import { existsSync } from 'node:fs';
-import { FerInputError, isFerError, type FerModel } from 'fer-core';
+import { FerInputError, isFerError } from 'fer-core';
 import { assertFiniteWeights } from '../../guards';
 import { stateVariables } from '../../state';
 import { predictImage, type FacePrediction } from '../../predict/predict';
-import { loadAnyEsr, loadManetDir, modelKind } from '../models';
+import { loadModel } from 'fer-models/node';
 import type { Output } from '../output';
 
 export interface PredictCommandOptions {
@@ -24,18 +24,7 @@ export async function runPredict(
       'Train one first (`pnpm demo` writes runs/demo/model) or pass --model <dir>.',
     );
   }
-  const kind = modelKind(o.model);
-  const model: FerModel = kind === 'esr' ? await loadAnyEsr(o.model) : await loadManetDir(o.model);
-  const cfg =
-    (
-      model as {
-        config?: {
-          inputSize?: number;
-          colorOrder?: 'rgb' | 'bgr';
-          normalization?: { mean: number[]; std: number[] } | null;
-        };
-      }
-    ).config ?? {};
+  const model = await loadModel(o.model);
   const results: { image: string; faces: FacePrediction[] }[] = [];
   const failed: string[] = [];
   try {
@@ -46,10 +35,10 @@ export async function runPredict(
         faces = await predictImage(model, image, {
           detect: o.detect,
           minScore: o.minScore,
-          inputSize: cfg.inputSize ?? (kind === 'esr' ? 96 : 224),
-          colorOrder: cfg.colorOrder ?? 'rgb',
-          normalization: cfg.normalization ?? null,
-          combine: kind === 'esr' ? { kind: 'vote' } : { kind: 'weighted', weights: [0.6, 0.4] },
+          inputSize: model.input.size,
+          colorOrder: model.input.colorOrder,
+          normalization: model.input.normalization,
+          combine: model.kind === 'esr' ? { kind: 'vote' } : { kind: 'weighted', weights: [0.6, 0.4] },
         });
       } catch (e) {
         // One bad file (missing, a folder, truncated) is reported on one line; the others are still predicted.

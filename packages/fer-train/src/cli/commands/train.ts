@@ -6,14 +6,15 @@ import { loadSplits, DATASET_KINDS, type DatasetKind } from '../../data';
 import { DIVERSITY_MODES, type DiversityMode } from '../../loss-types';
 import { esrStageEvaluation, trainEsr } from '../../recipes/esr';
 import type { EsrEnsemble } from 'fer-models-esr';
-import type { Manet } from 'fer-models-manet';
-import { manetEvaluation, saveManet, trainManet } from '../../recipes/manet';
+import { createModel, loadModel } from 'fer-models/node';
+import { fileHandler } from 'fer-core/node';
+import { manetEvaluation, trainManet } from '../../recipes/manet';
 import { finishWithPreciseBn } from '../../recipes/precise-bn';
 import { esrFineTunePlan, esrGrowthPlan, manetPlan, type TrainingPlan } from '../../schedule/plans';
 import type { EvalResult } from '../../evaluate';
 import type { TrainResult } from '../../trainer';
 import type { FerModel } from 'fer-core';
-import { freshEsr, inputConvention, manetFor, pretrainedEsr } from '../models';
+import { inputConvention } from '../models';
 import type { Output } from '../output';
 import { RunLock } from '../../io/run-folder';
 
@@ -191,7 +192,15 @@ async function trainLocked(
       plan,
       channelTermOnSpatial: o.faithfulChannel,
       createModel: () =>
-        pre ? pretrainedEsr(pre, labels) : freshEsr(labels, imageSize, o.seed, inputConvention(splits.validation)),
+        pre
+          ? loadModel(pre, { labels, seed: o.seed, expect: 'esr' })
+          : createModel('desr-9', {
+              labels,
+              inputSize: imageSize,
+              seed: o.seed,
+              branches: 1,
+              ...inputConvention(splits.validation),
+            }),
     });
   } else {
     const ds = kind === 'affectnet' || kind === 'ferplus' || kind === 'rafdb' ? kind : 'rafdb';
@@ -212,7 +221,11 @@ async function trainLocked(
       ...common,
       microBatch,
       plan,
-      createModel: () => manetFor(labels, o.seed, o.pretrained),
+      // From the MS-Celeb checkpoint (its identity heads replaced for `labels`) when given, else fresh.
+      createModel: () =>
+        o.pretrained
+          ? loadModel(o.pretrained, { labels, seed: o.seed, expect: 'manet' })
+          : createModel('manet', { labels, seed: o.seed }),
     });
   }
   if (result.stopped) {
@@ -231,8 +244,7 @@ async function trainLocked(
         batchSize: plan.evalBatchSize,
       },
       recalibrate: { batches: o.bnBatches, batchSize: bnBatchSize, seed: o.seed },
-      save: async (m, dir) =>
-        void (model === 'esr' ? await (m as EsrEnsemble).save(dir) : await saveManet(m as Manet, dir)),
+      save: async (m, dir) => void (await (m as EsrEnsemble).save(fileHandler(dir))),
     });
     out.info(
       `precise BN: recomputed ${fin.batchNorm.layers} batch norms over ${fin.batchNorm.batches} training batches (${fin.batchNorm.images} images); validation accuracy with batch statistics was ${pct(fin.before.validation!.ensemble.accuracy)}.`,
