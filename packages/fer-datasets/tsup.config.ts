@@ -1,9 +1,9 @@
-import { packageConfig } from '../../tsup.base';
+import { packageConfig, publicEntries } from '../../tsup.base';
 
 export default packageConfig({
   // The worker is its own entry: executor.ts starts dist/worker.js (or .mjs) next to the bundle.
-  entry: { index: 'src/index.ts', worker: 'src/pipeline/worker.ts' },
-  dts: { entry: { index: 'src/index.ts' } },
+  entry: { ...publicEntries(), worker: 'src/pipeline/worker.ts' },
+  dts: { entry: publicEntries() },
   // __dirname/__filename in the ESM build (the executor locates the worker script with them).
   shims: true,
 });
