@@ -20,7 +20,7 @@ export async function loadLegacyEsrFolder(dir: string): Promise<EsrEnsemble> {
   try {
     manifest = JSON.parse(await fs.readFile(file, 'utf8'));
   } catch (e) {
-    throw new FerInputError(`Cannot read the ESR manifest ${file} (${(e as Error).message}).`);
+    throw new FerInputError(`Cannot read the ESR manifest ${file} (${(e as Error).message}).`, { cause: e });
   }
   if (manifest.format !== 'fer-models-esr' || manifest.formatVersion !== 1 || !Array.isArray(manifest.parts)) {
     throw new FerInputError(

@@ -37,7 +37,7 @@ export function fileHandler(dir: string): tf.io.IOHandler {
       } catch (e) {
         throw new FerInputError(
           `Cannot read a tfjs model at ${file} (${(e as Error).message}).`,
-          'Point to a folder a model was saved to (it holds model.json and weights.bin).',
+          { hint: 'Point to a folder a model was saved to (it holds model.json and weights.bin).', cause: e },
         );
       }
       if (!json.modelTopology || !Array.isArray(json.weightsManifest)) {
@@ -51,7 +51,7 @@ export function fileHandler(dir: string): tf.io.IOHandler {
           } catch (e) {
             throw new FerInputError(
               `Cannot read the weights ${path.join(dir, p)} listed in ${file} (${(e as Error).message}).`,
-              'The folder is incomplete: save the model again.',
+              { hint: 'The folder is incomplete: save the model again.', cause: e },
             );
           }
         }
