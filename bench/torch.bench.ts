@@ -8,13 +8,8 @@
 import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import {
-  readSafetensors,
-  readStateDict,
-  serializeSafetensors,
-  serializeTorchStateDict,
-  writeTorchStateDict,
-} from 'fer-torch';
+import { readSafetensors, readStateDict, writeTorchStateDict } from 'fer-torch/node';
+import { serializeSafetensors, serializeTorchStateDict } from 'fer-torch';
 
 const SHARED = process.env.FER_SHARED_DIR ?? path.resolve(__dirname, '../../shared');
 const BRANCH_PT = path.join(SHARED, 'reference/esr_cbam/torch_checkpoint/3/Net-Branch_1.pt');

@@ -110,10 +110,10 @@ export async function unpackEsr(a: tf.io.ModelArtifacts): Promise<{ config: EsrC
           ),
         );
       } catch (e) {
-        throw new FerInputError(
-          `Cannot load part '${p.name}' of the ESR artifact (${(e as Error).message}).`,
-          { hint: 'The artifact is incomplete: save the ensemble again.', cause: e },
-        );
+        throw new FerInputError(`Cannot load part '${p.name}' of the ESR artifact (${(e as Error).message}).`, {
+          hint: 'The artifact is incomplete: save the ensemble again.',
+          cause: e,
+        });
       }
     }
   } catch (e) {

@@ -1,6 +1,7 @@
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import * as fert from 'fer-torch';
+import { readStateDict } from 'fer-torch/node';
 import type { RawTensor } from 'fer-torch';
 import type { Fixture } from 'fer-test-utils';
 import { crossEntropy } from 'fer-core';
@@ -11,7 +12,7 @@ import { esrKeyMap, loadTorchStateDict } from 'fer-models-esr/internal';
 /** The fixture's state dict of `part` ('base' | 'branch_<i>'), read from the genuine `.pt` files. */
 export async function fixtureStateDict(fx: Fixture, part: string): Promise<Map<string, RawTensor>> {
   const file = part === 'base' ? 'Net-Base-Shared_Representations.pt' : `Net-Branch_${part.split('_')[1]}.pt`;
-  return fert.readStateDict(path.join(fx.dir, 'torch_checkpoint', '3', file));
+  return readStateDict(path.join(fx.dir, 'torch_checkpoint', '3', file));
 }
 
 const cache = new Map<string, Promise<Map<string, RawTensor>>>();

@@ -3,10 +3,12 @@
  * and a full-size synthetic checkpoint with 12,666-class heads built here; plus the tfjs save/load round trip and
  * leak tests of both forward modes on the loaded model.
  */
+import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from 'fer-backend';
-import { readSafetensors, readStateDict, toFloat32, type RawTensor } from 'fer-torch';
+import { readSafetensors, readStateDict } from 'fer-torch/node';
+import { toFloat32, type RawTensor } from 'fer-torch';
 import { REFERENCE_DIR, describeIfExists, expectArrayClose, expectNoLeak } from 'fer-test-utils';
 import { FerInputError } from 'fer-core';
 import { MSCELEB_NUM_CLASSES, manetTorchEntries, tfjsToTorch, torchParameter } from 'fer-models-manet/internal';
@@ -58,7 +60,12 @@ async function stemGradientKernels(manet: Manet): Promise<string[]> {
 describeIfExists(MANET_DIR, 'fromMsCeleb: the genuine-format subset checkpoint', () => {
   test('loads (module. stripped, 30 entries), equals msceleb_subset.safetensors bit for bit, and reports the rest missing', async () => {
     const before = tf.memory().numTensors;
-    const manet = await fromMsCeleb(SUBSET_PTH, { numClasses: 7, allowMissing: true, convInit: 'zeros', seed: 1 });
+    const manet = await fromMsCeleb(new Uint8Array(readFileSync(SUBSET_PTH)), {
+      numClasses: 7,
+      allowMissing: true,
+      convInit: 'zeros',
+      seed: 1,
+    });
     // Loading leaves only the model's own variables alive.
     expect(tf.memory().numTensors - before).toBe(manet.model.weights.length);
     try {
@@ -86,9 +93,9 @@ describeIfExists(MANET_DIR, 'fromMsCeleb: the genuine-format subset checkpoint',
   });
 
   test('a strict load of the partial checkpoint names the missing keys and the fix', async () => {
-    await expect(fromMsCeleb(SUBSET_PTH, { numClasses: 7, convInit: 'zeros' })).rejects.toThrow(
-      /658 of 692 MA-Net entries are missing.*allowMissing: true/s,
-    );
+    await expect(
+      fromMsCeleb(new Uint8Array(readFileSync(SUBSET_PTH)), { numClasses: 7, convInit: 'zeros' }),
+    ).rejects.toThrow(/658 of 692 MA-Net entries are missing.*allowMissing: true/s);
   });
 
   test('the converted safetensors subset loads the same way', async () => {

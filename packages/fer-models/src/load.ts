@@ -5,7 +5,8 @@ import type { Manet } from 'fer-models-manet';
 import { esrFromArtifacts, fromTorchStateDicts, isEsrArtifacts } from 'fer-models-esr';
 import { createManet, fromMsCeleb, isManetArtifacts, manetFromArtifacts } from 'fer-models-manet';
 import { loadTorchStateDict, MSCELEB_NUM_CLASSES } from 'fer-models-manet/internal';
-import { readStateDict, type RawTensor } from 'fer-torch';
+
+import { parseStateDict, type RawTensor } from 'fer-torch';
 import type { Model } from './registry';
 
 /** Bytes of one PyTorch (`torch.save` zip or legacy) or safetensors file. */
@@ -99,7 +100,7 @@ async function fromTorch(files: readonly CheckpointBytes[], opts: LoadModelOptio
   const dicts: ReadonlyMap<string, RawTensor>[] = [];
   for (const f of files) {
     // The genuine MS-Celeb file pickles a RecorderMeter next to the weights: keep it inert, never execute it.
-    dicts.push(await readStateDict(f instanceof Uint8Array ? f : new Uint8Array(f), { unknownGlobals: 'inert' }));
+    dicts.push(await parseStateDict(f instanceof Uint8Array ? f : new Uint8Array(f), { unknownGlobals: 'inert' }));
   }
   const parts = dicts.map(torchPart);
   if (parts.length === 1 && parts[0] === 'manet') return manetFromTorch(dicts[0], opts);

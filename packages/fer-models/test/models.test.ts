@@ -117,7 +117,7 @@ describe('createModel', () => {
       [512, 7],
       [512, 7],
     ]);
-    const x = images(1, 48);
+    const x = images(1, 56);
     expect(logits(b, x)).toEqual(logits(a, x));
     tf.dispose(x);
     a.dispose();
@@ -159,8 +159,8 @@ describe('loadModel: ESR from every source kind', () => {
   let x: tf.Tensor4D;
   let expected: number[][];
   beforeAll(async () => {
-    esr = createModel('desr-2', { seed: 10, branches: 2, inputSize: 48 });
-    x = images(2, 48);
+    esr = createModel('desr-2', { seed: 10, branches: 2, inputSize: 56 });
+    x = images(2, 56);
     tf.dispose(esr.forward(x, { training: true }) as unknown as tf.TensorContainer); // non-trivial running stats
     expected = logits(esr, x);
     await esr.save(fileHandler(path.join(dir, 'esr')));

@@ -6,7 +6,8 @@ import * as path from 'node:path';
 import * as os from 'node:os';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { spawn, spawnSync } from 'node:child_process';
-import { readSafetensors, type RawTensor } from 'fer-torch';
+import { readSafetensors } from 'fer-torch/node';
+import { type RawTensor } from 'fer-torch';
 import { REPO_ROOT, SHARED_DIR } from './paths';
 
 export const PYTHON = '/usr/bin/python3';

@@ -1,7 +1,8 @@
 import * as path from 'node:path';
 import { existsSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
-import { readSafetensors, toFloat32, type RawTensor } from 'fer-torch';
+import { readSafetensors } from 'fer-torch/node';
+import { toFloat32, type RawTensor } from 'fer-torch';
 
 import { REFERENCE_DIR } from './paths';
 

@@ -1,5 +1,3 @@
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
-import * as zlib from 'node:zlib';
 import { TorchFormatError } from './errors';
 
 /**
@@ -14,7 +12,7 @@ export interface ByteSource {
   close(): void;
 }
 
-function checkRange(src: { name: string; size: number }, offset: number, length: number): void {
+export function checkRange(src: { name: string; size: number }, offset: number, length: number): void {
   if (
     !Number.isSafeInteger(offset) ||
     !Number.isSafeInteger(length) ||
@@ -41,65 +39,17 @@ export function bytesSource(bytes: Uint8Array, name = 'buffer'): ByteSource {
   };
 }
 
-export function fileSource(path: string): ByteSource {
-  let fd: number;
-  try {
-    fd = openSync(path, 'r');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new TorchFormatError(
-      `Cannot open checkpoint ${path}: ${code === 'ENOENT' ? 'no such file' : (e as Error).message}.`,
-      { hint: 'Check the path.', cause: e },
-    );
-  }
-  let size: number;
-  try {
-    const st = fstatSync(fd);
-    if (!st.isFile())
-      throw new TorchFormatError(
-        `Cannot read checkpoint ${path}: it is not a regular file (a folder?). Pass the .pt/.pth/.safetensors file itself.`,
-      );
-    size = st.size;
-  } catch (e) {
-    closeSync(fd);
-    throw e;
-  }
-  let open = true;
-  return {
-    name: path,
-    size,
-    read(offset, length) {
-      checkRange(this, offset, length);
-      const out = new Uint8Array(length);
-      let done = 0;
-      while (done < length) {
-        const n = readSync(fd, out, done, length - done, offset + done);
-        if (n <= 0)
-          throw new TorchFormatError(
-            `${path}: the file shrank while reading (got ${done} of ${length} bytes at ${offset}).`,
-          );
-        done += n;
-      }
-      return out;
-    },
-    close() {
-      if (open) closeSync(fd);
-      open = false;
-    },
-  };
-}
-
 let CRC_TABLE: Uint32Array | undefined;
 
-/** CRC-32 (IEEE 802.3, as zip uses); pass the previous value to continue over several chunks. */
+/**
+ * CRC-32 (IEEE 802.3, as zip uses); pass the previous value to continue over several chunks. Table-driven, so it
+ * runs in a browser too (node:zlib's native one is not worth a Node-only import here).
+ */
 export function crc32(data: Uint8Array, prev = 0): number {
-  // Node >= 20.15 has a native one; the table version below is the fallback.
-  const native = (zlib as { crc32?: (d: Uint8Array, v?: number) => number }).crc32;
-  if (native) return native(data, prev) >>> 0;
   return crc32Table(data, prev);
 }
 
-/** Table-driven CRC-32, used when `zlib.crc32` is missing (and to test it). */
+/** Table-driven CRC-32. */
 export function crc32Table(data: Uint8Array, prev = 0): number {
   if (!CRC_TABLE) {
     CRC_TABLE = new Uint32Array(256);

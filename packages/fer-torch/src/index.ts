@@ -1,33 +1,14 @@
 export type { DType, RawTensor } from './tensor';
-export {
-  DTYPE_SIZE,
-  numel,
-  toFloat32,
-  fromFloat32,
-  halfToFloat,
-  assertRawTensor,
-  contiguousStrides,
-  transposeRaw,
-  rawTensorsEqual,
-} from './tensor';
+export { toFloat32, fromFloat32 } from './tensor';
 export type { SafetensorsFile } from './safetensors';
-export {
-  parseSafetensors,
-  readSafetensors,
-  serializeSafetensors,
-  SafetensorsError,
-  MAX_HEADER_BYTES,
-} from './safetensors';
-export { TorchFormatError, UnsafePickleError, StateDictError } from './errors';
-export type { UnknownGlobals, AllowedGlobal, UnpickleOptions, UnpickleResult } from './pickle';
-export { unpickle, PyDict, PickledGlobal, PickledObject, BASE_GLOBALS } from './pickle';
-export type { TorchFileFormat, ReadTorchOptions } from './torch-load';
-export { readTorchFile, sniffFormat, isRawTensor, LEGACY_MAGIC } from './torch-load';
-export type { ZipEntry, ZipReadOptions } from './zip';
-export { ZipReader } from './zip';
+export { parseSafetensors, serializeSafetensors } from './safetensors';
+export { TorchFormatError, UnsafePickleError, StateDictError, SafetensorsError } from './errors';
+export type { UnknownGlobals } from './pickle';
+export type { ReadTorchOptions } from './torch-load';
+export { parseTorchFile } from './torch-load';
 export type { StateDict, ReadStateDictOptions, KeyFilter, LoadReport, ShapeMismatch } from './state-dict';
 export {
-  readStateDict,
+  parseStateDict,
   extractStateDict,
   moduleStateDict,
   stateDictMetadata,
@@ -42,13 +23,6 @@ export {
   linearToTorch,
   loadReport,
   assertLoadable,
-  assertStateDict,
 } from './state-dict';
-export type { TorchSaveOptions, ModuleMetadata } from './torch-save';
-export {
-  serializeTorchStateDict,
-  writeTorchStateDict,
-  writeSafetensors,
-  torchArchiveName,
-  toModuleMetadata,
-} from './torch-save';
+export type { TorchSaveOptions } from './torch-save';
+export { serializeTorchStateDict } from './torch-save';

@@ -1,4 +1,3 @@
-import { promises as fs } from 'node:fs';
 import { SafetensorsError } from './errors';
 import { DTYPE_SIZE, numel, type DType, type RawTensor } from './tensor';
 
@@ -111,11 +110,6 @@ export function parseSafetensors(bytes: Uint8Array, source = 'buffer'): Safetens
     );
   }
   return { tensors, metadata };
-}
-
-export async function readSafetensors(file: string): Promise<SafetensorsFile> {
-  const bytes = new Uint8Array(await fs.readFile(file));
-  return parseSafetensors(bytes, file);
 }
 
 /**

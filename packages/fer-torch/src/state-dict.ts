@@ -1,7 +1,7 @@
 import { StateDictError } from './errors';
 import { PickledObject, PyDict, describeValue } from './pickle';
 import { assertRawTensor, transposeRaw, type RawTensor } from './tensor';
-import { isRawTensor, readTorchFile, type ReadTorchOptions } from './torch-load';
+import { isRawTensor, parseTorchFile, type ReadTorchOptions } from './torch-load';
 
 /** A PyTorch-style state dict: parameter/buffer name → tensor, in insertion order. */
 export type StateDict = Map<string, RawTensor>;
@@ -101,12 +101,9 @@ export function extractStateDict(obj: unknown, opts: { key?: string; source?: st
  * Reads the weights of a checkpoint — torch.save zip, legacy torch.save or safetensors, sniffed from the bytes —
  * as `Map<name, RawTensor>` in file order. Tensors own their bytes; nothing in the file is executed.
  */
-export async function readStateDict(
-  pathOrBytes: string | Uint8Array,
-  opts: ReadStateDictOptions = {},
-): Promise<StateDict> {
-  const obj = await readTorchFile(pathOrBytes, opts);
-  const sd = extractStateDict(obj, { key: opts.key, source: typeof pathOrBytes === 'string' ? pathOrBytes : 'buffer' });
+export async function parseStateDict(bytes: Uint8Array, opts: ReadStateDictOptions = {}): Promise<StateDict> {
+  const obj = await parseTorchFile(bytes, opts);
+  const sd = extractStateDict(obj, { key: opts.key, source: 'buffer' });
   return opts.stripPrefix ? stripPrefix(sd, opts.stripPrefix) : sd;
 }
 

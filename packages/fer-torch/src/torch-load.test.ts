@@ -16,9 +16,9 @@ import {
   torchZip,
   tuple,
 } from '../test/helpers';
-import { readStateDict } from './state-dict';
+import { readStateDict, readTorchFile } from './files';
 import { toFloat32, type RawTensor } from './tensor';
-import { readTorchFile, sniffFormat } from './torch-load';
+import { sniffFormat } from './torch-load';
 import { writeTorchZip } from './zip';
 
 const values = (t: RawTensor | undefined) => Array.from(toFloat32(t as RawTensor));

@@ -1,4 +1,4 @@
-import { bytesSource, fileSource, type ByteSource } from './bytes';
+import { bytesSource, type ByteSource } from './bytes';
 import { TorchFormatError, UnsafePickleError } from './errors';
 import { BASE_GLOBALS, PyDict, describeValue, unpickle, type AllowedGlobal, type UnknownGlobals } from './pickle';
 import { parseSafetensors } from './safetensors';
@@ -227,10 +227,6 @@ export function sniffFormat(head: Uint8Array, size: number): TorchFileFormat {
   return 'unknown';
 }
 
-function openSource(pathOrBytes: string | Uint8Array): ByteSource {
-  return typeof pathOrBytes === 'string' ? fileSource(pathOrBytes) : bytesSource(pathOrBytes, 'buffer');
-}
-
 /**
  * Reads a `torch.save` file (zip or legacy) and returns its unpickled object tree: Python dicts are `PyDict`s
  * (Maps; an OrderedDict's `_metadata` is in `.attributes`), lists and tuples are arrays, tensors and parameters are
@@ -239,8 +235,12 @@ function openSource(pathOrBytes: string | Uint8Array): ByteSource {
  * Throws `UnsafePickleError` for anything outside the allow-list (unless `unknownGlobals: 'inert'`) and
  * `TorchFormatError` for truncated, inconsistent or unsupported files. Nothing from the file is ever executed.
  */
-export async function readTorchFile(pathOrBytes: string | Uint8Array, opts: ReadTorchOptions = {}): Promise<unknown> {
-  const src = openSource(pathOrBytes);
+export async function parseTorchFile(bytes: Uint8Array, opts: ReadTorchOptions = {}): Promise<unknown> {
+  return readTorchSource(bytesSource(bytes, 'buffer'), opts);
+}
+
+/** `parseTorchFile` over any byte source (fer-torch/node reads files through it). Closes the source. */
+export function readTorchSource(src: ByteSource, opts: ReadTorchOptions = {}): unknown {
   try {
     return readFromSource(src, opts);
   } finally {

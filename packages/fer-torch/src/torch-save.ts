@@ -1,5 +1,3 @@
-import { promises as fs } from 'node:fs';
-import * as path from 'node:path';
 import { StateDictError } from './errors';
 import { PyDict } from './pickle';
 import { serializeSafetensors } from './safetensors';
@@ -304,45 +302,9 @@ export function serializeTorchStateDict(sd: ReadonlyMap<string, RawTensor>, opts
 
 /** torch's archive folder name for a path: the base name minus its last extension. */
 export function torchArchiveName(file: string): string {
-  const base = path.basename(file);
+  const base = file.slice(Math.max(file.lastIndexOf('/'), file.lastIndexOf('\\')) + 1);
   const dot = base.lastIndexOf('.');
   return dot > 0 ? base.slice(0, dot) : base;
-}
-
-async function writeAtomic(file: string, data: Uint8Array): Promise<void> {
-  await fs.mkdir(path.dirname(path.resolve(file)), { recursive: true });
-  const tmp = `${file}.${process.pid}.${Date.now()}.tmp`;
-  try {
-    await fs.writeFile(tmp, data);
-    await fs.rename(tmp, file);
-  } catch (e) {
-    await fs.rm(tmp, { force: true });
-    throw e;
-  }
-}
-
-/**
- * Writes `sd` (PyTorch names, NCHW/OIHW layouts) as a `torch.save` zip that `torch.load(file, weights_only=True)`
- * accepts. The archive folder is named after the file, as torch names it. The write is atomic.
- */
-export async function writeTorchStateDict(
-  file: string,
-  sd: ReadonlyMap<string, RawTensor>,
-  opts: TorchSaveOptions = {},
-): Promise<void> {
-  await writeAtomic(
-    file,
-    serializeTorchStateDict(sd, { ...opts, archiveName: opts.archiveName ?? torchArchiveName(file) }),
-  );
-}
-
-/** Writes tensors as a safetensors file (largest element size first, then by name; every tensor aligned), atomically. */
-export async function writeSafetensors(
-  file: string,
-  tensors: ReadonlyMap<string, RawTensor>,
-  metadata?: Record<string, string>,
-): Promise<void> {
-  await writeAtomic(file, serializeSafetensors(new Map(tensors), metadata));
 }
 
 /** Converts a `PyDict` metadata tree as read by `stateDictMetadata` into the writer's shape (identity helper). */

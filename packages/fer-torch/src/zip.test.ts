@@ -1,7 +1,7 @@
 import { zipSync } from 'fflate';
 import { dictPickle, f32Bytes, tensorOps } from '../test/helpers';
 import { bytesSource, crc32, crc32Table } from './bytes';
-import { readStateDict } from './state-dict';
+import { readStateDict } from './files';
 import { toFloat32 } from './tensor';
 import { ZipReader, writeTorchZip } from './zip';
 

@@ -7,19 +7,9 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import {
-  PickledObject,
-  UnsafePickleError,
-  ZipReader,
-  readSafetensors,
-  readStateDict,
-  readTorchFile,
-  serializeTorchStateDict,
-  writeSafetensors,
-  writeTorchStateDict,
-  type RawTensor,
-  type StateDict,
-} from 'fer-torch';
+import { PickledObject, ZipReader } from 'fer-torch/internal';
+import { UnsafePickleError, serializeTorchStateDict, type RawTensor, type StateDict } from 'fer-torch';
+import { readSafetensors, readStateDict, readTorchFile, writeSafetensors, writeTorchStateDict } from 'fer-torch/node';
 import { REFERENCE_DIR, describeIfExists } from 'fer-test-utils';
 import { bytesSource } from '../src/bytes';
 import { opcodeName } from '../src/pickle';

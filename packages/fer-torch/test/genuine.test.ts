@@ -5,17 +5,9 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import {
-  ZipReader,
-  extractStateDict,
-  readSafetensors,
-  readStateDict,
-  readTorchFile,
-  serializeTorchStateDict,
-  stateDictMetadata,
-  torchArchiveName,
-  type RawTensor,
-} from 'fer-torch';
+import { ZipReader, torchArchiveName } from 'fer-torch/internal';
+import { extractStateDict, serializeTorchStateDict, stateDictMetadata, type RawTensor } from 'fer-torch';
+import { readSafetensors, readStateDict, readTorchFile } from 'fer-torch/node';
 import { DATA_DIR, REFERENCE_DIR, describeIfExists } from 'fer-test-utils';
 import { bytesSource } from '../src/bytes';
 

@@ -9,15 +9,12 @@ import {
   TorchFormatError,
   UnsafePickleError,
   parseSafetensors,
-  readStateDict,
-  readTorchFile,
-  unpickle,
-  PickledObject,
-  PyDict,
   serializeSafetensors,
   serializeTorchStateDict,
   fromFloat32,
 } from 'fer-torch';
+import { readStateDict, readTorchFile } from 'fer-torch/node';
+import { unpickle, PickledObject, PyDict } from 'fer-torch/internal';
 import { REDUCE_PAYLOADS } from './fixtures/pickles';
 import {
   EMPTY_DICT,

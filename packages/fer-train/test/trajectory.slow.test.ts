@@ -13,7 +13,8 @@ import {
   REFERENCE_DIR,
   testBackend,
 } from 'fer-test-utils';
-import { readSafetensors, toFloat32, type RawTensor } from 'fer-torch';
+import { readSafetensors } from 'fer-torch/node';
+import { toFloat32, type RawTensor } from 'fer-torch';
 import { fromTorchStateDicts, toTorchStateDicts, type EsrEnsemble } from 'fer-models-esr';
 import { esrStageLoss } from '../src/recipes/esr';
 import { esrGrowthPlan } from '../src/schedule/plans';

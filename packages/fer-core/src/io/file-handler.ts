@@ -35,10 +35,10 @@ export function fileHandler(dir: string): tf.io.IOHandler {
       try {
         json = JSON.parse(await fs.readFile(file, 'utf8')) as tf.io.ModelJSON;
       } catch (e) {
-        throw new FerInputError(
-          `Cannot read a tfjs model at ${file} (${(e as Error).message}).`,
-          { hint: 'Point to a folder a model was saved to (it holds model.json and weights.bin).', cause: e },
-        );
+        throw new FerInputError(`Cannot read a tfjs model at ${file} (${(e as Error).message}).`, {
+          hint: 'Point to a folder a model was saved to (it holds model.json and weights.bin).',
+          cause: e,
+        });
       }
       if (!json.modelTopology || !Array.isArray(json.weightsManifest)) {
         throw new FerInputError(`Expected ${file} to hold modelTopology and weightsManifest, but one is missing.`);

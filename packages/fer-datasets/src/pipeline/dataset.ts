@@ -5,7 +5,16 @@
  */
 import * as os from 'node:os';
 import * as tf from '@tensorflow/tfjs-core';
-import { FerInputError, Rng, mixSeed, type Batch, type BatchOptions, type Emotion, type FerDataset, type LabelSet } from 'fer-core';
+import {
+  FerInputError,
+  Rng,
+  mixSeed,
+  type Batch,
+  type BatchOptions,
+  type Emotion,
+  type FerDataset,
+  type LabelSet,
+} from 'fer-core';
 import { evalTransform, type Transform } from './augment';
 import { createExecutor } from './executor';
 import type { ChannelOrder, CropBox, PixelImage, ResizeMode } from './image';

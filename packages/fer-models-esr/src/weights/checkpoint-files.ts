@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
-import { readStateDict, writeTorchStateDict, type RawTensor } from 'fer-torch';
+import { readStateDict, writeTorchStateDict } from 'fer-torch/node';
+import { type RawTensor } from 'fer-torch';
 import { FerInputError } from 'fer-core';
 import type { EsrEnsemble } from '../esr';
 import {

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { FerInputError, type TorchTransform } from 'fer-core';
-import { loadReport, readStateDict, toFloat32, type LoadReport, type RawTensor } from 'fer-torch';
+import { loadReport, parseStateDict, toFloat32, type LoadReport, type RawTensor } from 'fer-torch';
 import { createManet, type Manet } from '../manet';
 import type { ManetOptions } from '../configs';
 import { MANET_HEAD_KEYS, manetTorchEntries, type ManetTorchEntry } from './torch-keys';
@@ -205,15 +205,15 @@ export interface FromMsCelebOptions extends ManetOptions {
 /**
  * MA-Net initialised from the MS-Celeb-1M checkpoint (docs/method.md#msceleb-checkpoint): the `state_dict` with `module.` prefixes is loaded
  * strictly, the 12,666-class heads are dropped, and `fc_1`/`fc_2` are fresh `Linear(512, numClasses)` layers with
- * PyTorch's default init. Accepts the genuine `Pretrained_on_MSCeleb.pth.tar` (torch.save zip or legacy format,
+ * PyTorch's default init. Accepts the bytes of the genuine `Pretrained_on_MSCeleb.pth.tar` (torch.save zip or legacy,
  * `{'state_dict': …}`), a converted `.safetensors` file (keys with or without `module.`), or the tensors themselves. The returned model (owned by the caller) carries the `loadReport`.
  */
 export async function fromMsCeleb(
-  checkpoint: string | ReadonlyMap<string, RawTensor>,
+  checkpoint: Uint8Array | ReadonlyMap<string, RawTensor>,
   opts: FromMsCelebOptions = {},
 ): Promise<Manet & { loadReport: ManetLoadReport }> {
-  const source = typeof checkpoint === 'string' ? checkpoint : 'MS-Celeb state dict';
-  const tensors = typeof checkpoint === 'string' ? await readCheckpoint(checkpoint) : checkpoint;
+  const source = checkpoint instanceof Uint8Array ? 'MS-Celeb checkpoint' : 'MS-Celeb state dict';
+  const tensors = checkpoint instanceof Uint8Array ? await readCheckpoint(checkpoint) : checkpoint;
   const hasPrefix = [...tensors.keys()].some((k) => k.startsWith('module.'));
   // Backbone weights are overwritten: skip their random draw unless some may stay (allowMissing).
   const manet = createManet({ convInit: opts.allowMissing ? 'kaiming' : 'zeros', ...opts });
@@ -236,6 +236,6 @@ export async function fromMsCeleb(
  * torch.save zip or legacy file, or safetensors (sniffed). The genuine file pickles the training script's
  * RecorderMeter next to `state_dict` (docs/method.md#msceleb-checkpoint), so unknown globals are kept inert, never executed.
  */
-async function readCheckpoint(file: string): Promise<ReadonlyMap<string, RawTensor>> {
-  return readStateDict(file, { unknownGlobals: 'inert' });
+async function readCheckpoint(bytes: Uint8Array): Promise<ReadonlyMap<string, RawTensor>> {
+  return parseStateDict(bytes, { unknownGlobals: 'inert' });
 }

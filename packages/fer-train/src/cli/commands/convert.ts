@@ -5,7 +5,8 @@ import { fileHandler } from 'fer-core/node';
 import { toTorchStateDicts } from 'fer-models-esr';
 import { manetToTorch } from 'fer-models-manet';
 import { loadModel } from 'fer-models/node';
-import { writeSafetensors, writeTorchStateDict, type RawTensor } from 'fer-torch';
+import { writeSafetensors, writeTorchStateDict } from 'fer-torch/node';
+import { type RawTensor } from 'fer-torch';
 import type { Output } from '../output';
 
 export interface ConvertCommandOptions {
