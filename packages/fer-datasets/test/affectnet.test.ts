@@ -6,7 +6,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { DATA_DIR, describeIfExists, expectNoLeak } from 'fer-test-utils';
 import { AFFECTNET_LABELS } from 'fer-core';
-import { affectNet, affectNetFileName, decodeImage, parseAffectNetFileName, preprocessAffectNet } from 'fer-datasets';
+import { affectNet, decodeImage, preprocessAffectNet } from 'fer-datasets';
+import { affectNetFileName, parseAffectNetFileName } from 'fer-datasets/internal';
 
 const ROOT = path.join(DATA_DIR, 'affectnet-mini');
 const quiet = { onWarning: () => {} };

@@ -5,7 +5,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { DATA_DIR, describeIfExists, expectNoLeak } from 'fer-test-utils';
 import { AFFECTNET_LABELS } from 'fer-core';
-import { ferPlus, ferPlusMajority, ferPlusSoftLabel, readFerPlusLabels } from 'fer-datasets';
+import { ferPlus } from 'fer-datasets';
+import { ferPlusMajority, ferPlusSoftLabel, readFerPlusLabels } from 'fer-datasets/internal';
 
 const ROOT = path.join(DATA_DIR, 'ferplus');
 const quiet = { onWarning: () => {} };

@@ -5,7 +5,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { DATA_DIR, describeIfExists } from 'fer-test-utils';
 import { RAFDB_LABELS } from 'fer-core';
-import { RAFDB_README_FOLDERS, rafDb } from 'fer-datasets';
+import { RAFDB_README_FOLDERS } from 'fer-datasets/internal';
+import { rafDb } from 'fer-datasets';
 
 const ROOT = path.join(DATA_DIR, 'rafdb-mini', 'basic');
 const quiet = { onWarning: () => {}, workers: 0 };
