@@ -9,7 +9,8 @@ import { existsSync, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
 import { AFFECTNET_LABELS, BASIC7_LABELS, FerInputError, Rng, type Emotion, type LabelSet } from 'fer-core';
-import { ImageDataset, esrTrainTransform, listClassFolders, readFerPlusLabels, type SampleRecord } from 'fer-datasets';
+import { ImageDataset, esrTrainTransform, type SampleRecord } from 'fer-datasets';
+import { listClassFolders, readFerPlusLabels } from 'fer-datasets/internal';
 
 /** One face of a split: path relative to the data folder, label. */
 export interface SplitItem {

@@ -8,9 +8,12 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { BASIC7_LABELS, FerInputError, writeFileAtomic, type FerDataset } from 'fer-core';
-import { createEsr, esrKeyMap, loadTorchStateDict, type EsrEnsemble, type LoadReport } from 'fer-models-esr';
-import { readStateDict, type RawTensor } from 'fer-torch';
+import { BASIC7_LABELS, FerInputError, type FerDataset } from 'fer-core';
+import { writeFileAtomic } from 'fer-core/node';
+import { createEsr, type EsrEnsemble } from 'fer-models-esr';
+import { esrKeyMap, loadTorchStateDict, type LoadReport } from 'fer-models-esr/internal';
+import { readStateDict } from 'fer-torch/node';
+import { type RawTensor } from 'fer-torch';
 import { recalibrateBatchNorm } from '../batch-norm-recalibration';
 import { classificationReport, confusionMatrix, pluralityVote } from '../metrics/classification';
 import type { DiversityMode } from '../loss-types';
