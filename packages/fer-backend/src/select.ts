@@ -178,8 +178,13 @@ async function tryActivate(name: BackendName): Promise<string | null> {
       return null;
     }
     if (name === 'native') return await activateNative();
-    if ((name === 'webgpu' || name === 'webgl') && !tf.findBackend(name))
-      return `@tensorflow/tfjs-backend-${name} is not imported`;
+    if (name === 'webgpu' || name === 'webgl') {
+      // The factory stays registered after a failed initialisation (findBackend would start an async init).
+      if (!tf.findBackendFactory(name)) return `@tensorflow/tfjs-backend-${name} is not imported`;
+      if (!(await tf.setBackend(name))) return `${name} failed to initialise in this browser (tfjs logged why)`;
+      await tf.ready();
+      return null;
+    }
     if (!(await tf.setBackend(name))) return `tf.setBackend('${name}') returned false`;
     await tf.ready();
     return null;
