@@ -143,6 +143,8 @@ describeBrowser('web demo in headless Chromium', () => {
     browser = await puppeteer.launch({
       executablePath: CHROMIUM,
       headless: true,
+      // One training step on SwiftShader takes minutes when the machine is busy (puppeteer's default is 3).
+      protocolTimeout: 1_200_000,
       // SwiftShader is Chromium's CPU WebGL; recent versions ask for the flag to use it.
       args: ['--no-sandbox', '--use-angle=swiftshader', '--enable-unsafe-swiftshader'],
     });
