@@ -2,7 +2,7 @@
  * One ESR training step, written as a user of the packages would in their own tfjs project: the ensemble's
  * cross-entropy summed over branches plus the diversity loss on the last CBAM's spatial and channel attention
  * (spec §3.3, as fer-train's `esrLoss` composes it), differentiated with `tf.variableGrads`, then one SGD update.
- * DOM-free: the page runs it on WebGL and the Node test runs it (and fer-train's `esrLoss`) on cpu and wasm.
+ * DOM-free: the page runs it on WebGL and the Node test runs it on wasm.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { BASIC7_LABELS, Rng, crossEntropy } from 'fer-core';

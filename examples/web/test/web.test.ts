@@ -221,9 +221,10 @@ describeBrowser('web demo in headless Chromium', () => {
       `web demo: ${faces} faces in ${PHOTOS.length} photos; page (WebGL) vs fer predict (wasm): max box difference ${worstBox} px, max probability difference ${worstProb.toExponential(2)}`,
     );
     expect(faces).toBeGreaterThanOrEqual(PHOTOS.length);
-    // Detection runs on different backends (WebGL vs wasm): a box edge may round to the next pixel.
-    expect(worstBox).toBeLessThanOrEqual(2);
-    expect(worstProb).toBeLessThan(0.02);
+    // Same pixels (Chromium's and sharp's JPEG decoders agree byte for byte), same detector boxes on WebGL and wasm,
+    // then float32 rounding only: measured 0 px and 6e-8 here.
+    expect(worstBox).toBe(0);
+    expect(worstProb).toBeLessThan(1e-5);
 
     // The heatmaps of the last photo: one canvas per branch, each non-uniform, and not all alike.
     const stats = await page.$$eval('#branches canvas', (cs) =>
@@ -272,8 +273,8 @@ describeBrowser('web demo in headless Chromium', () => {
     console.info(
       `web demo: same crops, WebGL vs wasm: max probability difference ${dp.toExponential(2)}, attention ${da.toExponential(2)}`,
     );
-    expect(dp).toBeLessThan(1e-3);
-    expect(da).toBeLessThan(1e-3);
+    expect(dp).toBeLessThan(1e-5); // measured 9e-8
+    expect(da).toBeLessThan(1e-5);
   });
 
   it('converts a dropped PyTorch checkpoint in the page and predicts as fer-models-esr does in Node', async () => {
@@ -300,14 +301,14 @@ describeBrowser('web demo in headless Chromium', () => {
       });
       let d = 0;
       got[0].branchProbabilities.forEach((p, k) => (d = Math.max(d, maxDiff(p, want[k]))));
-      expect(d).toBeLessThan(1e-3);
+      expect(d).toBeLessThan(1e-5);
     } finally {
       imported.dispose();
       await page.evaluate(() => window.ferDemo.loadModelUrl(new URL('model', window.location.href).href));
     }
   });
 
-  it('one ESR training step on WebGL gives the loss and gradients of Node cpu and wasm', async () => {
+  it('one ESR training step on WebGL gives the loss and gradients of Node wasm', async () => {
     const fromPage = await page.evaluate(async () => {
       const r = await window.ferDemo.trainingStep();
       // Float32Arrays do not survive evaluate's JSON: send them as base64.
@@ -330,27 +331,42 @@ describeBrowser('web demo in headless Chromium', () => {
     };
     expect(webgl.backend).toBe('webgl');
     expect(webgl.leaked).toBe(0);
-    for (const backend of ['cpu', 'wasm'] as const) {
+    // Node's wasm path (the project's default without native backends); cpu, pure JS, costs minutes per step here.
+    for (const backend of ['wasm'] as const) {
       await initBackend({ backend, quiet: true });
       const node = await runTrainingStep(DEFAULT_STEP);
       expect(node.leaked).toBe(0);
-      // Gradients: per variable, max |Δ| relative to that gradient's max |g| (float32 sums in another order).
+      // Gradients: max |Δ| relative to the largest gradient entry of the model (G), and per variable relative to
+      // its own largest entry for every variable whose gradient is not ~0. (The conv biases that feed a train-mode
+      // batch norm have an exactly-zero gradient; both backends return float32 rounding noise there.)
+      expect(Object.keys(webgl.grads).sort()).toEqual(Object.keys(node.grads).sort());
+      const amax = (a: Float32Array) => a.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+      const G = Math.max(...Object.values(node.grads).map(amax));
+      let global = 0;
       let worst = 0;
       let worstKey = '';
-      expect(Object.keys(webgl.grads).sort()).toEqual(Object.keys(node.grads).sort());
+      let zeroGrad = 0;
       for (const [k, g] of Object.entries(node.grads)) {
-        const scale = Math.max(1e-12, ...Array.from(g, Math.abs));
-        const rel = maxDiff(webgl.grads[k], g) / scale;
-        if (rel > worst) [worst, worstKey] = [rel, k];
+        const d = maxDiff(webgl.grads[k], g);
+        global = Math.max(global, d / G);
+        const scale = amax(g);
+        if (scale < 1e-4 * G) {
+          zeroGrad++;
+          continue;
+        }
+        if (d / scale > worst) [worst, worstKey] = [d / scale, k];
       }
       const dl = Math.abs(webgl.loss - node.loss) / Math.abs(node.loss);
       console.info(
-        `web training step, WebGL vs ${backend}: loss ${webgl.loss.toFixed(6)} vs ${node.loss.toFixed(6)} (rel ${dl.toExponential(2)}), worst gradient rel. difference ${worst.toExponential(2)} (${worstKey}), loss after the step ${webgl.lossAfter.toFixed(6)} vs ${node.lossAfter.toFixed(6)}`,
+        `web training step, WebGL vs ${backend}: loss ${webgl.loss.toFixed(6)} vs ${node.loss.toFixed(6)} (rel ${dl.toExponential(2)}), gradients: max |Δ|/G ${global.toExponential(2)}, worst per-variable rel. ${worst.toExponential(2)} (${worstKey}; ${zeroGrad} ~0 gradients left out), loss after the step ${webgl.lossAfter.toFixed(6)} vs ${node.lossAfter.toFixed(6)}`,
       );
       expect(dl).toBeLessThan(1e-4);
       for (const [k, v] of Object.entries(node.terms))
         expect(Math.abs(webgl.terms[k] - v)).toBeLessThan(1e-3 * Math.max(1, Math.abs(v)));
-      expect(worst).toBeLessThan(1e-2);
+      // Measured: loss 4e-7 relative, |Δ|/G 9.5e-4, per variable 3.9e-3: float32 sums in another order (WebGL's packed
+      // shaders vs XNNPACK) through a deep backward pass with train-mode batch norm over a batch of 2.
+      expect(global).toBeLessThan(3e-3);
+      expect(worst).toBeLessThan(2e-2);
       expect(Math.abs(webgl.lossAfter - node.lossAfter) / Math.abs(node.lossAfter)).toBeLessThan(1e-4);
     }
     await initBackend({ backend: 'wasm', quiet: true });
