@@ -1,5 +1,5 @@
 // Serves the built page (dist/) on 127.0.0.1, and a saved ESR model folder under /model/.
-// Usage: node serve.mjs [--port 8080] [--model <folder with esr.json>]   (default model: <repo>/runs/demo/model)
+// Usage: node serve.mjs [--port 8080] [--model <folder with model.json>]   (default model: <repo>/runs/demo/model)
 import { createReadStream, existsSync, statSync } from 'node:fs';
 import { createServer } from 'node:http';
 import * as path from 'node:path';
@@ -75,7 +75,7 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
     process.exit(1);
   }
   const fallback = path.resolve(here, '../../runs/demo/model');
-  const model = arg('--model') ?? (existsSync(path.join(fallback, 'esr.json')) ? fallback : undefined);
+  const model = arg('--model') ?? (existsSync(path.join(fallback, 'model.json')) ? fallback : undefined);
   const { url } = await startServer({ model, port: Number(arg('--port') ?? 8080) });
   console.log(
     `serving ${url}  (model: ${model ?? 'none: run `pnpm demo` first, pass --model <dir>, or drop a .pt checkpoint in the page'})`,

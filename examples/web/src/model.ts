@@ -1,41 +1,11 @@
 import * as tf from '@tensorflow/tfjs-core';
-import * as tfl from '@tensorflow/tfjs-layers';
-import { FerInputError, isEmotion, useLazyInputGradient } from 'fer-core';
-import { EsrEnsemble, fromTorchStateDicts, resolveConfig, type EsrManifest } from 'fer-models-esr';
-import { readStateDict } from 'fer-torch';
+import { FerInputError } from 'fer-core';
+import { loadModel } from 'fer-models';
+import type { EsrEnsemble } from 'fer-models-esr';
 
-/**
- * Loads an ensemble saved by `EsrEnsemble.save()` / `fer train` from a URL: `<url>/esr.json`, then each part's
- * `model.json` with tfjs' own HTTP loader. Mirrors fer-models-esr's `loadEsr` (which reads a folder on disk).
- */
+/** Loads a saved ESR (`model.json` + `weights.bin`, as `model.save(fileHandler(dir))` writes) from a URL. */
 export async function loadEsrFromUrl(url: string): Promise<EsrEnsemble> {
-  const base = url.replace(/\/+$/, '');
-  const res = await fetch(`${base}/esr.json`);
-  if (!res.ok)
-    throw new FerInputError(
-      `No ESR model at ${base}/esr.json (HTTP ${res.status}).`,
-      'Serve a folder written by `pnpm demo` / EsrEnsemble.save(), or drop a PyTorch checkpoint.',
-    );
-  const manifest = (await res.json()) as EsrManifest;
-  if (manifest.format !== 'fer-models-esr' || manifest.formatVersion !== 1 || manifest.parts?.[0] !== 'base')
-    throw new FerInputError(`Expected ${base}/esr.json to be a fer-models-esr manifest of format version 1.`);
-  if (!manifest.config?.labels?.every(isEmotion))
-    throw new FerInputError(`The labels in ${base}/esr.json are not known emotions.`);
-  const models: tfl.LayersModel[] = [];
-  try {
-    for (const p of manifest.parts) models.push(await tfl.loadLayersModel(`${base}/${p}/model.json`));
-  } catch (e) {
-    models.forEach((m) => m.dispose());
-    throw e;
-  }
-  return assemble(resolveConfig({ ...manifest.config }), models);
-}
-
-function assemble(config: EsrEnsemble['config'], [base, ...branches]: tfl.LayersModel[]): EsrEnsemble {
-  useLazyInputGradient(base.getLayer('conv1'));
-  const esr = new EsrEnsemble(config, base, []);
-  for (const b of branches) esr.addBranch(b);
-  return esr;
+  return (await loadModel(url, { expect: 'esr' })) as EsrEnsemble;
 }
 
 /** A dropped file: its name and bytes. */
@@ -67,12 +37,7 @@ export async function esrFromTorchFiles(files: readonly NamedBytes[]): Promise<E
     if (b.i !== k + 1)
       throw new FerInputError(`Expected branch files numbered 1..${branches.length}, but branch ${k + 1} is missing.`);
   });
-  const baseSd = await readStateDict(base.bytes);
-  const branchSds = [];
-  for (const b of branches) branchSds.push(await readStateDict(b.f.bytes));
-  const { esr } = fromTorchStateDicts(baseSd, branchSds);
-  useLazyInputGradient(esr.base.getLayer('conv1'));
-  return esr;
+  return (await loadModel([base.bytes, ...branches.map((b) => b.f.bytes)], { expect: 'esr' })) as EsrEnsemble;
 }
 
 /** One face's result: the ensemble label, each branch's vote and probabilities, and its spatial attention. */

@@ -12,7 +12,9 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { Browser, Page } from 'puppeteer-core';
 import { initBackend } from 'fer-backend';
 import { decodeImage, rawToModelInput } from 'fer-datasets';
-import { createEsr, fromTorchCheckpoint, saveTorchCheckpoint, type EsrEnsemble } from 'fer-models-esr';
+import { fileHandler } from 'fer-core/node';
+import { createEsr, type EsrEnsemble } from 'fer-models-esr';
+import { fromTorchCheckpoint, saveTorchCheckpoint } from 'fer-models-esr/node';
 import { DATA_DIR } from 'fer-test-utils';
 import type { FerDemoApi } from '../src/api';
 import { DEFAULT_STEP, runTrainingStep, type StepResult } from '../src/train-step';
@@ -130,7 +132,7 @@ describeBrowser('web demo in headless Chromium', () => {
       const [w, b] = fc.getWeights();
       fc.setWeights([tf.mul(w, 30), tf.mul(b, 30)]);
     }
-    await esr.save(path.join(dir, 'model'));
+    await esr.save(fileHandler(path.join(dir, 'model')));
     await saveTorchCheckpoint(esr, path.join(dir, 'torch'));
 
     nodePredictions = ferPredict(path.join(dir, 'model'), PHOTOS);
