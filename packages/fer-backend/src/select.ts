@@ -144,7 +144,8 @@ async function activateNative(): Promise<string | null> {
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     if ((err?.code === 'MODULE_NOT_FOUND' || err?.code === 'ERR_MODULE_NOT_FOUND') && /fer-native/.test(err.message)) {
-      return 'fer-native is not installed';
+      // In a source checkout, worker threads resolve workspace packages through their dist: `pnpm build` first.
+      return 'fer-native is not installed (or, in a source checkout, not built: run pnpm build)';
     }
     return `fer-native failed to load (${firstLine(err)})`;
   }
