@@ -1,9 +1,10 @@
 /**
  * The diversity loss of Heidari & Iosifidis (2022) as the reference code computes it ('reference'), and a
- * corrected determinantal-point-process version that actually diversifies ('dpp', the default). docs/method.md#diversity-loss, #defect-2.
+ * corrected determinantal-point-process version that actually diversifies ('dpp', the default).
+ * docs/method.md#diversity-loss, #defect-2.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { DiversityInputError, expected, parseChoice } from './errors';
+import { expected, parseChoice } from './errors';
 import { customOp } from './custom-op';
 import { cofactors, diagFrom, luFactor, luSolve, torchDetGrad, type DetGradient, type LuFactors } from './linalg';
 import {
@@ -42,7 +43,8 @@ export interface ResolvedDiversityOptions {
 /**
  * 'reference': `BranchDiversity(...).det_div` of the paper's code exactly: zero diagonal, γ = 10, summed squared
  * distance, −det, PyTorch's det gradient. Its NaN/±inf behaviour is reproduced (−logdet is NaN when det < 0 and
- * +inf when det = 0). For odd n it rewards *similar* heads, and it underflows to 0 for 512-d heads (docs/method.md#numerics).
+ * +inf when det = 0). For odd n it rewards *similar* heads, and it underflows to 0 for 512-d heads
+ * (docs/method.md#numerics).
  *
  * 'dpp': S is a batch mean of RBF Gram matrices (unit diagonal), hence positive semi-definite with det ∈ [0, 1];
  * the loss −logdet(S + εI) is a determinantal-point-process diversity term for every n. The distance is the

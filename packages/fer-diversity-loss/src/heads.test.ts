@@ -115,7 +115,8 @@ describe.each(['cpu', 'wasm'])('head helpers and metric (%s)', (backend) => {
     );
     const v = Array.from(x.dataSync());
     const at = (i: number, s: number, r: number, c: number) => v[((i * b + s) * h + r) * w + c];
-    // Independent restatement of BranchDiversity(attn_sp, 'channel'): d(s, col) = Σ_rows (x_i − x_j)², S = mean exp(−10 d).
+    // Independent restatement of BranchDiversity(attn_sp, 'channel'): d(s, col) = Σ_rows (x_i − x_j)², S = mean exp(−10
+    // d).
     const expected: number[] = [];
     for (let i = 0; i < n; i++)
       for (let j = 0; j < n; j++) {

@@ -1,6 +1,7 @@
 /**
- * Builders for the head stacks the paper diversifies (docs/method.md#what-is-compared). Every helper returns a new tensor the caller owns
- * and carries its own gradient, so the package stays usable with tfjs-core alone. Layouts are tfjs NHWC.
+ * Builders for the head stacks the paper diversifies (docs/method.md#what-is-compared). Every helper returns a new
+ * tensor the caller owns and carries its own gradient, so the package stays usable with tfjs-core alone. Layouts are
+ * tfjs NHWC.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { customOp } from './custom-op';

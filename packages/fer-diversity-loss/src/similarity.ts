@@ -1,6 +1,6 @@
 /**
- * The batch-averaged RBF similarity between heads (docs/method.md#similarity), vectorised over all pairs with an explicit
- * gradient whose arithmetic mirrors PyTorch autograd through the reference's per-pair loop.
+ * The batch-averaged RBF similarity between heads (docs/method.md#similarity), vectorised over all pairs with an
+ * explicit gradient whose arithmetic mirrors PyTorch autograd through the reference's per-pair loop.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { customOp } from './custom-op';

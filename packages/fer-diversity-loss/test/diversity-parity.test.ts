@@ -18,11 +18,20 @@ const REDUCTIONS: [string, DiversityReduction][] = [
 ];
 const FILE = 'diversity.safetensors';
 
+/** One input case of the fixture: per γ tag (`g10`, `g1`, `g0.1`), the check to use and each reduction's values. */
+interface DiversityCase {
+  case: string;
+  gammas: Record<
+    string,
+    { recommended_check: Check } & Record<string, { f32: number | string; grad_stored?: boolean }>
+  >;
+}
+
 describeIfExists(path.join(REFERENCE_DIR, 'diversity'), `diversity fixture parity (${BACKEND})`, () => {
   const fx = loadFixture('diversity');
-  const cases: any[] = fx.manifest.cases;
+  const cases = fx.manifest.cases as DiversityCase[];
   const tolerances = new Map<string, { rtol: number; atol?: number; atol_rel_max?: number }>(
-    fx.manifest.tensors.map((t: any) => [t.name, t.tolerance]),
+    fx.manifest.tensors.map((t) => [t.name, t.tolerance]),
   );
 
   const read = async (name: string): Promise<Float32Array> => {
@@ -48,7 +57,7 @@ describeIfExists(path.join(REFERENCE_DIR, 'diversity'), `diversity fixture parit
       const failures: string[] = [];
       let nonFinite = 0;
       try {
-        for (const [tag, g] of Object.entries<any>(c.gammas)) {
+        for (const [tag, g] of Object.entries(c.gammas)) {
           const gamma = Number(tag.slice(1));
           const check: Check = g.recommended_check;
           const prefix = `${c.case}/${tag}`;
@@ -110,7 +119,7 @@ describeIfExists(path.join(REFERENCE_DIR, 'diversity'), `diversity fixture parit
       expect(failures).toEqual([]);
       // NaN/±inf reference values are asserted like any other (counted so a silent skip would show).
       expect(nonFinite).toBe(
-        Object.values<any>(c.gammas).reduce(
+        Object.values(c.gammas).reduce(
           (k, g) => k + ['direct', 'neg_det', 'neg_logdet'].filter((r) => typeof g[r].f32 === 'string').length,
           0,
         ),

@@ -20,7 +20,7 @@ const REDUCTIONS: [string, DiversityReduction][] = [
 
 describeIfExists(path.join(REFERENCE_DIR, 'esr_cbam'), `ESR attention diversity parity (${BACKEND})`, () => {
   const fx = loadFixture('esr_cbam');
-  const tol = new Map<string, any>(fx.manifest.tensors.map((t: any) => [t.name, t.tolerance]));
+  const tol = new Map(fx.manifest.tensors.map((t) => [t.name, t.tolerance]));
   const read = async (name: string): Promise<Float32Array> => {
     const t = await fx.tensor(FILE, name);
     const v = t.dataSync() as Float32Array;
@@ -51,7 +51,7 @@ describeIfExists(path.join(REFERENCE_DIR, 'esr_cbam'), `ESR attention diversity 
             if (!Number.isFinite(ref)) nonFinite.push(`${base}=${ref}`);
             const underflow = Math.abs(ref) < 1e-30;
             const v = diversityLoss(heads, opts);
-            const t = tol.get(base);
+            const t = tol.get(base)!;
             // Below 1e-30 the manifest asks for magnitude and sign only (checked as 'edge': factor 2, same sign).
             failures.push(
               ...compareArrays(
@@ -64,7 +64,7 @@ describeIfExists(path.join(REFERENCE_DIR, 'esr_cbam'), `ESR attention diversity 
             v.dispose();
             const gref = await read(`${base}_grad`);
             const grad = tf.grad((h: tf.Tensor) => diversityLoss(h, opts))(heads);
-            const gt = tol.get(`${base}_grad`);
+            const gt = tol.get(`${base}_grad`)!;
             failures.push(
               ...compareArrays(
                 grad.dataSync(),
@@ -72,7 +72,7 @@ describeIfExists(path.join(REFERENCE_DIR, 'esr_cbam'), `ESR attention diversity 
                 {
                   check: 'strict',
                   rtol: gt.rtol,
-                  atol: underflow ? 1e-30 : gt.atol_rel_max * maxAbsFinite(gref),
+                  atol: underflow ? 1e-30 : gt.atol_rel_max! * maxAbsFinite(gref),
                   zeroPattern: true,
                 },
                 `${base}_grad`,
@@ -84,7 +84,7 @@ describeIfExists(path.join(REFERENCE_DIR, 'esr_cbam'), `ESR attention diversity 
             const lossKey = kind === 'spatial' ? 'train/loss_div_sp_det' : 'train/loss_div_ch_det';
             const ref = (await read(lossKey))[0];
             const v = diversityLoss(heads, { preset: 'reference' });
-            const t = tol.get(lossKey);
+            const t = tol.get(lossKey)!;
             failures.push(
               ...compareArrays(
                 v.dataSync(),

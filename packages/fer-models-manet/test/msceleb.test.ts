@@ -1,7 +1,7 @@
 /**
- * MS-Celeb-1M checkpoint import (docs/method.md#msceleb-checkpoint): the genuine-format subset in ../shared/reference/manet/msceleb_format,
- * and a full-size synthetic checkpoint with 12,666-class heads built here; plus the tfjs save/load round trip and
- * leak tests of both forward modes on the loaded model.
+ * MS-Celeb-1M checkpoint import (docs/method.md#msceleb-checkpoint): the genuine-format subset in
+ * ../shared/reference/manet/msceleb_format, and a full-size synthetic checkpoint with 12,666-class heads built here;
+ * plus the tfjs save/load round trip and leak tests of both forward modes on the loaded model.
  */
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';

@@ -2,6 +2,7 @@
  * Parity with ../shared/reference/manet (PyTorch 1.13, diversified_manet.py, analytic weights, batch 2 of 224x224):
  * the analytic weights' checksums, the eval-mode outputs, and loading the fixture's state dict.
  */
+import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from 'fer-backend';
@@ -43,7 +44,7 @@ describeIfExists(FIXTURE_DIR, 'MA-Net parity (eval mode)', () => {
   });
 
   test('the analytic weights match the fixture entry by entry (names, order, shapes, checksums)', () => {
-    const ref = require(path.join(FIXTURE_DIR, 'analytic_weights.json')).entries as Array<{
+    const ref = JSON.parse(readFileSync(path.join(FIXTURE_DIR, 'analytic_weights.json'), 'utf8')).entries as Array<{
       k: number;
       name: string;
       shape: number[];
@@ -65,7 +66,7 @@ describeIfExists(FIXTURE_DIR, 'MA-Net parity (eval mode)', () => {
   });
 
   test('eval outputs: both logits, global features, local features (manifest tolerances)', async () => {
-    const tol = (name: string) => fx.manifest.tensors.find((t: { name: string }) => t.name === name).tolerance;
+    const tol = (name: string) => fx.manifest.tensors.find((t: { name: string }) => t.name === name)!.tolerance;
     const out = manet.forward(x, { training: false });
     try {
       const ref = async (n: string) => fx.tensor('data.safetensors', n);

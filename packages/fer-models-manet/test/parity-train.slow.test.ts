@@ -85,7 +85,7 @@ describeIfExists(FIXTURE_DIR, 'MA-Net parity (train mode, one SGD step)', () => 
   let vars: tf.Variable[] = [];
 
   const manifestTol = (name: string): Tol =>
-    fx.manifest.tensors.find((t: { name: string }) => t.name === name).tolerance;
+    fx.manifest.tensors.find((t: { name: string }) => t.name === name)!.tolerance;
   // Scalars come back from the fixture loader as [1]; compare them as [].
   const ref = async (name: string) => {
     const t = await fx.tensor('data.safetensors', name);

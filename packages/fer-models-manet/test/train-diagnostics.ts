@@ -18,7 +18,7 @@ import { analyticEntries, analyticStateDict } from './analytic-weights';
   loadTorchStateDict(m, analyticStateDict(analyticEntries(7)));
   const x = tf.transpose(await fx.tensor('data.safetensors', 'input/x'), [0, 2, 3, 1]) as tf.Tensor4D;
   const labels = tf.cast(await fx.tensor('data.safetensors', 'input/labels'), 'int32') as tf.Tensor1D;
-  const tolOf = (n: string) => fx.manifest.tensors.find((t: any) => t.name === n).tolerance;
+  const tolOf = (n: string) => fx.manifest.tensors.find((t) => t.name === n)!.tolerance;
   const stat = async (ours: tf.Tensor, n: string) => {
     const r = (await fx.tensor('data.safetensors', n)).dataSync();
     const a = ours.dataSync();
@@ -61,7 +61,7 @@ import { analyticEntries, analyticStateDict } from './analytic-weights';
     );
   };
   const vars = m.trainableVariables();
-  const kept: any = {};
+  const kept: Record<string, tf.Tensor> = {};
   const t0 = Date.now();
   const { value, grads } = tf.variableGrads(() => {
     const out = m.forward(x, { training: true });

@@ -17,9 +17,9 @@ export interface AddonInfo {
  */
 export interface NativeAddon {
   info(): AddonInfo;
-  setThreads(n: number): void;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  [fn: string]: any;
+  /** `n`: a positive integer (the addon checks it). */
+  setThreads(n: unknown): void;
+  [fn: string]: (...args: unknown[]) => unknown;
 }
 
 export const APT_COMMAND = 'apt-get install -y g++ libdnnl-dev';

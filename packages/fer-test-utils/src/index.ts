@@ -1,5 +1,5 @@
 import * as path from 'node:path';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 import { readSafetensors } from 'fer-torch/node';
 import { toFloat32, type RawTensor } from 'fer-torch';
@@ -127,10 +127,45 @@ function countTensors(x: unknown, seen = new Set<unknown>()): number {
   return 0;
 }
 
+/** Tolerance of one fixture tensor (numpy allclose semantics; `atol_rel_max` scales atol by the tensor's max |x|). */
+export interface FixtureTolerance {
+  rtol: number;
+  atol: number;
+  atol_rel_max?: number;
+}
+
+/** One tensor of a fixture's manifest.json. */
+export interface FixtureTensor {
+  name: string;
+  file: string;
+  shape: number[];
+  tolerance: FixtureTolerance;
+}
+
+/** Per-step values of a recorded training run (`loss_step<s>` terms and `total`). */
+type StepValues = Record<string, number>;
+
+/**
+ * A fixture's manifest.json: the tensor list plus the fields some fixtures carry (the generator scripts in
+ * ../shared/reference define them; a test reads only the fields its fixture has).
+ */
+export interface FixtureManifest {
+  tensors: FixtureTensor[];
+  /** The diversity fixture's input cases (their shape is that fixture's; its test types them). */
+  cases: unknown[];
+  /** Recorded SGD steps of a training fixture. */
+  sgd: { step_losses: StepValues[] };
+  /** Training fixtures with several variants (e.g. loss presets). */
+  variants: Record<string, { steps: StepValues[] }>;
+  /** MA-Net training fixture: loss terms and every diversity reduction. */
+  loss: { values: Record<string, number>; all_diversity_values: Record<string, number> };
+  [field: string]: unknown;
+}
+
 /** A fixture folder's manifest plus lazy access to its safetensors files as float32 tfjs tensors. */
 export interface Fixture {
   dir: string;
-  manifest: any;
+  manifest: FixtureManifest;
   /** Raw tensor `name` of `file` (relative to the fixture folder). */
   raw(file: string, name: string): Promise<RawTensor>;
   /** A float32 tfjs tensor; the caller owns it. */
@@ -141,8 +176,7 @@ export interface Fixture {
 
 export function loadFixture(name: string): Fixture {
   const dir = path.join(REFERENCE_DIR, name);
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const manifest = JSON.parse(require('node:fs').readFileSync(path.join(dir, 'manifest.json'), 'utf8'));
+  const manifest = JSON.parse(readFileSync(path.join(dir, 'manifest.json'), 'utf8')) as FixtureManifest;
   const cache = new Map<string, ReturnType<typeof readSafetensors>>();
   const file = (f: string) => {
     if (!cache.has(f)) cache.set(f, readSafetensors(path.join(dir, f)));

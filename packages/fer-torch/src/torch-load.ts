@@ -1,6 +1,6 @@
 import { bytesSource, type ByteSource } from './bytes';
 import { TorchFormatError, UnsafePickleError } from './errors';
-import { BASE_GLOBALS, PyDict, describeValue, unpickle, type AllowedGlobal, type UnknownGlobals } from './pickle';
+import { BASE_GLOBALS, describeValue, unpickle, type AllowedGlobal, type UnknownGlobals } from './pickle';
 import { parseSafetensors } from './safetensors';
 import { DTYPE_SIZE, gatherStrided, numel, swapBytesInPlace, type DType, type RawTensor } from './tensor';
 import { ZipReader, type ZipReadOptions } from './zip';

@@ -197,8 +197,10 @@ function batchItems<T>(p: Pickler, items: readonly T[], save: (item: T) => void)
 }
 
 function saveSimple(p: Pickler, v: unknown, where: string): void {
-  if (typeof v === 'number') Number.isInteger(v) ? p.int(v) : p.float(v);
-  else if (typeof v === 'string') p.str(v);
+  if (typeof v === 'number') {
+    if (Number.isInteger(v)) p.int(v);
+    else p.float(v);
+  } else if (typeof v === 'string') p.str(v);
   else if (typeof v === 'boolean') p.bool(v);
   else if (v === null || v === undefined) p.none();
   else

@@ -99,7 +99,7 @@ describeIfExists(path.join(REFERENCE_DIR, 'train_esr2'), 'ESR trajectory parity 
       // branch_2 (lr 0.1) amplifies the upstream gradient gap below: only branch_1's classifier is checked here.
       it('the older branch classifier after 3 steps (branch_1 fc weight and bias)', async () => {
         for (const key of ['branch_1/fc.weight', 'branch_1/fc.bias']) {
-          const t = fx.manifest.tensors.find((m: { name: string }) => m.name === `${variant}/final/${key}`);
+          const t = fx.manifest.tensors.find((m: { name: string }) => m.name === `${variant}/final/${key}`)!;
           expectArrayClose(
             ours.get(key)!,
             toFloat32(await fx.raw('data.safetensors', t.name)),
@@ -225,7 +225,7 @@ describeIfExists(
     it('every branch classifier after two steps', async () => {
       for (const b of [1, 2, 3]) {
         for (const k of ['fc.weight', 'fc.bias']) {
-          const t = fx.manifest.tensors.find((m: { name: string }) => m.name === `full/branch_${b}/${k}`);
+          const t = fx.manifest.tensors.find((m: { name: string }) => m.name === `full/branch_${b}/${k}`)!;
           expectArrayClose(
             ours.get(`branch_${b}/${k}`)!,
             toFloat32(await fx.raw('after_sgd.safetensors', t.name)),
@@ -238,8 +238,9 @@ describeIfExists(
 
     // Same known gap as train_esr2: float32 near-ties in ReLU / max-pool choices (margins ≤ 1.4e-6 of the compared
     // tensor) flip differently on XNNPACK than on oneDNN and move whole gradients by 1e-3..1e-2 of their max; the
-    // float64-truth test in fer-models-esr shows each such choice is a near-tie and that, replaying our choices, float64
-    // agrees with us as closely as with the fixture. `failing` turns into an error if these ever meet the manifest.
+    // float64-truth test in fer-models-esr shows each such choice is a near-tie and that, replaying our choices,
+    // float64 agrees with us as closely as with the fixture. `failing` turns into an error if these ever meet the
+    // manifest.
     it.failing('every parameter and BN buffer after two steps (full and sampled)', async () => {
       const after = fx.manifest.tensors.filter((t: { file: string }) => t.file === 'after_sgd.safetensors');
       for (const t of after) {

@@ -90,7 +90,7 @@ export class Sgd {
   applyGradients(grads: Record<string, tf.Tensor>): void {
     for (const g of this.groups) {
       for (const v of g.variables) {
-        let grad = grads[v.name];
+        const grad = grads[v.name];
         if (grad === undefined) {
           if (!this.seen.has(v)) continue;
         } else {

@@ -65,8 +65,8 @@ export function lineChartSvg(series: Series[], o: LineChartOptions): string {
     .flat()
     .map((p) => p[1])
     .filter((y): y is number => y !== null && Number.isFinite(y));
-  let [y0, y1] = o.yRange ?? [Math.min(0, ...ys), Math.max(...ys, 1e-12)];
-  if (!(y1 > y0)) y1 = y0 + 1;
+  const [y0, yTop] = o.yRange ?? [Math.min(0, ...ys), Math.max(...ys, 1e-12)];
+  const y1 = yTop > y0 ? yTop : y0 + 1;
   const x0 = Math.min(...xs, 0);
   const x1 = Math.max(...xs, x0 + 1);
   const px = (x: number) => m.l + ((x - x0) / (x1 - x0)) * (W - m.l - m.r);
@@ -129,7 +129,10 @@ export function lineChartSvg(series: Series[], o: LineChartOptions): string {
   return parts.join('\n');
 }
 
-/** A confusion matrix (rows = true class, columns = predicted) as an SVG heat map with counts and row-normalised shading. */
+/**
+ * A confusion matrix (rows = true class, columns = predicted) as an SVG heat map with counts and row-normalised
+ * shading.
+ */
 export function confusionMatrixSvg(matrix: number[][], labels: readonly string[], title = 'Confusion matrix'): string {
   const k = matrix.length;
   const cell = 64;

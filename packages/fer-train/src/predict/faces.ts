@@ -119,6 +119,12 @@ function registerChainedOps(): void {
 }
 
 /**
+ * face-api must be loaded through CommonJS `require`, not `import`: its Node build is CommonJS, the resolver hook below
+ * only sees `require` calls, and under jest this is jest's `require`, which applies the tests' module mapping.
+ */
+const nodeRequire: NodeJS.Require = require;
+
+/**
  * Loads @vladmandic/face-api's Node wasm build on the tfjs-core this process already uses (its weights ship inside
  * the package, so it works offline). The build requires the `@tensorflow/tfjs` umbrella package; it only needs
  * tfjs-core's API, so that one name is resolved to tfjs-core while the module loads, and tfjs' chained-op methods
@@ -128,8 +134,7 @@ export async function loadFaceApi(): Promise<FaceApi> {
   if (faceapi) return faceapi;
   try {
     // tfjs' own registration (ESM files; loads under Node's require with tsx, not under every test transform)
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    require('@tensorflow/tfjs-core/dist/public/chained_ops/register_all_chained_ops');
+    nodeRequire('@tensorflow/tfjs-core/dist/public/chained_ops/register_all_chained_ops');
   } catch {
     registerChainedOps();
   }
@@ -140,8 +145,7 @@ export async function loadFaceApi(): Promise<FaceApi> {
     return req === '@tensorflow/tfjs' ? core : original.call(this, req, ...rest);
   };
   try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    faceapi = require('@vladmandic/face-api/dist/face-api.node-wasm.js') as FaceApi;
+    faceapi = nodeRequire('@vladmandic/face-api/dist/face-api.node-wasm.js') as FaceApi;
   } finally {
     M._resolveFilename = original;
   }
