@@ -1,5 +1,6 @@
 /**
- * `pnpm bench backend [--batch=16] [--steps=2] [--forward-batch=32] [--no-cpu] [--cpu-train] [--profile | --profile-calls]`
+ * `pnpm bench backend [--batch=16] [--steps=2] [--forward-batch=32] [--no-cpu] [--cpu-train] [--profile |
+ * --profile-calls]`
  *
  * An ESR-shaped network (base + one branch, BN + ReLU after every conv, 96x96x3 input) built from plain tfjs ops:
  *   base:   conv5x5 3->64, conv3x3 64->128, pool, conv3x3 128->128, conv3x3 128->128, pool   [B, 20, 20, 128]

@@ -10,9 +10,9 @@
  * (ESR-9 eval forward, batch 32), manet-train (MA-Net 224×224, batch 32; wasm accumulates micro-batches).
  *
  * The replicas are fer-train's training task (`trainTaskSpec` with `replicaModelSpec`; what `fer train
- * --compute-workers N` runs) on fer-parallel's `DataParallel`, updated by `FlatSgd` on the host. The loss is fer-train's
- * `lossFromSpec`, the same as torch_bench.py's: ESR Σ_k CE(branch k) + (≥ 2 branches) the spatial and channel
- * diversity terms of the last CBAM attention with the 'reference' preset (−det, γ 10, zero diagonal); MA-Net
+ * --compute-workers N` runs) on fer-parallel's `DataParallel`, updated by `FlatSgd` on the host. The loss is
+ * fer-train's `lossFromSpec`, the same as torch_bench.py's: ESR Σ_k CE(branch k) + (≥ 2 branches) the spatial and
+ * channel diversity terms of the last CBAM attention with the 'reference' preset (−det, γ 10, zero diagonal); MA-Net
  * 0.6·CE(fc_1) + 0.4·CE(fc_2) + the patch-spatial, patch-channel and global diversity terms ('reference').
  *
  * Flags:

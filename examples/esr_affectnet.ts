@@ -1,7 +1,7 @@
 /**
- * esr_affectnet.py: grow a diversified ESR-9 on AffectNet (docs/method.md#esr-affectnet): 50 epochs for branch 1, then 20 per new
- * branch; base/newest/older rates 0.01/0.1/0.01 after stage 1; StepLR(10, 0.5) at epoch start; the best snapshot of
- * each stage reloaded before a branch is added; a fresh ≤5000-per-class subset per stage.
+ * esr_affectnet.py: grow a diversified ESR-9 on AffectNet (docs/method.md#esr-affectnet): 50 epochs for branch 1, then
+ * 20 per new branch; base/newest/older rates 0.01/0.1/0.01 after stage 1; StepLR(10, 0.5) at epoch start; the best
+ * snapshot of each stage reloaded before a branch is added; a fresh ≤5000-per-class subset per stage.
  *
  *   pnpm tsx examples/esr_affectnet.ts <pre-processed AffectNet root> [out dir]
  */

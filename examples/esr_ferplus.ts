@@ -1,8 +1,8 @@
 /**
- * esr_ferplus.py: fine-tune the AffectNet-trained diversified ESR-9 on FER+ (docs/method.md#esr-finetuning): stage k trains the CE of
- * branches 1..k (branch k at 0.1, others and the base at 0.02; base and branch 1 at 0.1 in stage 1), 100 then 60
- * epochs, StepLR(10, 0.75) at epoch start, best snapshot reloaded between stages. Model selection on FER2013Valid,
- * final report on FER2013Test.
+ * esr_ferplus.py: fine-tune the AffectNet-trained diversified ESR-9 on FER+ (docs/method.md#esr-finetuning): stage k
+ * trains the CE of branches 1..k (branch k at 0.1, others and the base at 0.02; base and branch 1 at 0.1 in stage 1),
+ * 100 then 60 epochs, StepLR(10, 0.75) at epoch start, best snapshot reloaded between stages. Model selection on
+ * FER2013Valid, final report on FER2013Test.
  *
  *   pnpm tsx examples/esr_ferplus.ts <FER+ root> <AffectNet ESR-9 folder> [out dir]
  */

@@ -1,7 +1,7 @@
 /**
- * esr_rafdb.py: fine-tune the AffectNet-trained diversified ESR-9 on RAF-DB (docs/method.md#esr-finetuning): as esr_ferplus, with a new
- * 7-way classifier in every branch, RAF-DB's 96×96 RGB ImageNet-normalised pipeline and DAN's augmentation. As in the
- * reference, the test split selects the model (optimistic; docs/method.md#defect-18).
+ * esr_rafdb.py: fine-tune the AffectNet-trained diversified ESR-9 on RAF-DB (docs/method.md#esr-finetuning): as
+ * esr_ferplus, with a new 7-way classifier in every branch, RAF-DB's 96×96 RGB ImageNet-normalised pipeline and DAN's
+ * augmentation. As in the reference, the test split selects the model (optimistic; docs/method.md#defect-18).
  *
  *   pnpm tsx examples/esr_rafdb.ts <RAF-DB basic/ root> <AffectNet ESR-9 folder> [out dir]
  */

@@ -1,7 +1,7 @@
 /**
- * manet_affectnet.py: fine-tune the MS-Celeb-1M-pretrained diversified MA-Net on AffectNet (20 epochs, StepLR(5, 0.1), batch 128).
- * SGD lr 0.01, momentum 0.9, weight decay 1e-4 on every parameter (PyTorch semantics), StepLR stepped after each
- * epoch; loss 0.6·CE(head 1) + 0.4·CE(head 2) + the patch-spatial, patch-channel and global diversity terms.
+ * manet_affectnet.py: fine-tune the MS-Celeb-1M-pretrained diversified MA-Net on AffectNet (20 epochs, StepLR(5, 0.1),
+ * batch 128). SGD lr 0.01, momentum 0.9, weight decay 1e-4 on every parameter (PyTorch semantics), StepLR stepped after
+ * each epoch; loss 0.6·CE(head 1) + 0.4·CE(head 2) + the patch-spatial, patch-channel and global diversity terms.
  *
  *   pnpm tsx examples/manet_affectnet.ts <dataset root> [Pretrained_on_MSCeleb.pth.tar] [out dir]
  */

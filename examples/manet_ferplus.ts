@@ -1,7 +1,8 @@
 /**
- * manet_ferplus.py: fine-tune the MS-Celeb-1M-pretrained diversified MA-Net on FER+ (100 epochs, StepLR(15, 0.1), batch 32 as the script hard-codes).
- * SGD lr 0.01, momentum 0.9, weight decay 1e-4 on every parameter (PyTorch semantics), StepLR stepped after each
- * epoch; loss 0.6·CE(head 1) + 0.4·CE(head 2) + the patch-spatial, patch-channel and global diversity terms.
+ * manet_ferplus.py: fine-tune the MS-Celeb-1M-pretrained diversified MA-Net on FER+ (100 epochs, StepLR(15, 0.1), batch
+ * 32 as the script hard-codes). SGD lr 0.01, momentum 0.9, weight decay 1e-4 on every parameter (PyTorch semantics),
+ * StepLR stepped after each epoch; loss 0.6·CE(head 1) + 0.4·CE(head 2) + the patch-spatial, patch-channel and global
+ * diversity terms.
  *
  *   pnpm tsx examples/manet_ferplus.ts <dataset root> [Pretrained_on_MSCeleb.pth.tar] [out dir]
  */

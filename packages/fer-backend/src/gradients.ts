@@ -115,7 +115,10 @@ export function registerGradientOverrides(): string[] {
   return OVERRIDES.map((g) => g.kernelName);
 }
 
-/** Puts tfjs' stock gradients back where fer-backend's overrides are registered (`initBackend` with `gradientOverrides: false`). */
+/**
+ * Puts tfjs' stock gradients back where fer-backend's overrides are registered (`initBackend` with `gradientOverrides:
+ * false`).
+ */
 export function restoreStockGradients(): void {
   for (const g of OVERRIDES) {
     if (tf.getGradient(g.kernelName) === g && stockGradients.has(g.kernelName))

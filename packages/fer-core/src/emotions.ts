@@ -18,7 +18,10 @@ export const EMOTIONS = [
 /** A class order: index i of a model's logits is `labels[i]`. */
 export type LabelSet = readonly Emotion[];
 
-/** AffectNet's categorical order (codes 0-7), shared by FER+ after the reference's remap (docs/method.md#affectnet, #ferplus). */
+/**
+ * AffectNet's categorical order (codes 0-7), shared by FER+ after the reference's remap (docs/method.md#affectnet,
+ * #ferplus).
+ */
 export const AFFECTNET_LABELS: LabelSet = EMOTIONS;
 
 /** RAF-DB basic release order (file label − 1, docs/method.md#rafdb). */

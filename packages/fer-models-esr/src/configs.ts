@@ -1,15 +1,17 @@
 import { AFFECTNET_LABELS, FerInputError, RAFDB_LABELS, type LabelSet } from 'fer-core';
 
 /**
- * - `original`: upstream ESR (Siqueira et al., AAAI-20; docs/method.md#upstream-esr): no attention; each branch may carry the
- *   valence/arousal head Linear(8→2) applied to ReLU(logits).
- * - `cbam`: the diversified ESR of the reference (`model/diversified_esr.py`, docs/method.md#esr): CBAM after every conv block
- *   of the base and of each branch; the last branch CBAM's attention feeds the diversity loss.
+ * - `original`: upstream ESR (Siqueira et al., AAAI-20; docs/method.md#upstream-esr): no attention; each branch may
+ *   carry the valence/arousal head Linear(8→2) applied to ReLU(logits).
+ * - `cbam`: the diversified ESR of the reference (`model/diversified_esr.py`, docs/method.md#esr): CBAM after every
+ *   conv block of the base and of each branch; the last branch CBAM's attention feeds the diversity loss.
  */
 export type EsrVariant = 'original' | 'cbam';
 export const ESR_VARIANTS: readonly EsrVariant[] = ['original', 'cbam'];
 
-/** Channel order the weights expect. The reference reads AffectNet and FER+ with OpenCV (BGR), RAF-DB with PIL (RGB). */
+/**
+ * Channel order the weights expect. The reference reads AffectNet and FER+ with OpenCV (BGR), RAF-DB with PIL (RGB).
+ */
 export type ColorOrder = 'bgr' | 'rgb';
 
 /** Everything that defines an ESR ensemble's architecture and its input convention (typed data, STYLE.md). */

@@ -20,8 +20,8 @@ export interface EsrForwardOptions {
   training: boolean;
   /**
    * Override the branches' mode. Default: `training`. `{ training: false, branchesTraining: true }` reproduces the
-   * reference's validation (`eval_script` in the fixture, docs/method.md#defect-10): base in eval mode, branches in train
-   * mode, their running statistics updated with the validation data. Only for faithful reproduction.
+   * reference's validation (`eval_script` in the fixture, docs/method.md#defect-10): base in eval mode, branches in
+   * train mode, their running statistics updated with the validation data. Only for faithful reproduction.
    */
   branchesTraining?: boolean;
 }
@@ -42,10 +42,10 @@ export interface CreateEsrOptions {
 }
 
 /**
- * An Ensemble with Shared Representations (Siqueira et al. 2020), optionally diversified with CBAM (docs/method.md#esr).
- * Parts are tfjs-layers `LayersModel`s: `base` ([N, S, S, 3] → [N, S', S', 128]) and one per branch. The branches are
- * real parts of the ensemble: the `training` flag reaches each of them (the reference's plain-list defect is not
- * reproduced unless asked for, see `EsrForwardOptions.branchesTraining`).
+ * An Ensemble with Shared Representations (Siqueira et al. 2020), optionally diversified with CBAM
+ * (docs/method.md#esr). Parts are tfjs-layers `LayersModel`s: `base` ([N, S, S, 3] → [N, S', S', 128]) and one per
+ * branch. The branches are real parts of the ensemble: the `training` flag reaches each of them (the reference's
+ * plain-list defect is not reproduced unless asked for, see `EsrForwardOptions.branchesTraining`).
  */
 export class EsrEnsemble implements FerNetwork {
   readonly kind = 'esr' as const;
@@ -169,8 +169,8 @@ export class EsrEnsemble implements FerNetwork {
 
   /**
    * Trainable variables per part: `[{ name: 'base' }, { name: 'branch_1' }, …]`, the groups the reference's
-   * optimizer gives different learning rates (base, newest branch, older branches; docs/method.md#esr-affectnet). Frozen parts have
-   * no variables.
+   * optimizer gives different learning rates (base, newest branch, older branches; docs/method.md#esr-affectnet).
+   * Frozen parts have no variables.
    */
   variableGroups(): VariableGroup[] {
     return this.parts().map(({ name, model }) => ({

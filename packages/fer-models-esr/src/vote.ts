@@ -2,8 +2,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import { FerInputError } from 'fer-core';
 
 /**
- * Plurality vote of the branches (docs/method.md#esr-evaluation; upstream `cvision._predict`): each branch votes for its argmax class,
- * the class with most votes wins, ties go to the lowest class index.
+ * Plurality vote of the branches (docs/method.md#esr-evaluation; upstream `cvision._predict`): each branch votes for
+ * its argmax class, the class with most votes wins, ties go to the lowest class index.
  * @param logits one [B, K] tensor per branch
  * @returns [B] int32 class indices, owned by the caller
  */

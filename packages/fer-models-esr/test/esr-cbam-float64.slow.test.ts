@@ -44,7 +44,8 @@ const AFTER = 'after_sgd.safetensors';
  * Bound: err(ours vs routed float64) ≤ K · max(err(fixture vs float64), FLOOR), errors relative to max|truth|
  * (gradients, outputs, losses) or to the largest update max|truth − init| (parameters after the two steps).
  * - K = 4: float32 implementations with different accumulation orders (oneDNN vs XNNPACK, PyTorch on 1 vs 2
- *   threads) sit at comparable, not equal, distances from the truth; measured: ours-routed ≤ 1.03 · max(fixture, floor).
+ *   threads) sit at comparable, not equal, distances from the truth; measured: ours-routed ≤ 1.03 · max(fixture,
+ *   floor).
  * - FLOOR_VALUE = 2e-5 (≈ 170 float32 ulps of the tensor's largest entry): where the fixture happens to sit at
  *   1e-7 of the truth (fc biases, CE terms) a smaller bound would demand identical rounding.
  * - FLOOR_UPDATE = 1e-3: a parameter is stored in float32, so its update carries ulp(|p|) / max|update| of rounding

@@ -103,8 +103,8 @@ describeIfExists(
         const ref = (await fx.tensor(DATA, n)).dataSync();
         const gd = g.dataSync();
         if (key.startsWith('conv') && key.endsWith('.bias')) {
-          // A conv bias feeding a train-mode BN is cancelled by the BN: its true gradient is 0 and the stored values are
-          // rounding noise (../shared/bench's restatement checks these with atol 1e-5 too).
+          // A conv bias feeding a train-mode BN is cancelled by the BN: its true gradient is 0 and the stored values
+          // are rounding noise (../shared/bench's restatement checks these with atol 1e-5 too).
           expectArrayClose(gd, ref, { rtol: 0, atol: 1e-5 }, n);
         } else if (part === 'base') {
           // Train mode is ill-conditioned here: ReLU and max-pool choices at near-ties (within float32 noise) flip
@@ -149,10 +149,11 @@ describeIfExists(
         // `sample/` holds the C-order flattened tensor taken every 31st element.
         const vals = kind === 'sample' ? got.filter((_, i) => i % 31 === 0) : got;
         // Parameters move by lr·(momentum buffer). The base and the branches' early layers inherit the train-mode
-        // ill-conditioning described above, so single entries may deviate by a sizeable fraction of the update. Checked: every entry within max(manifest atol, 25 % of the
-        // reference's largest update) and, for tensors of 16+ entries, the update as a whole within 10 % (relative
-        // L2). Counters are exact; running statistics get rtol 1e-3 (manifest 1e-4): their second update comes from a
-        // forward with the step-1 weights, which carry those deviations (measured 1.1e-3 on one base bn3 mean).
+        // ill-conditioning described above, so single entries may deviate by a sizeable fraction of the update.
+        // Checked: every entry within max(manifest atol, 25 % of the reference's largest update) and, for tensors of
+        // 16+ entries, the update as a whole within 10 % (relative L2). Counters are exact; running statistics get rtol
+        // 1e-3 (manifest 1e-4): their second update comes from a forward with the step-1 weights, which carry those
+        // deviations (measured 1.1e-3 on one base bn3 mean).
         const buffer = /running_(mean|var)$|num_batches_tracked$/.test(key);
         const init = buffer ? null : toFloat32(await fx.raw(`weights_init/${part}.safetensors`, key));
         const initVals = init && kind === 'sample' ? init.filter((_, i) => i % 31 === 0) : init;

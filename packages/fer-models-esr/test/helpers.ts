@@ -76,8 +76,8 @@ export function toTorchLayout(v: tf.Tensor, transform: 'conv' | 'linear' | 'copy
 }
 
 /**
- * The reference's `BranchDiversity(...).det_div` (docs/method.md#similarity) restated for 2 or 3 heads, so the loss tests do not
- * depend on fer-diversity-loss: S_ij = mean_b exp(−10·‖X_i[b] − X_j[b]‖²), zero diagonal, value −det(S).
+ * The reference's `BranchDiversity(...).det_div` (docs/method.md#similarity) restated for 2 or 3 heads, so the loss
+ * tests do not depend on fer-diversity-loss: S_ij = mean_b exp(−10·‖X_i[b] − X_j[b]‖²), zero diagonal, value −det(S).
  * n = 2: −det = S01·S10; n = 3: −det = −(S01·S12·S20 + S02·S21·S10). Scalar, owned by the caller.
  */
 export function referenceNegDet(stack: tf.Tensor): tf.Scalar {
@@ -95,7 +95,10 @@ export function referenceNegDet(stack: tf.Tensor): tf.Scalar {
   });
 }
 
-/** The esr_affectnet.py loss: Σ CE + (−det spatial) + (−det channel) (diversity only with > 1 branch), via fer-diversity-loss's 'reference' preset. */
+/**
+ * The esr_affectnet.py loss: Σ CE + (−det spatial) + (−det channel) (diversity only with > 1 branch), via
+ * fer-diversity-loss's 'reference' preset.
+ */
 export function referenceLoss(
   out: { logits: tf.Tensor2D[]; heads: Record<string, tf.Tensor> },
   y: tf.Tensor1D,

@@ -26,8 +26,9 @@ function multiScaleModel(order: MsScaleOrder): tfl.LayersModel {
 }
 
 /**
- * The block restated with plain ops from docs/method.md#manet (seed) and docs/method.md#upstream-manet (upstream 2023 reverse order):
- * t = ReLU(BN(conv(x))), groups s0..s3; y_j = BN_j(conv_j(ReLU(y_prev) + s_j)); out = ReLU(P1 + P2 + x).
+ * The block restated with plain ops from docs/method.md#manet (seed) and docs/method.md#upstream-manet (upstream 2023
+ * reverse order): t = ReLU(BN(conv(x))), groups s0..s3; y_j = BN_j(conv_j(ReLU(y_prev) + s_j)); out = ReLU(P1 + P2 +
+ * x).
  */
 function restated(model: tfl.LayersModel, x: tf.Tensor4D, order: MsScaleOrder): tf.Tensor {
   const w = (name: string) => model.weights.find((v) => v.originalName === name)!.read();

@@ -111,9 +111,9 @@ export class ManetBuilder {
   }
 
   /**
-   * The seed's MulScaleBlock (docs/method.md#manet): conv3x3(stride)-BN-ReLU, split into four groups s0..s3 of planes/4; two
-   * paths of conv3x3-BN steps, y1 = cb(s0), y_j = cb(ReLU(y_{j-1}) + s_{j-1}); output ReLU(P1 + P2 + shortcut).
-   * With `order: 'reverse'` path 2 runs s3 -> s0 as upstream since 2023 (module j still reads group j).
+   * The seed's MulScaleBlock (docs/method.md#manet): conv3x3(stride)-BN-ReLU, split into four groups s0..s3 of
+   * planes/4; two paths of conv3x3-BN steps, y1 = cb(s0), y_j = cb(ReLU(y_{j-1}) + s_{j-1}); output ReLU(P1 + P2 +
+   * shortcut). With `order: 'reverse'` path 2 runs s3 -> s0 as upstream since 2023 (module j still reads group j).
    */
   mulScaleBlock(x: Sym, prefix: string, planes: number, stride: number, order: MsScaleOrder): Sym {
     const t = this.relu(

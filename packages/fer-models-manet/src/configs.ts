@@ -8,10 +8,16 @@ import {
   type LabelSet,
 } from 'fer-core';
 
-/** Input side the architecture requires: the 28x28 layer2 map is cut into 14x14 patches (docs/method.md#manet, #defect-29). */
+/**
+ * Input side the architecture requires: the 28x28 layer2 map is cut into 14x14 patches (docs/method.md#manet,
+ * #defect-29).
+ */
 export const MANET_INPUT_SIZE = 224;
 
-/** Number of MS-Celeb-1M identities: the class count of the pretrained checkpoint's heads (docs/method.md#msceleb-checkpoint). */
+/**
+ * Number of MS-Celeb-1M identities: the class count of the pretrained checkpoint's heads
+ * (docs/method.md#msceleb-checkpoint).
+ */
 export const MSCELEB_NUM_CLASSES = 12666;
 
 /**
@@ -39,7 +45,9 @@ export interface ManetPretrainedConfig {
   readonly numClasses: number;
   /** Class order of the logits; `null` for the MS-Celeb identity heads. */
   readonly labels: LabelSet | null;
-  /** The reference script's input convention (docs/method.md#data-pipelines, #defect-11); the data pipeline applies it. */
+  /**
+   * The reference script's input convention (docs/method.md#data-pipelines, #defect-11); the data pipeline applies it.
+   */
   readonly input: {
     readonly channelOrder: 'rgb' | 'bgr';
     readonly mean: readonly [number, number, number] | null;

@@ -12,8 +12,8 @@ export interface SgdGroupOptions {
 
 /**
  * `torch.optim.SGD` on host Float32Arrays (the engine's master weights), per variable group:
- * d = g + wd·p; buf = d on the first step, else momentum·buf + (1 − dampening)·d; d = nesterov ? d + momentum·buf : buf;
- * p −= lr·d. Cheap next to a training step (one pass over the parameters); keeps one momentum buffer per variable.
+ * d = g + wd·p; buf = d on the first step, else momentum·buf + (1 − dampening)·d; d = nesterov ? d + momentum·buf :
+ * buf; p −= lr·d. Cheap next to a training step (one pass over the parameters); keeps one momentum buffer per variable.
  */
 export class FlatSgd {
   private readonly groups: Map<string, Required<SgdGroupOptions>>;

@@ -215,7 +215,8 @@ describe('recalibrateBatchNorm', () => {
   it('leaks no tensor', async () => {
     const m = chain();
     const ds = memoryDataset(randomBatches(2, 2, 1));
-    await recalibrateBatchNorm(m, ds, { batches: 2, batchSize: 2 }); // first call builds nothing new, but warm up anyway
+    // first call builds nothing new, but warm up anyway
+    await recalibrateBatchNorm(m, ds, { batches: 2, batchSize: 2 });
     await expectNoLeak(() => recalibrateBatchNorm(m, ds, { batches: 2, batchSize: 2 }), { returned: 0 });
     m.dispose();
   });

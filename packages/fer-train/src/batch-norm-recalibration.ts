@@ -83,7 +83,9 @@ function collect(layer: tfl.layers.Layer, out: BatchNormState[]): void {
   }
 }
 
-/** Every PyTorch-semantics batch norm of an ESR ensemble or an MA-Net (`TorchBatchNorm` layers and CBAM spatial gates). */
+/**
+ * Every PyTorch-semantics batch norm of an ESR ensemble or an MA-Net (`TorchBatchNorm` layers and CBAM spatial gates).
+ */
 export function findBatchNorms(model: FerModel): BatchNormState[] {
   const out: BatchNormState[] = [];
   layerModels(model).forEach((m) => collect(m, out));

@@ -38,8 +38,9 @@ function need(root: string | undefined, kind: string): string {
 }
 
 /**
- * The reference's splits per dataset (docs/method.md#data-pipelines): augmented, capped training split (ESR augmentation for AffectNet
- * and FER+, DAN's for RAF-DB), validation without augmentation, and a test split where one exists.
+ * The reference's splits per dataset (docs/method.md#data-pipelines): augmented, capped training split (ESR
+ * augmentation for AffectNet and FER+, DAN's for RAF-DB), validation without augmentation, and a test split where one
+ * exists.
  */
 export async function loadSplits(o: SplitOptions): Promise<Splits> {
   const common = { imageSize: o.imageSize, workers: o.workers, onWarning: o.onWarning };

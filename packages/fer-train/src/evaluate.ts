@@ -52,8 +52,8 @@ export interface EvalResult {
 }
 
 /**
- * Evaluates in inference mode (every branch, unlike the reference's evaluate(), docs/method.md#defect-10), without gradients.
- * Reads each batch's outputs once. Disposes every batch and intermediate.
+ * Evaluates in inference mode (every branch, unlike the reference's evaluate(), docs/method.md#defect-10), without
+ * gradients. Reads each batch's outputs once. Disposes every batch and intermediate.
  */
 export async function evaluate(model: FerModel, data: FerDataset, o: EvaluateOptions = {}): Promise<EvalResult> {
   const K = data.labels.length;

@@ -3,7 +3,8 @@ import type { ForwardResult } from 'fer-core';
 
 /**
  * Which diversity loss enters training: `reference` reproduces the scripts (zero-diagonal similarity, γ = 10, −det;
- * docs/method.md#diversity-loss), `dpp` is the corrected determinantal loss (unit diagonal, −logdet), `none` trains without it (ablation).
+ * docs/method.md#diversity-loss), `dpp` is the corrected determinantal loss (unit diagonal, −logdet), `none` trains
+ * without it (ablation).
  */
 export type DiversityMode = 'reference' | 'dpp' | 'none';
 export const DIVERSITY_MODES: readonly DiversityMode[] = ['reference', 'dpp', 'none'];

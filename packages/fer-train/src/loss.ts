@@ -14,8 +14,8 @@ function div(heads: tf.Tensor, mode: Exclude<DiversityMode, 'none'>): tf.Scalar 
 }
 
 /**
- * The ESR training loss (docs/method.md#total-loss): Σ_k CE(logits_k, y) over `ceBranches`, plus the spatial and channel diversity
- * terms on the last CBAM's attention of `diversityBranches` (when there are at least two).
+ * The ESR training loss (docs/method.md#total-loss): Σ_k CE(logits_k, y) over `ceBranches`, plus the spatial and
+ * channel diversity terms on the last CBAM's attention of `diversityBranches` (when there are at least two).
  * Terms: `ce_branch_<k>` (1-based), `div_spatial`, `div_channel`.
  */
 export function esrLoss(out: ForwardResult, labels: tf.Tensor1D, o: EsrLossOptions): LossTerms {
@@ -44,9 +44,9 @@ export function esrLoss(out: ForwardResult, labels: tf.Tensor1D, o: EsrLossOptio
 }
 
 /**
- * The MA-Net training loss (docs/method.md#total-loss): β·CE(o1) + (1−β)·CE(o2) + the three diversity terms: patch "spatial"
- * (local features averaged over channels), patch "channel" (averaged over positions) and the two global features.
- * Terms: `ce_1`, `ce_2` (unweighted), `div_patch_spatial`, `div_patch_channel`, `div_global`.
+ * The MA-Net training loss (docs/method.md#total-loss): β·CE(o1) + (1−β)·CE(o2) + the three diversity terms: patch
+ * "spatial" (local features averaged over channels), patch "channel" (averaged over positions) and the two global
+ * features. Terms: `ce_1`, `ce_2` (unweighted), `div_patch_spatial`, `div_patch_channel`, `div_global`.
  */
 export function manetLoss(out: ForwardResult, labels: tf.Tensor1D, o: ManetLossOptions): LossTerms {
   const beta = o.beta ?? 0.6;

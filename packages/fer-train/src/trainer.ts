@@ -87,7 +87,9 @@ export type TrainEvent =
 export interface TrainerOptions<M extends FerModel = FerModel> {
   plan: TrainingPlan;
   model: ModelAdapter<M>;
-  /** The training set of a stage; called at each stage start with a stage seed (fresh capped subsets are drawn here). */
+  /**
+   * The training set of a stage; called at each stage start with a stage seed (fresh capped subsets are drawn here).
+   */
   trainData(stage: StagePlan, seed: number): FerDataset | Promise<FerDataset>;
   /** Model-selection split. */
   validation: FerDataset;

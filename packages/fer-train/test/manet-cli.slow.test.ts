@@ -2,8 +2,8 @@
  * MA-Net end to end through the `fer` commands on wasm (issue 8): `fer train manet --dataset synthetic` (224 px, the
  * only size the architecture takes) writes checkpoints, history and a saved model; with `--bn-batches` the model is
  * selected with batch statistics, its BN statistics are recomputed before the final evaluation and saved with it, so
- * `fer eval` on the reloaded model reproduces that final (inference-mode) test evaluation. Tiny sizes: this checks the plumbing, not learning (an MA-Net
- * trains at well under 1 image/s here, see README "Learning on synthetic faces").
+ * `fer eval` on the reloaded model reproduces that final (inference-mode) test evaluation. Tiny sizes: this checks the
+ * plumbing, not learning (an MA-Net trains at well under 1 image/s here, see README "Learning on synthetic faces").
  */
 import * as os from 'node:os';
 import * as path from 'node:path';

@@ -104,7 +104,10 @@ export class TinyEnsemble implements FerModel {
   }
 }
 
-/** n samples whose class is readable from the image (class-dependent mean), seeded shuffling + per-epoch noise "augmentation". */
+/**
+ * n samples whose class is readable from the image (class-dependent mean), seeded shuffling + per-epoch noise
+ * "augmentation".
+ */
 export function tinyDataset(n: number, seed: number, name = 'tiny'): FerDataset & { nanAt?: number } {
   const rng = new Rng(seed);
   const labels = Array.from({ length: n }, (_, i) => i % K);

@@ -108,12 +108,14 @@ describe('Trainer: resume and failures', () => {
     full.model.dispose();
 
     const b = await tmp();
-    const first = await new Trainer(options(b, { maxSteps: 4, checkpointEverySteps: 1 })).run(); // stage 1, epoch 1, step 1
+    // stage 1, epoch 1, step 1
+    const first = await new Trainer(options(b, { maxSteps: 4, checkpointEverySteps: 1 })).run();
     expect(first.stopped).toBe(true);
     first.model.dispose();
     const ck = await loadCheckpoint(path.join(b, 'checkpoints', 'last.safetensors'));
     expect(ck.meta.position).toEqual({ stage: 1, epoch: 1, step: 1, globalStep: 4 });
-    const second = await new Trainer(options(b, { maxSteps: 16, resume: true, checkpointEverySteps: 1 })).run(); // into stage 2
+    // into stage 2
+    const second = await new Trainer(options(b, { maxSteps: 16, resume: true, checkpointEverySteps: 1 })).run();
     expect(second.stopped).toBe(true);
     second.model.dispose();
     expect((await loadCheckpoint(path.join(b, 'checkpoints', 'last.safetensors'))).meta.position).toMatchObject({

@@ -8,8 +8,8 @@ type Reducer = 'sum' | 'mean' | 'max';
  * batch statistics; [1, 2]: global pooling): out[o, i] = reduce_m x[o, m, i]. The stock wasm kernels first
  * transpose the whole input so the axes become innermost; this is one JS pass over the heap, accumulating
  * in float64 as the cpu backend does. (A ones[1, m] x x[m, i] matMul is faster only when x is reused: XNNPACK
- * packs its weights operand on every new tensor, which costs more than the sum.) Other cases (innermost axes, non-float32) go to the stock
- * kernel, captured at registration.
+ * packs its weights operand on every new tensor, which costs more than the sum.) Other cases (innermost axes,
+ * non-float32) go to the stock kernel, captured at registration.
  */
 export function reductionKernel(kind: Reducer, stock: tf.KernelFunc): tf.KernelFunc {
   return (args) => {

@@ -11,7 +11,9 @@ beforeAll(async () => {
 
 const sig = (v: number) => 1 / (1 + Math.exp(-v));
 
-/** Loop-by-loop restatement of the reference CBAM (docs/method.md#cbam) in NHWC, eval-mode BN; independent of tfjs ops. */
+/**
+ * Loop-by-loop restatement of the reference CBAM (docs/method.md#cbam) in NHWC, eval-mode BN; independent of tfjs ops.
+ */
 function naiveCbam(x: Float32Array, [n, h, w, c]: number[], p: Record<string, Float32Array>, hid: number, k: number) {
   const at = (b: number, i: number, j: number, ch: number) => ((b * h + i) * w + j) * c + ch;
   const mlp = (v: number[]) => {

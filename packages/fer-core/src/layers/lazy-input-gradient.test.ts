@@ -4,7 +4,8 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import { expectNoLeak, expectTensorClose } from 'fer-test-utils';
 import { useLazyInputGradient } from './lazy-input-gradient';
 
-// The kernels checked below are tfjs-core's gradient choices, the same on every backend: cpu keeps fer-core free of fer-backend.
+// The kernels checked below are tfjs-core's gradient choices, the same on every backend: cpu keeps fer-core free of
+// fer-backend.
 beforeAll(async () => {
   await tf.setBackend('cpu');
 });

@@ -34,10 +34,10 @@ export interface TorchBnOptions {
 }
 
 /**
- * Batch norm over the last axis with PyTorch's semantics (docs/method.md#cbam; fixture manifests `batchnorm_semantics`):
- * train mode normalises with the batch mean and the *biased* batch variance over all other axes and moves the running
- * statistics towards the batch mean and the *unbiased* variance (× n/(n−1), n = N·H·W); eval mode uses the running
- * statistics. Running-stat writes are side effects on `w`; the returned tensor is owned by the caller.
+ * Batch norm over the last axis with PyTorch's semantics (docs/method.md#cbam; fixture manifests
+ * `batchnorm_semantics`): train mode normalises with the batch mean and the *biased* batch variance over all other axes
+ * and moves the running statistics towards the batch mean and the *unbiased* variance (× n/(n−1), n = N·H·W); eval mode
+ * uses the running statistics. Running-stat writes are side effects on `w`; the returned tensor is owned by the caller.
  * @param x [..., C] float32 (NHWC for images)
  */
 export function applyTorchBatchNorm(x: tf.Tensor, w: TorchBnWeights, opts: TorchBnOptions): tf.Tensor {

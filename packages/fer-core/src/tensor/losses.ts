@@ -15,7 +15,10 @@ export function crossEntropy(logits: tf.Tensor2D, labels: tf.Tensor1D): tf.Scala
   });
 }
 
-/** Σ_k CE(logits_k, labels): the reference ESR classification loss (docs/method.md#total-loss). Scalar, owned by the caller. */
+/**
+ * Σ_k CE(logits_k, labels): the reference ESR classification loss (docs/method.md#total-loss). Scalar, owned by the
+ * caller.
+ */
 export function sumCrossEntropy(logits: readonly tf.Tensor2D[], labels: tf.Tensor1D): tf.Scalar {
   return tf.tidy(() => tf.addN(logits.map((l) => crossEntropy(l, labels))) as tf.Scalar);
 }

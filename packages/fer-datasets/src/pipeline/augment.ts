@@ -1,8 +1,8 @@
 /**
- * The reference's augmentations (docs/method.md#data-pipelines) re-implemented on plain float HWC buffers, so they run in worker
- * threads without tfjs. Geometry follows torchvision on PIL images exactly (inverse matrices, PIL's pixel-centre
- * convention and its bilinear/nearest filters); only the random streams differ (our seeded `Rng`, not torch's).
- * Values stay float between steps where PIL would round to uint8 after each one (≤ 0.5/255 per step).
+ * The reference's augmentations (docs/method.md#data-pipelines) re-implemented on plain float HWC buffers, so they run
+ * in worker threads without tfjs. Geometry follows torchvision on PIL images exactly (inverse matrices, PIL's
+ * pixel-centre convention and its bilinear/nearest filters); only the random streams differ (our seeded `Rng`, not
+ * torch's). Values stay float between steps where PIL would round to uint8 after each one (≤ 0.5/255 per step).
  *
  * A `Transform` is plain data (a list of ops), so it can be posted to a worker and logged with a run.
  */
@@ -53,9 +53,9 @@ export const IMAGENET_MEAN: [number, number, number] = [0.485, 0.456, 0.406];
 export const IMAGENET_STD: [number, number, number] = [0.229, 0.224, 0.225];
 
 /**
- * ESR training augmentation for AffectNet and FER+ (docs/method.md#data-pipelines): colour jitter (brightness and contrast 0.5),
- * horizontal flip p 0.5, random affine (±30°, translation ±10 %, scale 1–1.25, bilinear, fill 0). No normalisation
- * (the reference's mean 0 / std 1).
+ * ESR training augmentation for AffectNet and FER+ (docs/method.md#data-pipelines): colour jitter (brightness and
+ * contrast 0.5), horizontal flip p 0.5, random affine (±30°, translation ±10 %, scale 1–1.25, bilinear, fill 0). No
+ * normalisation (the reference's mean 0 / std 1).
  */
 export function esrTrainTransform(): Transform {
   return {
@@ -69,9 +69,10 @@ export function esrTrainTransform(): Transform {
 }
 
 /**
- * MA-Net / RAF-DB training augmentation, taken by the reference from DAN (docs/method.md#data-pipelines): (resize at decode) → flip
- * p 0.5 → with p 0.2 {rotation ±20° nearest, then random crop after 32 px zero padding} → ImageNet normalisation →
- * random erasing (p 0.5, area 0.02–0.25, aspect 0.3–3.3, value 0). Used by both RAF-DB scripts (S = 96 or 224).
+ * MA-Net / RAF-DB training augmentation, taken by the reference from DAN (docs/method.md#data-pipelines): (resize at
+ * decode) → flip p 0.5 → with p 0.2 {rotation ±20° nearest, then random crop after 32 px zero padding} → ImageNet
+ * normalisation → random erasing (p 0.5, area 0.02–0.25, aspect 0.3–3.3, value 0). Used by both RAF-DB scripts (S = 96
+ * or 224).
  */
 export function manetRafdbTrainTransform(
   opts: { mean?: [number, number, number]; std?: [number, number, number] } = {},

@@ -68,7 +68,9 @@ export interface PipelineOptions {
   capSeed?: number;
   /** `epoch`: redraw the capped subset at every `batches()` call from (capSeed, epoch). Default `manual`. */
   redrawCap?: 'manual' | 'epoch';
-  /** Decoding worker threads; 0 decodes in the calling thread. Default min(2, cores − 1) (0 under jest from sources). */
+  /**
+   * Decoding worker threads; 0 decodes in the calling thread. Default min(2, cores − 1) (0 under jest from sources).
+   */
   workers?: number;
   /** Batches decoded ahead of the consumer. Default max(2, 2 · workers). */
   prefetch?: number;
@@ -214,7 +216,8 @@ export class ImageDataset implements FerDataset {
 
   /**
    * Draws a fresh capped subset (per class, uniformly at random, without replacement) from `seed`, as the
-   * reference does by rebuilding its dataset per stage (docs/method.md#affectnet). Without a cap this keeps every sample.
+   * reference does by rebuilding its dataset per stage (docs/method.md#affectnet). Without a cap this keeps every
+   * sample.
    */
   redraw(seed: number): void {
     this.active = this.draw(seed);

@@ -25,7 +25,10 @@ export interface CropBox {
   height: number;
 }
 
-/** `rgb` keeps the decoder's order; `bgr` swaps channels 0 and 2 as OpenCV's `imread` does (docs/method.md#data-pipelines). */
+/**
+ * `rgb` keeps the decoder's order; `bgr` swaps channels 0 and 2 as OpenCV's `imread` does
+ * (docs/method.md#data-pipelines).
+ */
 export type ChannelOrder = 'rgb' | 'bgr';
 
 /**

@@ -1,6 +1,6 @@
 /**
- * AffectNet (docs/method.md#affectnet): the reference's pre-processing (annotation CSV → face crop → resized JPEGs named
- * `<id %07d>s<expression>s<int(valence·1000)>s<int(arousal·1000)>.jpg` in folders of 500) and the categorical
+ * AffectNet (docs/method.md#affectnet): the reference's pre-processing (annotation CSV → face crop → resized JPEGs
+ * named `<id %07d>s<expression>s<int(valence·1000)>s<int(arousal·1000)>.jpg` in folders of 500) and the categorical
  * loader over that layout (codes 8-10 dropped, per-class cap redrawn per stage).
  */
 import { existsSync, promises as fs } from 'node:fs';
@@ -95,7 +95,9 @@ export interface PreprocessAffectNetOptions {
   root?: string;
   /** Annotation CSV (default: `<root>/[Manually_Annotated_file_lists/]<set>.csv`). */
   csv?: string;
-  /** Image folder (default: the first of `Manually_Annotated_extracted`, `Manually_Annotated_Images`, ... under root). */
+  /**
+   * Image folder (default: the first of `Manually_Annotated_extracted`, `Manually_Annotated_Images`, ... under root).
+   */
   images?: string;
   /** Destination root; images go to `<out>/<Training_Labeled|Validation|Training_Unlabeled>/<id // 500>/`. */
   out: string;
@@ -304,8 +306,8 @@ export interface AffectNetOptions extends SourceOptions {
 
 /**
  * The reference's `AffectNetCategorical` over a pre-processed root: numbered folders (non-numeric entries
- * skipped, docs/method.md#defect-23), labels from the file names, codes ≥ 8 dropped, valence/arousal parsed. Default cap
- * 5000 per class for `train` (the reference's), none for `validation`; `cap: Infinity` disables it. The capped
+ * skipped, docs/method.md#defect-23), labels from the file names, codes ≥ 8 dropped, valence/arousal parsed. Default
+ * cap 5000 per class for `train` (the reference's), none for `validation`; `cap: Infinity` disables it. The capped
  * subset is a uniform random draw per class; call `redraw(seed)` per stage (ESR) or set `redrawCap: 'epoch'`.
  * Defaults: BGR, OpenCV bilinear, no normalisation, `augment: true` = ESR augmentation.
  */

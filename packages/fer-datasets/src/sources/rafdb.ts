@@ -3,8 +3,8 @@
  * `<root>/EmoLabel/list_patition_label.txt` ("train_00001.jpg 5") + `<root>/Image/aligned/<stem>_aligned.jpg`,
  * labels 1-7 in the release order (Surprise, Fear, Disgust, Happiness, Sadness, Anger, Neutral); and the README's
  * `<root>/{train,test}/0..6/` folder layout with its own order (Neutral, Happiness, Sadness, Surprise, Fear,
- * Disgust, Anger) (docs/method.md#defect-25). Both map to `Emotion`s; batches use the release order unless `labels` says
- * otherwise.
+ * Disgust, Anger) (docs/method.md#defect-25). Both map to `Emotion`s; batches use the release order unless `labels`
+ * says otherwise.
  */
 import { existsSync, promises as fs } from 'node:fs';
 import * as path from 'node:path';
@@ -49,7 +49,9 @@ function officialRoot(root: string): string | undefined {
   return undefined;
 }
 
-/** Parses list_patition_label.txt for one split (rows whose name starts with `train` vs all others, as the reference). */
+/**
+ * Parses list_patition_label.txt for one split (rows whose name starts with `train` vs all others, as the reference).
+ */
 export function parseRafDbList(
   text: string,
   split: RafDbSplit,

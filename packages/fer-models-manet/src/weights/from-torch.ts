@@ -234,7 +234,8 @@ export async function fromMsCeleb(
 
 /**
  * torch.save zip or legacy file, or safetensors (sniffed). The genuine file pickles the training script's
- * RecorderMeter next to `state_dict` (docs/method.md#msceleb-checkpoint), so unknown globals are kept inert, never executed.
+ * RecorderMeter next to `state_dict` (docs/method.md#msceleb-checkpoint), so unknown globals are kept inert, never
+ * executed.
  */
 async function readCheckpoint(bytes: Uint8Array): Promise<ReadonlyMap<string, RawTensor>> {
   return parseStateDict(bytes, { unknownGlobals: 'inert' });

@@ -29,9 +29,9 @@ export interface ManetTorchEntry {
 }
 
 /**
- * The reference's state-dict entries in registration order (docs/method.md#manet; 692 entries for any class count): conv1, bn1,
- * layer1, layer2, then per patch layer3_1_pk + layer4_1_pk, then layer3_2, layer4_2, fc_1, fc_2. Inside a block:
- * conv1, bn1, conv2, bn2, downsample.{0,1}, cbam (attention blocks); multi-scale blocks hold conv1, bn1,
+ * The reference's state-dict entries in registration order (docs/method.md#manet; 692 entries for any class count):
+ * conv1, bn1, layer1, layer2, then per patch layer3_1_pk + layer4_1_pk, then layer3_2, layer4_2, fc_1, fc_2. Inside a
+ * block: conv1, bn1, conv2, bn2, downsample.{0,1}, cbam (attention blocks); multi-scale blocks hold conv1, bn1,
  * conv1_2_{1..4}/bn1_2_{1..4}, conv2_2_{1..4}/bn2_2_{1..4}, downsample.
  */
 export function manetTorchEntries(config: Pick<ResolvedManetConfig, 'numClasses'>): ManetTorchEntry[] {

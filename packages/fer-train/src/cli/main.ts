@@ -283,7 +283,9 @@ export function buildProgram(): Command {
   return program;
 }
 
-/** Exit codes: 0 success, 1 unexpected failure (a bug: stack printed), 2 bad usage or a known error, 3 non-finite loss. */
+/**
+ * Exit codes: 0 success, 1 unexpected failure (a bug: stack printed), 2 bad usage or a known error, 3 non-finite loss.
+ */
 export const EXIT = { ok: 0, unexpected: 1, known: 2, nonFinite: 3 } as const;
 
 /** Usage errors say which command's help to read; commander errors carry no command, so each command tags its own. */

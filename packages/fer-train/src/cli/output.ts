@@ -3,7 +3,9 @@ import type { TrainEvent } from '../trainer';
 
 export type OutputMode = 'pretty' | 'quiet' | 'json';
 
-/** Console output for the CLI: progress bars (pretty), nothing but results (quiet) or one JSON object per line (json). */
+/**
+ * Console output for the CLI: progress bars (pretty), nothing but results (quiet) or one JSON object per line (json).
+ */
 export class Output {
   private bar?: SingleBar;
   private lastJsonStep = 0;

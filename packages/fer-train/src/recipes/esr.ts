@@ -45,7 +45,9 @@ export function esrStageLoss(stage: StagePlan, diversity: DiversityMode, channel
   });
 }
 
-/** ESR evaluation of a stage: the stage's branches vote (ties to the lowest class); diversity on the spatial attention. */
+/**
+ * ESR evaluation of a stage: the stage's branches vote (ties to the lowest class); diversity on the spatial attention.
+ */
 export function esrStageEvaluation(stage: StagePlan): Omit<EvaluateOptions, 'onBatch'> {
   return { branches: stage.evalBranches, combine: { kind: 'vote' }, diversityHead: 'spatialAttention' };
 }

@@ -11,7 +11,10 @@ import type { RecipeRunOptions } from './run-options';
 export interface TrainManetOptions extends RecipeRunOptions {
   /** `manetPlan({ dataset })`. */
   plan: TrainingPlan;
-  /** `fromMsCeleb(path, { numClasses })` when the MS-Celeb checkpoint is given, else `createManet({ numClasses, seed })`. */
+  /**
+   * `fromMsCeleb(path, { numClasses })` when the MS-Celeb checkpoint is given, else `createManet({ numClasses, seed
+   * })`.
+   */
   createModel(): Manet | Promise<Manet>;
   train: FerDataset;
   validation: FerDataset;

@@ -83,9 +83,10 @@ export interface EsrGrowthOptions {
 }
 
 /**
- * `esr_affectnet.py` (docs/method.md#esr-affectnet): stage s holds s branches. Stage 1 trains base and branch 1 at 0.1; every later
- * stage adds a fresh branch (after reloading the previous stage's best snapshot) and trains base 0.01, newest 0.1,
- * older 0.01; momentum 0.9, no weight decay; StepLR(10, 0.5) stepped at epoch start. Diversity only when s > 1.
+ * `esr_affectnet.py` (docs/method.md#esr-affectnet): stage s holds s branches. Stage 1 trains base and branch 1 at 0.1;
+ * every later stage adds a fresh branch (after reloading the previous stage's best snapshot) and trains base 0.01,
+ * newest 0.1, older 0.01; momentum 0.9, no weight decay; StepLR(10, 0.5) stepped at epoch start. Diversity only when s
+ * > 1.
  */
 export function esrGrowthPlan(opts: EsrGrowthOptions = {}): TrainingPlan {
   const n = opts.branches ?? 9;
@@ -136,9 +137,9 @@ export interface EsrFineTuneOptions {
 }
 
 /**
- * `esr_ferplus.py` / `esr_rafdb.py` (docs/method.md#esr-finetuning): all branches exist from the start. Stage k trains the CE of
- * branches 0..k−1 with branch k−1 at 0.1 and the others at 0.02; the base runs at 0.1 in stage 1 and 0.02 later;
- * StepLR(10, 0.75) at epoch start; 100 then 60 epochs; best snapshot reloaded between stages.
+ * `esr_ferplus.py` / `esr_rafdb.py` (docs/method.md#esr-finetuning): all branches exist from the start. Stage k trains
+ * the CE of branches 0..k−1 with branch k−1 at 0.1 and the others at 0.02; the base runs at 0.1 in stage 1 and 0.02
+ * later; StepLR(10, 0.75) at epoch start; 100 then 60 epochs; best snapshot reloaded between stages.
  */
 export function esrFineTunePlan(opts: EsrFineTuneOptions): TrainingPlan {
   const n = opts.branches ?? 9;
@@ -191,10 +192,10 @@ export interface ManetPlanOptions {
 }
 
 /**
- * `manet_*.py` (docs/method.md#manet-training): one group of all parameters, SGD lr 0.01, momentum 0.9, weight decay 1e-4 (PyTorch
- * semantics, on every parameter); StepLR(5, 0.1) over 20 epochs for AffectNet, StepLR(15, 0.1) over 100 epochs for
- * FER+ and RAF-DB, stepped after each epoch. Batch 128 (FER+: 32, hard-coded in the reference). Best needs a strict
- * improvement.
+ * `manet_*.py` (docs/method.md#manet-training): one group of all parameters, SGD lr 0.01, momentum 0.9, weight decay
+ * 1e-4 (PyTorch semantics, on every parameter); StepLR(5, 0.1) over 20 epochs for AffectNet, StepLR(15, 0.1) over 100
+ * epochs for FER+ and RAF-DB, stepped after each epoch. Batch 128 (FER+: 32, hard-coded in the reference). Best needs a
+ * strict improvement.
  */
 export function manetPlan(opts: ManetPlanOptions): TrainingPlan {
   const affect = opts.dataset === 'affectnet';

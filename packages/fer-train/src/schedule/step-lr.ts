@@ -1,6 +1,7 @@
 /**
  * When the reference calls `StepLR.step()`: ESR scripts call it at the start of every epoch, before any optimiser
- * step, so the first decay already applies in epoch T−1 (docs/method.md#lr-schedule); MA-Net calls it after every epoch.
+ * step, so the first decay already applies in epoch T−1 (docs/method.md#lr-schedule); MA-Net calls it after every
+ * epoch.
  */
 export type LrTiming = 'epochStart' | 'epochEnd';
 
