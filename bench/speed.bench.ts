@@ -3,8 +3,8 @@
  * same CPU (../shared/bench/torch_bench.py, which re-executes itself under tcmalloc) when
  * `/usr/bin/python3 -c "import torch"` works. Our variants: `native` (fer-native's oneDNN kernels, one compute
  * thread whose oneDNN uses both cores, the whole batch at once: no micro-batching) and `wasm2` (wasm, two
- * data-parallel workers, micro-batched to fit the 4 GB heaps); `wasm1` on request. Prints images/s, ours/PyTorch ratios and peak memory. Never asserts
- * timings: the machine may be shared, so the load average is printed with the table.
+ * data-parallel workers, micro-batched to fit the 4 GB heaps); `wasm1` on request. Prints images/s, ours/PyTorch ratios
+ * and peak memory. Never asserts timings: the machine may be shared, so the load average is printed with the table.
  *
  * Measures (issue 9): esr1-train (ESR base + 1 branch, batch 32), esr9-train (9 branches, batch 32), esr9-infer
  * (ESR-9 eval forward, batch 32), manet-train (MA-Net 224×224, batch 32; wasm accumulates micro-batches).

@@ -67,7 +67,7 @@ function firstBitDifference(a: ArrayLike<number>, b: ArrayLike<number>): number 
 describeNative('native element-wise, reduction, pooling and batch-norm kernels', () => {
   let addon: NativeAddon;
   const calls = new Map<string, number>();
-  const originals = new Map<string, unknown>();
+  const originals = new Map<string, NativeAddon[string]>();
   const nativeCalls = () => [...calls.values()].reduce((a, b) => a + b, 0);
 
   beforeAll(async () => {

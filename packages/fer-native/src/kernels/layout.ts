@@ -1,11 +1,11 @@
 import * as tf from '@tensorflow/tfjs-core';
-import type { NativeBackend } from '../backend';
+import type { NativeBackend } from './backend-type';
 import { nativeKernel } from './ops-common';
 
 /**
- * Tile, Transpose, Concat, PadV2, Slice and SplitV on the addon (native/layout.cc): one threaded strided copy of float32 or int32
- * data, exact by construction. Other dtypes (bool, string, complex) and float32 tensors holding other data stay
- * with tfjs-backend-cpu's kernels.
+ * Tile, Transpose, Concat, PadV2, Slice and SplitV on the addon (native/layout.cc): one threaded strided copy of
+ * float32 or int32 data, exact by construction. Other dtypes (bool, string, complex) and float32 tensors holding other
+ * data stay with tfjs-backend-cpu's kernels.
  */
 
 type Data32 = Float32Array | Int32Array;

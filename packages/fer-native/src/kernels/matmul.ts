@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
-import type { NativeBackend } from '../backend';
+import type { NativeBackend } from './backend-type';
 import { allFloat32, cpuKernel, f32, output } from './util';
 
 /** Activation codes of native/matmul.cc (oneDNN eltwise post-ops); prelu is composed with cpu's Prelu kernel. */

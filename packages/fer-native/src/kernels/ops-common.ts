@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import type { NativeBackend } from '../backend';
+import type { NativeBackend } from './backend-type';
 
 /**
  * Helpers of the element-wise, reduction, pooling and batch-norm groups. Their kernels run natively only on float32

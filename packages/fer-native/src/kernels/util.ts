@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import type { NativeBackend } from '../backend';
+import type { NativeBackend } from './backend-type';
 
 /** The float32 data of a tensor held by the native backend (the cpu backend's typed array: no copy). */
 export function f32(backend: NativeBackend, t: tf.TensorInfo): Float32Array {
