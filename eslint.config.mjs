@@ -5,7 +5,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 const NODE_GLOBALS = Object.fromEntries(
-  ['require', 'module', 'exports', '__dirname', '__filename', 'process', 'console', 'Buffer'].map((g) => [
+  ['require', 'module', 'exports', '__dirname', '__filename', 'process', 'console', 'Buffer', 'URL'].map((g) => [
     g,
     'readonly',
   ]),

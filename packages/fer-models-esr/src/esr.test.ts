@@ -3,7 +3,6 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import * as tfl from '@tensorflow/tfjs-layers';
 import { initBackend } from 'fer-backend';
 import { RAFDB_LABELS, sumCrossEntropy } from 'fer-core';
 import { fileHandler } from 'fer-core/node';

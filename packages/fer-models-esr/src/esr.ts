@@ -54,7 +54,10 @@ export class EsrEnsemble implements FerNetwork {
   private branchModels: tfl.LayersModel[] = [];
   private readonly seed?: number;
 
-  /** Use `createEsr`, `loadEsr` or `fromTorchStateDicts` (or fer-models' `createModel`/`loadModel`). Takes ownership of the given parts. */
+  /**
+   * Use `createEsr`, `loadEsr` or `fromTorchStateDicts` (or fer-models' `createModel`/`loadModel`). Takes ownership of
+   * the given parts.
+   */
   constructor(config: EsrConfig, base: tfl.LayersModel, branches: tfl.LayersModel[] = [], seed?: number) {
     this.cfg = config;
     this.baseModel = base;

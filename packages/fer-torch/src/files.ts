@@ -57,7 +57,9 @@ export async function writeTorchStateDict(
   );
 }
 
-/** Writes tensors as a safetensors file (largest element size first, then by name; every tensor aligned), atomically. */
+/**
+ * Writes tensors as a safetensors file (largest element size first, then by name; every tensor aligned), atomically.
+ */
 export async function writeSafetensors(
   file: string,
   tensors: ReadonlyMap<string, RawTensor>,

@@ -1,6 +1,5 @@
 import { StateDictError } from './errors';
 import { PyDict } from './pickle';
-import { serializeSafetensors } from './safetensors';
 import { assertRawTensor, numel, type DType, type RawTensor } from './tensor';
 import { writeTorchZip, type ZipWriteEntry } from './zip';
 

@@ -1,5 +1,5 @@
 import type { RawTensor } from 'fer-torch';
-import { AFFECTNET_LABELS, FerInputError, RAFDB_LABELS, type LabelSet } from 'fer-core';
+import { AFFECTNET_LABELS, RAFDB_LABELS, type LabelSet } from 'fer-core';
 import { resolveEsrConfig, type EsrConfig, type EsrConfigName } from '../configs';
 import { EsrEnsemble } from '../esr';
 import { buildBase, buildBranch } from '../layers';

@@ -203,10 +203,11 @@ export interface FromMsCelebOptions extends ManetOptions {
 }
 
 /**
- * MA-Net initialised from the MS-Celeb-1M checkpoint (docs/method.md#msceleb-checkpoint): the `state_dict` with `module.` prefixes is loaded
- * strictly, the 12,666-class heads are dropped, and `fc_1`/`fc_2` are fresh `Linear(512, numClasses)` layers with
- * PyTorch's default init. Accepts the bytes of the genuine `Pretrained_on_MSCeleb.pth.tar` (torch.save zip or legacy,
- * `{'state_dict': …}`), a converted `.safetensors` file (keys with or without `module.`), or the tensors themselves. The returned model (owned by the caller) carries the `loadReport`.
+ * MA-Net initialised from the MS-Celeb-1M checkpoint (docs/method.md#msceleb-checkpoint): the `state_dict` with
+ * `module.` prefixes is loaded strictly, the 12,666-class heads are dropped, and `fc_1`/`fc_2` are fresh `Linear(512,
+ * numClasses)` layers with PyTorch's default init. Accepts the bytes of the genuine `Pretrained_on_MSCeleb.pth.tar`
+ * (torch.save zip or legacy, `{'state_dict': …}`), a converted `.safetensors` file (keys with or without `module.`), or
+ * the tensors themselves. The returned model (owned by the caller) carries the `loadReport`.
  */
 export async function fromMsCeleb(
   checkpoint: Uint8Array | ReadonlyMap<string, RawTensor>,

@@ -22,8 +22,8 @@ const FORMATS = ['tfjs', 'torch', 'safetensors'] as const;
  * `fer convert IN OUT`: whatever `loadModel` reads (a saved tfjs folder, a reference ESR checkpoint folder, an MA-Net
  * `.pth.tar` / `.safetensors`), written as
  * - `tfjs`: one `model.json` + `weights.bin` folder (the default for PyTorch input);
- * - `torch` / `safetensors`: PyTorch names and layouts, ESR as the reference's folder (`Net-Base-…pt`, `Net-Branch_<i>.pt`),
- *   MA-Net as one state dict file (the default for tfjs input: `torch`).
+ * - `torch` / `safetensors`: PyTorch names and layouts, ESR as the reference's folder (`Net-Base-…pt`,
+ *   `Net-Branch_<i>.pt`), MA-Net as one state dict file (the default for tfjs input: `torch`).
  */
 export async function runConvert(
   input: string,
