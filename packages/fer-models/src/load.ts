@@ -30,6 +30,8 @@ export interface LoadModelOptions {
   fetchFunc?: typeof fetch;
   /** Require this kind (the result is typed accordingly); another kind throws, naming what was found. */
   expect?: ModelKind;
+  /** What error messages call checkpoint bytes, one name per file (fer-models/node passes the paths). */
+  sourceNames?: readonly string[];
 }
 
 const sameLabels = (a: LabelSet | null, b: LabelSet) =>
@@ -98,9 +100,10 @@ function torchPart(sd: ReadonlyMap<string, RawTensor>): TorchPart | null {
 async function fromTorch(files: readonly CheckpointBytes[], opts: LoadModelOptions): Promise<Model> {
   if (files.length === 0) throw new FerInputError('Expected at least one checkpoint file, but got none.');
   const dicts: ReadonlyMap<string, RawTensor>[] = [];
-  for (const f of files) {
+  for (const [i, f] of files.entries()) {
+    const bytes = f instanceof Uint8Array ? f : new Uint8Array(f);
     // The genuine MS-Celeb file pickles a RecorderMeter next to the weights: keep it inert, never execute it.
-    dicts.push(await parseStateDict(f instanceof Uint8Array ? f : new Uint8Array(f), { unknownGlobals: 'inert' }));
+    dicts.push(await parseStateDict(bytes, { unknownGlobals: 'inert', source: opts.sourceNames?.[i] }));
   }
   const parts = dicts.map(torchPart);
   if (parts.length === 1 && parts[0] === 'manet') return manetFromTorch(dicts[0], opts);

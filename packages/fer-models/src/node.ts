@@ -25,10 +25,11 @@ export function loadModel(source: ModelSource, opts: LoadModelOptions & { expect
 export function loadModel(source: ModelSource, opts?: LoadModelOptions): Promise<Model>;
 export async function loadModel(source: ModelSource, opts: LoadModelOptions = {}): Promise<Model> {
   if (typeof source !== 'string' || /^https?:\/\//.test(source)) return loadFromSource(source, opts);
-  return loadFromSource(await resolvePath(source), opts);
+  const { source: resolved, names } = await resolvePath(source);
+  return loadFromSource(resolved, { ...opts, sourceNames: names });
 }
 
-async function resolvePath(p: string): Promise<ModelSource> {
+async function resolvePath(p: string): Promise<{ source: ModelSource; names?: string[] }> {
   let stat;
   try {
     stat = await fs.stat(p);
@@ -39,16 +40,16 @@ async function resolvePath(p: string): Promise<ModelSource> {
     );
   }
   if (!stat.isDirectory()) {
-    if (path.basename(p) === 'model.json') return fileHandler(path.dirname(p));
-    return new Uint8Array(await fs.readFile(p));
+    if (path.basename(p) === 'model.json') return { source: fileHandler(path.dirname(p)) };
+    return { source: new Uint8Array(await fs.readFile(p)), names: [p] };
   }
-  if (existsSync(path.join(p, 'model.json'))) return fileHandler(p);
-  if (existsSync(path.join(p, LEGACY_MANIFEST))) return legacyHandler(p);
+  if (existsSync(path.join(p, 'model.json'))) return { source: fileHandler(p) };
+  if (existsSync(path.join(p, LEGACY_MANIFEST))) return { source: legacyHandler(p) };
   if (existsSync(path.join(p, BASE_FILE))) {
-    const files = [await fs.readFile(path.join(p, BASE_FILE))];
-    for (let i = 1; existsSync(path.join(p, branchFile(i))); i++)
-      files.push(await fs.readFile(path.join(p, branchFile(i))));
-    return files.map((b) => new Uint8Array(b.buffer, b.byteOffset, b.byteLength));
+    const names = [path.join(p, BASE_FILE)];
+    for (let i = 1; existsSync(path.join(p, branchFile(i))); i++) names.push(path.join(p, branchFile(i)));
+    const files = await Promise.all(names.map((f) => fs.readFile(f)));
+    return { source: files.map((b) => new Uint8Array(b.buffer, b.byteOffset, b.byteLength)), names };
   }
   throw new FerInputError(
     `No model in ${p}.`,

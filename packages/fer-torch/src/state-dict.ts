@@ -103,7 +103,7 @@ export function extractStateDict(obj: unknown, opts: { key?: string; source?: st
  */
 export async function parseStateDict(bytes: Uint8Array, opts: ReadStateDictOptions = {}): Promise<StateDict> {
   const obj = await parseTorchFile(bytes, opts);
-  const sd = extractStateDict(obj, { key: opts.key, source: 'buffer' });
+  const sd = extractStateDict(obj, { key: opts.key, source: opts.source ?? 'buffer' });
   return opts.stripPrefix ? stripPrefix(sd, opts.stripPrefix) : sd;
 }
 

@@ -24,6 +24,8 @@ export interface ReadTorchOptions extends ZipReadOptions {
    * small file into a huge allocation. Copies are counted against `file size + maxExpandedBytes`.
    */
   maxExpandedBytes?: number;
+  /** What error messages call the bytes, e.g. their file path (default `'buffer'`). */
+  source?: string;
 }
 
 /** The magic number that opens a legacy (pre-1.6) torch.save stream. */
@@ -236,7 +238,7 @@ export function sniffFormat(head: Uint8Array, size: number): TorchFileFormat {
  * `TorchFormatError` for truncated, inconsistent or unsupported files. Nothing from the file is ever executed.
  */
 export async function parseTorchFile(bytes: Uint8Array, opts: ReadTorchOptions = {}): Promise<unknown> {
-  return readTorchSource(bytesSource(bytes, 'buffer'), opts);
+  return readTorchSource(bytesSource(bytes, opts.source ?? 'buffer'), opts);
 }
 
 /** `parseTorchFile` over any byte source (fer-torch/node reads files through it). Closes the source. */
