@@ -13,8 +13,8 @@ module.exports = {
   },
   moduleNameMapper: {
     '^(fer-[a-z-]+)$': path.join(__dirname, 'packages/$1/src/index.ts'),
-    // Subpath entries: fer-core/node, fer-models-esr/internal, …
-    '^(fer-[a-z-]+)/(node|internal)$': path.join(__dirname, 'packages/$1/src/$2.ts'),
+    // Subpath entries: fer-core/node, fer-models-esr/internal, fer-datasets/image, …
+    '^(fer-[a-z-]+)/(node|internal|image)$': path.join(__dirname, 'packages/$1/src/$2.ts'),
   },
   testPathIgnorePatterns: ['/node_modules/', '/dist/'],
   // Gradient and end-to-end tests on wasm take seconds to minutes on 2 cores.

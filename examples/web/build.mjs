@@ -3,7 +3,6 @@
 import { build } from 'esbuild';
 import { copyFile, mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { builtinModules } from 'node:module';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -13,50 +12,10 @@ const require = createRequire(import.meta.url);
 const pkgDir = (name) => path.dirname(require.resolve(`${name}/package.json`));
 
 /**
- * Interim, until the packages' Node-only code moves behind Node subpath exports: Node built-ins and the Node-only
- * packages (sharp, fast-glob) that the package indexes import become an inert stub, listed on stdout. Without it
- * (the default) esbuild fails on any Node built-in, as a browser bundle must.
+ * Builds the page. Node built-ins are not stubbed: the page imports only browser-safe entries, and esbuild fails on
+ * any Node built-in, as a browser bundle must (packages/fer-models/test/browser-bundle.test.ts checks the same).
  */
-const NODE_ONLY_PACKAGES = /^(sharp|fast-glob)$/;
-function nodeShims(shimmed) {
-  return {
-    name: 'interim-node-shims',
-    setup(b) {
-      b.onResolve({ filter: /^[a-z_:/.-]+$/ }, async (args) => {
-        if (args.pluginData?.probe) return undefined;
-        const stub = () => {
-          shimmed.add(`${args.path} (${path.relative(here, args.importer)})`);
-          return { path: args.path, namespace: 'node-shim' };
-        };
-        if (NODE_ONLY_PACKAGES.test(args.path)) return stub();
-        if (!builtinModules.includes(args.path.replace(/^node:/, ''))) return undefined;
-        const r = await b.resolve(args.path, {
-          kind: args.kind,
-          importer: args.importer,
-          resolveDir: args.resolveDir,
-          pluginData: { probe: true },
-        });
-        if (r.errors.length) return stub();
-        // A package's browser field maps it to false (`"fs": false`): esbuild's empty module.
-        if (!path.isAbsolute(r.path)) return { path: r.path, namespace: 'browser-disabled' };
-        return { path: r.path, namespace: r.namespace, external: r.external, sideEffects: r.sideEffects };
-      });
-      b.onLoad({ filter: /.*/, namespace: 'browser-disabled' }, () => ({
-        contents: 'module.exports = {};',
-        loader: 'js',
-      }));
-      b.onLoad({ filter: /.*/, namespace: 'node-shim' }, () => ({
-        contents:
-          'const h = { get: (t, k) => (k === "__esModule" ? false : s), apply: () => s, construct: () => s };\n' +
-          'const s = new Proxy(function () {}, h);\nmodule.exports = s;\n',
-        loader: 'js',
-      }));
-    },
-  };
-}
-
-export async function buildPage({ minify = true, quiet = false, allowNodeShims = false } = {}) {
-  const shimmed = new Set();
+export async function buildPage({ minify = true, quiet = false } = {}) {
   const t0 = Date.now();
   await rm(out, { recursive: true, force: true });
   await mkdir(path.join(out, 'wasm'), { recursive: true });
@@ -80,7 +39,6 @@ export async function buildPage({ minify = true, quiet = false, allowNodeShims =
       '@tensorflow/tfjs-backend-webgl/dist/index.js': '@tensorflow/tfjs-backend-webgl',
       '@tensorflow/tfjs-backend-wasm/dist/index.js': '@tensorflow/tfjs-backend-wasm',
     },
-    plugins: allowNodeShims ? [nodeShims(shimmed)] : [],
   });
   const wasmDir = path.join(pkgDir('@tensorflow/tfjs-backend-wasm'), 'dist');
   for (const f of await readdir(wasmDir))
@@ -93,15 +51,11 @@ export async function buildPage({ minify = true, quiet = false, allowNodeShims =
     console.log(
       `built ${path.relative(process.cwd(), out)}/ in ${Date.now() - t0} ms (app.js ${(size / 1e6).toFixed(2)} MB)`,
     );
-  if (shimmed.size && !quiet) console.log(`interim Node shims (${shimmed.size}): ${[...shimmed].join(', ')}`);
-  return { outDir: out, metafile: result.metafile, shimmed: [...shimmed] };
+  return { outDir: out, metafile: result.metafile };
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  buildPage({
-    minify: !process.argv.includes('--no-minify'),
-    allowNodeShims: process.argv.includes('--node-shims'),
-  }).catch((e) => {
+  buildPage({ minify: !process.argv.includes('--no-minify') }).catch((e) => {
     console.error(e.message ?? e);
     process.exit(1);
   });

@@ -1,9 +1,12 @@
 import { packageConfig, publicEntries } from '../../tsup.base';
 
+// `image` is the browser-safe entry (preprocessing without sharp or Node built-ins).
+const entries = { ...publicEntries(), image: 'src/image.ts' };
+
 export default packageConfig({
   // The worker is its own entry: executor.ts starts dist/worker.js (or .mjs) next to the bundle.
-  entry: { ...publicEntries(), worker: 'src/pipeline/worker.ts' },
-  dts: { entry: publicEntries() },
+  entry: { ...entries, worker: 'src/pipeline/worker.ts' },
+  dts: { entry: entries },
   // __dirname/__filename in the ESM build (the executor locates the worker script with them).
   shims: true,
 });

@@ -8,8 +8,7 @@ import '@tensorflow/tfjs-backend-webgpu';
 import '@tensorflow/tfjs-backend-webgl';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { initBackend, type BackendInfo, type BackendName } from 'fer-backend';
-import type { RawImage } from 'fer-datasets';
-import { cropRaw, rawToPixels, resizeBilinear, swapRedBlue } from 'fer-datasets/internal';
+import { cropRaw, preprocessRaw, type RawImage } from 'fer-datasets/image';
 import type { EsrEnsemble } from 'fer-models-esr';
 import { detectFaces, loadDetector, type FaceBox } from './faces';
 import { drawAttention } from './heatmap';
@@ -69,12 +68,10 @@ function requireModel(): EsrEnsemble {
   return model;
 }
 
-/** Crops, resizes and orders channels exactly as `fer predict` (fer-datasets' `rawToModelInput`) does. */
+/** Crops, resizes and orders channels with the steps `fer predict` (fer-datasets' `rawToModelInput`) uses. */
 function prepare(raw: RawImage, box: FaceBox | null, size: number, bgr: boolean): { px: Float32Array; crop: RawImage } {
   const crop = box ? cropRaw(raw, { left: box.left, top: box.top, width: box.width, height: box.height }) : raw;
-  const out = crop.width === size && crop.height === size ? rawToPixels(crop) : resizeBilinear(crop, size, size);
-  if (bgr) swapRedBlue(out.data);
-  return { px: out.data, crop };
+  return { px: preprocessRaw(crop, { size, channelOrder: bgr ? 'bgr' : 'rgb' }).data, crop };
 }
 
 /** Detects the faces of an 8-bit RGB image (unless `detect` is false) and classifies each; renders the largest. */

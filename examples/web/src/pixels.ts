@@ -1,4 +1,4 @@
-import type { RawImage } from 'fer-datasets';
+import type { RawImage } from 'fer-datasets/image';
 
 export type { RawImage };
 

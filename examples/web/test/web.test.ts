@@ -137,7 +137,7 @@ describeBrowser('web demo in headless Chromium', () => {
 
     nodePredictions = ferPredict(path.join(dir, 'model'), PHOTOS);
     nodePredictions.catch(() => undefined); // awaited (and reported) by its test
-    await start(['build.mjs', '--node-shims'], /built .*\n/);
+    await start(['build.mjs'], /built .*\n/);
     const served = await start(['serve.mjs', '--port', '0', '--model', path.join(dir, 'model')], /serving (\S+)/);
     server = served.child;
     // eslint-disable-next-line @typescript-eslint/no-require-imports

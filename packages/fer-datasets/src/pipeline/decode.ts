@@ -1,17 +1,18 @@
 import { promises as fs } from 'node:fs';
 import sharp from 'sharp';
-import { FER_ERROR_CODES, FerError, FerInputError, type FerErrorOptions } from 'fer-core';
+import { FER_ERROR_CODES, FerError, type FerErrorOptions } from 'fer-core';
 import {
   cropRaw,
+  outputSize,
+  preprocessRaw,
   rawToPixels,
-  resizeBilinear,
   swapRedBlue,
-  type ChannelOrder,
-  type CropBox,
+  type LoadImageOptions,
   type PixelImage,
   type RawImage,
-  type ResizeMode,
 } from './image';
+
+export type { LoadImageOptions };
 
 // Decoding happens on libvips threads; one image at a time per call keeps memory flat, and the operation cache
 // would hold decoded pixels we never reuse.
@@ -29,22 +30,6 @@ export class ImageDecodeError extends FerError {
   }
 }
 
-export interface LoadImageOptions {
-  /** Output size: a square side or `{ width, height }`. Omit to keep the (cropped) size. */
-  size?: number | { width: number; height: number };
-  /** Face box to cut out first; clipped to the image like numpy slicing. */
-  crop?: CropBox;
-  /** Default `rgb`. `bgr` reproduces the reference's OpenCV path (AffectNet, FER+). */
-  channelOrder?: ChannelOrder;
-  /** Default `bilinear` (OpenCV INTER_LINEAR); `antialias` for PIL-style shrinking. */
-  resize?: ResizeMode;
-}
-
-/**
- * Decodes JPEG, PNG, TIFF, WebP or GIF (first frame) into 8-bit RGB; grey and palette images are expanded to
- * 3 equal channels and alpha is dropped. The file is read fully before decoding, so no descriptor stays open.
- * Throws `ImageDecodeError` for missing, unreadable, truncated or non-image files.
- */
 /**
  * The decoder's reason on one line: libvips repeats its messages (each once here), and some errors end without a
  * detail ("corrupt header:"), which then names the size and first bytes instead of leaving the user with nothing.
@@ -59,6 +44,11 @@ export function decoderReason(e: unknown, bytes: Uint8Array): string {
   return text.endsWith(':') ? `${text} no detail from the decoder (${detail})` : text;
 }
 
+/**
+ * Decodes JPEG, PNG, TIFF, WebP or GIF (first frame) into 8-bit RGB; grey and palette images are expanded to
+ * 3 equal channels and alpha is dropped. The file is read fully before decoding, so no descriptor stays open.
+ * Throws `ImageDecodeError` for missing, unreadable, truncated or non-image files.
+ */
 export async function decodeImage(
   input: string | Uint8Array,
   label = typeof input === 'string' ? input : '<buffer>',
@@ -100,16 +90,6 @@ function toRgb(data: Uint8Array, width: number, height: number, channels: number
   return { data: out, width, height };
 }
 
-function targetSize(size: LoadImageOptions['size'], w: number, h: number): { width: number; height: number } {
-  if (size === undefined) return { width: w, height: h };
-  const s = typeof size === 'number' ? { width: size, height: size } : size;
-  for (const [k, v] of Object.entries(s)) {
-    if (!Number.isInteger(v) || v <= 0)
-      throw new FerInputError(`Expected image ${k} to be a positive integer, but got ${v}.`);
-  }
-  return s;
-}
-
 /**
  * Decode → crop → resize → channel order → [0, 1] floats (HWC, 3 channels). The low-level entry for
  * `fer predict` and for tests that want one image's pixels without tfjs.
@@ -119,16 +99,14 @@ export async function loadImage(input: string | Uint8Array, opts: LoadImageOptio
   return rawToModelInput(raw, opts);
 }
 
-/** The crop/resize/channel steps of `loadImage` on an already decoded image. */
+/** The crop/resize/channel steps of `loadImage` on an already decoded image (`preprocessRaw`, plus PIL-style resize). */
 export async function rawToModelInput(raw: RawImage, opts: LoadImageOptions = {}): Promise<PixelImage> {
-  let img = raw;
-  if (opts.crop) img = cropRaw(img, opts.crop);
-  const { width, height } = targetSize(opts.size, img.width, img.height);
+  if ((opts.resize ?? 'bilinear') === 'bilinear') return preprocessRaw(raw, opts);
+  const img = opts.crop ? cropRaw(raw, opts.crop) : raw;
+  const { width, height } = outputSize(opts.size, img.width, img.height);
   let out: PixelImage;
   if (width === img.width && height === img.height) {
     out = rawToPixels(img);
-  } else if ((opts.resize ?? 'bilinear') === 'bilinear') {
-    out = resizeBilinear(img, width, height);
   } else {
     const { data } = await sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } })
       .resize(width, height, { fit: 'fill', kernel: 'linear' })

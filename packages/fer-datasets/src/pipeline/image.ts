@@ -1,7 +1,9 @@
 /**
  * Plain pixel buffers, so decoding and augmentation run anywhere (main thread or worker) without tfjs.
- * Layout is always HWC with 3 channels, row-major.
+ * Layout is always HWC with 3 channels, row-major. No Node import here: this module is `fer-datasets/image`, the
+ * browser-safe entry.
  */
+import { FerInputError } from 'fer-core';
 
 /** A 3-channel float image, HWC row-major: `data[(y * width + x) * 3 + c]`. Values in [0, 1] until normalised. */
 export interface PixelImage {
@@ -37,6 +39,47 @@ export type ChannelOrder = 'rgb' | 'bgr';
  * the reference's RAF-DB `transforms.Resize` (computed by libvips through sharp).
  */
 export type ResizeMode = 'bilinear' | 'antialias';
+
+/** How a decoded image becomes model input (`loadImage`, `rawToModelInput`, `preprocessRaw`). */
+export interface LoadImageOptions {
+  /** Output size: a square side or `{ width, height }`. Omit to keep the (cropped) size. */
+  size?: number | { width: number; height: number };
+  /** Face box to cut out first; clipped to the image like numpy slicing. */
+  crop?: CropBox;
+  /** Default `rgb`. `bgr` reproduces the reference's OpenCV path (AffectNet, FER+). */
+  channelOrder?: ChannelOrder;
+  /** Default `bilinear` (OpenCV INTER_LINEAR); `antialias` for PIL-style shrinking (Node only: sharp). */
+  resize?: ResizeMode;
+}
+
+/** The output size `opts.size` asks for, given the (cropped) image's; validated. */
+export function outputSize(size: LoadImageOptions['size'], w: number, h: number): { width: number; height: number } {
+  if (size === undefined) return { width: w, height: h };
+  const s = typeof size === 'number' ? { width: size, height: size } : size;
+  for (const [k, v] of Object.entries(s)) {
+    if (!Number.isInteger(v) || v <= 0)
+      throw new FerInputError(`Expected image ${k} to be a positive integer, but got ${v}.`);
+  }
+  return s;
+}
+
+/**
+ * Crop → bilinear resize → channel order → [0, 1] floats (HWC), synchronously and without Node: the steps of
+ * `fer predict` (`rawToModelInput`) after decoding, for pages that decode with a canvas. `resize: 'antialias'`
+ * needs libvips, so it is refused here (use `rawToModelInput` from `fer-datasets` in Node).
+ */
+export function preprocessRaw(raw: RawImage, opts: LoadImageOptions = {}): PixelImage {
+  if (opts.resize === 'antialias')
+    throw new FerInputError(
+      "Expected resize 'bilinear' in preprocessRaw, but got 'antialias' (PIL-style resizing needs sharp): use " +
+        "rawToModelInput from 'fer-datasets' in Node, or resize: 'bilinear'.",
+    );
+  const img = opts.crop ? cropRaw(raw, opts.crop) : raw;
+  const { width, height } = outputSize(opts.size, img.width, img.height);
+  const out = width === img.width && height === img.height ? rawToPixels(img) : resizeBilinear(img, width, height);
+  if (opts.channelOrder === 'bgr') swapRedBlue(out.data);
+  return out;
+}
 
 export function newPixelImage(width: number, height: number): PixelImage {
   return { data: new Float32Array(width * height * 3), width, height };
