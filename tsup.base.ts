@@ -27,6 +27,12 @@ export function packageConfig(overrides: Options = {}) {
     // Entries share one copy of each module (classes, layer registrations) in CJS too, so `instanceof` holds across
     // `fer-x` and `fer-x/node`.
     splitting: true,
+    // `moduleFile(typeof __filename === 'string' ? __filename : import.meta.url)` (fer-core/node) needs
+    // import.meta.url only in ESM. CJS takes __filename, and must not contain `import.meta` at all: Node would then
+    // load the .js file as an ES module.
+    esbuildOptions(options, { format }) {
+      if (format === 'cjs') options.define = { ...options.define, 'import.meta.url': 'undefined' };
+    },
     ...overrides,
   });
 }

@@ -1,7 +1,7 @@
-import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import { Worker, type ResourceLimits } from 'node:worker_threads';
 import { FER_ERROR_CODES, FerError, FerInputError, assertPositiveInt, parseChoice } from 'fer-core';
+import { findEntry, moduleFile, workerLaunch } from 'fer-core/node';
 import type {
   Chunk,
   DisposeReply,
@@ -130,38 +130,21 @@ class WorkerHandle {
   }
 }
 
-function here(): { dir: string; ext: string } {
-  const ext = path.extname(__filename);
-  return { dir: __dirname, ext: ext === '.ts' ? '.ts' : ext };
-}
-
-/** Absolute path of a file that sits next to this module in src (`.ts`) or dist (`.js` / `.mjs`). */
-export function siblingModule(name: string): string {
-  const { dir, ext } = here();
-  return path.join(dir, name + ext);
-}
-
 function startWorker(opts: DataParallelOptions): Worker {
-  const file = siblingModule('worker');
-  if (!existsSync(file))
+  const self = moduleFile(typeof __filename === 'string' ? __filename : import.meta.url);
+  const { entry, candidates } = findEntry(self, 'worker');
+  if (!entry)
     throw new Error(
-      `fer-parallel: worker entry not found at ${file}. Rebuild the package (pnpm --filter fer-parallel build).`,
+      `fer-parallel: worker entry not found at ${candidates[0]}. Rebuild the package (pnpm --filter fer-parallel build).`,
     );
-  const useTsx = opts.tsx ?? (file.endsWith('.ts') || /\.[cm]?ts$/.test(opts.task.module));
   const common = { execArgv: opts.execArgv ?? [], resourceLimits: opts.resourceLimits, stdout: false, stderr: false };
-  if (!useTsx) return new Worker(file, common);
-  // `--import tsx` does not reach a worker's entry on Node 20; require tsx's CJS hooks (which also resolve the
-  // tsconfig paths from the working directory) and then the entry.
-  let tsxCjs: string;
-  try {
-    tsxCjs = require.resolve('tsx/cjs', { paths: [process.cwd(), __dirname] });
-  } catch {
+  const tsx = opts.tsx ?? (entry.typescript || /\.[cm]?ts$/.test(opts.task.module));
+  const launch = workerLaunch(entry, { tsx, resolveFrom: [process.cwd(), path.dirname(self)] });
+  if (!launch)
     throw new Error(
       'fer-parallel: running TypeScript sources in workers needs tsx. Install it (pnpm add -D tsx) or build the package and use dist.',
     );
-  }
-  const boot = `require(${JSON.stringify(tsxCjs)}); require(${JSON.stringify(file)});`;
-  return new Worker(boot, { ...common, eval: true });
+  return new Worker(launch.source, { ...common, eval: launch.eval, env: launch.env });
 }
 
 /** Splits n images over `workers` contiguous shards (sizes differ by at most 1, larger first), then micro-batches. */

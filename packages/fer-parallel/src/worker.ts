@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { tfjsInternals } from 'fer-core';
+import { moduleFile } from 'fer-core/node';
 import type { Chunk, GradsReply, InferReply, InitReply, Reply, ReplyBody, Request } from './protocol';
 import type { CreateReplica, Replica, ShardBatch, TaskSpec, WorkerMemory } from './types';
 
@@ -20,7 +21,10 @@ async function loadTask(task: TaskSpec): Promise<CreateReplica> {
   const name = task.export ?? 'createReplica';
   let mod: Record<string, unknown>;
   // require first: under tsx (CJS hooks) it loads .ts files and resolves tsconfig paths; dist CJS too.
-  const bases = [path.join(process.cwd(), 'noop.js'), __filename];
+  const bases = [
+    path.join(process.cwd(), 'noop.js'),
+    moduleFile(typeof __filename === 'string' ? __filename : import.meta.url),
+  ];
   let lastError: unknown;
   mod = undefined as never;
   for (const base of bases) {

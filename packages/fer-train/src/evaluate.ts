@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import type { FerDataset, FerModel } from 'fer-core';
+import { FerInputError, type Batch, type FerDataset, type FerModel } from 'fer-core';
 import { stateVariables } from './state';
 import {
   argmax,
@@ -24,7 +24,9 @@ export interface EvaluateOptions {
   /**
    * Normalise with each batch's statistics instead of the BN running averages (train-mode forward); the model's
    * state is restored afterwards. For very short runs, where the running statistics (CBAM's BN moves them by only
-   * 1% per step) are still far from the data. Default false (inference mode).
+   * 1% per step) are still far from the data. A batch of one image has no batch statistics (train-mode batch norm
+   * needs more than one value per channel): it is evaluated together with the batch before it (the trailing batch
+   * of a set of k·batchSize + 1 images, or one left by unreadable images). Default false (inference mode).
    */
   batchStatistics?: boolean;
 }
@@ -51,11 +53,67 @@ export interface EvalResult {
   diversity?: DiversityMetric;
 }
 
+function disposeBatch(b: Batch): void {
+  tf.dispose([b.images, b.labels, ...(b.soft ? [b.soft] : [])]);
+}
+
+/** `a` followed by `b`, as one batch; disposes both. */
+function joinBatches(a: Batch, b: Batch): Batch {
+  const joined: Batch = {
+    images: tf.concat([a.images, b.images]),
+    labels: tf.concat([a.labels, b.labels]),
+    ...(a.soft && b.soft ? { soft: tf.concat([a.soft, b.soft]) } : {}),
+  };
+  disposeBatch(a);
+  disposeBatch(b);
+  return joined;
+}
+
+/**
+ * The batches of `data`, except that with batch statistics a batch of one image is joined to a neighbour (the one
+ * before it, or after it when it comes first).
+ * Yields each batch with the number of source batches it holds (for progress).
+ */
+async function* evaluationBatches(
+  data: FerDataset,
+  batchSize: number,
+  batchStatistics: boolean,
+): AsyncGenerator<[Batch, number]> {
+  let held: [Batch, number] | null = null;
+  try {
+    for await (const batch of data.batches({ batchSize, shuffle: false })) {
+      if (held && batchStatistics && (batch.labels.shape[0] === 1 || held[0].labels.shape[0] === 1)) {
+        held = [joinBatches(held[0], batch), held[1] + 1];
+        continue;
+      }
+      const out = held;
+      held = [batch, 1];
+      if (out) yield out;
+    }
+    if (held && batchStatistics && held[0].labels.shape[0] === 1)
+      throw new FerInputError(
+        `Expected at least 2 readable images to evaluate with batch statistics, but ${data.name} gave 1.`,
+        'Evaluate in inference mode (batchStatistics: false) or with more images.',
+      );
+    const last = held;
+    held = null;
+    if (last) yield last;
+  } finally {
+    if (held) disposeBatch(held[0]);
+  }
+}
+
 /**
  * Evaluates in inference mode (every branch, unlike the reference's evaluate(), docs/method.md#defect-10), without
  * gradients. Reads each batch's outputs once. Disposes every batch and intermediate.
  */
 export async function evaluate(model: FerModel, data: FerDataset, o: EvaluateOptions = {}): Promise<EvalResult> {
+  if (o.batchStatistics && data.size < 2)
+    throw new FerInputError(
+      `Expected at least 2 images to evaluate with batch statistics (batch norm needs more than one value per ` +
+        `channel), but ${data.name} has ${data.size}.`,
+      'Evaluate in inference mode (batchStatistics: false) or with more images.',
+    );
   const K = data.labels.length;
   const truth: number[] = [];
   const combined: number[] = [];
@@ -69,7 +127,7 @@ export async function evaluate(model: FerModel, data: FerDataset, o: EvaluateOpt
   let done = 0;
   const saved = o.batchStatistics ? stateVariables(model).map((v) => [v, tf.clone(v)] as const) : [];
   try {
-    for await (const batch of data.batches({ batchSize: o.batchSize ?? 32, shuffle: false })) {
+    for await (const [batch, parts] of evaluationBatches(data, o.batchSize ?? 32, o.batchStatistics === true)) {
       try {
         const B = batch.labels.shape[0];
         const packed = tf.tidy(() => {
@@ -122,9 +180,10 @@ export async function evaluate(model: FerModel, data: FerDataset, o: EvaluateOpt
           pairSamples += n * (n - 1) * B;
         }
       } finally {
-        tf.dispose([batch.images, batch.labels, ...(batch.soft ? [batch.soft] : [])]);
+        disposeBatch(batch);
       }
-      o.onBatch?.(++done, total);
+      done += parts;
+      o.onBatch?.(done, total);
     }
   } finally {
     for (const [v, value] of saved) {

@@ -111,7 +111,8 @@ export interface SamplePixels {
  * have to compile the sources again (about a second per `batches()` call). Pass `workers` to override.
  */
 function defaultWorkers(): number {
-  if (process.env.JEST_WORKER_ID !== undefined && __filename.endsWith('.ts')) return 0;
+  if (process.env.JEST_WORKER_ID !== undefined && typeof __filename === 'string' && __filename.endsWith('.ts'))
+    return 0;
   const cores = typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
   return Math.max(0, Math.min(2, cores - 1));
 }

@@ -99,7 +99,7 @@ export async function loadImage(input: string | Uint8Array, opts: LoadImageOptio
   return rawToModelInput(raw, opts);
 }
 
-/** The crop/resize/channel steps of `loadImage` on an already decoded image (`preprocessRaw`, plus PIL-style resize). */
+/** The crop/resize/channel steps of `loadImage` on a decoded image (`preprocessRaw`, plus PIL-style resize). */
 export async function rawToModelInput(raw: RawImage, opts: LoadImageOptions = {}): Promise<PixelImage> {
   if ((opts.resize ?? 'bilinear') === 'bilinear') return preprocessRaw(raw, opts);
   const img = opts.crop ? cropRaw(raw, opts.crop) : raw;

@@ -3,14 +3,13 @@
  * iteration and terminated when it ends or is abandoned; they are `unref`'d so a forgotten iterator never keeps
  * the process alive.
  *
- * Loading the worker script: from the built package it is `dist/worker.js` (or `.mjs`). From TypeScript sources
- * (jest, tsx) it is `worker.ts`, loaded by a small eval'd bootstrap that first installs tsx's require hook, with
- * `TSX_TSCONFIG_PATH` pointing at the nearest tsconfig.json so workspace imports (`fer-core`) resolve to sources.
- * When neither is available the executor falls back to in-process work and says so once.
+ * Loading the worker script (fer-core/node's `findEntry` and `workerLaunch`): from the built package it is
+ * `dist/worker.js` (or `.mjs`); from TypeScript sources (jest, tsx) `worker.ts`, through tsx. When neither is
+ * available the executor falls back to in-process work and says so once.
  */
-import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { findEntry, moduleFile, workerLaunch, type WorkerLaunch } from 'fer-core/node';
 import { processJob, type ItemSpec, type JobResult, type PipelineConfig } from './process';
 
 export interface Executor {
@@ -28,44 +27,14 @@ export function liveWorkerCount(): number {
   return live;
 }
 
-interface Launch {
-  source: string;
-  eval: boolean;
-  env?: NodeJS.ProcessEnv;
-}
+let launchCache: WorkerLaunch | null | undefined;
 
-let launchCache: Launch | null | undefined;
-
-function findUp(dir: string, name: string): string | undefined {
-  for (let d = dir; ; d = path.dirname(d)) {
-    const f = path.join(d, name);
-    if (existsSync(f)) return f;
-    if (path.dirname(d) === d) return undefined;
-  }
-}
-
-/** How to start a worker from wherever this module was loaded; null when it cannot be done. */
-function workerLaunch(): Launch | null {
+/** How to start a worker from wherever this module was loaded (worker.ts / dist worker.js); null when impossible. */
+function launch(): WorkerLaunch | null {
   if (launchCache !== undefined) return launchCache;
-  const here = __filename;
-  if (here.endsWith('.ts')) {
-    let tsx: string;
-    try {
-      tsx = require.resolve('tsx/cjs');
-    } catch {
-      return (launchCache = null);
-    }
-    const script = path.join(__dirname, 'worker.ts');
-    const tsconfig = findUp(__dirname, 'tsconfig.json');
-    launchCache = {
-      source: `require(${JSON.stringify(tsx)});\nrequire(${JSON.stringify(script)});`,
-      eval: true,
-      env: tsconfig ? { ...process.env, TSX_TSCONFIG_PATH: tsconfig } : undefined,
-    };
-    return launchCache;
-  }
-  const script = path.join(__dirname, here.endsWith('.mjs') ? 'worker.mjs' : 'worker.js');
-  launchCache = existsSync(script) ? { source: script, eval: false } : null;
+  const self = moduleFile(typeof __filename === 'string' ? __filename : import.meta.url);
+  const { entry } = findEntry(self, 'worker');
+  launchCache = entry && workerLaunch(entry, { resolveFrom: [path.dirname(self)] });
   return launchCache;
 }
 
@@ -73,8 +42,8 @@ let warnedFallback = false;
 
 export function createExecutor(cfg: PipelineConfig, workers: number, warn: (msg: string) => void): Executor {
   if (workers > 0) {
-    const launch = workerLaunch();
-    if (launch) return new WorkerExecutor(cfg, workers, launch);
+    const how = launch();
+    if (how) return new WorkerExecutor(cfg, workers, how);
     if (!warnedFallback) {
       warnedFallback = true;
       warn(
@@ -127,7 +96,7 @@ class WorkerExecutor implements Executor {
   constructor(
     cfg: PipelineConfig,
     readonly workers: number,
-    launch: Launch,
+    launch: WorkerLaunch,
   ) {
     for (let i = 0; i < workers; i++) {
       const worker = new Worker(launch.source, { eval: launch.eval, env: launch.env, workerData: { config: cfg } });

@@ -1,7 +1,6 @@
-import { existsSync } from 'node:fs';
-import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { FerInputError, type Batch, type FerModel } from 'fer-core';
+import { findEntry, moduleFile } from 'fer-core/node';
 import { EsrEnsemble } from 'fer-models-esr';
 import { Manet } from 'fer-models-manet';
 import { DataParallel, type TaskSpec } from 'fer-parallel';
@@ -16,18 +15,13 @@ import type { ComputeBackend, ReplicaModelSpec, TrainTaskConfig } from './task';
  * bundled into dist/index or dist/cli/main.
  */
 function taskModule(): string {
-  const ext = path.extname(__filename);
-  const candidates = [
-    path.join(__dirname, `task${ext}`),
-    path.join(__dirname, 'parallel', `task${ext}`),
-    path.join(__dirname, '..', 'parallel', `task${ext}`),
-  ];
-  const found = candidates.find((f) => existsSync(f));
-  if (!found)
+  const self = moduleFile(typeof __filename === 'string' ? __filename : import.meta.url);
+  const { entry, candidates } = findEntry(self, 'task', ['.', 'parallel', '../parallel']);
+  if (!entry)
     throw new Error(
       `fer-train: the data-parallel task module was not found (looked for ${candidates.join(', ')}). Rebuild fer-train.`,
     );
-  return found;
+  return entry.file;
 }
 
 /** fer-parallel task spec of the training task (the trainer's model and loss, rebuilt in each worker). */
