@@ -44,6 +44,13 @@ describeIfExists(path.join(DATA_DIR, 'fer2013-test'), 'real-faces splits and bas
     });
   });
 
+  it('orders the hold-out so that every batch of 32 mixes the classes (it is scored with batch statistics)', () => {
+    for (let i = 0; i + 32 <= s.holdout.length; i += 32) {
+      const classes = new Set(s.holdout.slice(i, i + 32).map((x) => x.label));
+      expect(classes.size).toBeGreaterThanOrEqual(4);
+    }
+  });
+
   it('joins every FER+ test row to a distinct PrivateTest JPEG by pixels (JPEG noise only)', () => {
     const m = s.ferPlusMatch!;
     if (!m) return; // ferplus/ absent: nothing to check

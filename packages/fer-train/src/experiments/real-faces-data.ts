@@ -43,7 +43,7 @@ export interface FerPlusMatch {
 
 export interface RealFacesSplits {
   /** Format version of this file. */
-  version: 1;
+  version: 2;
   labels: LabelSet;
   holdoutFraction: number;
   splitSeed: number;
@@ -241,11 +241,14 @@ export async function buildRealFacesSplits(
   const byFile = (a: SplitItem, b: SplitItem) => (a.file < b.file ? -1 : a.file > b.file ? 1 : 0);
   train.sort(byFile);
   holdout.sort(byFile);
+  // Selection scores the hold-out with batch statistics, so each batch must mix the classes: a class-sorted list
+  // gives batches of one class, which batch norm normalises the class signal out of (below-majority accuracy).
+  new Rng(splitSeed + 1).shuffle(holdout);
   const fp = await matchFerPlus(dataDir, test);
   const ckplus = await folderItems(dataDir, 'ckplus48', labels);
   const jaffe = await folderItems(dataDir, path.join('jaffe', 'png'), labels);
   const splits: RealFacesSplits = {
-    version: 1,
+    version: 2,
     labels,
     holdoutFraction,
     splitSeed,
