@@ -97,12 +97,40 @@ export const maxGradConfig: tf.GradConfig = {
   },
 };
 
-const OVERRIDES: readonly tf.GradConfig[] = [leanBatchNormGradConfig, sumGradConfig, meanGradConfig, maxGradConfig];
+/**
+ * Optional kernel a backend may register (fer-native does): Relu's gradient dy·step(x) in one pass, inputs
+ * `{ dy, x }` of one shape, bit-identical to tfjs core's Step then Multiply.
+ */
+export const RELU_GRAD_KERNEL = 'FerReluGrad';
+
+/** `Relu` gradient: {@link RELU_GRAD_KERNEL} when the active backend has it, otherwise tfjs core's formula. */
+export const reluGradConfig: tf.GradConfig = {
+  kernelName: tf.Relu,
+  inputsToSave: ['x'],
+  gradFunc: (dy, saved) => {
+    const [x] = saved;
+    const g = dy as tf.Tensor;
+    return {
+      x: () =>
+        tfjsInternals.hasKernel(RELU_GRAD_KERNEL) && x.dtype === 'float32' && g.dtype === 'float32'
+          ? tfjsInternals.runKernel(RELU_GRAD_KERNEL, { dy: g, x }, {})
+          : tf.mul(g, tf.cast(tf.step(x), 'float32')),
+    };
+  },
+};
+
+const OVERRIDES: readonly tf.GradConfig[] = [
+  leanBatchNormGradConfig,
+  sumGradConfig,
+  meanGradConfig,
+  maxGradConfig,
+  reluGradConfig,
+];
 /** The gradients the overrides replaced (tfjs' stock ones), to put back. */
 const stockGradients = new Map<string, tf.GradConfig | undefined>();
 
 /**
- * (Re)registers fer-backend's gradient overrides (`FusedBatchNorm`, `Sum`, `Mean`, `Max`) into tfjs' global gradient
+ * (Re)registers fer-backend's gradient overrides (`FusedBatchNorm`, `Sum`, `Mean`, `Max`, `Relu`) into tfjs' global gradient
  * registry: they apply to every model and backend in the process, with the stock gradients' values and less memory
  * or time. Call it after anything that registers the stock gradients (importing `@tensorflow/tfjs-layers` does, at
  * import): `initBackend` does so unless `gradientOverrides: false`. Returns the kernel names.

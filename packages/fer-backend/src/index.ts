@@ -15,4 +15,6 @@ export {
   sumGradConfig,
   meanGradConfig,
   maxGradConfig,
+  reluGradConfig,
+  RELU_GRAD_KERNEL,
 } from './gradients';

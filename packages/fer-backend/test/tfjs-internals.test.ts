@@ -6,9 +6,16 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { FER_ERROR_CODES, checkTfjsVersion, isFerError, TFJS_VERIFIED_VERSION, tfjsInternals } from 'fer-core';
-import { initBackend, leanBatchNormGradConfig, maxGradConfig, meanGradConfig, sumGradConfig } from 'fer-backend';
+import {
+  initBackend,
+  leanBatchNormGradConfig,
+  maxGradConfig,
+  meanGradConfig,
+  reluGradConfig,
+  sumGradConfig,
+} from 'fer-backend';
 
-const OVERRIDES = [leanBatchNormGradConfig, sumGradConfig, meanGradConfig, maxGradConfig];
+const OVERRIDES = [leanBatchNormGradConfig, sumGradConfig, meanGradConfig, maxGradConfig, reluGradConfig];
 
 describe('tfjs internals (verified on tfjs 4.22.0)', () => {
   beforeAll(async () => {
@@ -161,6 +168,55 @@ describe('tfjs internals (verified on tfjs 4.22.0)', () => {
   });
 });
 
+describe('kernel registry', () => {
+  it('hasKernel and runKernelOutputs: a kernel registered for one backend, with several outputs', async () => {
+    await initBackend({ backend: 'cpu', quiet: true });
+    const name = 'FerContractTestSplit';
+    expect(tfjsInternals.hasKernel(name)).toBe(false);
+    type CpuLike = {
+      makeTensorInfo(s: number[], d: string, v: Float32Array): tf.TensorInfo;
+      readSync(id: unknown): Float32Array;
+    };
+    tf.registerKernel({
+      kernelName: name,
+      backendName: 'cpu',
+      kernelFunc: ({ inputs, backend }) => {
+        const b = backend as unknown as CpuLike;
+        const x = (inputs as { x: tf.TensorInfo }).x;
+        const v = b.readSync(x.dataId);
+        return [
+          b.makeTensorInfo(
+            x.shape,
+            'float32',
+            v.map((e) => -e),
+          ),
+          b.makeTensorInfo(
+            x.shape,
+            'float32',
+            v.map((e) => e + 1),
+          ),
+        ];
+      },
+    });
+    try {
+      expect(tfjsInternals.hasKernel(name)).toBe(true);
+      expect(tfjsInternals.hasKernel(name, 'wasm')).toBe(false);
+      const x = tf.tensor1d([1, 2]);
+      const before = tf.memory().numTensors;
+      const outs = tfjsInternals.runKernelOutputs(name, { x }, {});
+      expect(tf.memory().numTensors - before).toBe(2);
+      expect(outs.map((t) => Array.from(t.dataSync()))).toEqual([
+        [-1, -2],
+        [2, 3],
+      ]);
+      tf.dispose([x, ...outs]);
+    } finally {
+      tf.unregisterKernel(name, 'cpu');
+      await initBackend({ backend: 'wasm', quiet: true });
+    }
+  });
+});
+
 describe('the global gradient overrides', () => {
   afterAll(async () => {
     await initBackend({ backend: 'wasm', quiet: true });
@@ -168,7 +224,7 @@ describe('the global gradient overrides', () => {
 
   it('initBackend registers them by default and reports them', async () => {
     const info = await initBackend({ backend: 'wasm', quiet: true });
-    expect(info.gradientOverrides).toEqual(['FusedBatchNorm', 'Sum', 'Mean', 'Max']);
+    expect(info.gradientOverrides).toEqual(['FusedBatchNorm', 'Sum', 'Mean', 'Max', 'Relu']);
     for (const g of OVERRIDES) expect(tf.getGradient(g.kernelName)).toBe(g);
   });
 

@@ -77,6 +77,17 @@ export function runKernel<A extends object>(kernel: string, inputs: tf.NamedTens
   return tf.engine().runKernel(kernel, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor;
 }
 
+/** Runs a kernel with several outputs (e.g. one a backend registers beyond tfjs' own); its outputs in order. */
+export function runKernelOutputs<A extends object>(kernel: string, inputs: tf.NamedTensorMap, attrs: A): tf.Tensor[] {
+  const out = tf.engine().runKernel(kernel, inputs, attrs as unknown as tf.NamedAttrMap);
+  return Array.isArray(out) ? out : [out as tf.Tensor];
+}
+
+/** Whether `kernel` is registered for `backendName` (default: the active backend). */
+export function hasKernel(kernel: string, backendName: string = tf.getBackend()): boolean {
+  return tf.getKernel(kernel, backendName) != null;
+}
+
 // ---- tfjs-layers: a layer's forward ----
 
 export type LayerCall = (inputs: tf.Tensor | tf.Tensor[], kwargs: Record<string, unknown>) => tf.Tensor | tf.Tensor[];

@@ -69,9 +69,197 @@ napi_value BatchNorm(napi_env env, napi_callback_info info) {
   return result;
 }
 
+// ---- train-mode batch norm: statistics and the closed-form backward in one op each ----
+//
+// Per-channel sums accumulate in double over a fixed partition of the rows into chunks, and the chunk partials are
+// added in chunk order: results depend on neither the thread count nor the schedule. Short rows (CBAM's 1-channel
+// map) are widened to `w` lanes as in BatchNorm above; lanes fold back to channels in lane order.
+
+constexpr int64_t kChunks = 64;
+
+struct Lanes {
+  int64_t c, w, rows;
+};
+
+inline Lanes lanesFor(int64_t size, int64_t c) {
+  const int64_t rep = c < 256 && size % (c * (256 / c)) == 0 ? 256 / c : 1;
+  return Lanes{c, c * rep, size / (c * rep)};
+}
+
+// s1[k] += Σ (x − shift[k]), s2[k] += Σ (x − shift[k])² over rows of width w (shifted sums: no cancellation when the
+// mean is large next to the spread).
+FER_SIMD void statsRows(const float* x, int64_t rows, int64_t w, const double* shift, double* s1, double* s2) {
+  for (int64_t r = 0; r < rows; r++) {
+    const float* xr = x + r * w;
+    for (int64_t k = 0; k < w; k++) {
+      const double d = static_cast<double>(xr[k]) - shift[k];
+      s1[k] += d;
+      s2[k] += d * d;
+    }
+  }
+}
+
+// s1[k] += Σ dy, s2[k] += Σ dy·(x − mean[k]).
+FER_SIMD void gradSumRows(const float* x, const float* dy, int64_t rows, int64_t w, const double* m, double* s1,
+                          double* s2) {
+  for (int64_t r = 0; r < rows; r++) {
+    const float* xr = x + r * w;
+    const float* gr = dy + r * w;
+    for (int64_t k = 0; k < w; k++) {
+      const double g = gr[k];
+      s1[k] += g;
+      s2[k] += g * (static_cast<double>(xr[k]) - m[k]);
+    }
+  }
+}
+
+// dx = a·dy + b − cc·(x − mean), in double, rounded once.
+FER_SIMD void gradRows(const float* x, const float* dy, float* dx, int64_t rows, int64_t w, const double* m,
+                       const double* a, const double* b, const double* cc) {
+  for (int64_t r = 0; r < rows; r++) {
+    const float* xr = x + r * w;
+    const float* gr = dy + r * w;
+    float* dr = dx + r * w;
+    for (int64_t k = 0; k < w; k++)
+      dr[k] = static_cast<float>(a[k] * gr[k] + b[k] - cc[k] * (static_cast<double>(xr[k]) - m[k]));
+  }
+}
+
+// Runs body(lo, hi, acc1, acc2) for each chunk of rows with zeroed per-lane partials, then returns the per-channel
+// totals (lanes folded) in s1, s2 (length c).
+template <typename F>
+void chunkedSums(const Lanes& L, int64_t work, F&& body, std::vector<double>& s1, std::vector<double>& s2) {
+  const int64_t nch = std::max<int64_t>(1, std::min(kChunks, L.rows));
+  std::vector<double> part(static_cast<size_t>(nch * 2 * L.w), 0.0);
+  const int nt = static_cast<int>(std::min<int64_t>(threadsFor(work), nch));
+#pragma omp parallel for schedule(static) num_threads(nt)
+  for (int64_t i = 0; i < nch; i++) {
+    int64_t lo, hi;
+    chunk(L.rows, static_cast<int>(nch), static_cast<int>(i), lo, hi);
+    double* p = part.data() + i * 2 * L.w;
+    if (hi > lo) body(lo, hi, p, p + L.w);
+  }
+  s1.assign(L.c, 0.0);
+  s2.assign(L.c, 0.0);
+  for (int64_t i = 0; i < nch; i++) {
+    const double* p = part.data() + i * 2 * L.w;
+    for (int64_t k = 0; k < L.w; k++) {
+      s1[k % L.c] += p[k];
+      s2[k % L.c] += p[L.w + k];
+    }
+  }
+}
+
+// A per-channel value repeated over the w lanes.
+std::vector<double> widen(const Lanes& L, const std::vector<double>& perChannel) {
+  std::vector<double> out(L.w);
+  for (int64_t k = 0; k < L.w; k++) out[k] = perChannel[k % L.c];
+  return out;
+}
+
+// batchNormTrain(x, scale, offset, epsilon, y, mean, variance): mean and biased variance over all but the last axis
+// (length c = scale's), rounded to float32, then y exactly as BatchNorm computes it from them. Two passes over x.
+napi_value BatchNormTrain(napi_env env, napi_callback_info info) {
+  entry(env, info, 7, [&](napi_value* argv) {
+    auto x = typed<float>(env, argv[0], "x");
+    auto scale = typed<float>(env, argv[1], "scale");
+    auto offset = typed<float>(env, argv[2], "offset");
+    const double eps = number(env, argv[3], "epsilon");
+    auto y = typed<float>(env, argv[4], "y");
+    auto mean = typed<float>(env, argv[5], "mean");
+    auto var = typed<float>(env, argv[6], "variance");
+    const int64_t c = scale.size;
+    if (c < 1 || x.size % c != 0 || x.size / c < 1 || offset.size != c || mean.size != c || var.size != c ||
+        y.size != x.size)
+      throw Error{"fer-native batchNormTrain: x's size must be a multiple of the channel count, and scale, offset, "
+                  "mean and variance have one value per channel"};
+    const Lanes L = lanesFor(x.size, c);
+    std::vector<double> shift(c);
+    for (int64_t k = 0; k < c; k++) shift[k] = x.data[k];
+    const std::vector<double> shiftW = widen(L, shift);
+    std::vector<double> s1, s2;
+    chunkedSums(
+        L, x.size,
+        [&](int64_t lo, int64_t hi, double* a1, double* a2) {
+          statsRows(x.data + lo * L.w, hi - lo, L.w, shiftW.data(), a1, a2);
+        },
+        s1, s2);
+    const double n = static_cast<double>(x.size / c);
+    std::vector<double> m(c), s(c), off(c), sq(c);
+    for (int64_t k = 0; k < c; k++) {
+      const double d = s1[k] / n;
+      mean.data[k] = static_cast<float>(shift[k] + d);
+      var.data[k] = static_cast<float>(std::max(0.0, s2[k] / n - d * d));
+      m[k] = mean.data[k];
+      s[k] = scale.data[k];
+      off[k] = offset.data[k];
+      sq[k] = std::sqrt(static_cast<double>(var.data[k]) + eps);
+    }
+    const auto mW = widen(L, m), sW = widen(L, s), offW = widen(L, off), sqW = widen(L, sq);
+    parallelFor(L.rows, x.size * 4, [&](int64_t lo, int64_t hi) {
+      bnRows(x.data + lo * L.w, y.data + lo * L.w, hi - lo, L.w, mW.data(), sW.data(), offW.data(), sqW.data());
+    });
+  });
+  return nullptr;
+}
+
+// batchNormTrainGrad(x, dy, mean, variance, scale, epsilon, dx, dScale, dOffset): the closed-form backward of
+// BatchNormTrain (PyTorch's): with rstd = 1/sqrt(variance + ε), xhat = (x − mean)·rstd, k = scale·rstd,
+//   dOffset = Σ dy,  dScale = Σ dy·xhat,  dx = k·(dy − mean(dy) − xhat·mean(dy·xhat)).
+// Two passes: the sums, then dx.
+napi_value BatchNormTrainGrad(napi_env env, napi_callback_info info) {
+  entry(env, info, 9, [&](napi_value* argv) {
+    auto x = typed<float>(env, argv[0], "x");
+    auto dy = typed<float>(env, argv[1], "dy");
+    auto mean = typed<float>(env, argv[2], "mean");
+    auto var = typed<float>(env, argv[3], "variance");
+    auto scale = typed<float>(env, argv[4], "scale");
+    const double eps = number(env, argv[5], "epsilon");
+    auto dx = typed<float>(env, argv[6], "dx");
+    auto dScale = typed<float>(env, argv[7], "dScale");
+    auto dOffset = typed<float>(env, argv[8], "dOffset");
+    const int64_t c = scale.size;
+    if (c < 1 || x.size % c != 0 || dy.size != x.size || dx.size != x.size || mean.size != c || var.size != c ||
+        dScale.size != c || dOffset.size != c)
+      throw Error{"fer-native batchNormTrainGrad: x, dy and dx must have the same size, a multiple of the channel "
+                  "count, and mean, variance, scale, dScale and dOffset one value per channel"};
+    const Lanes L = lanesFor(x.size, c);
+    std::vector<double> m(c), rstd(c);
+    for (int64_t k = 0; k < c; k++) {
+      m[k] = mean.data[k];
+      rstd[k] = 1.0 / std::sqrt(static_cast<double>(var.data[k]) + eps);
+    }
+    const std::vector<double> mW = widen(L, m);
+    std::vector<double> sumDy, sumDyXc;
+    chunkedSums(
+        L, x.size,
+        [&](int64_t lo, int64_t hi, double* a1, double* a2) {
+          gradSumRows(x.data + lo * L.w, dy.data + lo * L.w, hi - lo, L.w, mW.data(), a1, a2);
+        },
+        sumDy, sumDyXc);
+    const double n = static_cast<double>(x.size / c);
+    std::vector<double> a(c), b(c), cc(c);
+    for (int64_t k = 0; k < c; k++) {
+      dOffset.data[k] = static_cast<float>(sumDy[k]);
+      dScale.data[k] = static_cast<float>(sumDyXc[k] * rstd[k]);
+      a[k] = static_cast<double>(scale.data[k]) * rstd[k];
+      b[k] = -a[k] * sumDy[k] / n;
+      cc[k] = a[k] * rstd[k] * rstd[k] * sumDyXc[k] / n;
+    }
+    const auto aW = widen(L, a), bW = widen(L, b), ccW = widen(L, cc);
+    parallelFor(L.rows, x.size * 4, [&](int64_t lo, int64_t hi) {
+      gradRows(x.data + lo * L.w, dy.data + lo * L.w, dx.data + lo * L.w, hi - lo, L.w, mW.data(), aW.data(),
+               bW.data(), ccW.data());
+    });
+  });
+  return nullptr;
+}
+
 }  // namespace
 }  // namespace ferops
 
 void Register_batchnorm(napi_env env, napi_value exports) {
   ferops::exportFn(env, exports, "opsBatchNorm", ferops::BatchNorm);
+  ferops::exportFn(env, exports, "opsBatchNormTrain", ferops::BatchNormTrain);
+  ferops::exportFn(env, exports, "opsBatchNormTrainGrad", ferops::BatchNormTrainGrad);
 }

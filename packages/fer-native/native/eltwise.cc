@@ -392,6 +392,28 @@ napi_value AddN(napi_env env, napi_callback_info info) {
   });
 }
 
+// Relu's gradient in one pass: dy·step(x) exactly as tfjs computes it (Step then Multiply): the factor is 1 where
+// x > 0, NaN where x is NaN and 0 elsewhere, so −0, NaN and ±inf·0 come out the same.
+FER_SIMD void reluGradLoop(const float* dy, const float* x, float* o, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    const float s = x[i] > 0.f ? 1.f : (x[i] != x[i] ? x[i] : 0.f);
+    o[i] = dy[i] * s;
+  }
+}
+
+// reluGrad(dy, x, out): all the same size.
+napi_value ReluGrad(napi_env env, napi_callback_info info) {
+  return entry(env, info, 3, [&](napi_value* argv) {
+    auto dy = typed<float>(env, argv[0], "dy");
+    auto x = typed<float>(env, argv[1], "x");
+    auto o = typed<float>(env, argv[2], "out");
+    if (dy.size != o.size || x.size != o.size) throw Error{"fer-native reluGrad: dy, x and out differ in size"};
+    parallelFor(o.size, o.size, [&](int64_t lo, int64_t hi) {
+      reluGradLoop(dy.data + lo, x.data + lo, o.data + lo, hi - lo);
+    });
+  });
+}
+
 }  // namespace
 }  // namespace ferops
 
@@ -401,4 +423,5 @@ void Register_eltwise(napi_env env, napi_value exports) {
   ferops::exportFn(env, exports, "opsCompare", ferops::CompareFn);
   ferops::exportFn(env, exports, "opsSelect", ferops::Select);
   ferops::exportFn(env, exports, "opsAddN", ferops::AddN);
+  ferops::exportFn(env, exports, "opsReluGrad", ferops::ReluGrad);
 }

@@ -22,6 +22,7 @@ const OPS_FUNCTIONS = [
   'opsPool',
   'opsPoolGrad',
   'opsBatchNorm',
+  'opsReluGrad',
   'opsTile',
   'opsTranspose',
   'opsConcat2d',
@@ -141,6 +142,16 @@ describeNative('native element-wise, reduction, pooling and batch-norm kernels',
     for (const [name, f] of ops) {
       for (const shape of [[1], [3, 17], [2, 61, 67, 9]])
         await expectSame(`${name} [${shape}]`, f, [input(rng, shape)]);
+    }
+  });
+
+  it("Relu's gradient (FerReluGrad, one pass) equals tfjs core's Step then Multiply, edge values included", async () => {
+    const rng = new Rng(12);
+    const reluGrad = (x: tf.Tensor, dy: tf.Tensor) => tf.grad((a: tf.Tensor) => tf.relu(a))(x, dy);
+    for (const shape of [[1], [3, 17], [2, 61, 67, 9]]) {
+      const before = calls.get('opsReluGrad') ?? 0;
+      await expectSame(`reluGrad [${shape}]`, reluGrad, [input(rng, shape), input(rng, shape)]);
+      expect({ shape, ran: (calls.get('opsReluGrad') ?? 0) - before }).toEqual({ shape, ran: 1 });
     }
   });
 

@@ -21,6 +21,8 @@ export {
 } from './float64';
 export type { ErrorRow } from './float64';
 export { nearDuplicateStateDict } from './fixture-rules';
+export { bnTrainForward64, bnTrainGradFD64 } from './batch-norm-reference';
+export type { BnReferenceInput } from './batch-norm-reference';
 
 /**
  * `describe` when `dir` exists, otherwise a skipped `describe` that says why, so a checkout without ../shared

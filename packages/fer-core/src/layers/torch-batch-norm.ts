@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { FerInputError } from '../errors';
-import { stagedMean } from '../tensor/reduce';
+import { batchNormTrain } from './batch-norm-train';
 
 type LayerArgs = NonNullable<ConstructorParameters<typeof tfl.layers.Layer>[0]>;
 type Kwargs = { [key: string]: unknown };
@@ -56,18 +56,16 @@ export function applyTorchBatchNorm(x: tf.Tensor, w: TorchBnWeights, opts: Torch
       'Use a batch size above 1 (or larger feature maps) when training, or run with training: false.',
     );
   }
-  const axes = [...Array(x.rank - 1).keys()];
-  return tf.tidy(() => {
-    const mean = stagedMean(x, axes);
-    // square(sub) rather than squaredDifference: tfjs' SquaredDifference gradient does not reduce broadcast axes.
-    const variance = stagedMean(tf.square(tf.sub(x, mean)), axes);
-    const y = tf.batchNorm(x, mean, variance, w.beta.read(), w.gamma.read(), eps);
+  // One op with the closed-form backward (batch-norm-train.ts): native kernels on fer-native, stock ops elsewhere.
+  const { y, mean, variance } = batchNormTrain(x, w.gamma.read(), w.beta.read(), eps);
+  tf.tidy(() => {
     // Running statistics are state: nothing downstream of the loss reads them, so no gradient flows through them.
     w.runningMean.write(tf.add(tf.mul(w.runningMean.read(), 1 - momentum), tf.mul(mean, momentum)));
     w.runningVar.write(tf.add(tf.mul(w.runningVar.read(), 1 - momentum), tf.mul(variance, (momentum * n) / (n - 1))));
     w.numBatchesTracked.write(tf.add(w.numBatchesTracked.read(), 1));
-    return y;
   });
+  tf.dispose([mean, variance]);
+  return y;
 }
 
 export interface TorchBatchNormArgs extends LayerArgs {

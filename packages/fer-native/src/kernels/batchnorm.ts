@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { floatData, nativeKernel, nonEmpty, outputF32 } from './ops-common';
+import type { NativeBackend } from './backend-type';
+import { floatData, floatDataOrCopy, nativeKernel, nonEmpty, outputF32 } from './ops-common';
 
 /**
  * FusedBatchNorm (tf.batchNorm, train and eval mode) on the addon (native/batchnorm.cc): bit-identical to
@@ -19,4 +20,85 @@ export const batchNormKernels: tf.KernelConfig[] = [
     if (!backend.addon.opsBatchNorm(xs, m, v, s, o, eps, out)) return null;
     return backend.makeTensorInfo(x.shape, 'float32', out);
   }),
+];
+
+/** [..., C] x and the channel count its [C] parameters agree on, or a clear error. */
+function channels(kernel: string, x: tf.TensorInfo, ...params: tf.TensorInfo[]): number {
+  const c = x.shape[x.shape.length - 1];
+  const bad = params.find((p) => tf.util.sizeFromShape(p.shape) !== c);
+  if (x.shape.length < 1 || bad || tf.util.sizeFromShape(x.shape) < 2 * c) {
+    throw new Error(
+      `fer-native ${kernel}: expected x of shape [..., C] with at least 2 values per channel and [C] parameters, ` +
+        `but got x [${x.shape.join(', ')}] and a parameter of shape [${(bad ?? x).shape.join(', ')}].`,
+    );
+  }
+  return c;
+}
+
+/**
+ * fer-core's train-mode batch norm (`layers/batch-norm-train.ts` defines the contract), on the addon: statistics in
+ * double over a fixed chunking (independent of the thread count), two passes forward and two backward.
+ */
+export const batchNormTrainKernels: tf.KernelConfig[] = [
+  {
+    kernelName: 'FerBatchNormTrain',
+    backendName: 'native',
+    kernelFunc: ({ inputs, backend: b, attrs }) => {
+      const backend = b as NativeBackend;
+      const { x, scale, offset } = inputs as { x: tf.TensorInfo; scale: tf.TensorInfo; offset: tf.TensorInfo };
+      const c = channels('FerBatchNormTrain', x, scale, offset);
+      const y = outputF32(tf.util.sizeFromShape(x.shape));
+      const mean = new Float32Array(c);
+      const variance = new Float32Array(c);
+      const eps = (attrs as unknown as { epsilon: number }).epsilon;
+      backend.addon.opsBatchNormTrain(
+        floatDataOrCopy(backend, x),
+        floatDataOrCopy(backend, scale),
+        floatDataOrCopy(backend, offset),
+        eps,
+        y,
+        mean,
+        variance,
+      );
+      return [
+        backend.makeTensorInfo(x.shape, 'float32', y),
+        backend.makeTensorInfo([c], 'float32', mean),
+        backend.makeTensorInfo([c], 'float32', variance),
+      ];
+    },
+  },
+  {
+    kernelName: 'FerBatchNormTrainGrad',
+    backendName: 'native',
+    kernelFunc: ({ inputs, backend: b, attrs }) => {
+      const backend = b as NativeBackend;
+      const { x, dy, mean, variance, scale } = inputs as Record<string, tf.TensorInfo>;
+      const c = channels('FerBatchNormTrainGrad', x, mean, variance, scale);
+      if (!tf.util.arraysEqual(dy.shape, x.shape)) {
+        throw new Error(
+          `fer-native FerBatchNormTrainGrad: expected dy of x's shape [${x.shape.join(', ')}], but got [${dy.shape.join(', ')}].`,
+        );
+      }
+      const dx = outputF32(tf.util.sizeFromShape(x.shape));
+      const dScale = new Float32Array(c);
+      const dOffset = new Float32Array(c);
+      const eps = (attrs as unknown as { epsilon: number }).epsilon;
+      backend.addon.opsBatchNormTrainGrad(
+        floatDataOrCopy(backend, x),
+        floatDataOrCopy(backend, dy),
+        floatDataOrCopy(backend, mean),
+        floatDataOrCopy(backend, variance),
+        floatDataOrCopy(backend, scale),
+        eps,
+        dx,
+        dScale,
+        dOffset,
+      );
+      return [
+        backend.makeTensorInfo(x.shape, 'float32', dx),
+        backend.makeTensorInfo([c], 'float32', dScale),
+        backend.makeTensorInfo([c], 'float32', dOffset),
+      ];
+    },
+  },
 ];

@@ -4,7 +4,7 @@ import { matmulKernels } from './matmul';
 import { eltwiseKernels } from './eltwise';
 import { reduceKernels } from './reduce';
 import { poolKernels } from './pool';
-import { batchNormKernels } from './batchnorm';
+import { batchNormKernels, batchNormTrainKernels } from './batchnorm';
 import { layoutKernels } from './layout';
 
 /** Every native kernel, registered for the 'native' backend over cpu's. One line per group (src/kernels/<group>.ts). */
@@ -15,5 +15,6 @@ export const NATIVE_KERNELS: KernelConfig[] = [
   ...reduceKernels,
   ...poolKernels,
   ...batchNormKernels,
+  ...batchNormTrainKernels,
   ...layoutKernels,
 ];

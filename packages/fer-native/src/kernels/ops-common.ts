@@ -14,6 +14,11 @@ export function floatData(backend: NativeBackend, t: tf.TensorInfo | undefined |
   return values instanceof Float32Array ? values : null;
 }
 
+/** The float32 data of t, copied into a Float32Array when the backend holds it in another typed array. */
+export function floatDataOrCopy(backend: NativeBackend, t: tf.TensorInfo): Float32Array {
+  return floatData(backend, t) ?? Float32Array.from(backend.data.get(t.dataId).values as ArrayLike<number>);
+}
+
 /** The tensor's Uint8Array when it is a bool tensor (a comparison's output). */
 export function boolData(backend: NativeBackend, t: tf.TensorInfo): Uint8Array | null {
   if (t.dtype !== 'bool') return null;
