@@ -66,6 +66,10 @@ interface CaseResult extends CaseSpec {
   startupMs: number;
   /** Process CPU time (all threads) per image over the timed runs, ms: contention-robust cost. */
   cpuMsPerImage: number;
+  /** The kernel's share of it (page faults, madvise, thread wake-ups), ms per image. */
+  sysMsPerImage: number;
+  /** Minor page faults per image over the timed runs (fresh pages the allocator handed out). */
+  faultsPerImage: number;
   error?: string;
 }
 
@@ -212,6 +216,7 @@ async function runCase(c: CaseSpec): Promise<CaseResult> {
     const times: number[] = [];
     const workerTimes: number[] = [];
     const cpu0 = process.cpuUsage();
+    const faults0 = process.resourceUsage().minorPageFault;
     for (let r = 0; r < c.runs; r++) {
       const t = performance.now();
       workerTimes.push(await step(batch));
@@ -232,6 +237,8 @@ async function runCase(c: CaseSpec): Promise<CaseResult> {
       wasmHeapMb: mem.map((m) => (m.wasmHeapBytes === null ? null : m.wasmHeapBytes / 2 ** 20)),
       startupMs,
       cpuMsPerImage: (cpu.user + cpu.system) / 1000 / (c.runs * c.batch),
+      sysMsPerImage: cpu.system / 1000 / (c.runs * c.batch),
+      faultsPerImage: (process.resourceUsage().minorPageFault - faults0) / (c.runs * c.batch),
     };
   } finally {
     await dp.dispose();
@@ -328,6 +335,8 @@ function runChild(c: CaseSpec): Promise<CaseResult> {
         wasmHeapMb: [],
         startupMs: NaN,
         cpuMsPerImage: NaN,
+        sysMsPerImage: NaN,
+        faultsPerImage: NaN,
         error: why,
       });
     });
@@ -531,7 +540,7 @@ export async function run(flags: string[]): Promise<void> {
     const overhead = r.msMedian - r.workerMsMedian;
     console.log(
       `  ${r.measure} ${label(r)}: step ${fmt(r.msMedian / 1000)} s (min ${fmt(r.msMin / 1000)}, max ${fmt(r.msMax / 1000)}), slowest worker ${fmt(r.workerMsMedian / 1000)} s, ` +
-        `engine overhead ${fmt(overhead, 0)} ms, CPU ${fmt(r.cpuMsPerImage / 1000)} s/image, micro-batch ${r.microBatch}, start-up ${fmt(r.startupMs / 1000, 1)} s`,
+        `engine overhead ${fmt(overhead, 0)} ms, CPU ${fmt(r.cpuMsPerImage, 0)} ms/image (sys ${fmt(r.sysMsPerImage, 0)}, ${fmt(r.faultsPerImage, 0)} page faults), micro-batch ${r.microBatch}, start-up ${fmt(r.startupMs / 1000, 1)} s`,
     );
   }
   const jsonOut = flag(flags, 'json');

@@ -71,9 +71,9 @@ napi_value BatchNorm(napi_env env, napi_callback_info info) {
 
 // ---- train-mode batch norm: statistics and the closed-form backward in one op each ----
 //
-// Per-channel sums accumulate in double over a fixed partition of the rows into chunks, and the chunk partials are
-// added in chunk order: results depend on neither the thread count nor the schedule. Short rows (CBAM's 1-channel
-// map) are widened to `w` lanes as in BatchNorm above; lanes fold back to channels in lane order.
+// The backward's per-channel sums accumulate in double over a fixed partition of the rows into chunks, and the chunk
+// partials are added in chunk order: results depend on neither the thread count nor the schedule. Short rows (CBAM's
+// 1-channel map) are widened to `w` lanes as in BatchNorm above; lanes fold back to channels in lane order.
 
 constexpr int64_t kChunks = 64;
 
@@ -84,19 +84,6 @@ struct Lanes {
 inline Lanes lanesFor(int64_t size, int64_t c) {
   const int64_t rep = c < 256 && size % (c * (256 / c)) == 0 ? 256 / c : 1;
   return Lanes{c, c * rep, size / (c * rep)};
-}
-
-// s1[k] += Σ (x − shift[k]), s2[k] += Σ (x − shift[k])² over rows of width w (shifted sums: no cancellation when the
-// mean is large next to the spread).
-FER_SIMD void statsRows(const float* x, int64_t rows, int64_t w, const double* shift, double* s1, double* s2) {
-  for (int64_t r = 0; r < rows; r++) {
-    const float* xr = x + r * w;
-    for (int64_t k = 0; k < w; k++) {
-      const double d = static_cast<double>(xr[k]) - shift[k];
-      s1[k] += d;
-      s2[k] += d * d;
-    }
-  }
 }
 
 // s1[k] += Σ dy, s2[k] += Σ dy·(x − mean[k]).
@@ -157,39 +144,74 @@ std::vector<double> widen(const Lanes& L, const std::vector<double>& perChannel)
   return out;
 }
 
-// batchNormTrain(x, scale, offset, epsilon, y, mean, variance): mean and biased variance over all but the last axis
-// (length c = scale's), rounded to float32, then y exactly as BatchNorm computes it from them. Two passes over x.
+// Sum over the middle axis of a [len, c] block in double, in index order, rounded to float: tfjs-backend-cpu's Sum
+// over one axis. `sqDev`: of float((x − m)²) instead of x (the float32 Sub then Square of fer-core's composite).
+template <bool sqDev>
+FER_SIMD void sumAxis(const float* x, const float* m, int64_t len, int64_t c, double* acc, float* out) {
+  for (int64_t k = 0; k < c; k++) acc[k] = 0.0;
+  for (int64_t l = 0; l < len; l++) {
+    const float* xr = x + l * c;
+    for (int64_t k = 0; k < c; k++) {
+      if constexpr (sqDev) {
+        const float d = xr[k] - m[k];
+        acc[k] += static_cast<double>(d * d);
+      } else {
+        acc[k] += static_cast<double>(xr[k]);
+      }
+    }
+  }
+  for (int64_t k = 0; k < c; k++) out[k] = static_cast<float>(acc[k]);
+}
+
+// fer-core's stagedMean over every axis but the last, bit for bit: Sum over the last non-channel axis first, then the
+// next, each in double rounded to float32 (so partial sums stay short: PyTorch-level accuracy), then ÷ n in float32.
+// dims: x's shape without the channel axis. The first stage reads x (parallel over its outer rows); the rest work on
+// the small partial sums.
+template <bool sqDev>
+void stagedMean(const float* x, const float* m, const std::vector<int64_t>& dims, int64_t c, float* out) {
+  int64_t outer = 1;
+  for (size_t i = 0; i + 1 < dims.size(); i++) outer *= dims[i];
+  const int64_t len = dims.back();
+  std::vector<float> part(static_cast<size_t>(outer * c));
+  parallelFor(outer, outer * len * c, [&](int64_t lo, int64_t hi) {
+    std::vector<double> acc(c);
+    for (int64_t o = lo; o < hi; o++) sumAxis<sqDev>(x + o * len * c, m, len, c, acc.data(), part.data() + o * c);
+  });
+  std::vector<double> acc(c);
+  for (size_t a = dims.size() - 1; a-- > 0;) {
+    outer /= dims[a];
+    for (int64_t o = 0; o < outer; o++)
+      sumAxis<false>(part.data() + o * dims[a] * c, nullptr, dims[a], c, acc.data(), part.data() + o * c);
+  }
+  int64_t n = 1;
+  for (int64_t d : dims) n *= d;
+  for (int64_t k = 0; k < c; k++) out[k] = static_cast<float>(static_cast<double>(part[k]) / static_cast<double>(n));
+}
+
+// batchNormTrain(x, shape, scale, offset, epsilon, y, mean, variance): the batch mean and biased variance over all but
+// the last axis exactly as fer-core's composite computes them (stagedMean of x, stagedMean of float32 (x − mean)²),
+// then y exactly as BatchNorm computes it from them. Three passes over x.
 napi_value BatchNormTrain(napi_env env, napi_callback_info info) {
-  entry(env, info, 7, [&](napi_value* argv) {
+  entry(env, info, 8, [&](napi_value* argv) {
     auto x = typed<float>(env, argv[0], "x");
-    auto scale = typed<float>(env, argv[1], "scale");
-    auto offset = typed<float>(env, argv[2], "offset");
-    const double eps = number(env, argv[3], "epsilon");
-    auto y = typed<float>(env, argv[4], "y");
-    auto mean = typed<float>(env, argv[5], "mean");
-    auto var = typed<float>(env, argv[6], "variance");
+    std::vector<int64_t> dims = ints(env, argv[1], "shape");
+    auto scale = typed<float>(env, argv[2], "scale");
+    auto offset = typed<float>(env, argv[3], "offset");
+    const double eps = number(env, argv[4], "epsilon");
+    auto y = typed<float>(env, argv[5], "y");
+    auto mean = typed<float>(env, argv[6], "mean");
+    auto var = typed<float>(env, argv[7], "variance");
     const int64_t c = scale.size;
-    if (c < 1 || x.size % c != 0 || x.size / c < 1 || offset.size != c || mean.size != c || var.size != c ||
-        y.size != x.size)
-      throw Error{"fer-native batchNormTrain: x's size must be a multiple of the channel count, and scale, offset, "
-                  "mean and variance have one value per channel"};
+    if (dims.size() < 2 || dims.back() != c || product(dims) != x.size || offset.size != c || mean.size != c ||
+        var.size != c || y.size != x.size)
+      throw Error{"fer-native batchNormTrain: x must have shape [..., C] (rank 2 or more), and scale, offset, mean and "
+                  "variance one value per channel"};
+    dims.pop_back();
+    stagedMean<false>(x.data, nullptr, dims, c, mean.data);
+    stagedMean<true>(x.data, mean.data, dims, c, var.data);
     const Lanes L = lanesFor(x.size, c);
-    std::vector<double> shift(c);
-    for (int64_t k = 0; k < c; k++) shift[k] = x.data[k];
-    const std::vector<double> shiftW = widen(L, shift);
-    std::vector<double> s1, s2;
-    chunkedSums(
-        L, x.size,
-        [&](int64_t lo, int64_t hi, double* a1, double* a2) {
-          statsRows(x.data + lo * L.w, hi - lo, L.w, shiftW.data(), a1, a2);
-        },
-        s1, s2);
-    const double n = static_cast<double>(x.size / c);
     std::vector<double> m(c), s(c), off(c), sq(c);
     for (int64_t k = 0; k < c; k++) {
-      const double d = s1[k] / n;
-      mean.data[k] = static_cast<float>(shift[k] + d);
-      var.data[k] = static_cast<float>(std::max(0.0, s2[k] / n - d * d));
       m[k] = mean.data[k];
       s[k] = scale.data[k];
       off[k] = offset.data[k];

@@ -147,6 +147,59 @@ void gatherGrad(const Geo& g, const float* dy, float* dx, double scale, Take&& t
   });
 }
 
+// dx = dy where the cell is its window's first maximum, else 0, as 0.0 + dy in double (what gatherGrad computes
+// for a cell in one window).
+FER_SIMD void routeOut(const int32_t* p, const float* d, float* out, int32_t here, int64_t c) {
+  for (int64_t k = 0; k < c; k++) out[k] = static_cast<float>(0.0 + (p[k] == here ? static_cast<double>(d[k]) : 0.0));
+}
+
+// MaxPoolGrad for disjoint windows (stride >= filter on both axes, e.g. 2x2/2): each cell lies in at most one window,
+// so one pass per window finds its maxima and writes its cells; cells outside every window get 0. Same values as
+// maxPositions + gatherGrad, without their position buffer (an int per output) and second pass.
+void maxPoolGradDisjoint(const Geo& g, const float* x, const float* dy, float* dx) {
+  std::vector<char> colIn(g.w, 0), rowIn(g.h, 0);
+  for (int64_t ox = 0; ox < g.wo; ox++)
+    for (int64_t ix = std::max<int64_t>(0, ox * g.sw - g.left); ix < std::min(g.w, ox * g.sw - g.left + g.kw); ix++)
+      colIn[ix] = 1;
+  for (int64_t oy = 0; oy < g.ho; oy++)
+    for (int64_t iy = std::max<int64_t>(0, oy * g.sh - g.top); iy < std::min(g.h, oy * g.sh - g.top + g.kh); iy++)
+      rowIn[iy] = 1;
+  const int64_t c = g.c;
+  const int64_t rowSize = g.w * c;
+  for (int64_t b = 0; b < g.n; b++)
+    for (int64_t iy = 0; iy < g.h; iy++)
+      if (!rowIn[iy]) std::memset(dx + (b * g.h + iy) * rowSize, 0, rowSize * sizeof(float));
+  parallelFor(g.n * g.ho, g.n * g.h * g.w * g.c, [&](int64_t lo, int64_t hi) {
+    std::vector<float> m(c);
+    std::vector<int32_t> p(c);
+    for (int64_t r = lo; r < hi; r++) {
+      const int64_t b = r / g.ho, oy = r % g.ho;
+      const int64_t ry = oy * g.sh - g.top;
+      const int64_t y0 = std::max<int64_t>(0, ry), y1 = std::min(g.h, ry + g.kh);
+      for (int64_t iy = y0; iy < y1; iy++)
+        for (int64_t ix = 0; ix < g.w; ix++)
+          if (!colIn[ix]) std::memset(dx + ((b * g.h + iy) * g.w + ix) * c, 0, c * sizeof(float));
+      for (int64_t ox = 0; ox < g.wo; ox++) {
+        const int64_t rx = ox * g.sw - g.left;
+        const int64_t x0 = std::max<int64_t>(0, rx), x1 = std::min(g.w, rx + g.kw);
+        for (int64_t k = 0; k < c; k++) {
+          m[k] = -std::numeric_limits<float>::infinity();
+          p[k] = -1;
+        }
+        for (int64_t iy = y0; iy < y1; iy++)
+          for (int64_t ix = x0; ix < x1; ix++)
+            argmaxInto(x + ((b * g.h + iy) * g.w + ix) * c, m.data(), p.data(),
+                       static_cast<int32_t>((iy - ry) * g.kw + (ix - rx)), c);
+        const float* d = dy + ((b * g.ho + oy) * g.wo + ox) * c;
+        for (int64_t iy = y0; iy < y1; iy++)
+          for (int64_t ix = x0; ix < x1; ix++)
+            routeOut(p.data(), d, dx + ((b * g.h + iy) * g.w + ix) * c,
+                     static_cast<int32_t>((iy - ry) * g.kw + (ix - rx)), c);
+      }
+    }
+  });
+}
+
 // poolGrad(kind: 0 max | 1 avg, dy, x (max only; else null), geometry[12], out)
 napi_value PoolGrad(napi_env env, napi_callback_info info) {
   return entry(env, info, 5, [&](napi_value* argv) {
@@ -160,6 +213,10 @@ napi_value PoolGrad(napi_env env, napi_callback_info info) {
     if (isMax) {
       auto x = typed<float>(env, argv[2], "x");
       if (x.size != dx.size) throw Error{"fer-native poolGrad: x does not match the geometry"};
+      if (g.sh >= g.kh && g.sw >= g.kw) {
+        maxPoolGradDisjoint(g, x.data, dy.data, dx.data);
+        return;
+      }
       std::vector<int32_t> pos(dy.size);
       maxPositions(g, x.data, pos.data());
       const int32_t* P = pos.data();

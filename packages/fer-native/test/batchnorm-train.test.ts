@@ -22,6 +22,15 @@ function values(n: number, seed: number, lo = -2, hi = 2): Float32Array {
 
 const EPS = 1e-5;
 
+/** Index of the first element whose float32 bits differ, or -1. */
+function firstBitDifference(a: Float32Array, b: Float32Array): number {
+  const ua = new Uint32Array(a.buffer, a.byteOffset, a.length);
+  const ub = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  if (ua.length !== ub.length) return 0;
+  for (let i = 0; i < ua.length; i++) if (ua[i] !== ub[i]) return i;
+  return -1;
+}
+
 interface Case {
   shape: number[];
   x: Float32Array;
@@ -120,16 +129,16 @@ describeNative('native train-mode batch norm (FerBatchNormTrain, FerBatchNormTra
     const p = { x: k.x, channels: k.gamma.length, gamma: k.gamma, beta: k.beta, eps: EPS };
     const ref = bnTrainForward64(p);
     const fd = bnTrainGradFD64(p, k.w);
-    // Double accumulation: the statistics are float32-rounded exact values; y is computed from them.
-    expectArrayClose(mean, ref.mean, { rtol: 2e-7, atol: 1e-7 }, 'mean');
-    expectArrayClose(variance, ref.variance, { rtol: 1e-6, atol: 1e-7 }, 'variance');
-    expectArrayClose(y, ref.y, { rtol: 1e-6, atol: large ? 1e-5 : 1e-6 }, 'y');
+    // Staged float32 sums (fer-core's stagedMean) for the statistics; y from them; the backward in double.
+    expectArrayClose(mean, ref.mean, { rtol: 1e-6, atol: 1e-6 }, 'mean');
+    expectArrayClose(variance, ref.variance, { rtol: 1e-5, atol: 1e-6 }, 'variance');
+    expectArrayClose(y, ref.y, { rtol: 1e-5, atol: large ? 5e-5 : 1e-5 }, 'y');
     expectArrayClose(dx, fd.dx, { rtol: 1e-4, atol: 1e-5 }, 'dx');
-    expectArrayClose(dGamma, fd.dGamma, { rtol: 1e-5, atol: 1e-5 }, 'dGamma');
+    expectArrayClose(dGamma, fd.dGamma, { rtol: 1e-4, atol: 1e-4 }, 'dGamma');
     expectArrayClose(dBeta, fd.dBeta, { rtol: 1e-6, atol: 1e-6 }, 'dBeta');
   });
 
-  it('equals the composite on cpu on multi-threaded sizes, bit-identical across thread counts', async () => {
+  it('equals the composite on cpu (forward bit for bit) on multi-threaded sizes, bit-identical across thread counts', async () => {
     for (const [shape, seed] of [
       [[8, 32, 32, 8], 4],
       [[3, 40, 41, 3], 5],
@@ -142,7 +151,9 @@ describeNative('native train-mode batch norm (FerBatchNormTrain, FerBatchNormTra
       addon.setThreads(2);
       const two = await on(NATIVE_BACKEND, k);
       NAMES.forEach((name, i) => {
-        expectArrayClose(two[i], cpu[i], { rtol: 1e-4, atol: 1e-5 }, `${name} [${shape}] native vs composite`);
+        // The forward (y and the statistics) reproduces the composite bit for bit; the backward sums in double.
+        if (i < 3) expect({ name, shape, bits: firstBitDifference(two[i], cpu[i]) }).toEqual({ name, shape, bits: -1 });
+        else expectArrayClose(two[i], cpu[i], { rtol: 1e-4, atol: 1e-5 }, `${name} [${shape}] native vs composite`);
         expect({ name, shape, same: Buffer.compare(Buffer.from(one[i].buffer), Buffer.from(two[i].buffer)) }).toEqual({
           name,
           shape,

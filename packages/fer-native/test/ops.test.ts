@@ -262,6 +262,28 @@ describeNative('native element-wise, reduction, pooling and batch-norm kernels',
     }
   });
 
+  it('MaxPoolGrad with disjoint windows (one-pass path) equals cpu: odd sizes, gaps, padding, ties, big maps', async () => {
+    const rng = new Rng(13);
+    const cases: [number[], number, number, 'valid' | 'same' | number][] = [
+      [[2, 9, 11, 5], 2, 2, 'valid'],
+      [[2, 9, 11, 5], 2, 2, 'same'],
+      [[1, 10, 7, 3], 2, 3, 'valid'], // stride > filter: cells between windows get 0
+      [[1, 10, 7, 3], 3, 3, 'same'],
+      [[3, 8, 8, 4], 1, 2, 'valid'],
+      [[2, 8, 9, 6], 2, 2, 1],
+      [[2, 40, 42, 32], 2, 2, 'valid'], // parallel path
+    ];
+    for (const [shape, k, s, pad] of cases) {
+      const x = input(rng, shape, true);
+      x.data = x.data.map((v, i) => (i % 3 === 0 ? Math.round(v) : v)); // ties
+      const grad = tf.grad((z: tf.Tensor) => {
+        const y = tf.maxPool(z as tf.Tensor4D, k, s, pad as 'valid');
+        return tf.sum(tf.mul(y, tf.reshape(tf.sin(tf.range(1, 1 + y.size)), y.shape)));
+      });
+      await expectSame(`maxPoolGrad [${shape}] k${k} s${s} pad ${pad}`, (z) => grad(z), [x]);
+    }
+  });
+
   it('FusedBatchNorm equals cpu (per-channel, scalar and absent scale/offset)', async () => {
     const rng = new Rng(6);
     for (let t = 0; t < 8; t++) {

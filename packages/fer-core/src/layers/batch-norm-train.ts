@@ -5,8 +5,9 @@ import { stagedMean, stagedSum } from '../tensor/reduce';
 /**
  * Optional kernel a backend may register (fer-native does): train-mode batch norm over the last axis in one op.
  * Inputs `{ x, scale, offset }` ([..., C], [C], [C]); attrs {@link BatchNormTrainAttrs}. Outputs `[y, mean, variance]`:
- * the batch mean and *biased* variance over all other axes ([C]), and y = offset + (x − mean)·scale / sqrt(variance + ε)
- * computed from the float32 mean and variance it returns.
+ * the batch mean and *biased* variance over all other axes ([C]) as the composite below computes them (`stagedMean`
+ * of x and of float32 (x − mean)²), and y = offset + (x − mean)·scale / sqrt(variance + ε) from those float32 values.
+ * Same statistics, same discrete decisions downstream (ReLU, max-pool ties) as every other backend.
  */
 export const BATCH_NORM_TRAIN_KERNEL = 'FerBatchNormTrain';
 /**

@@ -26,7 +26,7 @@ export const batchNormKernels: tf.KernelConfig[] = [
 function channels(kernel: string, x: tf.TensorInfo, ...params: tf.TensorInfo[]): number {
   const c = x.shape[x.shape.length - 1];
   const bad = params.find((p) => tf.util.sizeFromShape(p.shape) !== c);
-  if (x.shape.length < 1 || bad || tf.util.sizeFromShape(x.shape) < 2 * c) {
+  if (x.shape.length < 2 || bad || tf.util.sizeFromShape(x.shape) < 2 * c) {
     throw new Error(
       `fer-native ${kernel}: expected x of shape [..., C] with at least 2 values per channel and [C] parameters, ` +
         `but got x [${x.shape.join(', ')}] and a parameter of shape [${(bad ?? x).shape.join(', ')}].`,
@@ -36,8 +36,9 @@ function channels(kernel: string, x: tf.TensorInfo, ...params: tf.TensorInfo[]):
 }
 
 /**
- * fer-core's train-mode batch norm (`layers/batch-norm-train.ts` defines the contract), on the addon: statistics in
- * double over a fixed chunking (independent of the thread count), two passes forward and two backward.
+ * fer-core's train-mode batch norm (`layers/batch-norm-train.ts` defines the contract), on the addon. Forward: the
+ * statistics and y bit-identical to fer-core's composite (staged sums), three passes. Backward: sums in double over
+ * a fixed chunking (independent of the thread count), two passes.
  */
 export const batchNormTrainKernels: tf.KernelConfig[] = [
   {
@@ -53,6 +54,7 @@ export const batchNormTrainKernels: tf.KernelConfig[] = [
       const eps = (attrs as unknown as { epsilon: number }).epsilon;
       backend.addon.opsBatchNormTrain(
         floatDataOrCopy(backend, x),
+        x.shape,
         floatDataOrCopy(backend, scale),
         floatDataOrCopy(backend, offset),
         eps,

@@ -14,6 +14,7 @@ import { runConvert } from './commands/convert';
 import { runPreprocessAffectNet } from './commands/preprocess';
 import { runDemo, DEMO_DEFAULTS } from './commands/demo';
 import { experimentCommand } from './commands/experiment';
+import { allocatorNote, rerunUnderTcmalloc, shouldUseTcmalloc } from './allocator';
 
 function int(name: string) {
   return (v: string): number => {
@@ -72,7 +73,8 @@ async function backend(cmd: Command): Promise<void> {
   });
   const native = info.skipped.find((s) => s.name === 'native');
   if (native) outputOf(cmd).info(`native kernels unavailable: ${native.reason}`);
-  outputOf(cmd).info(`backend: ${info.name} (${info.source}); kernels: ${info.kernelPack}`);
+  const malloc = info.name === 'native' ? `; ${allocatorNote()}` : '';
+  outputOf(cmd).info(`backend: ${info.name} (${info.source}); kernels: ${info.kernelPack}${malloc}`);
   outputOf(cmd).json({ type: 'backend', name: info.name, source: info.source, kernelPack: info.kernelPack });
 }
 
@@ -354,7 +356,8 @@ export async function runCli(argv: string[], stderr: (s: string) => void = (s) =
 }
 
 export async function main(argv = process.argv): Promise<void> {
-  const code = await runCli(argv);
+  // The native backend is much faster under tcmalloc (allocator.ts): run this command again under it.
+  const code = shouldUseTcmalloc(argv.slice(2)) ? await rerunUnderTcmalloc(argv) : await runCli(argv);
   // Decoding workers and the wasm runtime can keep the event loop alive; the work is done.
   process.exit(code);
 }
