@@ -86,16 +86,21 @@ export const REAL_FACES_DEFAULTS: RealFacesOptions = {
   peer: true,
 };
 
-/** `--quick`: one variant, 2 branches, a short run on part of the data (the slow test's setting). */
+/**
+ * `--quick` (the learning test's setting): stage 1 only, one branch on every training face for one epoch (101 steps)
+ * at the reference rates (lr × 1), a quarter of each test set. One branch has no diversity term, so one variant.
+ * Measured on 3 seeds on both sides (packages/fer-train/README.md, "Real faces").
+ */
 export const REAL_FACES_QUICK: Partial<RealFacesOptions> = {
   out: 'runs/real-faces-quick',
-  variants: ['dpp'],
+  variants: ['none'],
   seeds: [1],
   imageSize: 64,
-  branches: 2,
+  branches: 1,
   firstEpochs: 1,
   laterEpochs: 1,
-  trainCap: 100,
+  lrScale: 1,
+  lrStep: 10,
   testFraction: 0.25,
   bnBatches: 10,
   peer: false,

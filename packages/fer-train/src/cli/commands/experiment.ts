@@ -39,7 +39,10 @@ export function experimentCommand(
     )
     .option('--data <dir>', 'shared data folder', d.data)
     .option('--out <dir>', 'output folder (default runs/real-faces, or runs/real-faces-quick with --quick)')
-    .option('--quick', 'a short run (one variant, 2 branches, 100 faces per class, a quarter of each test set)')
+    .option(
+      '--quick',
+      'a short run (one branch, one epoch over every training face at lr × 1, a quarter of each test set)',
+    )
     .option(
       '--variants <list>',
       `diversity variants (default ${d.variants.join(',')}; "" with the peer on: only the peer)`,
@@ -78,7 +81,6 @@ export function experimentCommand(
         ...Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined)),
       } as RealFacesOptions;
       if (opts.peer === true && quick) o.peer = false;
-      if (opts.trainCap === undefined && !quick) o.trainCap = Infinity;
       o.variants = o.variants as DiversityMode[];
       if (!existsSync(path.join(o.data, 'faceapi-expression'))) o.peer = false;
       const rep = await runRealFaces(o, {

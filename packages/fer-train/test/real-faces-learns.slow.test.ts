@@ -1,0 +1,50 @@
+/**
+ * Learning on real faces: `fer experiment real --quick` (one branch from the ESR-9 AffectNet base, one epoch over the
+ * 3,228 FER2013 PublicTest training faces at the reference rates) must score the PrivateTest quarter clearly above
+ * the majority-class rate, in inference mode after precise BN. The margin comes from the seeds measured in
+ * packages/fer-train/README.md ("Real faces"); this file runs seed 1 on `testBackend()` (native when built).
+ */
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { promises as fs } from 'node:fs';
+import * as tf from '@tensorflow/tfjs-core';
+import { initBackend } from 'fer-backend';
+import { DATA_DIR, describeIfExists, testBackend } from 'fer-test-utils';
+import { REAL_FACES_DEFAULTS, REAL_FACES_QUICK, runRealFaces } from '../src/experiments/real-faces';
+
+jest.setTimeout(30 * 60_000);
+
+/** Measured over seeds 1-3 (README): PrivateTest accuracy minus the majority rate was at least MEASURED_MARGIN. */
+const MEASURED_MARGIN = 0.1;
+/** Asserted: half the smallest measured margin, so seeds and backends' last-bit differences do not flake it. */
+const MARGIN = MEASURED_MARGIN / 2;
+
+describeIfExists(path.join(DATA_DIR, 'fer2013-test'), 'ESR learns real faces (--quick, ../shared/data)', () => {
+  let dir = '';
+  beforeAll(async () => {
+    await initBackend({ backend: testBackend(), quiet: true });
+    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'fer-real-quick-'));
+  });
+  afterAll(async () => {
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  it(`scores PrivateTest more than ${MARGIN * 100} points above the majority class`, async () => {
+    const before = tf.memory().numTensors;
+    const rep = await runRealFaces({ ...REAL_FACES_DEFAULTS, ...REAL_FACES_QUICK, data: DATA_DIR, out: dir });
+    const [run] = rep.runs;
+    console.info(
+      `real faces --quick, seed 1 on ${tf.getBackend()}: PrivateTest ${(100 * run.test.accuracy).toFixed(1)} % ` +
+        `(majority ${(100 * rep.majorityRate).toFixed(1)} %), hold-out ${(100 * run.holdout.accuracy).toFixed(1)} %, ` +
+        `${run.trainSeconds.toFixed(0)} s training, ${run.cpuSeconds.toFixed(0)} CPU-s`,
+    );
+    expect(rep.runs).toHaveLength(1);
+    expect(run.test.size).toBeGreaterThan(800); // a quarter of the 3,589 PrivateTest faces
+    expect(run.test.accuracy).toBeGreaterThan(rep.majorityRate + MARGIN);
+    expect(run.holdout.accuracy).toBeGreaterThan(rep.majorityRate);
+    // Not a one-class predictor: at least 3 classes are predicted correctly somewhere.
+    expect(run.test.confusion.filter((row, i) => row[i] > 0).length).toBeGreaterThanOrEqual(3);
+    await expect(fs.stat(path.join(dir, 'report.json'))).resolves.toBeTruthy();
+    expect(tf.memory().numTensors).toBe(before);
+  });
+});
