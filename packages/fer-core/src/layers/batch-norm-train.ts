@@ -39,8 +39,9 @@ function native(): boolean {
  * Train-mode batch norm over the last axis as one differentiable op: batch mean and biased variance, y, and the
  * closed-form backward PyTorch uses (see {@link BATCH_NORM_TRAIN_GRAD_KERNEL}) instead of differentiating the graph
  * of mean, square, sub and batchNorm (about ten full-size passes and a Tile per batch norm). Runs the two kernels
- * when the backend registers them (fer-native: one or two passes each, double accumulation) and otherwise a
- * composite of stock ops (wasm, cpu, webgl): staged sums for the statistics, as accurate as `stagedMean`.
+ * when the backend registers them (fer-native: three passes forward with the composite's exact statistics, two
+ * backward accumulating in double) and otherwise a composite of stock ops (wasm, cpu, webgl): staged sums for the
+ * statistics, as accurate as `stagedMean`.
  * All three results are owned by the caller.
  * @param x [..., C] float32; scale, offset [C]
  */
