@@ -74,11 +74,18 @@ export const meanGradConfig: tf.GradConfig = {
 };
 
 /**
+ * Optional kernel a backend may register (fer-native does): `Max`'s gradient below in one pass, inputs `{ dy, y, x }`
+ * with dy and y in x's shape with the reduced axes set to 1, bit-identical to the Sub, Step, Sub and Multiply it
+ * replaces (four passes over x's size).
+ */
+export const MAX_GRAD_KERNEL = 'FerMaxGrad';
+
+/**
  * `Max` gradient (CBAM's channel max pooling) as dy · (1 − step(y − x)) instead of tfjs core's dy · cast(equal(x, y)):
  * the same mask (y − x is exactly 0 where x equals the max, positive elsewhere; ties all receive dy, as in core),
  * with cheaper kernels: stock wasm's broadcasting `Equal` and bool → float `Cast` were measured at 23 % of an
  * ESR-CBAM step; with this package's faster comparisons the override still saves ~2 % of a step (3.03 vs 3.09
- * CPU-s at batch 8). Differs from core only where the max is ±inf.
+ * CPU-s at batch 8). Differs from core only where the max is ±inf. Runs {@link MAX_GRAD_KERNEL} when the backend has it.
  */
 export const maxGradConfig: tf.GradConfig = {
   kernelName: tf.Max,
@@ -90,8 +97,12 @@ export const maxGradConfig: tf.GradConfig = {
     const kept = x.shape.map((d, i) => (axes.includes(i) ? 1 : d));
     return {
       x: () => {
-        const mask = tf.sub(tf.scalar(1), tf.step(tf.sub(tf.reshape(y, kept), x)));
-        return tf.mul(tf.reshape(dy as tf.Tensor, kept), mask);
+        const g = tf.reshape(dy as tf.Tensor, kept);
+        const yk = tf.reshape(y, kept);
+        if (tfjsInternals.hasKernel(MAX_GRAD_KERNEL) && [g, yk, x].every((t) => t.dtype === 'float32'))
+          return tfjsInternals.runKernel(MAX_GRAD_KERNEL, { dy: g, y: yk, x }, {});
+        const mask = tf.sub(tf.scalar(1), tf.step(tf.sub(yk, x)));
+        return tf.mul(g, mask);
       },
     };
   },

@@ -17,4 +17,5 @@ export {
   maxGradConfig,
   reluGradConfig,
   RELU_GRAD_KERNEL,
+  MAX_GRAD_KERNEL,
 } from './gradients';

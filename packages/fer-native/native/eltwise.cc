@@ -414,6 +414,52 @@ napi_value ReluGrad(napi_env env, napi_callback_info info) {
   });
 }
 
+// Max's gradient as fer-backend computes it, dy·(1 − step(y − x)) with dy and y broadcast from the reduced shape,
+// in one pass: each step rounds as the float32 ops do (Sub, Step with NaN passing through, Sub from 1, Multiply).
+FER_SIMD void maxGradRow(const float* dy, const float* y, int64_t kStride, const float* x, float* o, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    const float d = y[i * kStride] - x[i];
+    const float s = d > 0.f ? 1.f : (d != d ? d : 0.f);
+    o[i] = dy[i * kStride] * (1.f - s);
+  }
+}
+
+// maxGrad(dy, y, x, xShape, keptShape, out): dy and y have keptShape (xShape with the reduced axes set to 1).
+napi_value MaxGrad(napi_env env, napi_callback_info info) {
+  return entry(env, info, 6, [&](napi_value* argv) {
+    auto dy = typed<float>(env, argv[0], "dy");
+    auto y = typed<float>(env, argv[1], "y");
+    auto x = typed<float>(env, argv[2], "x");
+    const std::vector<int64_t> xs = ints(env, argv[3], "xShape");
+    const std::vector<int64_t> ks = ints(env, argv[4], "keptShape");
+    auto o = typed<float>(env, argv[5], "out");
+    bool ok = !xs.empty() && xs.size() == ks.size() && product(xs) == x.size && o.size == x.size &&
+              product(ks) == dy.size && y.size == dy.size;
+    for (size_t a = 0; ok && a < xs.size(); a++) ok = ks[a] == xs[a] || ks[a] == 1;
+    if (!ok) throw Error{"fer-native maxGrad: dy and y must have x's shape with the reduced axes set to 1"};
+    const int64_t rank = static_cast<int64_t>(xs.size());
+    const int64_t inner = xs.back();
+    const int64_t kStride = ks.back() == 1 ? 0 : 1;
+    // Row-major strides of the kept shape; a reduced axis (size 1 in ks, larger in xs) does not advance.
+    std::vector<int64_t> kst(rank, 0);
+    for (int64_t a = rank - 1, st = 1; a >= 0; a--) {
+      kst[a] = ks[a] == 1 ? 0 : st;
+      st *= ks[a];
+    }
+    const int64_t rows = x.size / std::max<int64_t>(inner, 1);
+    parallelFor(rows, x.size * 2, [&](int64_t lo, int64_t hi) {
+      for (int64_t r = lo; r < hi; r++) {
+        int64_t rem = r, koff = 0;
+        for (int64_t a = rank - 2; a >= 0; a--) {
+          koff += (rem % xs[a]) * kst[a];
+          rem /= xs[a];
+        }
+        maxGradRow(dy.data + koff, y.data + koff, kStride, x.data + r * inner, o.data + r * inner, inner);
+      }
+    });
+  });
+}
+
 }  // namespace
 }  // namespace ferops
 
@@ -424,4 +470,5 @@ void Register_eltwise(napi_env env, napi_value exports) {
   ferops::exportFn(env, exports, "opsSelect", ferops::Select);
   ferops::exportFn(env, exports, "opsAddN", ferops::AddN);
   ferops::exportFn(env, exports, "opsReluGrad", ferops::ReluGrad);
+  ferops::exportFn(env, exports, "opsMaxGrad", ferops::MaxGrad);
 }

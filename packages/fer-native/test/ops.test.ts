@@ -23,6 +23,7 @@ const OPS_FUNCTIONS = [
   'opsPoolGrad',
   'opsBatchNorm',
   'opsReluGrad',
+  'opsMaxGrad',
   'opsTile',
   'opsTranspose',
   'opsConcat2d',
@@ -52,6 +53,9 @@ function values(rng: Rng, n: number, edge: boolean): Float32Array {
   for (let i = 0; i < n; i++) v[i] = edge && rng.next() < 0.1 ? rng.pick(SPECIALS) : (rng.next() * 2 - 1) * 3;
   return v;
 }
+
+const keptOf = (shape: number[], axes: number[]) => shape.map((d, i) => (axes.includes(i) ? 1 : d));
+const size = (shape: number[], axes: number[]) => keptOf(shape, axes).reduce((a, b) => a * b, 1);
 
 /** Index of the first element whose float32 bits differ (NaNs compare equal), or -1. */
 function firstBitDifference(a: ArrayLike<number>, b: ArrayLike<number>): number {
@@ -152,6 +156,35 @@ describeNative('native element-wise, reduction, pooling and batch-norm kernels',
       const before = calls.get('opsReluGrad') ?? 0;
       await expectSame(`reluGrad [${shape}]`, reluGrad, [input(rng, shape), input(rng, shape)]);
       expect({ shape, ran: (calls.get('opsReluGrad') ?? 0) - before }).toEqual({ shape, ran: 1 });
+    }
+  });
+
+  it("Max's gradient (FerMaxGrad, one pass) equals fer-backend's dy·(1 − step(y − x)) on cpu: ties, NaN, ±inf", async () => {
+    const rng = new Rng(14);
+    const cases: [number[], number[]][] = [
+      [[2, 9, 11, 16], [3]], // CBAM's max over channels
+      [
+        [2, 9, 11, 16],
+        [1, 2],
+      ], // CBAM's global max pool
+      [[3, 7], [0]],
+      [
+        [4, 5, 6],
+        [0, 2],
+      ],
+      [[2, 40, 41, 24], [3]], // parallel path
+    ];
+    for (const [shape, axes] of cases) {
+      const x = input(rng, shape, true);
+      x.data = x.data.map((v, i) => (i % 4 === 0 ? Math.round(v) : v)); // ties
+      const before = calls.get('opsMaxGrad') ?? 0;
+      const grad = (z: tf.Tensor) =>
+        tf.grad((a: tf.Tensor) => {
+          const w = tf.reshape(tf.sin(tf.range(1, 1 + size(shape, axes))), keptOf(shape, axes));
+          return tf.sum(tf.mul(tf.max(a, axes, true), w));
+        })(z);
+      await expectSame(`maxGrad [${shape}] axes [${axes}]`, grad, [x]);
+      expect({ shape, ran: (calls.get('opsMaxGrad') ?? 0) - before }).toEqual({ shape, ran: 1 });
     }
   });
 
