@@ -85,7 +85,8 @@ export const MAX_GRAD_KERNEL = 'FerMaxGrad';
  * the same mask (y − x is exactly 0 where x equals the max, positive elsewhere; ties all receive dy, as in core),
  * with cheaper kernels: stock wasm's broadcasting `Equal` and bool → float `Cast` were measured at 23 % of an
  * ESR-CBAM step; with this package's faster comparisons the override still saves ~2 % of a step (3.03 vs 3.09
- * CPU-s at batch 8). Differs from core only where the max is ±inf. Runs {@link MAX_GRAD_KERNEL} when the backend has it.
+ * CPU-s at batch 8). Differs from core only where the max is ±inf. Runs {@link MAX_GRAD_KERNEL} when the backend
+ * has it.
  */
 export const maxGradConfig: tf.GradConfig = {
   kernelName: tf.Max,
