@@ -139,8 +139,7 @@ describeBrowser('web demo in headless Chromium', () => {
 
     nodePredictions = ferPredict(path.join(dir, 'model'), PHOTOS);
     nodePredictions.catch(() => undefined); // awaited (and reported) by its test
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const puppeteer = require('puppeteer-core') as typeof import('puppeteer-core');
+    const puppeteer = await import('puppeteer-core');
     // The page's build and the browser's start overlap (the build is the demo's own command, run once).
     [browser] = await Promise.all([
       puppeteer.launch({
