@@ -1,8 +1,10 @@
 /**
  * Learning on real faces: `fer experiment real --quick` (one branch from the ESR-9 AffectNet base, one epoch over the
  * 3,228 FER2013 PublicTest training faces at the reference rates) must score the PrivateTest quarter clearly above
- * the majority-class rate, in inference mode after precise BN. The margin comes from the seeds measured in
- * packages/fer-train/README.md ("Real faces"); this file runs seed 1 on `testBackend()` (native when built).
+ * the majority-class rate, in inference mode after precise BN. A regression check of the whole pipeline, not proof of
+ * robust learning: one epoch is fragile (packages/fer-train/README.md, "Real faces": seeds 1 and 2 learn on both
+ * sides, seed 3 stays at the majority rate on both). It runs seed 2, measured on native at 34.0 % (majority 24.5 %),
+ * on `testBackend()` (native when built; runs are deterministic per backend).
  */
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -14,10 +16,11 @@ import { REAL_FACES_DEFAULTS, REAL_FACES_QUICK, runRealFaces } from '../src/expe
 
 jest.setTimeout(30 * 60_000);
 
-/** Measured over seeds 1-3 (README): PrivateTest accuracy minus the majority rate was at least MEASURED_MARGIN. */
-const MEASURED_MARGIN = 0.1;
-/** Asserted: half the smallest measured margin, so seeds and backends' last-bit differences do not flake it. */
+/** Seed 2's measured margin over the majority rate (34.0 % against 24.5 %). */
+const MEASURED_MARGIN = 0.095;
+/** Asserted: half of it, for last-bit differences between backends (wasm where the addon is not built). */
 const MARGIN = MEASURED_MARGIN / 2;
+const SEED = 2;
 
 describeIfExists(path.join(DATA_DIR, 'fer2013-test'), 'ESR learns real faces (--quick, ../shared/data)', () => {
   let dir = '';
@@ -31,10 +34,16 @@ describeIfExists(path.join(DATA_DIR, 'fer2013-test'), 'ESR learns real faces (--
 
   it(`scores PrivateTest more than ${MARGIN * 100} points above the majority class`, async () => {
     const before = tf.memory().numTensors;
-    const rep = await runRealFaces({ ...REAL_FACES_DEFAULTS, ...REAL_FACES_QUICK, data: DATA_DIR, out: dir });
+    const rep = await runRealFaces({
+      ...REAL_FACES_DEFAULTS,
+      ...REAL_FACES_QUICK,
+      seeds: [SEED],
+      data: DATA_DIR,
+      out: dir,
+    });
     const [run] = rep.runs;
     console.info(
-      `real faces --quick, seed 1 on ${tf.getBackend()}: PrivateTest ${(100 * run.test.accuracy).toFixed(1)} % ` +
+      `real faces --quick, seed ${SEED} on ${tf.getBackend()}: PrivateTest ${(100 * run.test.accuracy).toFixed(1)} % ` +
         `(majority ${(100 * rep.majorityRate).toFixed(1)} %), hold-out ${(100 * run.holdout.accuracy).toFixed(1)} %, ` +
         `${run.trainSeconds.toFixed(0)} s training, ${run.cpuSeconds.toFixed(0)} CPU-s`,
     );
