@@ -85,6 +85,7 @@ if (
   fs.existsSync(stampFile) &&
   fs.readFileSync(stampFile, 'utf8') === stamp
 ) {
+  fs.writeFileSync(path.join(outDir, 'fer_native.sources'), sourcesDigest(srcDir)); // builds older than the record
   done(0, args.has('--quiet') ? '' : 'native kernels up to date (build/fer_native.node).');
 }
 
@@ -114,9 +115,22 @@ if (res.status !== 0) {
 }
 fs.renameSync(tmp, out); // atomic: a concurrently running process never loads a half-written addon
 fs.writeFileSync(stampFile, stamp);
+// What the loader compares with the shipped sources, so a stale addon (sources changed since) is never used.
+fs.writeFileSync(path.join(outDir, 'fer_native.sources'), sourcesDigest(srcDir));
 done(
   0,
   args.has('--quiet')
     ? ''
     : `native kernels built in ${((Date.now() - t0) / 1000).toFixed(1)} s: build/fer_native.node`,
 );
+
+/** sha256 over native/*.cc and *.h (names and contents, sorted): src/addon.ts computes the same. */
+function sourcesDigest(dir) {
+  const h = crypto.createHash('sha256');
+  for (const f of fs
+    .readdirSync(dir)
+    .filter((n) => /\.(cc|h)$/.test(n))
+    .sort())
+    h.update(f).update(fs.readFileSync(path.join(dir, f)));
+  return h.digest('hex');
+}

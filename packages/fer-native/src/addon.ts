@@ -1,4 +1,5 @@
-import { existsSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import * as path from 'node:path';
 
 /** What the compiled addon reports about itself. */
@@ -42,6 +43,15 @@ export function loadAddon(): { addon: NativeAddon | null; reason: string } {
     };
     return cached;
   }
+  const rebuild = `node ${path.join(path.dirname(ADDON_PATH), '..', 'scripts', 'build-addon.cjs')}`;
+  const buildDir = path.dirname(ADDON_PATH);
+  if (sourcesStale(path.join(buildDir, '..', 'native'), path.join(buildDir, 'fer_native.sources'))) {
+    cached = {
+      addon: null,
+      reason: `fer-native's addon was built from older sources than its native/ folder; rebuild it with \`${rebuild}\``,
+    };
+    return cached;
+  }
   try {
     const mod = { exports: {} as NativeAddon };
     process.dlopen(mod, ADDON_PATH);
@@ -54,4 +64,19 @@ export function loadAddon(): { addon: NativeAddon | null; reason: string } {
     };
   }
   return cached;
+}
+
+/**
+ * Whether the addon was built from other sources than `nativeDir` holds now: the digest the build script recorded
+ * (scripts/build-addon.cjs, `sourcesDigest`) against one over the `.cc`/`.h` files. A pulled checkout without a
+ * reinstall would otherwise call functions the old binary lacks. No record or no sources (built by hand): trusted.
+ */
+export function sourcesStale(nativeDir: string, recordedFile: string): boolean {
+  if (!existsSync(nativeDir) || !existsSync(recordedFile)) return false;
+  const h = createHash('sha256');
+  for (const f of readdirSync(nativeDir)
+    .filter((n) => /\.(cc|h)$/.test(n))
+    .sort())
+    h.update(f).update(readFileSync(path.join(nativeDir, f)));
+  return h.digest('hex') !== readFileSync(recordedFile, 'utf8');
 }
