@@ -75,6 +75,24 @@ describe('fer CLI errors', () => {
     expect(lines).toEqual([`error: Nothing at ${path.join(dir, 'missing')}. [FER_INPUT]`]);
   });
 
+  it('experiment compare with a missing or non-JSON report: FER_INPUT in one line naming the file and its writer', async () => {
+    const missing = path.join(dir, 'no-report.json');
+    const torn = path.join(dir, 'torn-report.json');
+    await fs.writeFile(torn, '{"settings": {');
+    let r = await cli('experiment', 'compare', missing, torn);
+    expect(r.code).toBe(EXIT.known);
+    expect(r.lines).toHaveLength(1);
+    expect(r.lines[0]).toMatch(
+      new RegExp(
+        `^error: Expected a report\\.json written by fer experiment real at '${missing}', but it cannot be read\\..*\\[FER_INPUT\\]$`,
+      ),
+    );
+    r = await cli('experiment', 'compare', torn, missing);
+    expect(r.lines).toEqual([
+      `error: Expected JSON in '${torn}' (written by fer experiment real), but it does not parse. [FER_INPUT]`,
+    ]);
+  });
+
   it('a file that is no checkpoint: FER_TORCH_FORMAT in one line', async () => {
     const file = path.join(dir, 'garbage.pth');
     await fs.writeFile(file, 'garbage');

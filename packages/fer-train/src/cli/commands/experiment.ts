@@ -1,4 +1,6 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { FerInputError } from 'fer-core';
+import { writeFileAtomic } from 'fer-core/node';
 import * as path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { getBackend } from '@tensorflow/tfjs-core';
@@ -11,6 +13,7 @@ import {
   type RealFacesOptions,
 } from '../../experiments/real-faces';
 import { realFacesDataStatus } from '../../experiments/real-faces-data';
+import { compareReports } from '../../experiments/real-faces-compare';
 import type { Output } from '../output';
 
 const num = (name: string, integer: boolean) => (v: string) => {
@@ -93,5 +96,38 @@ export function experimentCommand(
         { type: 'experiment-real', summary: rep.summary, peer: rep.peer, majorityRate: rep.majorityRate },
       );
     });
+  cmd
+    .command('compare')
+    .description("our real-faces report beside bench/real_torch.py's: both tables, and ours − PyTorch per variant")
+    .argument('<ours>', 'report.json written by `fer experiment real`')
+    .argument('<torch>', 'report.json written by bench/real_torch.py')
+    .option('--out <file>', 'also write the markdown to this file')
+    .action(async (oursFile: string, torchFile: string, opts: { out?: string }, c: Command) => {
+      const out = outputOf(c);
+      const cmp = compareReports(
+        readReport(oursFile, 'fer experiment real'),
+        readReport(torchFile, 'bench/real_torch.py'),
+      );
+      if (opts.out) await writeFileAtomic(opts.out, cmp.markdown + '\n');
+      out.result(cmp.markdown, { type: 'experiment-compare', variants: cmp.variants });
+    });
   return cmd;
+}
+
+/** A report.json, or one line saying which file is unreadable and what writes it. */
+function readReport(file: string, writer: string) {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new FerInputError(`Expected a report.json written by ${writer} at '${file}', but it cannot be read.`, {
+      hint: `Run ${writer} first, or pass its report.json.`,
+      cause: e,
+    });
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new FerInputError(`Expected JSON in '${file}' (written by ${writer}), but it does not parse.`, { cause: e });
+  }
 }
