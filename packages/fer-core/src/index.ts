@@ -45,7 +45,14 @@ export {
   applyCbam,
   CBAM_SPATIAL_BN_MOMENTUM,
 } from './layers';
-export { TORCH_BN_KEYS, CBAM_TORCH_KEYS, TORCH_CONV_KEYS, TORCH_LINEAR_KEYS, useLazyInputGradient } from './layers';
+export {
+  TORCH_BN_KEYS,
+  CBAM_TORCH_KEYS,
+  TORCH_CONV_KEYS,
+  TORCH_LINEAR_KEYS,
+  useLazyInputGradient,
+  FoldedConv2d,
+} from './layers';
 export type {
   TorchBatchNormArgs,
   TorchBnWeights,
@@ -54,6 +61,7 @@ export type {
   CbamOutput,
   TorchTransform,
   TorchKeySpec,
+  FoldActivation,
 } from './layers';
 export { checkTfjsVersion, TFJS_VERIFIED_VERSION } from './tfjs-internals';
 export type { TfjsVersionCheck } from './tfjs-internals';

@@ -2,7 +2,6 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import {
   FerInputError,
-  assertShape,
   type FerNetwork,
   type ForwardResult,
   type InputConvention,
@@ -10,8 +9,9 @@ import {
   type ResetClassifierOptions,
   type VariableGroup,
 } from 'fer-core';
-import { featureSizes, minInputSize, resolveEsrConfig, type EsrConfig, type EsrConfigName } from './configs';
-import { buildBase, buildBranch, runBase, runBranch } from './layers';
+import { resolveEsrConfig, type EsrConfig, type EsrConfigName } from './configs';
+import { buildBase, buildBranch, checkImages, ensembleOutputs, runBase, runBranch } from './layers';
+import { FoldedEsr } from './fold';
 import { vote } from './vote';
 import { packEsr, unpackEsr } from './io';
 
@@ -135,21 +135,15 @@ export class EsrEnsemble implements FerNetwork {
   forward(images: tf.Tensor4D, opts: EsrForwardOptions = { training: false }): ForwardResult {
     if (this.branchModels.length === 0)
       throw new FerInputError('The ensemble has no branches.', 'Call addBranch() first.');
-    this.checkInput(images);
+    checkImages(this.config, images);
     const training = opts.training === true;
     const branchesTraining = opts.branchesTraining ?? training;
     return tf.tidy(() => {
       const shared = runBase(this.baseModel, images, training);
-      const outs = this.branchModels.map((b) => runBranch(b, shared, branchesTraining));
-      const logits = outs.map((o) => o[0] as tf.Tensor2D);
-      const heads: Record<string, tf.Tensor> = {};
-      if (this.config.variant === 'cbam') {
-        heads.channelAttention = tf.stack(outs.map((o) => o[1]));
-        heads.spatialAttention = tf.stack(outs.map((o) => tf.squeeze(o[2], [3])));
-      } else if (this.config.valenceArousal) {
-        heads.valenceArousal = tf.stack(outs.map((o) => o[1]));
-      }
-      return { logits, heads };
+      return ensembleOutputs(
+        this.config,
+        this.branchModels.map((b) => runBranch(b, shared, branchesTraining)),
+      );
     });
   }
 
@@ -163,6 +157,19 @@ export class EsrEnsemble implements FerNetwork {
       tf.dispose(heads);
       return vote(logits);
     });
+  }
+
+  /**
+   * An inference-only view of the ensemble with every conv → batch norm → ReLU folded into one fused conv (W·γ/√(σ²+ε),
+   * β + (b − μ)·γ/√(σ²+ε), ReLU as the conv's activation): same outputs as `forward(x, { training: false })` up to
+   * float32 rounding, in fewer and cheaper ops. The view owns only the folded tensors (`dispose()` frees them; dispose
+   * it before the ensemble); it reads the ensemble's other weights live and folds again when weights change, so
+   * training, `restore` or `addBranch` between calls are seen. The ensemble's weights are never written. Throws a
+   * `FerInputError` when a batch norm has no usable running statistics.
+   * @example const infer = esr.fold(); const labels = infer.predict(x); infer.dispose();
+   */
+  fold(): FoldedEsr {
+    return new FoldedEsr(this);
   }
 
   /** All trainable variables, base first, then branches in order. */
@@ -254,17 +261,6 @@ export class EsrEnsemble implements FerNetwork {
   dispose(): void {
     this.parts().forEach(({ model }) => model.dispose());
     this.branchModels = [];
-  }
-
-  private checkInput(images: tf.Tensor4D): void {
-    assertShape('images', images.shape, [null, null, null, 3], 'Pass a [batch, height, width, 3] float32 tensor.');
-    const [, h, w] = images.shape;
-    if (h !== w || featureSizes(h).branch < 1) {
-      throw new FerInputError(
-        `Expected square images of at least ${minInputSize()}×${minInputSize()} pixels (ESR uses ${this.config.inputSize}), but got ${h}×${w}.`,
-        `Resize faces to ${this.config.inputSize}×${this.config.inputSize}.`,
-      );
-    }
   }
 }
 

@@ -2,6 +2,8 @@ export { ESR_CONFIGS } from './configs';
 export type { EsrConfig, EsrConfigName, EsrPretrainedConfig, EsrVariant, ColorOrder } from './configs';
 export { EsrEnsemble, createEsr, loadEsr, esrFromArtifacts } from './esr';
 export type { EsrForwardOptions, EsrPartName, CreateEsrOptions, EsrSnapshot } from './esr';
+export { FoldedEsr } from './fold';
+export type { FoldedForwardOptions, EsrFoldSource } from './fold';
 export { isEsrArtifacts } from './io';
 export { vote } from './vote';
 export { fromTorchStateDicts, toTorchStateDicts } from './weights/checkpoint';

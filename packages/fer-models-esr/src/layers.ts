@@ -1,7 +1,14 @@
-import type * as tf from '@tensorflow/tfjs-core';
+import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import { Cbam, TorchBatchNorm, useLazyInputGradient } from 'fer-core';
-import type { EsrConfig } from './configs';
+import {
+  Cbam,
+  FerInputError,
+  FoldedConv2d,
+  TorchBatchNorm,
+  assertShape,
+  useLazyInputGradient,
+} from 'fer-core';
+import { featureSizes, minInputSize, type EsrConfig } from './configs';
 
 type Sym = tfl.SymbolicTensor;
 
@@ -111,23 +118,58 @@ function layerOf(model: tfl.LayersModel, name: string): tfl.layers.Layer | undef
   return model.layers.find((l) => l.name === name);
 }
 
+/** The folded conv → BN → ReLU of each of a part's four blocks (index i − 1 for block i). Owned by the caller. */
+export type PartFold = readonly FoldedConv2d[];
+
+/**
+ * Folds every block of a part (`conv<i>` → eval-mode `bn<i>` → `relu<i>`) into one fused conv + bias + ReLU. Throws
+ * a `FerInputError` naming the layer when a batch norm is missing or has no usable statistics; frees what it folded
+ * before throwing.
+ */
+export function foldPart(model: tfl.LayersModel, part: string): PartFold {
+  const folds: FoldedConv2d[] = [];
+  try {
+    for (let i = 1; i <= 4; i++) {
+      const conv = layerOf(model, `conv${i}`);
+      const bn = layerOf(model, `bn${i}`);
+      if (!conv || !(bn instanceof TorchBatchNorm) || !layerOf(model, `relu${i}`)) {
+        throw new FerInputError(
+          `Cannot fold ESR part '${part}': expected layers conv${i}, bn${i} (TorchBatchNorm) and relu${i}, but got ${conv?.getClassName() ?? 'no conv'}, ${bn?.getClassName() ?? 'no batch norm'}.`,
+          'Fold a model built by fer-models-esr (createEsr, loadEsr, fromTorchCheckpoint).',
+        );
+      }
+      folds.push(new FoldedConv2d(conv, bn, 'relu', ` in ESR part '${part}'`));
+    }
+  } catch (e) {
+    folds.forEach((f) => f.dispose());
+    throw e;
+  }
+  return folds;
+}
+
 /**
  * Runs the four blocks of a part eagerly, layer by layer, as the PyTorch `forward` does. (`LayersModel.apply` would
  * also work, but tfjs-layers' executor calls a multi-output layer once per fetched output: the last CBAM would run
- * three times and move its running statistics three times in train mode.)
+ * three times and move its running statistics three times in train mode.) With `fold` (inference only), each block's
+ * conv → BN → ReLU runs as its folded fused conv.
  */
 function runBlocks(
   model: tfl.LayersModel,
   x: tf.Tensor,
   training: boolean,
+  fold?: PartFold,
 ): { y: tf.Tensor; ch?: tf.Tensor; sp?: tf.Tensor } {
   let y = x;
   let ch: tf.Tensor | undefined;
   let sp: tf.Tensor | undefined;
   for (let i = 1; i <= 4; i++) {
-    y = layerOf(model, `conv${i}`)!.apply(y) as tf.Tensor;
-    y = layerOf(model, `bn${i}`)!.apply(y, { training }) as tf.Tensor;
-    y = layerOf(model, `relu${i}`)!.apply(y) as tf.Tensor;
+    if (fold) {
+      y = fold[i - 1].apply(y as tf.Tensor4D);
+    } else {
+      y = layerOf(model, `conv${i}`)!.apply(y) as tf.Tensor;
+      y = layerOf(model, `bn${i}`)!.apply(y, { training }) as tf.Tensor;
+      y = layerOf(model, `relu${i}`)!.apply(y) as tf.Tensor;
+    }
     const pool = layerOf(model, `pool${i}`);
     if (pool) y = pool.apply(y) as tf.Tensor;
     const cbam = layerOf(model, `cbam${i}`);
@@ -136,18 +178,46 @@ function runBlocks(
   return { y, ch, sp };
 }
 
-/** Base forward: [N, S, S, 3] → [N, S', S', 128]. Call inside `tf.tidy`. */
-export function runBase(model: tfl.LayersModel, x: tf.Tensor4D, training: boolean): tf.Tensor4D {
-  return runBlocks(model, x, training).y as tf.Tensor4D;
+/** Base forward: [N, S, S, 3] → [N, S', S', 128]. Call inside `tf.tidy`. `fold`: inference only. */
+export function runBase(model: tfl.LayersModel, x: tf.Tensor4D, training: boolean, fold?: PartFold): tf.Tensor4D {
+  return runBlocks(model, x, training, fold).y as tf.Tensor4D;
 }
 
 /** Branch forward, same outputs as the branch model's (see `buildBranch`). Call inside `tf.tidy`. */
-export function runBranch(model: tfl.LayersModel, x: tf.Tensor4D, training: boolean): tf.Tensor[] {
-  const { y, ch, sp } = runBlocks(model, x, training);
+export function runBranch(model: tfl.LayersModel, x: tf.Tensor4D, training: boolean, fold?: PartFold): tf.Tensor[] {
+  const { y, ch, sp } = runBlocks(model, x, training, fold);
   const pooled = layerOf(model, 'gap')!.apply(y) as tf.Tensor;
   const logits = layerOf(model, 'fc')!.apply(pooled) as tf.Tensor;
   if (ch && sp) return [logits, ch, sp];
   const va = layerOf(model, 'fc_dimensional');
   if (!va) return [logits];
   return [logits, va.apply(layerOf(model, 'relu_logits')!.apply(logits)) as tf.Tensor];
+}
+
+/** The ensemble's `ForwardResult` from each branch's `runBranch` outputs. Call inside `tf.tidy`. */
+export function ensembleOutputs(
+  config: EsrConfig,
+  outs: tf.Tensor[][],
+): { logits: tf.Tensor2D[]; heads: Record<string, tf.Tensor> } {
+  const logits = outs.map((o) => o[0] as tf.Tensor2D);
+  const heads: Record<string, tf.Tensor> = {};
+  if (config.variant === 'cbam') {
+    heads.channelAttention = tf.stack(outs.map((o) => o[1]));
+    heads.spatialAttention = tf.stack(outs.map((o) => tf.squeeze(o[2], [3])));
+  } else if (config.valenceArousal) {
+    heads.valenceArousal = tf.stack(outs.map((o) => o[1]));
+  }
+  return { logits, heads };
+}
+
+/** Refuses anything but square [B, S, S, 3] images large enough for the four pools. */
+export function checkImages(config: EsrConfig, images: tf.Tensor4D): void {
+  assertShape('images', images.shape, [null, null, null, 3], 'Pass a [batch, height, width, 3] float32 tensor.');
+  const [, h, w] = images.shape;
+  if (h !== w || featureSizes(h).branch < 1) {
+    throw new FerInputError(
+      `Expected square images of at least ${minInputSize()}×${minInputSize()} pixels (ESR uses ${config.inputSize}), but got ${h}×${w}.`,
+      `Resize faces to ${config.inputSize}×${config.inputSize}.`,
+    );
+  }
 }

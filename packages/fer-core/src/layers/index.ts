@@ -5,3 +5,5 @@ export type { CbamArgs, CbamOutput } from './cbam';
 export { TORCH_BN_KEYS, CBAM_TORCH_KEYS, TORCH_CONV_KEYS, TORCH_LINEAR_KEYS } from './torch-keys';
 export type { TorchTransform, TorchKeySpec } from './torch-keys';
 export { useLazyInputGradient } from './lazy-input-gradient';
+export { FoldedConv2d } from './fold';
+export type { FoldActivation } from './fold';

@@ -120,6 +120,20 @@ export class TorchBatchNorm extends tfl.layers.Layer {
     this.built = true;
   }
 
+  /**
+   * The layer's five variables (owned by the layer; read them, do not dispose them), e.g. to fold the batch norm
+   * into the convolution before it for inference (`FoldedConv2d`).
+   */
+  torchWeights(): TorchBnWeights {
+    if (!this.bn) {
+      throw new FerInputError(
+        `Batch norm '${this.name}' has no statistics yet: the layer was never built.`,
+        'Apply the model to an input (or load its weights) first.',
+      );
+    }
+    return this.bn;
+  }
+
   override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Kwargs): tf.Tensor {
     const x = Array.isArray(inputs) ? inputs[0] : inputs;
     if (!this.bn) throw new Error(`TorchBatchNorm '${this.name}' was called before build().`);
