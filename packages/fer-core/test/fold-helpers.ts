@@ -49,7 +49,7 @@ function makeCase(label: string, g: Geometry, seed: number): FoldCase {
       });
       const bn = new TorchBatchNorm({ epsilon: 1e-5 });
       const x = tf.tensor4d(values(g.n * g.size * g.size * g.cin, seed, 0, 1), [g.n, g.size, g.size, g.cin]);
-      tf.tidy(() => bn.apply(conv.apply(x) as tf.Tensor));
+      tf.tidy(() => bn.apply(conv.apply(x) as tf.Tensor) as tf.Tensor);
       const fanIn = g.k * g.k * g.cin;
       const bound = 1 / Math.sqrt(fanIn);
       const c = g.cout;

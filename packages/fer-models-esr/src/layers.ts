@@ -1,13 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import {
-  Cbam,
-  FerInputError,
-  FoldedConv2d,
-  TorchBatchNorm,
-  assertShape,
-  useLazyInputGradient,
-} from 'fer-core';
+import { Cbam, FerInputError, FoldedConv2d, TorchBatchNorm, assertShape, useLazyInputGradient } from 'fer-core';
 import { featureSizes, minInputSize, type EsrConfig } from './configs';
 
 type Sym = tfl.SymbolicTensor;

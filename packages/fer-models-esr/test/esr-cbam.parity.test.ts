@@ -122,6 +122,20 @@ describeIfExists(path.join(REFERENCE_DIR, 'esr_cbam'), 'ESR + CBAM forward parit
     esr.dispose();
   });
 
+  it('eval mode through esr.fold() (batch norm folded into the convs, ReLU fused): the same fixture values', async () => {
+    const { esr } = await importTorchCheckpoint(path.join(fx.dir, 'torch_checkpoint', '3'));
+    const folded = esr.fold();
+    const out = folded.forward(x);
+    const logits = tf.stack(out.logits);
+    await check(logits, 'eval/logits');
+    await check(out.heads.spatialAttention, 'eval/attn_sp');
+    await check(out.heads.channelAttention, 'eval/attn_ch');
+    await checkDiversity('eval', out.heads);
+    tf.dispose([...out.logits, ...Object.values(out.heads), logits]);
+    folded.dispose();
+    esr.dispose();
+  });
+
   it("eval_script: the reference's validation mode (base eval, branches train) on request", async () => {
     const esr = await referenceEnsemble(fx, 3);
     const out = esr.forward(x, { training: false, branchesTraining: true });

@@ -16,7 +16,7 @@ describe('FoldedConv2d (conv → eval-mode batch norm → ReLU as one fused conv
     const conv = tfl.layers.conv2d({ filters: 1, kernelSize: 1, useBias: true });
     const bn = new TorchBatchNorm();
     const x = tf.tensor4d([4, -3, 0.5], [1, 1, 3, 1]);
-    tf.tidy(() => bn.apply(conv.apply(x) as tf.Tensor));
+    tf.tidy(() => bn.apply(conv.apply(x) as tf.Tensor) as tf.Tensor);
     tf.tidy(() => {
       conv.setWeights([tf.tensor4d([2], [1, 1, 1, 1]), tf.tensor1d([1])]);
       bn.setWeights([tf.tensor1d([3]), tf.tensor1d([0.5]), tf.tensor1d([2]), tf.tensor1d([4 - 1e-5]), tf.scalar(7)]);

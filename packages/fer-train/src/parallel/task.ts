@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from 'fer-backend';
 import { parseChoice, type FerModel } from 'fer-core';
-import { createEsr, type EsrConfig } from 'fer-models-esr';
+import { EsrEnsemble, createEsr, type EsrConfig } from 'fer-models-esr';
 import { createManet, type ResolvedManetConfig } from 'fer-models-manet';
 import type { Replica, ReplicaGradients, ShardBatch } from 'fer-parallel';
 import { lossFromSpec } from '../loss';
@@ -56,13 +56,20 @@ export async function createReplica(config: TrainTaskConfig): Promise<Replica> {
   const loss = lossFromSpec(config.loss);
   const groups = model.variableGroups();
   const variables = groups.flatMap((g) => g.variables);
+  // Inference runs ESR with its batch norms folded into the convs (EsrEnsemble.fold(), folded on first use and again
+  // whenever the weights sent since have changed); training never touches the fold.
+  let folded: FerModel | null = null;
+  const inference = (): FerModel => (folded ??= model instanceof EsrEnsemble ? model.fold() : model);
   return {
     variables,
     groups: groups.flatMap((g) => g.variables.map(() => g.name)),
     state: stateOf(model),
     computeGradients: (batch) => replicaGradients(model, variables, loss, batch),
-    infer: (batch) => replicaLogits(model, batch),
-    dispose: () => model.dispose(),
+    infer: (batch) => replicaLogits(inference(), batch),
+    dispose: () => {
+      if (folded && folded !== model) folded.dispose();
+      model.dispose();
+    },
   };
 }
 

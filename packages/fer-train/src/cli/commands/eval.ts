@@ -1,5 +1,5 @@
 import * as path from 'node:path';
-import { parseChoice } from 'fer-core';
+import { parseChoice, type FerModel } from 'fer-core';
 import { loadEvalSplit, DATASET_KINDS, type DatasetKind } from '../../data';
 import type { EvalResult } from '../../evaluate';
 import { evaluateByLabel } from '../../label-map';
@@ -32,6 +32,7 @@ export async function runEval(o: EvalCommandOptions, out: Output): Promise<EvalR
   const kind = parseChoice<DatasetKind>('dataset', o.dataset, DATASET_KINDS);
   const model = await loadModel(o.model);
   const mk = model.kind;
+  let infer: FerModel | null = null;
   try {
     await assertFiniteWeights(stateVariables(model), o.model);
     const imageSize = o.imageSize ?? model.input.size;
@@ -46,13 +47,15 @@ export async function runEval(o: EvalCommandOptions, out: Output): Promise<EvalR
       syntheticSizes: o.syntheticSize as [number, number, number] | undefined,
       onWarning: (m) => out.info(`warning: ${m}`),
     });
+    // Pure inference: ESR runs with its batch norms folded into the convs (same values up to float32 rounding).
+    infer = model.kind === 'esr' ? model.fold() : model;
     const bar = out.progress('evaluate', Math.ceil(ds.size / o.batch));
     // Classes are matched by name (an error when none is shared), so accuracies never compare unrelated indices.
     const {
       result: r,
       labels,
       note,
-    } = await evaluateByLabel(model, ds, {
+    } = await evaluateByLabel(infer, ds, {
       batchSize: o.batch,
       combine: mk === 'esr' ? { kind: 'vote' } : { kind: 'weighted', weights: [0.6, 0.4] },
       diversityHead: mk === 'esr' ? 'spatialAttention' : 'globalFeatures',
@@ -82,6 +85,7 @@ export async function runEval(o: EvalCommandOptions, out: Output): Promise<EvalR
     }
     return r;
   } finally {
+    if (infer && infer !== model) infer.dispose();
     model.dispose();
   }
 }

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { FerInputError, isFerError } from 'fer-core';
+import { FerInputError, isFerError, type FerModel } from 'fer-core';
 import { assertFiniteWeights } from '../../guards';
 import { stateVariables } from '../../state';
 import { predictImage, type FacePrediction } from '../../predict/predict';
@@ -27,12 +27,15 @@ export async function runPredict(
   const model = await loadModel(o.model);
   const results: { image: string; faces: FacePrediction[] }[] = [];
   const failed: string[] = [];
+  let infer: FerModel | null = null;
   try {
     await assertFiniteWeights(stateVariables(model), o.model);
+    // Pure inference: ESR runs with its batch norms folded into the convs (same values up to float32 rounding).
+    infer = model.kind === 'esr' ? model.fold() : model;
     for (const image of images) {
       let faces: FacePrediction[];
       try {
-        faces = await predictImage(model, image, {
+        faces = await predictImage(infer, image, {
           detect: o.detect,
           minScore: o.minScore,
           inputSize: model.input.size,
@@ -71,6 +74,7 @@ export async function runPredict(
       });
     }
   } finally {
+    if (infer && infer !== model) infer.dispose();
     model.dispose();
   }
   if (failed.length > 0)
