@@ -52,6 +52,7 @@ export {
   TORCH_LINEAR_KEYS,
   useLazyInputGradient,
   FoldedConv2d,
+  FoldedGraph,
 } from './layers';
 export type {
   TorchBatchNormArgs,

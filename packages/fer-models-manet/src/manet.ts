@@ -13,6 +13,7 @@ import {
   type VariableGroup,
 } from 'fer-core';
 import { ManetBuilder } from './blocks';
+import { FoldedManet } from './fold';
 import { MANET_INPUT_SIZE, resolveManetConfig, type ManetOptions, type ResolvedManetConfig } from './configs';
 
 /** What `Manet.forward` puts in `ForwardResult.heads`. */
@@ -164,6 +165,16 @@ export class Manet implements FerNetwork {
         heads: { globalFeatures: tf.stack([f1, f2]) as tf.Tensor3D, localFeatures: tf.stack(local) as tf.Tensor5D },
       };
     });
+  }
+
+  /**
+   * An inference-only view with every conv → batch norm (→ ReLU) folded into one fused conv: the outputs of
+   * `forward(x, { training: false })` up to float32 rounding. Owns only the folded tensors (`dispose()` frees them;
+   * dispose it before the model), never writes the model's weights, and folds again when they change. Throws a
+   * `FerInputError` when a batch norm has no usable running statistics.
+   */
+  fold(): FoldedManet {
+    return new FoldedManet(this);
   }
 
   /** Every trainable variable (the reference trains all parameters, one SGD group). Owned by the model. */

@@ -65,24 +65,30 @@ describeIfExists(FIXTURE_DIR, 'MA-Net parity (eval mode)', () => {
     }
   });
 
-  test('eval outputs: both logits, global features, local features (manifest tolerances)', async () => {
-    const tol = (name: string) => fx.manifest.tensors.find((t: { name: string }) => t.name === name)!.tolerance;
-    const out = manet.forward(x, { training: false });
-    try {
-      const ref = async (n: string) => fx.tensor('data.safetensors', n);
-      const cmp = async (ours: tf.Tensor, name: string) => {
-        const r = await ref(name);
-        expectTensorClose(ours, r, tol(name), name);
-        r.dispose();
-      };
-      await cmp(out.logits[0], 'eval/out1');
-      await cmp(out.logits[1], 'eval/out2');
-      await cmp(out.heads.globalFeatures, 'eval/global_feat');
-      const localNchw = tf.transpose(out.heads.localFeatures, [0, 1, 4, 2, 3]); // [4,B,7,7,C] -> [4,B,C,7,7]
-      await cmp(localNchw, 'eval/local_feat');
-      localNchw.dispose();
-    } finally {
-      tf.dispose(out as unknown as tf.TensorContainer);
-    }
-  });
+  test.each(['forward', 'fold'])(
+    'eval outputs (%s): both logits, global features, local features (manifest tolerances)',
+    async (path) => {
+      const tol = (name: string) => fx.manifest.tensors.find((t: { name: string }) => t.name === name)!.tolerance;
+      // 'fold': through manet.fold(), batch norms folded into the convs.
+      const folded = path === 'fold' ? manet.fold() : null;
+      const out = folded ? folded.forward(x) : manet.forward(x, { training: false });
+      try {
+        const ref = async (n: string) => fx.tensor('data.safetensors', n);
+        const cmp = async (ours: tf.Tensor, name: string) => {
+          const r = await ref(name);
+          expectTensorClose(ours, r, tol(name), name);
+          r.dispose();
+        };
+        await cmp(out.logits[0], 'eval/out1');
+        await cmp(out.logits[1], 'eval/out2');
+        await cmp(out.heads.globalFeatures, 'eval/global_feat');
+        const localNchw = tf.transpose(out.heads.localFeatures, [0, 1, 4, 2, 3]); // [4,B,7,7,C] -> [4,B,C,7,7]
+        await cmp(localNchw, 'eval/local_feat');
+        localNchw.dispose();
+      } finally {
+        tf.dispose(out as unknown as tf.TensorContainer);
+        folded?.dispose();
+      }
+    },
+  );
 });

@@ -6,4 +6,5 @@ export { TORCH_BN_KEYS, CBAM_TORCH_KEYS, TORCH_CONV_KEYS, TORCH_LINEAR_KEYS } fr
 export type { TorchTransform, TorchKeySpec } from './torch-keys';
 export { useLazyInputGradient } from './lazy-input-gradient';
 export { FoldedConv2d } from './fold';
+export { FoldedGraph } from './fold-graph';
 export type { FoldActivation } from './fold';

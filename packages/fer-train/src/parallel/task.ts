@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from 'fer-backend';
 import { parseChoice, type FerModel } from 'fer-core';
-import { EsrEnsemble, createEsr, type EsrConfig } from 'fer-models-esr';
+import { createEsr, type EsrConfig } from 'fer-models-esr';
 import { createManet, type ResolvedManetConfig } from 'fer-models-manet';
 import type { Replica, ReplicaGradients, ShardBatch } from 'fer-parallel';
 import { lossFromSpec } from '../loss';
@@ -35,7 +35,7 @@ export interface TrainTaskConfig {
   backend?: ComputeBackend;
 }
 
-function buildModel(spec: ReplicaModelSpec): FerModel {
+function buildModel(spec: ReplicaModelSpec): FerModel & { fold(): FerModel } {
   if (spec.kind === 'esr') {
     // Seeded init is irrelevant (the trainer's weights arrive before the first step); a seed keeps it cheap and stable.
     const esr = createEsr(spec.config, { initialBranches: spec.branches, seed: 0 });
@@ -56,10 +56,10 @@ export async function createReplica(config: TrainTaskConfig): Promise<Replica> {
   const loss = lossFromSpec(config.loss);
   const groups = model.variableGroups();
   const variables = groups.flatMap((g) => g.variables);
-  // Inference runs ESR with its batch norms folded into the convs (EsrEnsemble.fold(), folded on first use and again
-  // whenever the weights sent since have changed); training never touches the fold.
+  // Inference runs with the batch norms folded into the convs (`fold()`, made on first use, folded again whenever the
+  // weights sent since have changed); training never touches the fold.
   let folded: FerModel | null = null;
-  const inference = (): FerModel => (folded ??= model instanceof EsrEnsemble ? model.fold() : model);
+  const inference = (): FerModel => (folded ??= model.fold());
   return {
     variables,
     groups: groups.flatMap((g) => g.variables.map(() => g.name)),
@@ -67,7 +67,7 @@ export async function createReplica(config: TrainTaskConfig): Promise<Replica> {
     computeGradients: (batch) => replicaGradients(model, variables, loss, batch),
     infer: (batch) => replicaLogits(inference(), batch),
     dispose: () => {
-      if (folded && folded !== model) folded.dispose();
+      folded?.dispose();
       model.dispose();
     },
   };
