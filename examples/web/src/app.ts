@@ -9,7 +9,7 @@ import '@tensorflow/tfjs-backend-webgl';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { initBackend, type BackendInfo, type BackendName } from 'fer-backend';
 import { cropRaw, preprocessRaw, type RawImage } from 'fer-datasets/image';
-import type { EsrEnsemble } from 'fer-models-esr';
+import type { EsrEnsemble, FoldedEsr } from 'fer-models-esr';
 import { detectFaces, loadDetector, type FaceBox } from './faces';
 import { drawAttention } from './heatmap';
 import type { FaceAnalysis, FerDemoApi } from './api';
@@ -20,6 +20,8 @@ import { runTrainingStep, type StepSpec } from './train-step';
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 
 let model: EsrEnsemble | null = null;
+/** `model.fold()`: what classification runs (owned here, disposed with the model). */
+let inference: FoldedEsr | null = null;
 let modelSource = '';
 let backend: BackendInfo | null = null;
 /** The latest analysis (from the UI or the API) and how many have completed: scripts wait on the count. */
@@ -33,8 +35,18 @@ function status(text: string, error = false): void {
 }
 
 function setModel(next: EsrEnsemble, source: string): void {
+  // Inference runs folded (batch norms in the convs); a model without usable statistics is refused here, one line.
+  let folded: FoldedEsr;
+  try {
+    folded = next.fold();
+  } catch (e) {
+    next.dispose();
+    throw e;
+  }
+  inference?.dispose();
   model?.dispose();
   model = next;
+  inference = folded;
   modelSource = source;
   const c = next.config;
   $('model-info').textContent =
@@ -68,6 +80,11 @@ function requireModel(): EsrEnsemble {
   return model;
 }
 
+function requireInference(): FoldedEsr {
+  requireModel();
+  return inference!;
+}
+
 /** Crops, resizes and orders channels with the steps `fer predict` (fer-datasets' `rawToModelInput`) uses. */
 function prepare(raw: RawImage, box: FaceBox | null, size: number, bgr: boolean): { px: Float32Array; crop: RawImage } {
   const crop = box ? cropRaw(raw, { left: box.left, top: box.top, width: box.width, height: box.height }) : raw;
@@ -90,7 +107,7 @@ async function analyzeRaw(raw: RawImage, detect = true): Promise<FaceAnalysis[]>
   const prepared = boxes.map((b) => prepare(raw, b, S, esr.config.colorOrder === 'bgr'));
   const px = new Float32Array(prepared.length * S * S * 3);
   prepared.forEach((p, i) => px.set(p.px, i * S * S * 3));
-  const results = await classifyFaces(esr, px, prepared.length);
+  const results = await classifyFaces(requireInference(), px, prepared.length);
   const faces = results.map((r, i) => ({ ...r, box: boxes[i] }));
   render(faces[0], prepared[0].crop);
   lastFaces = faces;
@@ -204,9 +221,10 @@ async function benchmark(batch = 8, iterations = 5): Promise<{ backend: string; 
   const esr = requireModel();
   const S = esr.config.inputSize;
   const px = new Float32Array(batch * S * S * 3).map((_, i) => (i % 251) / 251);
-  await classifyFaces(esr, px, batch); // warm-up: shader compilation / wasm init
+  const folded = requireInference();
+  await classifyFaces(folded, px, batch); // warm-up: shader compilation / wasm init
   const t0 = performance.now();
-  for (let i = 0; i < iterations; i++) await classifyFaces(esr, px, batch);
+  for (let i = 0; i < iterations; i++) await classifyFaces(folded, px, batch);
   const s = (performance.now() - t0) / 1000;
   return { backend: tf.getBackend(), imagesPerSecond: (batch * iterations) / s };
 }
@@ -266,7 +284,7 @@ const api: FerDemoApi = {
   analyzeBlob,
   analyzeUrl: async (url: string, detect = true) => analyzeBlob(await (await fetch(url)).blob(), detect),
   /** The model alone on prepared faces ([n, S, S, 3] in its colour order), bypassing decoding and detection. */
-  classifyPixels: (px: Float32Array, n: number) => classifyFaces(requireModel(), px, n),
+  classifyPixels: (px: Float32Array, n: number) => classifyFaces(requireInference(), px, n),
   benchmark,
   trainingStep: (spec?: StepSpec) => runTrainingStep(spec),
   memory: () => tf.memory().numTensors,

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { FerInputError } from 'fer-core';
 import { loadModel } from 'fer-models';
-import type { EsrEnsemble } from 'fer-models-esr';
+import type { EsrEnsemble, FoldedEsr } from 'fer-models-esr';
 
 /** Loads a saved ESR (`model.json` + `weights.bin`, as `model.save(fileHandler(dir))` writes) from a URL. */
 export async function loadEsrFromUrl(url: string): Promise<EsrEnsemble> {
@@ -55,9 +55,13 @@ export interface EsrFaceResult {
 /**
  * Runs the ensemble on faces already prepared as the model expects ([n, S, S, 3] floats in its colour order and
  * scaling), and combines as `fer predict` does: plurality vote of the branches (ties to the lowest class index) and
- * the mean of their softmax probabilities.
+ * the mean of their softmax probabilities. Pass `esr.fold()` (what the page does) for the faster folded inference.
  */
-export async function classifyFaces(esr: EsrEnsemble, px: Float32Array, n: number): Promise<EsrFaceResult[]> {
+export async function classifyFaces(
+  esr: EsrEnsemble | FoldedEsr,
+  px: Float32Array,
+  n: number,
+): Promise<EsrFaceResult[]> {
   const S = esr.config.inputSize;
   const labels = esr.labels as readonly string[];
   const K = labels.length;

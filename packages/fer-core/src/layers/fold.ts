@@ -117,13 +117,11 @@ export class FoldedConv2d {
 
   private variables(): Variable[] {
     const w = this.bn.torchWeights();
-    const at = `${this.where}`;
-    const vars = [
-      live(this.conv.kernel!, this.conv.name, at),
-      ...(this.conv.bias && this.conv.useBias ? [live(this.conv.bias, this.conv.name, at)] : []),
-      ...[w.gamma, w.beta, w.runningMean, w.runningVar].map((v) => live(v, this.bn.name, at)),
+    return [
+      live(this.conv.kernel!, this.conv.name, this.where),
+      ...(this.conv.bias && this.conv.useBias ? [live(this.conv.bias, this.conv.name, this.where)] : []),
+      ...[w.gamma, w.beta, w.runningMean, w.runningVar].map((v) => live(v, this.bn.name, this.where)),
     ];
-    return vars;
   }
 
   private refresh(): void {
