@@ -7,7 +7,8 @@
  * and peak memory. Never asserts timings: the machine may be shared, so the load average is printed with the table.
  *
  * Measures (issue 9): esr1-train (ESR base + 1 branch, batch 32), esr9-train (9 branches, batch 32), esr9-infer
- * (ESR-9 eval forward, batch 32), manet-train (MA-Net 224×224, batch 32; wasm accumulates micro-batches).
+ * (ESR-9 eval forward, batch 32, batch norms folded into the convs: the replica's `esr.fold()`; torch_bench.py runs
+ * PyTorch's unfolded `model.eval()` forward), manet-train (MA-Net 224×224, batch 32; wasm accumulates micro-batches).
  *
  * The replicas are fer-train's training task (`trainTaskSpec` with `replicaModelSpec`; what `fer train
  * --compute-workers N` runs) on fer-parallel's `DataParallel`, updated by `FlatSgd` on the host. The loss is
