@@ -60,7 +60,11 @@ export function experimentCommand(
     .option('--lr-scale <x>', `multiplies the esr_ferplus rates (default ${d.lrScale})`, num('--lr-scale', false))
     .option('--lr-step <n>', `StepLR period in epochs (default ${d.lrStep})`, num('--lr-step', true))
     .option('--train-cap <n>', 'training faces per class at most (default: all)', num('--train-cap', true))
-    .option('--test-fraction <x>', 'fraction of each test set evaluated (default 1)', num('--test-fraction', false))
+    .option(
+      '--test-fraction <x>',
+      `fraction of each test set evaluated (default ${d.testFraction})`,
+      num('--test-fraction', false),
+    )
     .option('--bn-batches <n>', `precise-BN batches at the end (default ${d.bnBatches})`, num('--bn-batches', true))
     .option('--no-pretrained', 'start the base from PyTorch-default init instead of the ESR-9 AffectNet base')
     .option('--no-peer', "skip face-api.js's expression network")
@@ -98,15 +102,17 @@ export function experimentCommand(
     });
   cmd
     .command('compare')
-    .description("our real-faces report beside bench/real_torch.py's: both tables, and ours − PyTorch per variant")
-    .argument('<ours>', 'report.json written by `fer experiment real`')
-    .argument('<torch>', 'report.json written by bench/real_torch.py')
+    .description(
+      "our real-faces runs beside bench/real_torch.py's: both tables, and ours − PyTorch per variant over the seeds both ran",
+    )
+    .argument('<ours>', 'report.json written by `fer experiment real` (several: comma-separated)')
+    .argument('<torch>', 'report.json written by bench/real_torch.py (several: comma-separated)')
     .option('--out <file>', 'also write the markdown to this file')
-    .action(async (oursFile: string, torchFile: string, opts: { out?: string }, c: Command) => {
+    .action(async (oursFiles: string, torchFiles: string, opts: { out?: string }, c: Command) => {
       const out = outputOf(c);
       const cmp = compareReports(
-        readReport(oursFile, 'fer experiment real'),
-        readReport(torchFile, 'bench/real_torch.py'),
+        list(oursFiles).map((f) => readReport(f, 'fer experiment real')),
+        list(torchFiles).map((f) => readReport(f, 'bench/real_torch.py')),
       );
       if (opts.out) await writeFileAtomic(opts.out, cmp.markdown + '\n');
       out.result(cmp.markdown, { type: 'experiment-compare', variants: cmp.variants });
@@ -115,7 +121,7 @@ export function experimentCommand(
 }
 
 /** A report.json, or one line saying which file is unreadable and what writes it. */
-function readReport(file: string, writer: string) {
+function readReport(file: string, writer: string): unknown {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
