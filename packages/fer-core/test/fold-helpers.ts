@@ -3,16 +3,9 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { TorchBatchNorm, type FoldActivation } from 'fer-core';
 
-/** Deterministic values in [lo, hi) (LCG). */
-export function values(n: number, seed: number, lo = -1, hi = 1): Float32Array {
-  let s = seed >>> 0;
-  return Float32Array.from({ length: n }, () => {
-    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
-    return lo + ((hi - lo) * s) / 4294967296;
-  });
-}
+import { lcgValues as values, maxAbs } from 'fer-test-utils';
 
-export const maxAbs = (v: ArrayLike<number>) => Array.from(v).reduce((m, x) => Math.max(m, Math.abs(x)), 0);
+export { values, maxAbs };
 
 export interface FoldCase {
   label: string;

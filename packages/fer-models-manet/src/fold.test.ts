@@ -2,54 +2,21 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { initBackend } from 'fer-backend';
 import { FER_ERROR_CODES, TorchBatchNorm, type ForwardResult } from 'fer-core';
-import { expectArrayClose, expectNoLeak, testBackend } from 'fer-test-utils';
+import { expectNoLeak, expectOutputsClose, lcgValues, randomizeBatchNormWeights, testBackend } from 'fer-test-utils';
 import { createManet, type Manet } from './index';
 
 beforeAll(async () => {
   await initBackend({ backend: testBackend(), quiet: true });
 });
 
-/** Deterministic values in [lo, hi) (LCG). */
-function values(n: number, seed: number, lo: number, hi: number): Float32Array {
-  let s = seed >>> 0;
-  return Float32Array.from({ length: n }, () => {
-    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
-    return lo + ((hi - lo) * s) / 4294967296;
-  });
-}
-
-const maxAbs = (v: ArrayLike<number>) => Array.from(v).reduce((m, x) => Math.max(m, Math.abs(x)), 0);
-
 /**
- * Statistics away from the fresh defaults: γ ∈ [0.5, 1.5), β ∈ [−0.1, 0.1), μ ∈ [−0.05, 0.05), σ² ∈ [0.5, 2). Why
+ * Statistics away from the fresh defaults (fer-test-utils' ranges), with σ² ∈ [0.5, 2). Why
  * not smaller variances, as ESR's test uses: with σ² down to 0.02 each batch norm may scale by up to ~10, and MA-Net's
  * deep patch branches then amplify rounding so much that merely running the unfolded model on wasm instead of native
  * moves the local features by 1.3e-3 of their maximum (measured), which says nothing about the fold.
  */
 function randomizeBatchNorms(manet: Manet, seed: number): void {
-  const ranges: [RegExp, number, number][] = [
-    [/gamma$/, 0.5, 1.5],
-    [/beta$/, -0.1, 0.1],
-    [/running_mean$/, -0.05, 0.05],
-    [/running_var$/, 0.5, 2],
-  ];
-  let s = seed;
-  for (const w of manet.model.weights) {
-    const r = ranges.find(([re]) => re.test(w.originalName));
-    if (!r) continue;
-    const shape = w.shape as number[];
-    const t = tf.tensor(
-      values(
-        shape.reduce((a, b) => a * b, 1),
-        s++,
-        r[1],
-        r[2],
-      ),
-      shape,
-    );
-    w.write(t);
-    t.dispose();
-  }
+  randomizeBatchNormWeights(manet.model.weights, seed, [0.5, 2]);
 }
 
 const disposeOut = (o: ForwardResult) => tf.dispose([...o.logits, ...Object.values(o.heads)]);
@@ -61,7 +28,7 @@ describe('Manet.fold()', () => {
   beforeAll(() => {
     manet = createManet({ numClasses: 7, seed: 2 });
     randomizeBatchNorms(manet, 2);
-    x = tf.tensor4d(values(224 * 224 * 3, 9, 0, 1), [1, 224, 224, 3]);
+    x = tf.tensor4d(lcgValues(224 * 224 * 3, 9, 0, 1), [1, 224, 224, 3]);
   });
 
   afterAll(() => {
@@ -92,12 +59,7 @@ describe('Manet.fold()', () => {
         ['globalFeatures', got.heads.globalFeatures, want.heads.globalFeatures],
         ['localFeatures', got.heads.localFeatures, want.heads.localFeatures],
       ];
-      for (const [name, g, w] of pairs) {
-        expect([name, g.shape]).toEqual([name, w.shape]);
-        const wv = w.dataSync();
-        expect(maxAbs(wv)).toBeGreaterThan(1e-3);
-        expectArrayClose(g.dataSync(), wv, { rtol: 1e-5, atol: 2e-5 * maxAbs(wv) }, name);
-      }
+      expectOutputsClose(pairs);
       disposeOut(got);
       folded.dispose();
     });

@@ -4,7 +4,7 @@ import { initBackend } from 'fer-backend';
 import { FoldedConv2d } from 'fer-core';
 import { createEsr } from 'fer-models-esr';
 import { NATIVE_BACKEND } from 'fer-native';
-import { expectArrayClose, expectNoLeak } from 'fer-test-utils';
+import { expectArrayClose, expectNoLeak, expectOutputsClose } from 'fer-test-utils';
 import { foldCases, maxAbs, unfolded } from '../../fer-core/test/fold-helpers';
 import { randomizeBatchNorms, testImages } from '../../fer-models-esr/test/fold-helpers';
 import { describeNative } from './helpers';
@@ -63,10 +63,7 @@ describeNative('batch-norm folding on native (FusedConv2D + bias + ReLU)', () =>
         ['spatialAttention', got.heads.spatialAttention, want.heads.spatialAttention],
         ['channelAttention', got.heads.channelAttention, want.heads.channelAttention],
       ];
-      for (const [name, g, w] of pairs) {
-        const wv = w.dataSync();
-        expectArrayClose(g.dataSync(), wv, { rtol: 1e-5, atol: 2e-5 * maxAbs(wv) }, name);
-      }
+      expectOutputsClose(pairs);
       tf.dispose([...got.logits, ...Object.values(got.heads)]);
       tf.dispose(folded.predict(x));
       folded.dispose();

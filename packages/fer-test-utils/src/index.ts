@@ -5,6 +5,7 @@ import { readSafetensors } from 'fer-torch/node';
 import { toFloat32, type RawTensor } from 'fer-torch';
 
 import { REFERENCE_DIR } from './paths';
+import { maxAbs } from './float64';
 
 export { REPO_ROOT, SHARED_DIR, REFERENCE_DIR, DATA_DIR } from './paths';
 export {
@@ -22,6 +23,8 @@ export {
 export type { ErrorRow } from './float64';
 export { nearDuplicateStateDict } from './fixture-rules';
 export { bnTrainForward64, bnTrainGradFD64 } from './batch-norm-reference';
+export { lcgValues, randomizeBatchNormWeights } from './fold';
+export type { WritableWeight } from './fold';
 export type { BnReferenceInput } from './batch-norm-reference';
 
 /**
@@ -97,6 +100,20 @@ export function expectTensorClose(
   }
   const eVals = expected instanceof tf.Tensor ? expected.dataSync() : expected.values;
   expectArrayClose(actual.dataSync() as Float32Array, eVals, tol, label);
+}
+
+/**
+ * Asserts each `[name, got, want]` has want's shape and values within rtol 1e-5 and an absolute tolerance of
+ * `relAtol` × max|want| (a few float32 roundings moved per folded layer). Disposes nothing.
+ */
+export function expectOutputsClose(pairs: [string, tf.Tensor, tf.Tensor][], relAtol = 2e-5): void {
+  for (const [name, got, want] of pairs) {
+    expect([name, got.shape]).toEqual([name, want.shape]);
+    const wv = want.dataSync();
+    // A near-zero reference would make the check vacuous.
+    expect([name, maxAbs(wv) > 1e-3]).toEqual([name, true]);
+    expectArrayClose(got.dataSync(), wv, { rtol: 1e-5, atol: relAtol * maxAbs(wv) }, name);
+  }
 }
 
 /**

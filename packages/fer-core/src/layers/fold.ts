@@ -2,22 +2,13 @@ import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { FerInputError } from '../errors';
 import type { TorchBatchNorm } from './torch-batch-norm';
+import type { Conv2dFields } from './conv2d-fields';
 
 /** The activation that follows a folded conv + batch norm: a ReLU, or none. */
 export type FoldActivation = 'relu' | 'linear';
 
 /** The fields of a tfjs-layers `Conv2D` that a fold reads (the layer's own, never written). */
-interface Conv2dLike {
-  name: string;
-  kernel: tfl.LayerVariable | null;
-  bias: tfl.LayerVariable | null;
-  useBias: boolean;
-  strides: number[];
-  padding: 'valid' | 'same' | 'causal';
-  dataFormat: string;
-  dilationRate: number[];
-  activation: { getClassName(): string };
-}
+type Conv2dLike = Conv2dFields<tfl.LayerVariable | null>;
 
 type Variable = tf.Variable;
 

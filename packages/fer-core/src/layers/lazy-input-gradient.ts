@@ -1,19 +1,10 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { activeTape, isTapeOn, replaceLayerCall, runKernel } from '../tfjs-internals';
+import type { Conv2dFields } from './conv2d-fields';
 
 /** The fields of a tfjs-layers `Conv2D` that its forward reads. */
-interface Conv2dLike {
-  name: string;
-  kernel: { read(): tf.Tensor };
-  bias: { read(): tf.Tensor } | null;
-  useBias: boolean;
-  strides: number[];
-  padding: 'valid' | 'same' | 'causal';
-  dataFormat: string;
-  dilationRate: number[];
-  activation: { getClassName(): string };
-}
+type Conv2dLike = Conv2dFields<{ read(): tf.Tensor }>;
 
 /**
  * True when `x` was computed, on the active gradient tape, from a `tf.Variable`: then something trainable may need
