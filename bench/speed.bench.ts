@@ -29,7 +29,7 @@
  *   --json=FILE            also write all results as JSON
  *   --profile=esr1|esr9|manet   instead: per-kernel times of one training micro-batch (in one process);
  *                          --backend=wasm|native (default wasm), --batch=N sets the micro-batch (native default 32),
- *                          --detail=KERNEL lists that kernel's calls with shapes
+ *                          --detail=KERNEL[,KERNEL…] lists those kernels' calls with shapes, in call order
  *
  * Each of our cases runs in a fresh child process (`--child=<json>`), so its peak RSS and wasm heaps are its own.
  */
@@ -285,11 +285,11 @@ async function profileCase(model: 'esr1' | 'esr9' | 'manet', batch: number, back
   for (const [name, a] of [...agg.entries()].sort((x, y) => y[1].ms - x[1].ms).slice(0, 25)) {
     console.log(`| ${name} | ${a.n} | ${a.ms.toFixed(0)} | ${((100 * a.ms) / total).toFixed(1)}% |`);
   }
-  const detail = flagDetail;
+  const detail = flagDetail?.split(',');
   if (detail) {
-    for (const k of info.kernels.filter((x) => x.name === detail)) {
+    for (const k of info.kernels.filter((x) => detail.includes(x.name))) {
       console.log(
-        `  ${detail} ${JSON.stringify(k.inputShapes)} -> ${JSON.stringify(k.outputShapes)}: ${(Number(await k.kernelTimeMs) || 0).toFixed(0)} ms`,
+        `  ${k.name} ${JSON.stringify(k.inputShapes)} -> ${JSON.stringify(k.outputShapes)}: ${(Number(await k.kernelTimeMs) || 0).toFixed(0)} ms`,
       );
     }
   }

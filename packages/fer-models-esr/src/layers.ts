@@ -160,8 +160,11 @@ function runBlocks(
       y = fold[i - 1].apply(y as tf.Tensor4D);
     } else {
       y = layerOf(model, `conv${i}`)!.apply(y) as tf.Tensor;
-      y = layerOf(model, `bn${i}`)!.apply(y, { training }) as tf.Tensor;
-      y = layerOf(model, `relu${i}`)!.apply(y) as tf.Tensor;
+      // A plain relu<i> runs inside the batch norm (fused into its kernels on fer-native, the same values).
+      const relu = layerOf(model, `relu${i}`)!;
+      const plain = relu.getClassName() === 'ReLU' && relu.getConfig().maxValue == null;
+      y = layerOf(model, `bn${i}`)!.apply(y, { training, relu: plain }) as tf.Tensor;
+      if (!plain) y = relu.apply(y) as tf.Tensor;
     }
     const pool = layerOf(model, `pool${i}`);
     if (pool) y = pool.apply(y) as tf.Tensor;

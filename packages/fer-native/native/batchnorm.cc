@@ -10,14 +10,25 @@
 namespace ferops {
 namespace {
 
-FER_SIMD void bnRows(const float* x, float* y, int64_t rows, int64_t c, const double* m, const double* s,
-                     const double* off, const double* sq) {
+// With `relu`, max(y, 0) as the Relu kernel computes it (NaN passes, −0 becomes +0).
+template <bool relu>
+FER_SIMD void bnRowsT(const float* x, float* y, int64_t rows, int64_t c, const double* m, const double* s,
+                      const double* off, const double* sq) {
   for (int64_t r = 0; r < rows; r++) {
     const float* xr = x + r * c;
     float* yr = y + r * c;
-    for (int64_t k = 0; k < c; k++)
-      yr[k] = static_cast<float>(off[k] + (static_cast<double>(xr[k]) - m[k]) * s[k] / sq[k]);
+    for (int64_t k = 0; k < c; k++) {
+      const float v = static_cast<float>(off[k] + (static_cast<double>(xr[k]) - m[k]) * s[k] / sq[k]);
+      if constexpr (relu)
+        yr[k] = v != v ? v : (v > 0.f ? v : 0.f);
+      else
+        yr[k] = v;
+    }
   }
+}
+inline void bnRows(const float* x, float* y, int64_t rows, int64_t c, const double* m, const double* s,
+                   const double* off, const double* sq) {
+  bnRowsT<false>(x, y, rows, c, m, s, off, sq);
 }
 
 // batchNorm(x, mean, variance, scale | null, offset | null, epsilon, out) → true, or false when the parameters'
@@ -86,14 +97,28 @@ inline Lanes lanesFor(int64_t size, int64_t c) {
   return Lanes{c, c * rep, size / (c * rep)};
 }
 
+// The gradient reaching the batch norm's output. With a fused ReLU (`relu`, its output r), dy·step(r) exactly as
+// FerReluGrad computes dy·step(y) (r > 0 exactly where y > 0, NaN where y is NaN, 0 elsewhere).
+template <bool relu>
+inline float gradIn(const float* dy, const float* r, int64_t i) {
+  if constexpr (relu) {
+    const float s = r[i] > 0.f ? 1.f : (r[i] != r[i] ? r[i] : 0.f);
+    return dy[i] * s;
+  } else {
+    return dy[i];
+  }
+}
+
 // s1[k] += Σ dy, s2[k] += Σ dy·(x − mean[k]).
-FER_SIMD void gradSumRows(const float* x, const float* dy, int64_t rows, int64_t w, const double* m, double* s1,
-                          double* s2) {
+template <bool relu>
+FER_SIMD void gradSumRows(const float* x, const float* dy, const float* ry, int64_t rows, int64_t w, const double* m,
+                          double* s1, double* s2) {
   for (int64_t r = 0; r < rows; r++) {
     const float* xr = x + r * w;
     const float* gr = dy + r * w;
+    const float* rr = relu ? ry + r * w : nullptr;
     for (int64_t k = 0; k < w; k++) {
-      const double g = gr[k];
+      const double g = gradIn<relu>(gr, rr, k);
       s1[k] += g;
       s2[k] += g * (static_cast<double>(xr[k]) - m[k]);
     }
@@ -101,14 +126,16 @@ FER_SIMD void gradSumRows(const float* x, const float* dy, int64_t rows, int64_t
 }
 
 // dx = a·dy + b − cc·(x − mean), in double, rounded once.
-FER_SIMD void gradRows(const float* x, const float* dy, float* dx, int64_t rows, int64_t w, const double* m,
-                       const double* a, const double* b, const double* cc) {
+template <bool relu>
+FER_SIMD void gradRows(const float* x, const float* dy, const float* ry, float* dx, int64_t rows, int64_t w,
+                       const double* m, const double* a, const double* b, const double* cc) {
   for (int64_t r = 0; r < rows; r++) {
     const float* xr = x + r * w;
     const float* gr = dy + r * w;
+    const float* rr = relu ? ry + r * w : nullptr;
     float* dr = dx + r * w;
     for (int64_t k = 0; k < w; k++)
-      dr[k] = static_cast<float>(a[k] * gr[k] + b[k] - cc[k] * (static_cast<double>(xr[k]) - m[k]));
+      dr[k] = static_cast<float>(a[k] * gradIn<relu>(gr, rr, k) + b[k] - cc[k] * (static_cast<double>(xr[k]) - m[k]));
   }
 }
 
@@ -188,9 +215,10 @@ void stagedMean(const float* x, const float* m, const std::vector<int64_t>& dims
   for (int64_t k = 0; k < c; k++) out[k] = static_cast<float>(static_cast<double>(part[k]) / static_cast<double>(n));
 }
 
-// batchNormTrain(x, shape, scale, offset, epsilon, y, mean, variance): the batch mean and biased variance over all but
-// the last axis exactly as fer-core's composite computes them (stagedMean of x, stagedMean of float32 (x − mean)²),
-// then y exactly as BatchNorm computes it from them. Three passes over x.
+// batchNormTrain(x, shape, scale, offset, epsilon, y, mean, variance[, relu]): the batch mean and biased variance over
+// all but the last axis exactly as fer-core's composite computes them (stagedMean of x, stagedMean of float32
+// (x − mean)²), then y exactly as BatchNorm computes it from them, or with `relu` Relu(y) in the same pass. Three
+// passes over x.
 napi_value BatchNormTrain(napi_env env, napi_callback_info info) {
   entry(env, info, 8, [&](napi_value* argv) {
     auto x = typed<float>(env, argv[0], "x");
@@ -201,6 +229,7 @@ napi_value BatchNormTrain(napi_env env, napi_callback_info info) {
     auto y = typed<float>(env, argv[5], "y");
     auto mean = typed<float>(env, argv[6], "mean");
     auto var = typed<float>(env, argv[7], "variance");
+    const bool relu = optionalFlag(env, argv[8], "relu");
     const int64_t c = scale.size;
     if (dims.size() < 2 || dims.back() != c || product(dims) != x.size || offset.size != c || mean.size != c ||
         var.size != c || y.size != x.size)
@@ -219,16 +248,17 @@ napi_value BatchNormTrain(napi_env env, napi_callback_info info) {
     }
     const auto mW = widen(L, m), sW = widen(L, s), offW = widen(L, off), sqW = widen(L, sq);
     parallelFor(L.rows, x.size * 4, [&](int64_t lo, int64_t hi) {
-      bnRows(x.data + lo * L.w, y.data + lo * L.w, hi - lo, L.w, mW.data(), sW.data(), offW.data(), sqW.data());
+      (relu ? bnRowsT<true> : bnRowsT<false>)(x.data + lo * L.w, y.data + lo * L.w, hi - lo, L.w, mW.data(),
+                                               sW.data(), offW.data(), sqW.data());
     });
   });
   return nullptr;
 }
 
-// batchNormTrainGrad(x, dy, mean, variance, scale, epsilon, dx, dScale, dOffset): the closed-form backward of
-// BatchNormTrain (PyTorch's): with rstd = 1/sqrt(variance + ε), xhat = (x − mean)·rstd, k = scale·rstd,
+// batchNormTrainGrad(x, dy, mean, variance, scale, epsilon, dx, dScale, dOffset[, reluY]): the closed-form backward
+// of BatchNormTrain (PyTorch's): with rstd = 1/sqrt(variance + ε), xhat = (x − mean)·rstd, k = scale·rstd,
 //   dOffset = Σ dy,  dScale = Σ dy·xhat,  dx = k·(dy − mean(dy) − xhat·mean(dy·xhat)).
-// Two passes: the sums, then dx.
+// With reluY (the fused ReLU's output), dy is first masked as Relu's gradient masks it. Two passes: the sums, then dx.
 napi_value BatchNormTrainGrad(napi_env env, napi_callback_info info) {
   entry(env, info, 9, [&](napi_value* argv) {
     auto x = typed<float>(env, argv[0], "x");
@@ -240,9 +270,11 @@ napi_value BatchNormTrainGrad(napi_env env, napi_callback_info info) {
     auto dx = typed<float>(env, argv[6], "dx");
     auto dScale = typed<float>(env, argv[7], "dScale");
     auto dOffset = typed<float>(env, argv[8], "dOffset");
+    const View<float> ry = optionalTyped<float>(env, argv[9], "reluY");
+    const bool relu = ry.data != nullptr;
     const int64_t c = scale.size;
     if (c < 1 || x.size % c != 0 || dy.size != x.size || dx.size != x.size || mean.size != c || var.size != c ||
-        dScale.size != c || dOffset.size != c)
+        dScale.size != c || dOffset.size != c || (relu && ry.size != x.size))
       throw Error{"fer-native batchNormTrainGrad: x, dy and dx must have the same size, a multiple of the channel "
                   "count, and mean, variance, scale, dScale and dOffset one value per channel"};
     const Lanes L = lanesFor(x.size, c);
@@ -256,7 +288,9 @@ napi_value BatchNormTrainGrad(napi_env env, napi_callback_info info) {
     chunkedSums(
         L, x.size,
         [&](int64_t lo, int64_t hi, double* a1, double* a2) {
-          gradSumRows(x.data + lo * L.w, dy.data + lo * L.w, hi - lo, L.w, mW.data(), a1, a2);
+          const float* rr = relu ? ry.data + lo * L.w : nullptr;
+          (relu ? gradSumRows<true> : gradSumRows<false>)(x.data + lo * L.w, dy.data + lo * L.w, rr, hi - lo, L.w,
+                                                          mW.data(), a1, a2);
         },
         sumDy, sumDyXc);
     const double n = static_cast<double>(x.size / c);
@@ -270,8 +304,9 @@ napi_value BatchNormTrainGrad(napi_env env, napi_callback_info info) {
     }
     const auto aW = widen(L, a), bW = widen(L, b), ccW = widen(L, cc);
     parallelFor(L.rows, x.size * 4, [&](int64_t lo, int64_t hi) {
-      gradRows(x.data + lo * L.w, dy.data + lo * L.w, dx.data + lo * L.w, hi - lo, L.w, mW.data(), aW.data(),
-               bW.data(), ccW.data());
+      const float* rr = relu ? ry.data + lo * L.w : nullptr;
+      (relu ? gradRows<true> : gradRows<false>)(x.data + lo * L.w, dy.data + lo * L.w, rr, dx.data + lo * L.w, hi - lo,
+                                                L.w, mW.data(), aW.data(), bW.data(), ccW.data());
     });
   });
   return nullptr;

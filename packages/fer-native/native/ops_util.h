@@ -68,6 +68,26 @@ View<T> typed(napi_env env, napi_value v, const char* name) {
   return View<T>{static_cast<T*>(data), static_cast<int64_t>(len)};
 }
 
+// An optional argument (N-API passes `undefined` for missing ones): a typed array, or an empty view for
+// undefined/null.
+template <typename T>
+View<T> optionalTyped(napi_env env, napi_value v, const char* name) {
+  napi_valuetype t;
+  check(env, napi_typeof(env, v, &t), name);
+  if (t == napi_undefined || t == napi_null) return View<T>{};
+  return typed<T>(env, v, name);
+}
+
+// An optional boolean argument: false when undefined.
+inline bool optionalFlag(napi_env env, napi_value v, const char* name) {
+  napi_valuetype t;
+  check(env, napi_typeof(env, v, &t), name);
+  if (t == napi_undefined || t == napi_null) return false;
+  bool b = false;
+  check(env, napi_get_value_bool(env, v, &b), name);
+  return b;
+}
+
 inline int64_t integer(napi_env env, napi_value v, const char* name) {
   int64_t x = 0;
   check(env, napi_get_value_int64(env, v, &x), name);

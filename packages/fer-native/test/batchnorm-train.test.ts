@@ -51,8 +51,11 @@ function makeCase(shape: number[], seed: number, lo = -2, hi = 2): Case {
   };
 }
 
-/** [y, mean, variance, dx, dGamma, dBeta] through fer-core's op (TorchBatchNorm's train path) on the active backend. */
-function run(k: Case): Float32Array[] {
+/**
+ * [y, mean, variance, dx, dGamma, dBeta] through fer-core's op (TorchBatchNorm's train path) on the active backend.
+ * `relu`: 'fused' passes `relu: true` (one op on native), 'after' applies tf.relu to the op's output.
+ */
+function run(k: Case, relu: 'none' | 'fused' | 'after' = 'none'): Float32Array[] {
   return tf.tidy(() => {
     const x = tf.tensor(k.x, k.shape);
     const w = tf.tensor(k.w, k.shape);
@@ -65,14 +68,13 @@ function run(k: Case): Float32Array[] {
     };
     const layerVar = (v: tf.Variable) => ({ read: () => v, write: (t: tf.Tensor) => v.assign(t) });
     const weights = Object.fromEntries(Object.entries(bn).map(([n, v]) => [n, layerVar(v)])) as never;
-    const { grads } = tf.variableGrads(() => {
-      const y = applyTorchBatchNorm(x, weights, { training: true, epsilon: EPS });
-      return tf.sum(tf.mul(y, w));
-    }, [bn.gamma, bn.beta]);
-    const dx = tf.grad((xi: tf.Tensor) =>
-      tf.sum(tf.mul(applyTorchBatchNorm(xi, weights, { training: true, epsilon: EPS }), w)),
-    )(x);
-    const y = applyTorchBatchNorm(x, weights, { training: true, epsilon: EPS, momentum: 1 });
+    const bnOp = (xi: tf.Tensor, momentum?: number) => {
+      const y = applyTorchBatchNorm(xi, weights, { training: true, epsilon: EPS, momentum, relu: relu === 'fused' });
+      return relu === 'after' ? tf.relu(y) : y;
+    };
+    const { grads } = tf.variableGrads(() => tf.sum(tf.mul(bnOp(x), w)), [bn.gamma, bn.beta]);
+    const dx = tf.grad((xi: tf.Tensor) => tf.sum(tf.mul(bnOp(xi), w)))(x);
+    const y = bnOp(x, 1);
     // momentum 1: the running mean is the batch mean; the running variance the unbiased batch variance.
     const n = x.size / k.gamma.length;
     const variance = tf.mul(bn.runningVar, (n - 1) / n);
@@ -163,10 +165,74 @@ describeNative('native train-mode batch norm (FerBatchNormTrain, FerBatchNormTra
     }
   });
 
-  it('does not leak (forward, backward)', async () => {
+  it('with a fused ReLU: the same bits as tf.relu after it (native and cpu), across thread counts; no Relu kernel runs', async () => {
+    for (const [shape, seed] of [
+      [[1, 5, 7, 3], 11],
+      [[2, 3], 12],
+      [[8, 32, 32, 8], 13],
+      [[3, 40, 41, 3], 14],
+      [[16, 24, 24, 1], 15],
+    ] as [number[], number][]) {
+      // Values on a coarse grid: many ties, and y lands on both sides of 0 in every channel.
+      const k = makeCase(shape, seed);
+      k.x = k.x.map((v) => Math.round(v * 4) / 4);
+      await tf.setBackend('cpu');
+      const cpuAfter = run(k, 'after');
+      const cpuFused = run(k, 'fused'); // no fused kernels on cpu: fer-core applies tf.relu itself
+      await tf.setBackend(NATIVE_BACKEND);
+      const after = run(k, 'after');
+      addon.setThreads(1);
+      const fused1 = run(k, 'fused');
+      addon.setThreads(2);
+      const fused = run(k, 'fused');
+      NAMES.forEach((name, i) => {
+        for (const [label, a, b] of [
+          ['native: fused vs relu after', fused, after],
+          ['native fused: 1 vs 2 threads', fused1, fused],
+          ['cpu: fused vs relu after', cpuFused, cpuAfter],
+        ] as const) {
+          expect({ label, name, shape, bits: firstBitDifference(a[i], b[i]) }).toEqual({
+            label,
+            name,
+            shape,
+            bits: -1,
+          });
+        }
+        if (i < 3)
+          expect({ name, shape, bits: firstBitDifference(fused[i], cpuAfter[i]) }).toEqual({ name, shape, bits: -1 });
+        else expectArrayClose(fused[i], cpuAfter[i], { rtol: 1e-4, atol: 1e-5 }, `${name} [${shape}] fused vs cpu`);
+      });
+      expect(fused[0].some((v) => v === 0) && fused[0].some((v) => v > 0)).toBe(true);
+    }
+    const k = makeCase([2, 4, 4, 3], 16);
+    const kernels = async (relu: 'fused' | 'after') =>
+      (await tf.profile(() => run(k, relu))).kernelNames.filter((n) => n === 'Relu' || n.startsWith('FerReluGrad'));
+    expect(await kernels('fused')).toEqual([]);
+    expect(await kernels('after')).not.toEqual([]);
+  });
+
+  it('does not leak (forward, backward; with and without a fused ReLU)', async () => {
     await tf.setBackend(NATIVE_BACKEND);
     const k = makeCase([2, 5, 5, 4], 9);
     await expectNoLeak(() => run(k), { returned: 0 });
+    await expectNoLeak(() => run(k, 'fused'), { returned: 0 });
+  });
+
+  it('rejects a reluY that does not match x, in one line', async () => {
+    await tf.setBackend(NATIVE_BACKEND);
+    const x = tf.ones([2, 2, 3]);
+    const p = tf.ones([3]);
+    const r = tf.ones([2, 3]);
+    expect(() =>
+      tf.engine().runKernel(
+        'FerBatchNormTrainGrad',
+        { x, dy: x, mean: p, variance: p, scale: p, reluY: r },
+        {
+          epsilon: EPS,
+        },
+      ),
+    ).toThrow(/expected reluY of x's shape \[2, 2, 3\], but got \[2, 3\]/);
+    tf.dispose([x, p, r]);
   });
 
   it('rejects parameters that do not match the channel count, in one line', async () => {

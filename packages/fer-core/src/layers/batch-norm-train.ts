@@ -19,6 +19,11 @@ export const BATCH_NORM_TRAIN_GRAD_KERNEL = 'FerBatchNormTrainGrad';
 
 export interface BatchNormTrainAttrs {
   epsilon: number;
+  /**
+   * Forward: y = Relu(batch norm) in the same pass. Backward: the grad kernel then gets the ReLU's output as input
+   * `reluY` and masks dy as Relu's gradient does (dy·step(reluY)) before the batch-norm backward.
+   */
+  relu?: boolean;
 }
 
 export interface BatchNormTrainResult {
@@ -42,7 +47,8 @@ function native(): boolean {
  * when the backend registers them (fer-native: three passes forward with the composite's exact statistics, two
  * backward accumulating in double) and otherwise a composite of stock ops (wasm, cpu, webgl): staged sums for the
  * statistics, as accurate as `stagedMean`.
- * All three results are owned by the caller.
+ * With `relu`, y is ReLU(batch norm): one op on fer-native (see {@link BatchNormTrainAttrs.relu}), tf.relu after the
+ * op elsewhere; the same bits either way. All three results are owned by the caller.
  * @param x [..., C] float32; scale, offset [C]
  */
 export function batchNormTrain(
@@ -50,27 +56,34 @@ export function batchNormTrain(
   scale: tf.Tensor,
   offset: tf.Tensor,
   epsilon: number,
+  opts: { relu?: boolean } = {},
 ): BatchNormTrainResult {
-  const attrs: BatchNormTrainAttrs = { epsilon };
+  // A fused ReLU runs inside the kernels (no pre-ReLU map is kept, and Relu's gradient pass is folded into the
+  // batch-norm backward); elsewhere tf.relu follows the op, the same values.
+  const fuseRelu = opts.relu === true && native();
+  const attrs: BatchNormTrainAttrs = fuseRelu ? { epsilon, relu: true } : { epsilon };
   let stats: [tf.Tensor1D, tf.Tensor1D] | null = null;
   const op = tf.customGrad(((xIn: tf.Tensor, s: tf.Tensor, o: tf.Tensor, save: tf.GradSaveFunc) => {
     const [y, mean, variance] = native()
       ? runKernelOutputs(BATCH_NORM_TRAIN_KERNEL, { x: xIn, scale: s, offset: o }, attrs)
       : compositeForward(xIn, s, o, epsilon);
-    save([xIn, mean, variance, s]);
+    save(fuseRelu ? [xIn, mean, variance, s, y] : [xIn, mean, variance, s]);
     // The body runs in a tidy that keeps only `value`: the statistics leave it kept, and are disposed by the caller.
     stats = [tf.keep(mean) as tf.Tensor1D, tf.keep(variance) as tf.Tensor1D];
     return {
       value: y,
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [sx, sm, sv, ss] = saved;
+        const [sx, sm, sv, ss, reluY] = saved;
+        const inputs = { x: sx, dy, mean: sm, variance: sv, scale: ss, ...(fuseRelu ? { reluY } : {}) };
         return native()
-          ? runKernelOutputs(BATCH_NORM_TRAIN_GRAD_KERNEL, { x: sx, dy, mean: sm, variance: sv, scale: ss }, attrs)
+          ? runKernelOutputs(BATCH_NORM_TRAIN_GRAD_KERNEL, inputs, attrs)
           : compositeBackward(sx, dy, sm, sv, ss, epsilon);
       },
     };
   }) as never) as (x: tf.Tensor, s: tf.Tensor, o: tf.Tensor) => tf.Tensor;
-  const y = op(x, scale, offset);
+  const bn = op(x, scale, offset);
+  const y = opts.relu === true && !fuseRelu ? tf.tidy(() => tf.relu(bn)) : bn;
+  if (y !== bn) bn.dispose();
   const [mean, variance] = stats as unknown as [tf.Tensor1D, tf.Tensor1D];
   return { y, mean, variance };
 }

@@ -31,6 +31,11 @@ export interface TorchBnOptions {
   epsilon?: number;
   /** PyTorch meaning: `running = (1 − momentum)·running + momentum·batch` (Keras' momentum is 1 − this). */
   momentum?: number;
+  /**
+   * Returns ReLU(batch norm) (a conv → BN → ReLU block's last two steps). In training on fer-native the ReLU runs
+   * inside the batch-norm kernels (two fewer full-size passes, one fewer map kept for the backward); same values.
+   */
+  relu?: boolean;
 }
 
 /**
@@ -44,9 +49,10 @@ export function applyTorchBatchNorm(x: tf.Tensor, w: TorchBnWeights, opts: Torch
   const eps = opts.epsilon ?? TORCH_BN_EPSILON;
   const momentum = opts.momentum ?? TORCH_BN_MOMENTUM;
   if (!opts.training) {
-    return tf.tidy(() =>
-      tf.batchNorm(x, w.runningMean.read(), w.runningVar.read(), w.beta.read(), w.gamma.read(), eps),
-    );
+    return tf.tidy(() => {
+      const y = tf.batchNorm(x, w.runningMean.read(), w.runningVar.read(), w.beta.read(), w.gamma.read(), eps);
+      return opts.relu ? tf.relu(y) : y;
+    });
   }
   const channels = x.shape[x.rank - 1];
   const n = x.size / channels;
@@ -57,7 +63,7 @@ export function applyTorchBatchNorm(x: tf.Tensor, w: TorchBnWeights, opts: Torch
     );
   }
   // One op with the closed-form backward (batch-norm-train.ts): native kernels on fer-native, stock ops elsewhere.
-  const { y, mean, variance } = batchNormTrain(x, w.gamma.read(), w.beta.read(), eps);
+  const { y, mean, variance } = batchNormTrain(x, w.gamma.read(), w.beta.read(), eps, { relu: opts.relu });
   tf.tidy(() => {
     // Running statistics are state: nothing downstream of the loss reads them, so no gradient flows through them.
     w.runningMean.write(tf.add(tf.mul(w.runningMean.read(), 1 - momentum), tf.mul(mean, momentum)));
@@ -78,7 +84,8 @@ export interface TorchBatchNormArgs extends LayerArgs {
 /**
  * `torch.nn.BatchNorm2d` (affine, tracked running stats) over the last axis, as a tfjs-layers layer.
  * Weights, in order: gamma, beta, running_mean, running_var, num_batches_tracked. Pass `{ training: true }` to
- * `apply` for batch statistics; `LayersModel.apply(x, { training })` forwards the flag.
+ * `apply` for batch statistics; `LayersModel.apply(x, { training })` forwards the flag. `{ relu: true }` (eager
+ * calls) returns ReLU of the result, fused into the kernels on fer-native (see {@link TorchBnOptions.relu}).
  */
 export class TorchBatchNorm extends tfl.layers.Layer {
   static className = 'TorchBatchNorm';
@@ -141,6 +148,7 @@ export class TorchBatchNorm extends tfl.layers.Layer {
       training: kwargs.training === true,
       epsilon: this.epsilon,
       momentum: this.momentum,
+      relu: kwargs.relu === true,
     });
   }
 

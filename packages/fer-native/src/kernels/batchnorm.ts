@@ -37,8 +37,9 @@ function channels(kernel: string, x: tf.TensorInfo, ...params: tf.TensorInfo[]):
 
 /**
  * fer-core's train-mode batch norm (`layers/batch-norm-train.ts` defines the contract), on the addon. Forward: the
- * statistics and y bit-identical to fer-core's composite (staged sums), three passes. Backward: sums in double over
- * a fixed chunking (independent of the thread count), two passes.
+ * statistics and y bit-identical to fer-core's composite (staged sums), three passes; attr `relu` applies Relu in
+ * the last one. Backward: sums in double over a fixed chunking (independent of the thread count), two passes; input
+ * `reluY` (the fused ReLU's output) masks dy as Relu's gradient would, inside them.
  */
 export const batchNormTrainKernels: tf.KernelConfig[] = [
   {
@@ -51,7 +52,7 @@ export const batchNormTrainKernels: tf.KernelConfig[] = [
       const y = outputF32(tf.util.sizeFromShape(x.shape));
       const mean = new Float32Array(c);
       const variance = new Float32Array(c);
-      const eps = (attrs as unknown as { epsilon: number }).epsilon;
+      const { epsilon: eps, relu } = attrs as unknown as { epsilon: number; relu?: boolean };
       backend.addon.opsBatchNormTrain(
         floatDataOrCopy(backend, x),
         x.shape,
@@ -61,6 +62,7 @@ export const batchNormTrainKernels: tf.KernelConfig[] = [
         y,
         mean,
         variance,
+        relu === true,
       );
       return [
         backend.makeTensorInfo(x.shape, 'float32', y),
@@ -74,30 +76,33 @@ export const batchNormTrainKernels: tf.KernelConfig[] = [
     backendName: 'native',
     kernelFunc: ({ inputs, backend: b, attrs }) => {
       const backend = b as NativeBackend;
-      const { x, dy, mean, variance, scale } = inputs as Record<string, tf.TensorInfo>;
-      const c = channels('FerBatchNormTrainGrad', x, mean, variance, scale);
-      if (!tf.util.arraysEqual(dy.shape, x.shape)) {
-        throw new Error(
-          `fer-native FerBatchNormTrainGrad: expected dy of x's shape [${x.shape.join(', ')}], but got [${dy.shape.join(', ')}].`,
-        );
+      const { x, dy, mean, variance, scale, reluY } = inputs as Record<string, tf.TensorInfo | undefined>;
+      const c = channels('FerBatchNormTrainGrad', x!, mean!, variance!, scale!);
+      for (const [name, t] of [['dy', dy!], ...(reluY ? [['reluY', reluY] as const] : [])] as const) {
+        if (!tf.util.arraysEqual(t.shape, x!.shape)) {
+          throw new Error(
+            `fer-native FerBatchNormTrainGrad: expected ${name} of x's shape [${x!.shape.join(', ')}], but got [${t.shape.join(', ')}].`,
+          );
+        }
       }
-      const dx = outputF32(tf.util.sizeFromShape(x.shape));
+      const dx = outputF32(tf.util.sizeFromShape(x!.shape));
       const dScale = new Float32Array(c);
       const dOffset = new Float32Array(c);
       const eps = (attrs as unknown as { epsilon: number }).epsilon;
       backend.addon.opsBatchNormTrainGrad(
-        floatDataOrCopy(backend, x),
-        floatDataOrCopy(backend, dy),
-        floatDataOrCopy(backend, mean),
-        floatDataOrCopy(backend, variance),
-        floatDataOrCopy(backend, scale),
+        floatDataOrCopy(backend, x!),
+        floatDataOrCopy(backend, dy!),
+        floatDataOrCopy(backend, mean!),
+        floatDataOrCopy(backend, variance!),
+        floatDataOrCopy(backend, scale!),
         eps,
         dx,
         dScale,
         dOffset,
+        reluY ? floatDataOrCopy(backend, reluY) : null,
       );
       return [
-        backend.makeTensorInfo(x.shape, 'float32', dx),
+        backend.makeTensorInfo(x!.shape, 'float32', dx),
         backend.makeTensorInfo([c], 'float32', dScale),
         backend.makeTensorInfo([c], 'float32', dOffset),
       ];
