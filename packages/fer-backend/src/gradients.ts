@@ -131,18 +131,53 @@ export const reluGradConfig: tf.GradConfig = {
   },
 };
 
+/**
+ * Optional kernel a backend may register (fer-native does): sum(a·b, axis) for a and b of one shape in one pass,
+ * bit-identical to Multiply then Sum. Inputs `{ a, b }`, attrs `{ axis }`.
+ */
+export const MUL_SUM_KERNEL = 'FerMulSum';
+
+/**
+ * `Multiply` gradient: tfjs core's formulas (dA = dy·b summed over the axes a was broadcast along; dB likewise), with
+ * the broadcast operand's product and sum as one {@link MUL_SUM_KERNEL} pass when the backend has it (CBAM's gates
+ * x·a_ch and x·a_sp: the full-size product is never written). The same values as core's in every case.
+ */
+export const mulGradConfig: tf.GradConfig = {
+  kernelName: tf.Multiply,
+  inputsToSave: ['a', 'b'],
+  gradFunc: (dy, saved) => {
+    const [a, b] = saved;
+    const g = dy as tf.Tensor;
+    const outShape = tf.broadcast_util.assertAndGetBroadcastShape(a.shape, b.shape);
+    const der = (self: tf.Tensor, other: tf.Tensor) => () => {
+      const axes = tf.broadcast_util.getReductionAxes(self.shape, outShape);
+      if (axes.length === 0) return tf.mul(g, tf.cast(other, 'float32'));
+      if (
+        tfjsInternals.hasKernel(MUL_SUM_KERNEL) &&
+        g.dtype === 'float32' &&
+        other.dtype === 'float32' &&
+        tf.util.arraysEqual(other.shape, outShape)
+      )
+        return tf.reshape(tfjsInternals.runKernel(MUL_SUM_KERNEL, { a: g, b: other }, { axis: axes }), self.shape);
+      return tf.reshape(tf.sum(tf.mul(g, tf.cast(other, 'float32')), axes), self.shape);
+    };
+    return { a: der(a, b), b: der(b, a) };
+  },
+};
+
 const OVERRIDES: readonly tf.GradConfig[] = [
   leanBatchNormGradConfig,
   sumGradConfig,
   meanGradConfig,
   maxGradConfig,
   reluGradConfig,
+  mulGradConfig,
 ];
 /** The gradients the overrides replaced (tfjs' stock ones), to put back. */
 const stockGradients = new Map<string, tf.GradConfig | undefined>();
 
 /**
- * (Re)registers fer-backend's gradient overrides (`FusedBatchNorm`, `Sum`, `Mean`, `Max`, `Relu`) into tfjs' global
+ * (Re)registers fer-backend's gradient overrides (`FusedBatchNorm`, `Sum`, `Mean`, `Max`, `Relu`, `Multiply`) into tfjs' global
  * gradient registry: they apply to every model and backend in the process, with the stock gradients' values and less
  * memory or time. Call it after anything that registers the stock gradients (importing `@tensorflow/tfjs-layers`
  * does, at import): `initBackend` does so unless `gradientOverrides: false`. Returns the kernel names.

@@ -16,6 +16,8 @@ export {
   meanGradConfig,
   maxGradConfig,
   reluGradConfig,
+  mulGradConfig,
   RELU_GRAD_KERNEL,
   MAX_GRAD_KERNEL,
+  MUL_SUM_KERNEL,
 } from './gradients';

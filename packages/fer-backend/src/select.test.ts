@@ -25,7 +25,7 @@ describe('initBackend', () => {
     expect(info.skipped[2].reason).toBe('disabled by FER_NATIVE=0');
     expect(info.kernels).toEqual(expect.arrayContaining(['Conv2DBackpropFilter', 'Conv2DBackpropInput']));
     expect(info.kernelPack).toMatch(/wasm/);
-    expect(info.gradientOverrides).toEqual(['FusedBatchNorm', 'Sum', 'Mean', 'Max', 'Relu']);
+    expect(info.gradientOverrides).toEqual(['FusedBatchNorm', 'Sum', 'Mean', 'Max', 'Relu', 'Multiply']);
   });
 
   it("picks native automatically when fer-native's addon is built, else names the apt command", async () => {

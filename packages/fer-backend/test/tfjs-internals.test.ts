@@ -12,10 +12,18 @@ import {
   maxGradConfig,
   meanGradConfig,
   reluGradConfig,
+  mulGradConfig,
   sumGradConfig,
 } from 'fer-backend';
 
-const OVERRIDES = [leanBatchNormGradConfig, sumGradConfig, meanGradConfig, maxGradConfig, reluGradConfig];
+const OVERRIDES = [
+  leanBatchNormGradConfig,
+  sumGradConfig,
+  meanGradConfig,
+  maxGradConfig,
+  reluGradConfig,
+  mulGradConfig,
+];
 
 describe('tfjs internals (verified on tfjs 4.22.0)', () => {
   beforeAll(async () => {
@@ -224,7 +232,7 @@ describe('the global gradient overrides', () => {
 
   it('initBackend registers them by default and reports them', async () => {
     const info = await initBackend({ backend: 'wasm', quiet: true });
-    expect(info.gradientOverrides).toEqual(['FusedBatchNorm', 'Sum', 'Mean', 'Max', 'Relu']);
+    expect(info.gradientOverrides).toEqual(['FusedBatchNorm', 'Sum', 'Mean', 'Max', 'Relu', 'Multiply']);
     for (const g of OVERRIDES) expect(tf.getGradient(g.kernelName)).toBe(g);
   });
 

@@ -81,6 +81,177 @@ void extremeRows(const float* x, int64_t rows, int64_t R, float* out) {
   }
 }
 
+// Views `shape` reduced over `axes` as [outer, R, inner] reducing R: false when the non-trivial reduced dims do not
+// form one contiguous block (the pattern must be K* R* K* once size-1 dims are dropped).
+bool blockView(const std::vector<int64_t>& shape, const std::vector<int64_t>& axes, int64_t& outer, int64_t& R,
+               int64_t& inner) {
+  std::vector<bool> red(shape.size(), false);
+  for (int64_t a : axes) {
+    if (a < 0 || a >= static_cast<int64_t>(shape.size())) throw Error{"fer-native reduce: axis out of range"};
+    red[a] = true;
+  }
+  outer = R = inner = 1;
+  int phase = 0;  // 0: before the reduced block, 1: inside it, 2: after it
+  bool ok = true;
+  for (size_t i = 0; i < shape.size(); i++) {
+    if (shape[i] == 1) continue;
+    if (red[i]) {
+      if (phase == 2) ok = false;
+      phase = 1;
+      R *= shape[i];
+    } else if (phase == 0) {
+      outer *= shape[i];
+    } else {
+      phase = 2;
+      inner *= shape[i];
+    }
+  }
+  return ok;
+}
+
+// ---- mulSum: Σ over a block of float32(a·b), the Multiply gradient's sum(mul(dy, x), axes) in one read pass ----
+
+// acc[j] += float(a·b)[r * inner + j] in r order, as sumColumns.
+FER_SIMD void mulSumColumns(const float* a, const float* b, int64_t R, int64_t inner, int64_t len, float* out) {
+  double acc[kBlock];
+  for (int64_t j = 0; j < len; j++) acc[j] = 0.0;
+  for (int64_t r = 0; r < R; r++) {
+    const float* ar = a + r * inner;
+    const float* br = b + r * inner;
+    for (int64_t j = 0; j < len; j++) acc[j] += static_cast<double>(ar[j] * br[j]);
+  }
+  for (int64_t j = 0; j < len; j++) out[j] = static_cast<float>(acc[j]);
+}
+
+// inner == 1, as sumRows: eight independent in-order chains.
+FER_SIMD void mulSumRows(const float* a, const float* b, int64_t rows, int64_t R, float* out) {
+  int64_t i = 0;
+  for (; i + 8 <= rows; i += 8) {
+    double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    const float* p = a + i * R;
+    const float* q = b + i * R;
+    for (int64_t r = 0; r < R; r++)
+      for (int k = 0; k < 8; k++) s[k] += static_cast<double>(p[k * R + r] * q[k * R + r]);
+    for (int k = 0; k < 8; k++) out[i + k] = static_cast<float>(s[k]);
+  }
+  for (; i < rows; i++) {
+    double s = 0;
+    const float* p = a + i * R;
+    const float* q = b + i * R;
+    for (int64_t r = 0; r < R; r++) s += static_cast<double>(p[r] * q[r]);
+    out[i] = static_cast<float>(s);
+  }
+}
+
+// mulSum(a, b, shape, axes, out) → true, or false when the axes do not form one block (caller falls back): a and b of
+// one shape; out = sum(a·b, axes) bit-identical to tfjs-backend-cpu's Multiply then Sum.
+napi_value MulSum(napi_env env, napi_callback_info info) {
+  napi_value result = nullptr;
+  entry(env, info, 5, [&](napi_value* argv) {
+    auto a = typed<float>(env, argv[0], "a");
+    auto b = typed<float>(env, argv[1], "b");
+    auto shape = ints(env, argv[2], "shape");
+    auto axes = ints(env, argv[3], "axes");
+    auto o = typed<float>(env, argv[4], "out");
+    if (product(shape) != a.size || b.size != a.size) throw Error{"fer-native mulSum: a and b must both have shape"};
+    int64_t outer = 1, R = 1, inner = 1;
+    const bool ok = blockView(shape, axes, outer, R, inner) && outer * inner == o.size && a.size > 0;
+    if (ok) {
+      if (inner == 1) {
+        const int64_t items = (outer + 63) / 64;
+        parallelFor(items, a.size * 2, [&](int64_t lo, int64_t hi) {
+          const int64_t r0 = lo * 64, r1 = std::min(outer, hi * 64);
+          mulSumRows(a.data + r0 * R, b.data + r0 * R, r1 - r0, R, o.data + r0);
+        });
+      } else {
+        const int64_t blocks = (inner + kBlock - 1) / kBlock;
+        parallelFor(outer * blocks, a.size * 2, [&](int64_t lo, int64_t hi) {
+          for (int64_t it = lo; it < hi; it++) {
+            const int64_t ob = it / blocks, j0 = (it % blocks) * kBlock;
+            const int64_t len = std::min(kBlock, inner - j0);
+            const int64_t off = ob * R * inner + j0;
+            mulSumColumns(a.data + off, b.data + off, R, inner, len, o.data + ob * inner + j0);
+          }
+        });
+      }
+    }
+    napi_get_boolean(env, ok, &result);
+  });
+  return result;
+}
+
+// ---- meanMaxGrad: the gradient of a mean and a max over the same block, in one pass ----
+
+// The Max gradient's factor 1 − step(y − x) as fer-backend's formula rounds it (NaN passes through step).
+inline float maxMask(float y, float x) {
+  const float d = y - x;
+  const float s = d > 0.f ? 1.f : (d != d ? d : 0.f);
+  return 1.f - s;
+}
+
+// One outer index: dx[r, j] = mt[j] + dm[j]·(1 − step(y[j] − x[r, j])), mt = float32(dMean / n).
+FER_SIMD void meanMaxGradColumns(const float* x, const float* y, const float* mt, const float* dm, int64_t R,
+                                 int64_t inner, float* dx) {
+  for (int64_t r = 0; r < R; r++) {
+    const float* xr = x + r * inner;
+    float* dr = dx + r * inner;
+    for (int64_t j = 0; j < inner; j++) dr[j] = mt[j] + dm[j] * maxMask(y[j], xr[j]);
+  }
+}
+
+// inner == 1: each row of R shares one y, mean term and max gradient.
+FER_SIMD void meanMaxGradRows(const float* x, const float* y, const float* mt, const float* dm, int64_t rows,
+                              int64_t R, float* dx) {
+  for (int64_t i = 0; i < rows; i++) {
+    const float yi = y[i], mi = mt[i], di = dm[i];
+    const float* xr = x + i * R;
+    float* dr = dx + i * R;
+    for (int64_t r = 0; r < R; r++) dr[r] = mi + di * maxMask(yi, xr[r]);
+  }
+}
+
+// meanMaxGrad(x, shape, axes, y, dMean, dMax, out) → true, or false when the axes do not form one block: y (the max),
+// dMean and dMax hold one value per output of the reduction (x's shape without the axes); out = x's shape:
+//   dx = float32(dMean / n) + dMax·(1 − step(y − x)),  n = the reduced count,
+// each term rounded as tfjs' ops round it (RealDiv; fer-backend's Max gradient), so equal to adding the Mean
+// gradient to the Max gradient.
+napi_value MeanMaxGrad(napi_env env, napi_callback_info info) {
+  napi_value result = nullptr;
+  entry(env, info, 7, [&](napi_value* argv) {
+    auto x = typed<float>(env, argv[0], "x");
+    auto shape = ints(env, argv[1], "shape");
+    auto axes = ints(env, argv[2], "axes");
+    auto y = typed<float>(env, argv[3], "y");
+    auto dMean = typed<float>(env, argv[4], "dMean");
+    auto dMax = typed<float>(env, argv[5], "dMax");
+    auto o = typed<float>(env, argv[6], "out");
+    if (product(shape) != x.size || o.size != x.size) throw Error{"fer-native meanMaxGrad: x and out must have shape"};
+    int64_t outer = 1, R = 1, inner = 1;
+    const bool ok = blockView(shape, axes, outer, R, inner) && outer * inner == y.size && dMean.size == y.size &&
+                    dMax.size == y.size && x.size > 0;
+    if (ok) {
+      const float n = static_cast<float>(R);
+      std::vector<float> mt(static_cast<size_t>(y.size));
+      for (int64_t k = 0; k < y.size; k++) mt[k] = dMean.data[k] / n;
+      if (inner == 1) {
+        parallelFor(outer, x.size * 2, [&](int64_t lo, int64_t hi) {
+          meanMaxGradRows(x.data + lo * R, y.data + lo, mt.data() + lo, dMax.data + lo, hi - lo, R, o.data + lo * R);
+        });
+      } else {
+        parallelFor(outer, x.size * 2, [&](int64_t lo, int64_t hi) {
+          for (int64_t ob = lo; ob < hi; ob++) {
+            const int64_t k = ob * inner;
+            meanMaxGradColumns(x.data + ob * R * inner, y.data + k, mt.data() + k, dMax.data + k, R, inner,
+                               o.data + ob * R * inner);
+          }
+        });
+      }
+    }
+    napi_get_boolean(env, ok, &result);
+  });
+  return result;
+}
+
 // reduce(op, x, shape, axes, out) → true, or false when the axes do not form one block (caller falls back).
 napi_value ReduceFn(napi_env env, napi_callback_info info) {
   napi_value result = nullptr;
@@ -91,28 +262,8 @@ napi_value ReduceFn(napi_env env, napi_callback_info info) {
     auto axes = ints(env, argv[3], "axes");
     auto o = typed<float>(env, argv[4], "out");
     if (product(shape) != x.size) throw Error{"fer-native reduce: shape does not match x"};
-    std::vector<bool> red(shape.size(), false);
-    for (int64_t a : axes) {
-      if (a < 0 || a >= static_cast<int64_t>(shape.size())) throw Error{"fer-native reduce: axis out of range"};
-      red[a] = true;
-    }
-    // Kinds of the non-trivial dims in order; the block pattern must be K* R* K*.
     int64_t outer = 1, R = 1, inner = 1;
-    int phase = 0;  // 0: before the reduced block, 1: inside it, 2: after it
-    bool ok = true;
-    for (size_t i = 0; i < shape.size(); i++) {
-      if (shape[i] == 1) continue;
-      if (red[i]) {
-        if (phase == 2) ok = false;
-        phase = 1;
-        R *= shape[i];
-      } else if (phase == 0) {
-        outer *= shape[i];
-      } else {
-        phase = 2;
-        inner *= shape[i];
-      }
-    }
+    bool ok = blockView(shape, axes, outer, R, inner);
     const bool extreme = op == kMax || op == kMin;
     ok = ok && outer * inner == o.size && (R > 0 || !extreme) && x.size > 0;
     if (ok) {
@@ -158,4 +309,8 @@ napi_value ReduceFn(napi_env env, napi_callback_info info) {
 }  // namespace
 }  // namespace ferops
 
-void Register_reduce(napi_env env, napi_value exports) { ferops::exportFn(env, exports, "opsReduce", ferops::ReduceFn); }
+void Register_reduce(napi_env env, napi_value exports) {
+  ferops::exportFn(env, exports, "opsReduce", ferops::ReduceFn);
+  ferops::exportFn(env, exports, "opsMulSum", ferops::MulSum);
+  ferops::exportFn(env, exports, "opsMeanMaxGrad", ferops::MeanMaxGrad);
+}

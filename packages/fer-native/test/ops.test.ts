@@ -24,6 +24,8 @@ const OPS_FUNCTIONS = [
   'opsBatchNorm',
   'opsReluGrad',
   'opsMaxGrad',
+  'opsMulSum',
+  'opsMeanMaxGrad',
   'opsTile',
   'opsTranspose',
   'opsConcat2d',
@@ -218,6 +220,87 @@ describeNative('native element-wise, reduction, pooling and batch-norm kernels',
       await expectSame(`${name} spatial`, f, [input(rng, [2, 20, 21, 1]), input(rng, [2, 20, 21, 48])]);
       await expectSame(`${name} scalar`, f, [input(rng, []), input(rng, [3, 13001])]);
     }
+  });
+
+  it("Multiply's gradient (FerMulSum for the broadcast operand) equals tfjs core's Multiply then Sum, every pattern", async () => {
+    const rng = new Rng(21);
+    // Both operands' gradients, flattened into one tensor.
+    const grads = (a: tf.Tensor, b: tf.Tensor, dy: tf.Tensor) => {
+      const [ga, gb] = tf.grads((x: tf.Tensor, y: tf.Tensor) => tf.mul(x, y))([a, b], dy);
+      return tf.concat([tf.reshape(ga, [-1]), tf.reshape(gb, [-1])]);
+    };
+    // [a, b, whether the kernel is called]
+    const cases: [number[], number[], boolean][] = [
+      [[2, 9, 11, 16], [2, 1, 1, 16], true], // CBAM's channel gate
+      [[2, 9, 11, 16], [2, 9, 11, 1], true], // CBAM's spatial gate
+      [[1, 5, 7, 3], [1, 1, 1, 3], true], // batch 1
+      [[1, 5, 7, 3], [1, 5, 7, 1], true],
+      [[3, 7, 5, 6], [6], true], // per-channel (bias-like)
+      [[3, 13], [], true], // scalar
+      [[3, 1, 5], [3, 4, 1], false], // both broadcast: core's formula
+      [[4, 5, 6, 3], [1, 5, 1, 3], true], // axes 0 and 2: not one block, the kernel runs Multiply then Sum
+      [[2, 40, 41, 24], [2, 1, 1, 24], true], // parallel paths
+      [[2, 40, 41, 24], [2, 40, 41, 1], true],
+    ];
+    for (const [sa, sb, called] of cases) {
+      const out = tf.broadcast_util.assertAndGetBroadcastShape(sa, sb);
+      for (const [x, y] of [
+        [sa, sb],
+        [sb, sa],
+      ]) {
+        const before = calls.get('opsMulSum') ?? 0;
+        await expectSame(`mul grad [${x}] [${y}]`, grads, [input(rng, x), input(rng, y), input(rng, out)]);
+        const ran = (calls.get('opsMulSum') ?? 0) - before;
+        expect({ x, y, ran: ran > 0 }).toEqual({ x, y, ran: called });
+      }
+    }
+  });
+
+  it('FerMeanMaxGrad (CBAM pools) equals the Mean gradient plus the Max gradient on cpu: ties, NaN, ±inf', async () => {
+    const rng = new Rng(22);
+    const cases: [number[], number[]][] = [
+      [[2, 9, 11, 16], [3]], // CBAM's channel pools
+      [
+        [2, 9, 11, 16],
+        [1, 2],
+      ], // CBAM's global pools
+      [[1, 5, 7, 3], [3]], // batch 1
+      [
+        [1, 5, 7, 3],
+        [1, 2],
+      ],
+      [[3, 7], [0]],
+      [[2, 40, 41, 24], [3]], // parallel paths
+      [
+        [2, 40, 41, 24],
+        [1, 2],
+      ],
+    ];
+    for (const [shape, axes] of cases) {
+      const kept = keptOf(shape, axes);
+      const n = tf.util.sizeFromShape(shape) / tf.util.sizeFromShape(kept);
+      const x = input(rng, shape, true);
+      x.data = x.data.map((v, i) => (i % 4 === 0 ? Math.round(v) : v)); // ties
+      const grad = (xt: tf.Tensor, dMean: tf.Tensor, dMax: tf.Tensor) => {
+        const y = tf.max(xt, axes, true);
+        if (tf.getBackend() === NATIVE_BACKEND)
+          return tf.engine().runKernel('FerMeanMaxGrad', { x: xt, y, dMean, dMax }, { axis: axes }) as tf.Tensor;
+        const maxTerm = tf.mul(dMax, tf.sub(tf.scalar(1), tf.step(tf.sub(y, xt))));
+        return tf.add(tf.div(dMean, tf.scalar(n)), maxTerm);
+      };
+      const before = calls.get('opsMeanMaxGrad') ?? 0;
+      await expectSame(`meanMaxGrad [${shape}] axes [${axes}]`, grad, [x, input(rng, kept), input(rng, kept)]);
+      expect({ shape, ran: (calls.get('opsMeanMaxGrad') ?? 0) - before }).toEqual({ shape, ran: 1 });
+    }
+    await tf.setBackend(NATIVE_BACKEND);
+    const [x, k] = [tf.ones([4, 5, 6]), tf.ones([1, 5, 1])];
+    expect(() => tf.engine().runKernel('FerMeanMaxGrad', { x, y: k, dMean: k, dMax: k }, { axis: [0, 2] })).toThrow(
+      /axes 0, 2 of \[4, 5, 6\] do not form one block/,
+    );
+    expect(() => tf.engine().runKernel('FerMeanMaxGrad', { x, y: k, dMean: k, dMax: k }, { axis: [0] })).toThrow(
+      /expected y, dMean and dMax of shape \[1, 5, 6\].*but got \[1, 5, 1\]/,
+    );
+    tf.dispose([x, k]);
   });
 
   it('Select and AddN equal cpu', async () => {

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { FerInputError } from '../errors';
 import { stagedMean } from '../tensor/reduce';
+import { hasKernel, isTapeOn, runKernel } from '../tfjs-internals';
 import { applyTorchBatchNorm, type TorchBnWeights } from './torch-batch-norm';
 
 type LayerArgs = NonNullable<ConstructorParameters<typeof tfl.layers.Layer>[0]>;
@@ -134,12 +135,11 @@ export class Cbam extends tfl.layers.Layer {
           ),
           w.mlp2Bias.read(),
         );
-      const avg = stagedMean(x, [1, 2]) as tf.Tensor2D;
-      const max = tf.max(x, [1, 2]) as tf.Tensor2D;
+      const [avg, max] = spatialPools(x);
       const channelAttention = tf.sigmoid(tf.add(mlp(avg), mlp(max))) as tf.Tensor2D;
       const xc = tf.mul(x, tf.reshape(channelAttention, [n, 1, 1, c]));
       // Spatial gate. [N, H, W, 2] = [max over C, mean over C]; 'same' at stride 1 = symmetric padding (k−1)/2.
-      const pooled = tf.concat([tf.max(xc, 3, true), tf.mean(xc, 3, true)], 3) as tf.Tensor4D;
+      const pooled = channelPools(xc as tf.Tensor4D);
       const conv = tf.conv2d(pooled, w.spatialKernel.read() as tf.Tensor4D, 1, 'same');
       const bn = applyTorchBatchNorm(conv, w.bn, { training, momentum: CBAM_SPATIAL_BN_MOMENTUM });
       const spatialAttention = tf.sigmoid(bn) as tf.Tensor4D;
@@ -158,6 +158,77 @@ export class Cbam extends tfl.layers.Layer {
   }
 }
 tf.serialization.registerClass(Cbam);
+
+/**
+ * Optional kernel a backend may register (fer-native does): the gradient of a mean and a max over the same axes in
+ * one pass. Inputs `{ x, y, dMean, dMax }` (y = max(x, axis); y, dMean and dMax in x's shape with the reduced axes set
+ * to 1), attr `axis`; dx = dMean / n + dMax·(1 − step(y − x)) (n the reduced count, each term rounded as the Mean
+ * gradient's RealDiv and fer-backend's Max gradient round it).
+ */
+export const MEAN_MAX_GRAD_KERNEL = 'FerMeanMaxGrad';
+
+/**
+ * mean and max of x over `axes` (keepDims), computed by `mean` and tf.max, as one differentiable op whose backward is
+ * one {@link MEAN_MAX_GRAD_KERNEL} pass (instead of a Tile of the mean's gradient, the max's mask and their Add).
+ * Returns `pack(mean, max)` (customGrad has one output); `unpack(dy)` splits its gradient into [dMean, dMax] (each
+ * in the keepDims shape).
+ */
+function meanMaxOp(
+  x: tf.Tensor4D,
+  axes: number[],
+  mean: (x: tf.Tensor) => tf.Tensor,
+  pack: (mean: tf.Tensor, max: tf.Tensor) => tf.Tensor,
+  unpack: (dy: tf.Tensor) => [tf.Tensor, tf.Tensor],
+): tf.Tensor {
+  const op = tf.customGrad(((xi: tf.Tensor, save: tf.GradSaveFunc) => {
+    const mx = tf.max(xi, axes, true);
+    save([xi, mx]);
+    return {
+      value: pack(mean(xi), mx),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [dMean, dMax] = unpack(dy);
+        return runKernel(MEAN_MAX_GRAD_KERNEL, { x: saved[0], y: saved[1], dMean, dMax }, { axis: axes });
+      },
+    };
+  }) as never) as (x: tf.Tensor) => tf.Tensor;
+  return op(x);
+}
+
+/** The one-op pools pay off only when a gradient is recorded and the backend has their backward kernel. */
+function fusedPools(): boolean {
+  return isTapeOn() && hasKernel(MEAN_MAX_GRAD_KERNEL);
+}
+
+/** CBAM's global pools over H, W: [avg, max], each [N, C] (avg as `stagedMean`). */
+function spatialPools(x: tf.Tensor4D): [tf.Tensor2D, tf.Tensor2D] {
+  const [n, , , c] = x.shape;
+  if (!hasKernel(MEAN_MAX_GRAD_KERNEL)) return [stagedMean(x, [1, 2]) as tf.Tensor2D, tf.max(x, [1, 2]) as tf.Tensor2D];
+  // [N, 2, 1, C]: mean then max along axis 1.
+  const both = meanMaxOp(
+    x,
+    [1, 2],
+    (xi) => stagedMean(xi, [1, 2], true),
+    (mean, max) => tf.concat([mean, max], 1),
+    (dy) => tf.split(dy, 2, 1) as [tf.Tensor, tf.Tensor],
+  );
+  const [avg, max] = tf.split(both, 2, 1).map((t) => tf.reshape(t, [n, c]) as tf.Tensor2D);
+  return [avg, max];
+}
+
+/** CBAM's spatial-gate input: [N, H, W, 2] = [max over C, mean over C]. */
+function channelPools(x: tf.Tensor4D): tf.Tensor4D {
+  if (!fusedPools()) return tf.concat([tf.max(x, 3, true), tf.mean(x, 3, true)], 3) as tf.Tensor4D;
+  return meanMaxOp(
+    x,
+    [3],
+    (xi) => tf.mean(xi, 3, true),
+    (mean, max) => tf.concat([max, mean], 3),
+    (dy) => {
+      const [dMax, dMean] = tf.split(dy, 2, 3);
+      return [dMean, dMax];
+    },
+  ) as tf.Tensor4D;
+}
 
 /** Runs a `Cbam` layer eagerly and names its three outputs. Caller owns them. */
 export function applyCbam(layer: Cbam, x: tf.Tensor4D, training: boolean): CbamOutput {

@@ -2,7 +2,7 @@ import type { KernelConfig } from '@tensorflow/tfjs-core';
 import { convKernels } from './conv';
 import { matmulKernels } from './matmul';
 import { eltwiseKernels } from './eltwise';
-import { reduceKernels } from './reduce';
+import { fusedReduceGradKernels, reduceKernels } from './reduce';
 import { poolKernels } from './pool';
 import { batchNormKernels, batchNormTrainKernels } from './batchnorm';
 import { layoutKernels } from './layout';
@@ -13,6 +13,7 @@ export const NATIVE_KERNELS: KernelConfig[] = [
   ...matmulKernels,
   ...eltwiseKernels,
   ...reduceKernels,
+  ...fusedReduceGradKernels,
   ...poolKernels,
   ...batchNormKernels,
   ...batchNormTrainKernels,
