@@ -44,6 +44,7 @@ export {
   Cbam,
   applyCbam,
   CBAM_SPATIAL_BN_MOMENTUM,
+  MEAN_MAX_GRAD_KERNEL,
 } from './layers';
 export {
   TORCH_BN_KEYS,
