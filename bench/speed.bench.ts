@@ -29,7 +29,9 @@
  *   --json=FILE            also write all results as JSON
  *   --profile=esr1|esr9|manet   instead: per-kernel times of one training micro-batch (in one process);
  *                          --backend=wasm|native (default wasm), --batch=N sets the micro-batch (native default 32),
- *                          --detail=KERNEL[,KERNEL…] lists those kernels' calls with shapes, in call order
+ *                          --detail=KERNEL[,KERNEL…] lists those kernels' calls with shapes, in call order;
+ *                          --clock=cpu times kernels in process CPU time (all threads) instead of wall time, which
+ *                          on a shared machine also counts waiting for a descheduled OpenMP thread
  *
  * Each of our cases runs in a fresh child process (`--child=<json>`), so its peak RSS and wasm heaps are its own.
  */
@@ -266,6 +268,17 @@ async function profileCase(model: 'esr1' | 'esr9' | 'manet', batch: number, back
       ),
     );
   await once(); // warm-up
+  if (flagCpuClock) {
+    // Kernel time as process CPU time (all threads) instead of wall time: on a shared machine a kernel's wall time
+    // includes waiting for its OpenMP partner to be scheduled. Synchronous backends (cpu, native, wasm) only.
+    const be = tf.backend() as unknown as { time: (f: () => void) => Promise<{ kernelMs: number }> };
+    be.time = async (f) => {
+      const c0 = process.cpuUsage();
+      f();
+      const c = process.cpuUsage(c0);
+      return { kernelMs: (c.user + c.system) / 1000 };
+    };
+  }
   const t0 = performance.now();
   const info = await tf.profile(once);
   const wall = performance.now() - t0;
@@ -279,7 +292,7 @@ async function profileCase(model: 'esr1' | 'esr9' | 'manet', batch: number, back
   }
   const total = [...agg.values()].reduce((x, a) => x + a.ms, 0);
   console.log(
-    `profile ${model}, micro-batch ${batch}, backend ${tf.getBackend()}: wall ${(wall / 1000).toFixed(2)} s (profiling adds overhead), kernels ${(total / 1000).toFixed(2)} s, peak heap ${(info.peakBytes / 2 ** 20).toFixed(0)} MB`,
+    `profile ${model}, micro-batch ${batch}, backend ${tf.getBackend()}, kernel times: ${flagCpuClock ? 'process CPU' : 'wall'}: wall ${(wall / 1000).toFixed(2)} s (profiling adds overhead), kernels ${(total / 1000).toFixed(2)} s, peak heap ${(info.peakBytes / 2 ** 20).toFixed(0)} MB`,
   );
   console.log('| kernel | calls | ms | share |\n|---|---:|---:|---:|');
   for (const [name, a] of [...agg.entries()].sort((x, y) => y[1].ms - x[1].ms).slice(0, 25)) {
@@ -297,6 +310,7 @@ async function profileCase(model: 'esr1' | 'esr9' | 'manet', batch: number, back
 }
 
 let flagDetail: string | undefined;
+let flagCpuClock = false;
 
 const TCMALLOC = '/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4';
 let nativeMalloc: 'tcmalloc' | 'glibc' = 'glibc';
@@ -415,6 +429,7 @@ export async function run(flags: string[]): Promise<void> {
     if (!['esr1', 'esr9', 'manet'].includes(model))
       throw new Error(`Expected --profile=esr1|esr9|manet, but got '${prof}'.`);
     flagDetail = flag(flags, 'detail');
+    flagCpuClock = flag(flags, 'clock') === 'cpu';
     const backend = (flag(flags, 'backend') ?? 'wasm') as Backend;
     if (!['wasm', 'native'].includes(backend)) throw new Error(`Expected --backend=wasm|native, but got '${backend}'.`);
     const dflt = backend === 'native' ? 32 : model === 'esr1' ? 16 : 8;

@@ -77,7 +77,7 @@ const cmd = [...flags, `-I${nodeInclude}`, ...sources, '-o', out, '-ldnnl'];
 
 const hash = crypto.createHash('sha256');
 hash.update(JSON.stringify([cxx, cmd, process.versions.napi]));
-for (const f of [...sources, ...headers]) hash.update(f).update(fs.readFileSync(f));
+for (const f of [...sources, ...headers, path.join(srcDir, 'env', 'env.cc')]) hash.update(f).update(fs.readFileSync(f));
 const stamp = hash.digest('hex');
 if (
   !args.has('--force') &&
@@ -113,6 +113,16 @@ if (res.status !== 0) {
     `native kernels failed to compile (${firstErr.trim()}); using wasm. Rebuild with: node ${path.relative(process.cwd(), __filename)} --force --strict`,
   );
 }
+// build/fer_env.node: native/env/env.cc alone, without OpenMP (src/addon.ts sets libgomp's settings through it).
+const envOut = path.join(outDir, 'fer_env.node');
+const envTmp = `${envOut}.tmp-${process.pid}`;
+const envRes = spawnSync(
+  cxx,
+  ['-std=c++17', '-O2', '-shared', '-fPIC', `-I${nodeInclude}`, path.join(srcDir, 'env', 'env.cc'), '-o', envTmp],
+  { encoding: 'utf8' },
+);
+if (envRes.status === 0) fs.renameSync(envTmp, envOut);
+else fs.rmSync(envTmp, { force: true }); // optional: the addon then loads with libgomp's defaults in worker threads
 fs.renameSync(tmp, out); // atomic: a concurrently running process never loads a half-written addon
 fs.writeFileSync(stampFile, stamp);
 // What the loader compares with the shipped sources, so a stale addon (sources changed since) is never used.

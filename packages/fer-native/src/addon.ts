@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import * as path from 'node:path';
+import { isMainThread } from 'node:worker_threads';
 
 /** What the compiled addon reports about itself. */
 export interface AddonInfo {
@@ -54,7 +55,7 @@ export function loadAddon(): { addon: NativeAddon | null; reason: string } {
   }
   try {
     const mod = { exports: {} as NativeAddon };
-    process.dlopen(mod, ADDON_PATH);
+    withSpinCount(() => process.dlopen(mod, ADDON_PATH), realSetenv());
     cached = { addon: mod.exports, reason: '' };
   } catch (e) {
     const first = String((e as Error)?.message ?? e).split('\n')[0];
@@ -65,6 +66,54 @@ export function loadAddon(): { addon: NativeAddon | null; reason: string } {
   }
   return cached;
 }
+
+/** libgomp spin iterations before an idle OpenMP thread sleeps, unless the user set a wait policy. */
+export const GOMP_SPIN_COUNT = '10000';
+
+/** Sets (a string) or unsets (undefined) a variable of the process's C environment, which libgomp reads. */
+export type Setenv = (name: string, value: string | undefined) => void;
+
+/**
+ * The C environment's setter for this thread: process.env on the main thread (Node writes it through), and
+ * build/fer_env.node's elsewhere (a worker's process.env is a copy native code never sees); null without it.
+ */
+function realSetenv(): Setenv | null {
+  if (isMainThread)
+    return (name, value) => {
+      if (value === undefined) delete process.env[name];
+      else process.env[name] = value;
+    };
+  const shim = path.join(path.dirname(ADDON_PATH), 'fer_env.node');
+  if (!existsSync(shim)) return null;
+  try {
+    const mod = { exports: {} as { setenv: Setenv } };
+    process.dlopen(mod, shim);
+    return mod.exports.setenv;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Runs `load` (the dlopen that loads libgomp with the addon) with `GOMP_SPINCOUNT` set to {@link GOMP_SPIN_COUNT}
+ * in the C environment when neither it nor `OMP_WAIT_POLICY` is set, then unsets it: libgomp reads it once, at load,
+ * and child processes (PyTorch in `pnpm bench speed`) must not inherit it. libgomp's default spins an idle thread
+ * ~300,000 pauses (milliseconds) after every parallel region; between our kernels the JS thread works alone, so the
+ * partner burnt CPU, and on a shared machine it took the core from threads with work (ESR-1 training at load ~6:
+ * 139–188 → 105–107 CPU ms/image, 5.2–7.8 → 9.0–9.4 img/s). 10,000 still covers the gap between back-to-back
+ * kernels. Without a setter (`null`) libgomp keeps its defaults.
+ */
+export function withSpinCount<T>(load: () => T, setenv: Setenv | null): T {
+  const set = setenv !== null && process.env.OMP_WAIT_POLICY === undefined && process.env.GOMP_SPINCOUNT === undefined;
+  if (set) setenv(GOMP_SPIN_COUNT_VAR, GOMP_SPIN_COUNT);
+  try {
+    return load();
+  } finally {
+    if (set) setenv(GOMP_SPIN_COUNT_VAR, undefined);
+  }
+}
+
+const GOMP_SPIN_COUNT_VAR = 'GOMP_SPINCOUNT';
 
 /**
  * Whether the addon was built from other sources than `nativeDir` holds now: the digest the build script recorded

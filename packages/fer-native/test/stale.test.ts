@@ -3,16 +3,7 @@
  * loaded with missing functions: the build script's recorded digest against the sources, as src/addon.ts checks it.
  */
 import { execFileSync } from 'node:child_process';
-import {
-  appendFileSync,
-  copyFileSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  readdirSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { appendFileSync, cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { sourcesStale } from '../src/addon';
@@ -23,8 +14,7 @@ describe('fer-native stale-addon guard', () => {
   let dir = '';
   beforeAll(() => {
     dir = mkdtempSync(path.join(os.tmpdir(), 'fer-native-stale-'));
-    mkdirSync(path.join(dir, 'native'));
-    for (const f of readdirSync(NATIVE)) copyFileSync(path.join(NATIVE, f), path.join(dir, 'native', f));
+    cpSync(NATIVE, path.join(dir, 'native'), { recursive: true });
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
