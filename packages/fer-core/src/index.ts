@@ -45,6 +45,7 @@ export {
   applyCbam,
   CBAM_SPATIAL_BN_MOMENTUM,
   MEAN_MAX_GRAD_KERNEL,
+  MEAN_MAX_KERNEL,
 } from './layers';
 export {
   TORCH_BN_KEYS,

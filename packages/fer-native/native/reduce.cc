@@ -252,6 +252,112 @@ napi_value MeanMaxGrad(napi_env env, napi_callback_info info) {
   return result;
 }
 
+// ---- meanMax: a mean and a max over the same block in one read pass (CBAM's pools) ----
+
+// One outer index, inner > 1, the block split as [R1, R2] (R2 the last reduced axis). staged: fer-core's stagedMean
+// (Σ over R2 in double rounded to float32, then Σ of those over R1 in double rounded, then ÷ n in float32); otherwise
+// the Mean kernel's Σ of float32(x / n) in double. The max as the Max kernel runs it (in order; any NaN wins).
+template <bool staged>
+FER_SIMD void meanMaxColumns(const float* x, int64_t R1, int64_t R2, int64_t inner, float n, double* acc2,
+                             double* acc1, float* mean, float* mx) {
+  for (int64_t j = 0; j < inner; j++) {
+    acc1[j] = 0.0;
+    mx[j] = x[j];
+  }
+  for (int64_t r1 = 0; r1 < R1; r1++) {
+    if (staged)
+      for (int64_t j = 0; j < inner; j++) acc2[j] = 0.0;
+    for (int64_t r2 = 0; r2 < R2; r2++) {
+      const float* row = x + (r1 * R2 + r2) * inner;
+      for (int64_t j = 0; j < inner; j++) {
+        const float v = row[j];
+        if (staged)
+          acc2[j] += static_cast<double>(v);
+        else
+          acc1[j] += static_cast<double>(v / n);
+        mx[j] = (v != v || v > mx[j]) ? v : mx[j];
+      }
+    }
+    if (staged)
+      for (int64_t j = 0; j < inner; j++) acc1[j] += static_cast<double>(static_cast<float>(acc2[j]));
+  }
+  for (int64_t j = 0; j < inner; j++)
+    mean[j] = staged ? static_cast<float>(acc1[j]) / n : static_cast<float>(acc1[j]);
+}
+
+// inner == 1, not staged: each output reduces a contiguous run of R.
+FER_SIMD void meanMaxRows(const float* x, int64_t rows, int64_t R, float n, float* mean, float* mx) {
+  for (int64_t i = 0; i < rows; i++) {
+    const float* p = x + i * R;
+    double s = 0;
+    float m = p[0];
+    for (int64_t r = 0; r < R; r++) {
+      const float v = p[r];
+      s += static_cast<double>(v / n);
+      if (v != v || v > m) m = v;
+    }
+    mean[i] = static_cast<float>(s);
+    mx[i] = m;
+  }
+}
+
+// meanMax(x, shape, axes, staged, mean, max) → true, or false when the axes do not form one block or (staged) span
+// more than two non-trivial dims: mean and max over axes, each equal to the cpu kernels'
+// (staged: fer-core's stagedMean, Sum per axis from the last; otherwise the Mean kernel) and the Max kernel's.
+napi_value MeanMax(napi_env env, napi_callback_info info) {
+  napi_value result = nullptr;
+  entry(env, info, 6, [&](napi_value* argv) {
+    auto x = typed<float>(env, argv[0], "x");
+    auto shape = ints(env, argv[1], "shape");
+    auto axes = ints(env, argv[2], "axes");
+    napi_value sv = argv[3];
+    bool staged = false;
+    check(env, napi_get_value_bool(env, sv, &staged), "staged");
+    auto mean = typed<float>(env, argv[4], "mean");
+    auto mx = typed<float>(env, argv[5], "max");
+    if (product(shape) != x.size) throw Error{"fer-native meanMax: shape does not match x"};
+    int64_t outer = 1, R = 1, inner = 1;
+    bool ok = blockView(shape, axes, outer, R, inner) && outer * inner == mean.size && mx.size == mean.size &&
+              x.size > 0;
+    // Staged: the last reduced axis of size > 1 is R2, the rest R1 (at most one more non-trivial reduced dim).
+    int64_t R2 = R, big = 0;
+    for (int64_t a : axes) big += shape[a] > 1 ? 1 : 0;
+    if (staged) {
+      int64_t last = -1;
+      for (int64_t a : axes)
+        if (shape[a] > 1 && a > last) last = a;
+      R2 = last >= 0 ? shape[last] : 1;
+      ok = ok && big <= 2;
+    }
+    if (ok) {
+      const float n = static_cast<float>(R);
+      if (!staged && inner == 1) {
+        const int64_t items = (outer + 63) / 64;
+        parallelFor(items, x.size, [&](int64_t lo, int64_t hi) {
+          const int64_t r0 = lo * 64, r1 = std::min(outer, hi * 64);
+          meanMaxRows(x.data + r0 * R, r1 - r0, R, n, mean.data + r0, mx.data + r0);
+        });
+      } else {
+        const int64_t R1 = R / R2;
+        parallelFor(outer, x.size, [&](int64_t lo, int64_t hi) {
+          std::vector<double> acc(static_cast<size_t>(2 * inner));
+          for (int64_t ob = lo; ob < hi; ob++) {
+            const float* xs = x.data + ob * R * inner;
+            float* me = mean.data + ob * inner;
+            float* ma = mx.data + ob * inner;
+            if (staged)
+              meanMaxColumns<true>(xs, R1, R2, inner, n, acc.data(), acc.data() + inner, me, ma);
+            else
+              meanMaxColumns<false>(xs, R1, R2, inner, n, acc.data(), acc.data() + inner, me, ma);
+          }
+        });
+      }
+    }
+    napi_get_boolean(env, ok, &result);
+  });
+  return result;
+}
+
 // reduce(op, x, shape, axes, out) → true, or false when the axes do not form one block (caller falls back).
 napi_value ReduceFn(napi_env env, napi_callback_info info) {
   napi_value result = nullptr;
@@ -313,4 +419,5 @@ void Register_reduce(napi_env env, napi_value exports) {
   ferops::exportFn(env, exports, "opsReduce", ferops::ReduceFn);
   ferops::exportFn(env, exports, "opsMulSum", ferops::MulSum);
   ferops::exportFn(env, exports, "opsMeanMaxGrad", ferops::MeanMaxGrad);
+  ferops::exportFn(env, exports, "opsMeanMax", ferops::MeanMax);
 }

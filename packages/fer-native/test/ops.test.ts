@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { initBackend } from 'fer-backend';
+import { stagedMean } from 'fer-core';
 import { NATIVE_BACKEND, loadAddon, registerNativeBackend, type NativeAddon } from 'fer-native';
 import { describeNative } from './helpers';
 
@@ -26,6 +27,7 @@ const OPS_FUNCTIONS = [
   'opsMaxGrad',
   'opsMulSum',
   'opsMeanMaxGrad',
+  'opsMeanMax',
   'opsTile',
   'opsTranspose',
   'opsConcat2d',
@@ -270,6 +272,10 @@ describeNative('native element-wise, reduction, pooling and batch-norm kernels',
         [1, 2],
       ],
       [[3, 7], [0]],
+      [
+        [2, 1, 1, 8],
+        [1, 2],
+      ], // nothing to reduce
       [[2, 40, 41, 24], [3]], // parallel paths
       [
         [2, 40, 41, 24],
@@ -301,6 +307,46 @@ describeNative('native element-wise, reduction, pooling and batch-norm kernels',
       /expected y, dMean and dMax of shape \[1, 5, 6\].*but got \[1, 5, 1\]/,
     );
     tf.dispose([x, k]);
+  });
+
+  it("FerMeanMax (CBAM pools' forward, one pass) equals stagedMean / Mean and Max on cpu: NaN, ±inf, ±0", async () => {
+    const rng = new Rng(23);
+    const cases: [number[], number[], boolean][] = [
+      [[2, 9, 11, 16], [1, 2], true], // CBAM's global pools (staged mean)
+      [[2, 9, 11, 16], [3], false], // CBAM's channel pools
+      [[1, 5, 7, 3], [1, 2], true], // batch 1
+      [[1, 5, 7, 3], [3], false],
+      [[3, 1, 5, 4], [1, 2], true], // one non-trivial reduced axis
+      [[2, 1, 1, 8], [1, 2], true], // nothing to reduce (the branch's last 1×1 map at small inputs)
+      [[2, 1, 1, 8], [3], false],
+      [[2, 3, 4, 1], [1, 2], true], // one channel
+      [[3, 7], [0], false],
+      [[2, 40, 41, 24], [1, 2], true], // parallel paths
+      [[2, 40, 41, 24], [3], false],
+    ];
+    for (const [shape, axes, staged] of cases) {
+      const pools = (x: tf.Tensor) => {
+        const [mean, max] =
+          tf.getBackend() === NATIVE_BACKEND
+            ? (tf.engine().runKernel('FerMeanMax', { x }, { axis: axes, staged }) as tf.Tensor[])
+            : [staged ? stagedMean(x, axes, true) : tf.mean(x, axes, true), tf.max(x, axes, true)];
+        return tf.concat([tf.reshape(mean, [-1]), tf.reshape(max, [-1])]);
+      };
+      const before = calls.get('opsMeanMax') ?? 0;
+      await expectSame(`meanMax [${shape}] axes [${axes}] staged ${staged}`, pools, [input(rng, shape, true)]);
+      await expectSame(`meanMax [${shape}] axes [${axes}] staged ${staged}, finite`, pools, [input(rng, shape, false)]);
+      expect({ shape, ran: (calls.get('opsMeanMax') ?? 0) - before }).toEqual({ shape, ran: 2 });
+    }
+    await tf.setBackend(NATIVE_BACKEND);
+    const x = tf.ones([4, 5, 6]);
+    expect(() => tf.engine().runKernel('FerMeanMax', { x }, { axis: [0, 2], staged: false })).toThrow(
+      /cannot reduce \[4, 5, 6\] over axes 0, 2/,
+    );
+    const x4 = tf.ones([2, 3, 4, 5]);
+    expect(() => tf.engine().runKernel('FerMeanMax', { x: x4 }, { axis: [1, 2, 3], staged: true })).toThrow(
+      /cannot reduce \[2, 3, 4, 5\] over axes 1, 2, 3 \(staged\)/,
+    );
+    tf.dispose([x, x4]);
   });
 
   it('Select and AddN equal cpu', async () => {

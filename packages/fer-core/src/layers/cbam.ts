@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { FerInputError } from '../errors';
 import { stagedMean } from '../tensor/reduce';
-import { hasKernel, isTapeOn, runKernel } from '../tfjs-internals';
+import { hasKernel, isTapeOn, runKernel, runKernelOutputs } from '../tfjs-internals';
 import { applyTorchBatchNorm, type TorchBnWeights } from './torch-batch-norm';
 
 type LayerArgs = NonNullable<ConstructorParameters<typeof tfl.layers.Layer>[0]>;
@@ -166,9 +166,16 @@ tf.serialization.registerClass(Cbam);
  * gradient's RealDiv and fer-backend's Max gradient round it).
  */
 export const MEAN_MAX_GRAD_KERNEL = 'FerMeanMaxGrad';
+/**
+ * Optional kernel a backend may register (fer-native does): [mean, max] of x over `axis` (keepDims) in one pass,
+ * attrs `{ axis, staged }` (`staged`: the mean as `stagedMean`, otherwise as `tf.mean`); both bit-identical to those
+ * ops. Used with {@link MEAN_MAX_GRAD_KERNEL}.
+ */
+export const MEAN_MAX_KERNEL = 'FerMeanMax';
 
 /**
- * mean and max of x over `axes` (keepDims), computed by `mean` and tf.max, as one differentiable op whose backward is
+ * mean and max of x over `axes` (keepDims), computed by {@link MEAN_MAX_KERNEL} when the backend has it (one read
+ * pass; `staged` says which mean) and otherwise by `mean` and tf.max, as one differentiable op whose backward is
  * one {@link MEAN_MAX_GRAD_KERNEL} pass (instead of a Tile of the mean's gradient, the max's mask and their Add).
  * Returns `pack(mean, max)` (customGrad has one output); `unpack(dy)` splits its gradient into [dMean, dMax] (each
  * in the keepDims shape).
@@ -176,15 +183,18 @@ export const MEAN_MAX_GRAD_KERNEL = 'FerMeanMaxGrad';
 function meanMaxOp(
   x: tf.Tensor4D,
   axes: number[],
+  staged: boolean,
   mean: (x: tf.Tensor) => tf.Tensor,
   pack: (mean: tf.Tensor, max: tf.Tensor) => tf.Tensor,
   unpack: (dy: tf.Tensor) => [tf.Tensor, tf.Tensor],
 ): tf.Tensor {
   const op = tf.customGrad(((xi: tf.Tensor, save: tf.GradSaveFunc) => {
-    const mx = tf.max(xi, axes, true);
+    const [mn, mx] = hasKernel(MEAN_MAX_KERNEL)
+      ? runKernelOutputs(MEAN_MAX_KERNEL, { x: xi }, { axis: axes, staged })
+      : [mean(xi), tf.max(xi, axes, true)];
     save([xi, mx]);
     return {
-      value: pack(mean(xi), mx),
+      value: pack(mn, mx),
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const [dMean, dMax] = unpack(dy);
         return runKernel(MEAN_MAX_GRAD_KERNEL, { x: saved[0], y: saved[1], dMean, dMax }, { axis: axes });
@@ -202,11 +212,12 @@ function fusedPools(): boolean {
 /** CBAM's global pools over H, W: [avg, max], each [N, C] (avg as `stagedMean`). */
 function spatialPools(x: tf.Tensor4D): [tf.Tensor2D, tf.Tensor2D] {
   const [n, , , c] = x.shape;
-  if (!hasKernel(MEAN_MAX_GRAD_KERNEL)) return [stagedMean(x, [1, 2]) as tf.Tensor2D, tf.max(x, [1, 2]) as tf.Tensor2D];
+  if (!fusedPools()) return [stagedMean(x, [1, 2]) as tf.Tensor2D, tf.max(x, [1, 2]) as tf.Tensor2D];
   // [N, 2, 1, C]: mean then max along axis 1.
   const both = meanMaxOp(
     x,
     [1, 2],
+    true,
     (xi) => stagedMean(xi, [1, 2], true),
     (mean, max) => tf.concat([mean, max], 1),
     (dy) => tf.split(dy, 2, 1) as [tf.Tensor, tf.Tensor],
@@ -221,6 +232,7 @@ function channelPools(x: tf.Tensor4D): tf.Tensor4D {
   return meanMaxOp(
     x,
     [3],
+    false,
     (xi) => tf.mean(xi, 3, true),
     (mean, max) => tf.concat([max, mean], 3),
     (dy) => {

@@ -114,4 +114,35 @@ const meanMaxGradKernel: tf.KernelConfig = {
   },
 };
 
-export const fusedReduceGradKernels: tf.KernelConfig[] = [mulSumKernel, meanMaxGradKernel];
+/**
+ * `FerMeanMax` (input `{ x }`, attrs `{ axis, staged }`): [mean, max] of x over `axis` with keepDims, in one read
+ * pass. The mean is fer-core's `stagedMean` when `staged` (Sum over the last reduced axis, then over the other, each in
+ * double rounded to float32, then ÷ n) and otherwise the Mean kernel's; the max the Max kernel's: both bit-identical
+ * to those ops. CBAM's pools (H, W staged; C plain). Other axis sets throw: the axes must form one block once size-1
+ * dims are ignored, and a staged mean spans at most two axes larger than 1.
+ */
+const meanMaxKernel: tf.KernelConfig = {
+  kernelName: 'FerMeanMax',
+  backendName: 'native',
+  kernelFunc: (args) => {
+    const backend = args.backend as NativeBackend;
+    const { x } = args.inputs as { x: tf.TensorInfo };
+    const { axis, staged } = args.attrs as unknown as { axis: number[]; staged: boolean };
+    const axes = tf.util.parseAxisParam(axis, x.shape);
+    const kept = x.shape.map((d, i) => (axes.includes(i) ? 1 : d));
+    const n = tf.util.sizeFromShape(kept);
+    const mean = outputF32(n);
+    const max = outputF32(n);
+    const xs = floatDataOrCopy(backend, x);
+    if (xs.length === 0 || !backend.addon.opsMeanMax(xs, x.shape, axes, staged === true, mean, max)) {
+      throw new Error(
+        `fer-native FerMeanMax: cannot reduce [${x.shape.join(', ')}] over axes ${axes.join(', ')}${staged ? ' (staged)' : ''}: ` +
+          'expected a non-empty x and axes forming one block (size-1 axes ignored), and a staged mean over at most ' +
+          'two axes larger than 1.',
+      );
+    }
+    return [backend.makeTensorInfo(kept, 'float32', mean), backend.makeTensorInfo(kept, 'float32', max)];
+  },
+};
+
+export const fusedReduceGradKernels: tf.KernelConfig[] = [mulSumKernel, meanMaxGradKernel, meanMaxKernel];
