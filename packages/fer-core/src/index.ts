@@ -46,6 +46,7 @@ export {
   CBAM_SPATIAL_BN_MOMENTUM,
   MEAN_MAX_GRAD_KERNEL,
   MEAN_MAX_KERNEL,
+  useFusedCbamPools,
 } from './layers';
 export {
   TORCH_BN_KEYS,

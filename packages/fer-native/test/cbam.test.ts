@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { initBackend } from 'fer-backend';
-import { Cbam, MEAN_MAX_GRAD_KERNEL, MEAN_MAX_KERNEL } from 'fer-core';
+import { Cbam, MEAN_MAX_GRAD_KERNEL, MEAN_MAX_KERNEL, useFusedCbamPools } from 'fer-core';
 import { expectArrayClose, expectNoLeak } from 'fer-test-utils';
 import { NATIVE_BACKEND, loadAddon, registerNativeBackend, type NativeAddon } from 'fer-native';
 import { describeNative } from './helpers';
@@ -10,7 +10,7 @@ import { describeNative } from './helpers';
  * fer-core's CBAM on the native backend with its pools as one op each (FerMeanMax forward, FerMeanMaxGrad backward)
  * against the same layer with those two kernels unregistered (the stock ops: stagedMean / mean, max, their stock
  * gradients): the same forward bits, and gradients that differ only by the order the engine adds x's three terms.
- * Inference (no gradient recorded) never takes the fused path.
+ * Inference (no gradient recorded) never takes the fused path; nor does anything unless `useFusedCbamPools(true)`.
  */
 
 function values(n: number, seed: number): Float32Array {
@@ -44,8 +44,10 @@ describeNative('CBAM on native: fused mean/max pools', () => {
       };
     }
     await tf.setBackend(NATIVE_BACKEND);
+    useFusedCbamPools(true);
   });
   afterAll(async () => {
+    useFusedCbamPools(false);
     for (const [name, fn] of originals) addon[name] = fn;
     await tf.setBackend('cpu');
   });
@@ -100,6 +102,17 @@ describeNative('CBAM on native: fused mean/max pools', () => {
       expect(Buffer.compare(Buffer.from(fused[i].buffer), Buffer.from(stock[i].buffer))).toBe(0);
     for (let i = 6; i < fused.length; i++)
       expectArrayClose(fused[i], stock[i], { rtol: 1e-5, atol: 1e-6 }, `gradient ${i - 6} of [${shape}]`);
+  });
+
+  it('is off unless opted in', () => {
+    useFusedCbamPools(false);
+    const before = { ...calls };
+    try {
+      run([2, 5, 6, 8], 5);
+    } finally {
+      useFusedCbamPools(true);
+    }
+    expect(calls).toEqual(before);
   });
 
   it('inference does not take the fused path, and nothing leaks', async () => {

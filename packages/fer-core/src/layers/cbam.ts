@@ -204,9 +204,24 @@ function meanMaxOp(
   return op(x);
 }
 
-/** The one-op pools pay off only when a gradient is recorded and the backend has their backward kernel. */
+let fusedPoolsOn = false;
+
+/**
+ * Opt-in: CBAM's two mean/max pool pairs as one op each (one-pass forward and backward on fer-native:
+ * {@link MEAN_MAX_KERNEL}, {@link MEAN_MAX_GRAD_KERNEL}) while a gradient is recorded. Off by default: the forward
+ * bits are the same, but the engine then adds x's gradient terms in another order (gate + (mean + max) instead of
+ * (gate + max) + mean), and a one-epoch run amplifies those last bits into another trajectory (fer-train's real-faces
+ * learning test, seed 2 on native: 34.0 % → 24.9 %, the majority rate). Process-wide; returns the previous setting.
+ */
+export function useFusedCbamPools(on: boolean): boolean {
+  const previous = fusedPoolsOn;
+  fusedPoolsOn = on;
+  return previous;
+}
+
+/** The one-op pools: opted in, a gradient being recorded, and the backend has their backward kernel. */
 function fusedPools(): boolean {
-  return isTapeOn() && hasKernel(MEAN_MAX_GRAD_KERNEL);
+  return fusedPoolsOn && isTapeOn() && hasKernel(MEAN_MAX_GRAD_KERNEL);
 }
 
 /** CBAM's global pools over H, W: [avg, max], each [N, C] (avg as `stagedMean`). */
