@@ -238,9 +238,19 @@ def plan(a):
     return stages
 
 
+def init_part(module, init_dir, part):
+    """Loads `<init_dir>/<part>.safetensors` (reference key names, as bench/real-gap.ts writes them) strictly."""
+    tensors = TB.read_safetensors(Path(init_dir) / f'{part}.safetensors')
+    module.load_state_dict({TB.esr_key(k): torch.from_numpy(v) for k, v in tensors.items()}, strict=True)
+
+
 def run(a, data, base_state, variant, seed):
     t0, c0 = time.time(), resource.getrusage(resource.RUSAGE_SELF)
     model, report = new_model(base_state, seed)
+    init_dir = a.init_from.replace('{seed}', str(seed)) if a.init_from else None
+    if init_dir:  # the TS side's initial weights (diagnostic): base and branch 1 now, branch k at stage k
+        init_part(model.base, init_dir, 'base')
+        init_part(model.branches[0], init_dir, 'branch_1')
     xtr, ytr = data['train']
     gen = torch.Generator().manual_seed(seed)
     curves = {'trainLoss': [], 'holdoutAccuracy': [], 'stageStarts': []}
@@ -250,6 +260,8 @@ def run(a, data, base_state, variant, seed):
             model.load_state_dict(best_state)
             torch.manual_seed(seed * 1000 + st['stage'])
             model.branches.append(TB.EsrBranch(7))
+            if init_dir:
+                init_part(model.branches[-1], init_dir, f'branch_{st["stage"]}')
         groups = [{'params': list(model.base.parameters()), 'lr': st['lrs']['base']}]
         groups += [{'params': list(b.parameters()), 'lr': st['lrs'][f'branch_{i + 1}']} for i, b in enumerate(model.branches)]
         opt = torch.optim.SGD(groups, lr=0.01, momentum=0.9)
@@ -354,6 +366,9 @@ def main(argv=None):
     p.add_argument('--test-fraction', type=float, default=0.5)
     p.add_argument('--bn-batches', type=int, default=20)
     p.add_argument('--no-pretrained', action='store_true')
+    p.add_argument('--init-from', help='diagnostic: start from the initial weights `bench/real-gap.ts --init-only` '
+                   'wrote (<out>/init: base, branch_1, branch_2, ...; "{seed}" in the path is replaced by each run\'s seed) '
+                   'instead of torch-seeded ones; data order and augmentation stay torch-seeded')
     p.add_argument('--threads', type=int, default=2)
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)

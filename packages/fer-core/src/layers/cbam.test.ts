@@ -164,6 +164,51 @@ describe('Cbam', () => {
     layer.dispose();
   });
 
+  it("routes the channel gate's max gradient to one position per channel, the first maximum (as max_pool2d)", () => {
+    // Channel 0 ties at its maximum 0.8 at (1, 2) and (2, 0) (row-major: (1, 2) first); channel 1 is constant 0.5
+    // (every position ties, (0, 0) first). The reference's F.max_pool2d sends d/dmax to the first maximum only, so
+    // the gradient must equal the one for the same input with the ties broken in favour of that position.
+    const [h, w, c] = [3, 4, 2];
+    const tied = new Float32Array(h * w * c);
+    for (let p = 0; p < h * w; p++) {
+      tied[p * c] = 0.1 + 0.05 * p;
+      tied[p * c + 1] = 0.5;
+    }
+    tied[(1 * w + 2) * c] = 0.8;
+    tied[(2 * w + 0) * c] = 0.8;
+    const broken = tied.slice();
+    broken[(2 * w + 0) * c] = 0.8 - 1e-3;
+    for (let p = 1; p < h * w; p++) broken[p * c + 1] = 0.5 - 1e-3;
+    const layer = new Cbam({ name: 'cbam_ties', seed: 4, reduction: 1 });
+    tf.dispose(layer.apply(tf.zeros([1, h, w, c])) as tf.Tensor[]);
+    // MLP = identity (no bias): both pools reach the sigmoid, so d/dmax is not zero.
+    const wts = layer.getWeights();
+    const eye = tf.eye(c);
+    const zero = tf.zeros([c]);
+    layer.setWeights([eye, zero, eye, zero, ...wts.slice(4)]);
+    tf.dispose([eye, zero]);
+    const r = tf.tensor2d([[0.7, -1.3]]);
+    // Only the channel attention (a function of the two pools) enters the loss.
+    const grad = (v: Float32Array) =>
+      tf.tidy(() =>
+        tf
+          .grad((t: tf.Tensor) => tf.sum(tf.mul(applyCbam(layer, t as tf.Tensor4D, true).channelAttention, r)))(
+            tf.tensor4d(v, [1, h, w, c]),
+          )
+          .dataSync(),
+      );
+    const g = grad(tied);
+    const want = grad(broken);
+    expectArrayClose(g, want, { rtol: 1e-2, atol: 1e-5 }, 'gradient with ties');
+    // The max's share is not negligible here, so a gradient to every tie would fail the check above.
+    const first1 = (1 * w + 2) * c;
+    const other1 = (2 * w + 0) * c;
+    expect(Math.abs(g[first1] - g[other1])).toBeGreaterThan(100 * Math.abs(g[other1] - g[(0 * w + 0) * c]) + 1e-4);
+    expect(Math.abs(g[1] - g[(1 * w + 1) * c + 1])).toBeGreaterThan(1e-4);
+    r.dispose();
+    layer.dispose();
+  });
+
   it('getConfig round trip and model serialization', () => {
     const layer = new Cbam({ name: 'cbam_cfg', reduction: 8, spatialKernelSize: 5 });
     const copy = Cbam.fromConfig(Cbam, layer.getConfig()) as Cbam;

@@ -34,7 +34,8 @@ export interface CbamOutput {
 /**
  * CBAM (Woo et al., ECCV 2018), as the reference's `model/cbam.py` computes it (docs/method.md#cbam), channels last:
  * - channel gate: global avg- and max-pooled vectors through one shared MLP (C → ⌊C/r⌋ → C, ReLU, biases), summed
- *   (avg first), sigmoid → a_ch [N, C]; x ← x · a_ch;
+ *   (avg first), sigmoid → a_ch [N, C]; x ← x · a_ch (the max is a max pool over the whole map, so its gradient goes
+ *   to one position per channel, as in the reference, not to every tie);
  * - spatial gate: [max over C, mean over C] (that order) → 7×7 conv, padding 3, no bias → PyTorch batch norm
  *   (eps 1e-5, momentum 0.01) → sigmoid → a_sp [N, H, W, 1]; x ← x · a_sp.
  *
@@ -139,6 +140,8 @@ export class Cbam extends tfl.layers.Layer {
       const channelAttention = tf.sigmoid(tf.add(mlp(avg), mlp(max))) as tf.Tensor2D;
       const xc = tf.mul(x, tf.reshape(channelAttention, [n, 1, 1, c]));
       // Spatial gate. [N, H, W, 2] = [max over C, mean over C]; 'same' at stride 1 = symmetric padding (k−1)/2.
+      // (The max over C sends its gradient to every tied channel, torch.max(x, 1) to one; on real faces channel
+      // maxima tie only at 0, where the ReLU before CBAM stops the gradient anyway.)
       const pooled = channelPools(xc as tf.Tensor4D);
       const conv = tf.conv2d(pooled, w.spatialKernel.read() as tf.Tensor4D, 1, 'same');
       const bn = applyTorchBatchNorm(conv, w.bn, { training, momentum: CBAM_SPATIAL_BN_MOMENTUM });
@@ -224,21 +227,17 @@ function fusedPools(): boolean {
   return fusedPoolsOn && isTapeOn() && hasKernel(MEAN_MAX_GRAD_KERNEL);
 }
 
-/** CBAM's global pools over H, W: [avg, max], each [N, C] (avg as `stagedMean`). */
+/**
+ * CBAM's global pools over H, W: [avg, max], each [N, C] (avg as `stagedMean`). The max is the reference's
+ * F.max_pool2d over the whole map, so its gradient goes to ONE position per channel (the first maximum in row-major
+ * order, on every backend's MaxPoolGrad). tf.max's gradient (and FerMeanMaxGrad's) goes to every tied maximum
+ * instead, and ReLU maps of faces upscaled from 48 px tie by the hundreds over flat, saturated regions, which
+ * multiplied those gradients by the tie count (docs/method.md#cbam). So these pools are not fused.
+ */
 function spatialPools(x: tf.Tensor4D): [tf.Tensor2D, tf.Tensor2D] {
-  const [n, , , c] = x.shape;
-  if (!fusedPools()) return [stagedMean(x, [1, 2]) as tf.Tensor2D, tf.max(x, [1, 2]) as tf.Tensor2D];
-  // [N, 2, 1, C]: mean then max along axis 1.
-  const both = meanMaxOp(
-    x,
-    [1, 2],
-    true,
-    (xi) => stagedMean(xi, [1, 2], true),
-    (mean, max) => tf.concat([mean, max], 1),
-    (dy) => tf.split(dy, 2, 1) as [tf.Tensor, tf.Tensor],
-  );
-  const [avg, max] = tf.split(both, 2, 1).map((t) => tf.reshape(t, [n, c]) as tf.Tensor2D);
-  return [avg, max];
+  const [n, h, w, c] = x.shape;
+  const max = tf.reshape(tf.maxPool(x, [h, w], [h, w], 'valid'), [n, c]) as tf.Tensor2D;
+  return [stagedMean(x, [1, 2]) as tf.Tensor2D, max];
 }
 
 /** CBAM's spatial-gate input: [N, H, W, 2] = [max over C, mean over C]. */
