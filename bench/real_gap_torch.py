@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+sys.dont_write_bytecode = True  # importing real_torch must not leave bench/__pycache__ behind
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import real_torch as RT  # noqa: E402  (after the path tweak)
 
