@@ -44,7 +44,7 @@ export function experimentCommand(
     .option('--out <dir>', 'output folder (default runs/real-faces, or runs/real-faces-quick with --quick)')
     .option(
       '--quick',
-      'a short run (one branch, one epoch over every training face at lr × 1, a quarter of each test set)',
+      'stage 1 of the default run alone (one branch, one epoch over every training face), on a quarter of each test set',
     )
     .option(
       '--variants <list>',
