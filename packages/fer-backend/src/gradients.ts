@@ -179,8 +179,9 @@ const stockGradients = new Map<string, tf.GradConfig | undefined>();
 /**
  * (Re)registers fer-backend's gradient overrides (`FusedBatchNorm`, `Sum`, `Mean`, `Max`, `Relu`, `Multiply`) into
  * tfjs' global gradient registry: they apply to every model and backend in the process, with the stock gradients'
- * values and less memory or time. Call it after anything that registers the stock gradients (importing `@tensorflow/tfjs-layers`
- * does, at import): `initBackend` does so unless `gradientOverrides: false`. Returns the kernel names.
+ * values and less memory or time. Call it after anything that registers the stock gradients (importing
+ * `@tensorflow/tfjs-layers` does, at import): `initBackend` does so unless `gradientOverrides: false`. Returns the
+ * kernel names.
  */
 export function registerGradientOverrides(): string[] {
   for (const g of OVERRIDES) {
