@@ -32,5 +32,11 @@ describe('Rng', () => {
   it('mixes seeds into distinct values', () => {
     expect(mixSeed(1, 0)).not.toBe(mixSeed(1, 1));
     expect(mixSeed(1, 2, 3)).toBe(mixSeed(1, 2, 3));
+    // A plain `seed ^ part` start made seed 1 epoch 2 equal seed 2 epoch 1 (and run s's branch k+1 equal run s+1's k).
+    expect(mixSeed(1, 2)).not.toBe(mixSeed(2, 1));
+    expect(mixSeed(1, 2, 0x5eed)).not.toBe(mixSeed(3, 0, 0x5eed));
+    const all = new Set<number>();
+    for (let s = 0; s < 64; s++) for (let p = 0; p < 64; p++) all.add(mixSeed(s, p));
+    expect(all.size).toBe(64 * 64);
   });
 });

@@ -88,12 +88,19 @@ function rotl(x: number, k: number): number {
   return ((x << k) | (x >>> (32 - k))) >>> 0;
 }
 
-/** Combines a seed with extra integers (epoch, sample index) into one uint32 seed. */
+/** murmur3's 32-bit finaliser: every input bit flips each output bit with probability ~1/2. */
+function fmix32(h: number): number {
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
+/**
+ * Combines a seed with extra integers (epoch, sample index) into one uint32 seed. The seed is mixed before the first
+ * part joins it, so (seed, part) pairs with equal `seed ^ part` (seed 1 epoch 2, seed 2 epoch 1) stay distinct.
+ */
 export function mixSeed(seed: number, ...parts: number[]): number {
-  let h = (seed >>> 0) ^ 0x811c9dc5;
-  for (const p of parts) {
-    h = Math.imul(h ^ (p >>> 0), 0x01000193) >>> 0;
-    h = Math.imul(h ^ (h >>> 15), 0x2c1b3c6d) >>> 0;
-  }
-  return h >>> 0;
+  let h = fmix32((seed >>> 0) ^ 0x811c9dc5);
+  for (const p of parts) h = fmix32(Math.imul(h ^ (p >>> 0), 0x01000193) ^ 0x9e3779b9);
+  return h;
 }

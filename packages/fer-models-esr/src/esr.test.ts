@@ -41,6 +41,18 @@ describe('ESR architecture', () => {
     expect(featureSizes(minInputSize() - 1).branch).toBeLessThan(1);
   });
 
+  it('seeds runs independently: run s+1 shares no branch with run s, and a seed reproduces itself', () => {
+    const firstConv = (e: EsrEnsemble, k: number) =>
+      Array.from(e.parts()[k].model.getLayer('conv1').getWeights()[0].dataSync().slice(0, 8));
+    const a = createEsr('desr9-affectnet', { initialBranches: 2, seed: 1 });
+    const b = createEsr('desr9-affectnet', { initialBranches: 1, seed: 2 });
+    const a2 = createEsr('desr9-affectnet', { initialBranches: 2, seed: 1 });
+    expect(firstConv(b, 1)).not.toEqual(firstConv(a, 2));
+    expect(firstConv(a, 1)).not.toEqual(firstConv(a, 2));
+    expect(firstConv(a2, 2)).toEqual(firstConv(a, 2));
+    [a, b, a2].forEach((e) => e.dispose());
+  });
+
   it('forward returns per-branch logits and stacked attention heads; growth with addBranch()', () => {
     const esr = createEsr('desr9-affectnet', { initialBranches: 2, seed: 3 });
     expect(esr.addBranch()).toBe(3);

@@ -6,6 +6,7 @@ import {
   type ForwardResult,
   type InputConvention,
   type LabelSet,
+  mixSeed,
   type ResetClassifierOptions,
   type VariableGroup,
 } from 'fer-core';
@@ -113,7 +114,8 @@ export class EsrEnsemble implements FerNetwork {
    */
   addBranch(model?: tfl.LayersModel): number {
     const index = this.branchModels.length + 1;
-    const m = model ?? buildBranch(this.config, index, this.seed === undefined ? undefined : this.seed + index);
+    // mixSeed, not seed + index: run s's branch k+1 would otherwise equal run s+1's branch k.
+    const m = model ?? buildBranch(this.config, index, this.seed === undefined ? undefined : mixSeed(this.seed, index));
     const outs = m.outputs.length;
     if (m.inputs[0].shape[3] !== 128 || m.outputs[0].shape[1] !== this.config.numClasses) {
       throw new FerInputError(
@@ -216,7 +218,7 @@ export class EsrEnsemble implements FerNetwork {
     });
     const seed = opts.seed ?? this.seed;
     const next = this.branchModels.map((old, i) => {
-      const fresh = buildBranch(config, i + 1, seed === undefined ? undefined : seed + 1000 + i);
+      const fresh = buildBranch(config, i + 1, seed === undefined ? undefined : mixSeed(seed, 1000 + i));
       for (const layer of fresh.layers) {
         if (layer.name === 'fc' || layer.name === 'fc_dimensional' || layer.weights.length === 0) continue;
         const w = old.getLayer(layer.name).getWeights();
