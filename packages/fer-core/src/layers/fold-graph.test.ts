@@ -18,7 +18,8 @@ type Sym = tfl.SymbolicTensor;
  * A small functional model with every pattern the fold must tell apart:
  * a: conv → BN → ReLU (fold + ReLU); b: conv → BN read by an add and a ReLU (fold, linear: two readers);
  * c: conv → BN → ReLU returned as a model output (fold + ReLU); d: conv read twice (no fold);
- * e: conv → CBAM (no batch norm after it: no fold); f: conv → BN returned (fold, linear); a ReLU6 after a BN (linear).
+ * e: conv → CBAM (no batch norm after it: no fold); f: conv → BN returned (fold, linear); a ReLU6 after a BN (linear);
+ * h: conv → BN built with `relu: true` (fold + ReLU, no ReLU layer).
  */
 function graph(): { model: tfl.LayersModel; bns: string[] } {
   const conv = (x: Sym, name: string, k = 3, stride = 1, bias = true) =>
@@ -37,9 +38,10 @@ function graph(): { model: tfl.LayersModel; bns: string[] } {
   const e = (new Cbam({ name: 'cbam_e', reduction: 4 }).apply(conv(d, 'conv_e')) as Sym[])[0];
   const f = bn(conv(e, 'conv_f'), 'bn_f');
   const g = relu(bn(conv(f, 'conv_g'), 'bn_g'), 'relu6_g', 6);
-  const pooled = tfl.layers.globalAveragePooling2d({ name: 'gap' }).apply(g) as Sym;
+  const h = new TorchBatchNorm({ name: 'bn_h', relu: true }).apply(conv(g, 'conv_h')) as Sym;
+  const pooled = tfl.layers.globalAveragePooling2d({ name: 'gap' }).apply(h) as Sym;
   const model = tfl.model({ inputs: input, outputs: [pooled, c, f] });
-  return { model, bns: ['bn_a', 'bn_b', 'bn_c', 'bn_f', 'bn_g'] };
+  return { model, bns: ['bn_a', 'bn_b', 'bn_c', 'bn_f', 'bn_g', 'bn_h'] };
 }
 
 function randomize(model: tfl.LayersModel, seed: number): void {
@@ -71,6 +73,7 @@ describe('FoldedGraph (a functional model with conv → BN (→ ReLU) folded)', 
       { conv: 'conv_c', bn: 'bn_c', activation: 'relu' },
       { conv: 'conv_f', bn: 'bn_f', activation: 'linear' },
       { conv: 'conv_g', bn: 'bn_g', activation: 'linear' },
+      { conv: 'conv_h', bn: 'bn_h', activation: 'relu' },
     ]);
     g.dispose();
     model.dispose();

@@ -25,8 +25,9 @@ const nodesOf = (layer: tfl.layers.Layer) => (layer as unknown as { inboundNodes
 /**
  * A functional tfjs-layers model run eagerly in inference mode, with every `Conv2D` whose only reader is a
  * `TorchBatchNorm` folded into one fused conv (fer-core's `FoldedConv2d`), the ReLU after it fused too when the batch
- * norm's only reader is a plain ReLU. Every other layer runs as the model's own, once per call (tfjs-layers' executor
- * would call a multi-output layer once per fetched output), with `training: false`.
+ * norm's only reader is a plain ReLU or the batch norm applies its own (`relu: true`). Every other layer runs as the
+ * model's own, once per call (tfjs-layers' executor would call a multi-output layer once per fetched output), with
+ * `training: false`.
  *
  * Owns the folded tensors (`dispose()`); reads, never writes, the model's weights, and folds again when they change
  * (see `FoldedConv2d`). Throws a `FerInputError` naming the layer when a batch norm has no usable statistics.
@@ -78,21 +79,23 @@ export class FoldedGraph {
           continue;
         }
         const bn = bnNode.outboundLayer;
-        const reluNode = only(bnNode.outputTensors[0]);
-        const relu = reluNode !== null && isPlainRelu(reluNode.outboundLayer);
+        // A batch norm built with `relu: true` ends in its ReLU; otherwise a plain ReLU that is its only reader.
+        const reluNode = bn.relu ? null : only(bnNode.outputTensors[0]);
+        const reluLayer = reluNode !== null && isPlainRelu(reluNode.outboundLayer);
+        const relu = bn.relu || reluLayer;
         const activation: FoldActivation = relu ? 'relu' : 'linear';
         const fold = new FoldedConv2d(layer, bn, activation, where);
         this.steps.push({
           kind: 'fold',
           input: node.inputTensors[0],
-          output: (relu ? reluNode! : bnNode).outputTensors[0],
+          output: (reluLayer ? reluNode! : bnNode).outputTensors[0],
           fold,
           conv: layer,
           bn,
         });
         this.folded.push({ conv: layer.name, bn: bn.name, activation });
         skip.add(bnNode);
-        if (relu) skip.add(reluNode!);
+        if (reluLayer) skip.add(reluNode!);
       }
     } catch (e) {
       this.dispose();

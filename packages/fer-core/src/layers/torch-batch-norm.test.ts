@@ -77,6 +77,43 @@ describe('TorchBatchNorm', () => {
     model.dispose();
   });
 
+  it('relu: true returns exactly relu(batch norm) in train and eval mode, and its gradient; saved in the config', () => {
+    const plain = new TorchBatchNorm({ name: 'bn_plain' });
+    const fused = new TorchBatchNorm({ name: 'bn_relu', relu: true });
+    // Values on both sides of the mean, so the ReLU clips some outputs and passes others.
+    const x = tf.tensor4d([1, 0, 2, 0, 3, 4, 6, 4, 3, -2, 0.5, 2], [3, 1, 2, 2]);
+    for (const bn of [plain, fused]) {
+      bn.apply(x); // build
+      bn.setWeights([
+        tf.tensor1d([1.5, -0.5]),
+        tf.tensor1d([0, 0.25]),
+        tf.tensor1d([1, 2]),
+        tf.tensor1d([4, 9]),
+        tf.scalar(0),
+      ]);
+    }
+    for (const training of [true, false]) {
+      const want = tf.relu(plain.apply(x, { training }) as tf.Tensor);
+      const got = fused.apply(x, { training }) as tf.Tensor;
+      expect(Array.from(got.dataSync())).toEqual(Array.from(want.dataSync()));
+      expect(Math.min(...want.dataSync())).toBe(0); // the ReLU clips something: not vacuous
+      const loss = (bn: TorchBatchNorm, relu: boolean) => (t: tf.Tensor) => {
+        const y = bn.apply(t, { training }) as tf.Tensor;
+        return tf.sum(tf.mul(relu ? tf.relu(y) : y, tf.reshape(tf.range(0, 12), [3, 1, 2, 2])));
+      };
+      const gWant = tf.grad(loss(plain, true))(x);
+      const gGot = tf.grad(loss(fused, false))(x);
+      expect(Array.from(gGot.dataSync())).toEqual(Array.from(gWant.dataSync()));
+      tf.dispose([want, got, gWant, gGot]);
+    }
+    expect(fused.getConfig()).toMatchObject({ relu: true });
+    expect(plain.getConfig()).not.toHaveProperty('relu'); // configs saved before the option stay unchanged
+    expect((TorchBatchNorm.fromConfig(TorchBatchNorm, fused.getConfig()) as TorchBatchNorm).relu).toBe(true);
+    tf.dispose(x);
+    plain.dispose();
+    fused.dispose();
+  });
+
   it('does not leak in train or eval mode', async () => {
     const bn = new TorchBatchNorm({ name: 'bn_leak' });
     const x = tf.tensor4d(X, [2, 1, 2, 2]);

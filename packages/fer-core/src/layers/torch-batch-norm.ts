@@ -79,24 +79,33 @@ export interface TorchBatchNormArgs extends LayerArgs {
   epsilon?: number;
   /** PyTorch meaning (0.1 default; 0.01 in CBAM's spatial gate). Keras momentum = 1 − this. */
   momentum?: number;
+  /**
+   * Returns ReLU(batch norm): a conv → BN → ReLU block with no separate ReLU layer, fused into the batch-norm kernels
+   * on fer-native (see {@link TorchBnOptions.relu}; same values). Saved in the layer's config.
+   */
+  relu?: boolean;
 }
 
 /**
  * `torch.nn.BatchNorm2d` (affine, tracked running stats) over the last axis, as a tfjs-layers layer.
  * Weights, in order: gamma, beta, running_mean, running_var, num_batches_tracked. Pass `{ training: true }` to
  * `apply` for batch statistics; `LayersModel.apply(x, { training })` forwards the flag. `{ relu: true }` (eager
- * calls) returns ReLU of the result, fused into the kernels on fer-native (see {@link TorchBnOptions.relu}).
+ * calls), or the `relu` option for every call (graph models), returns ReLU of the result, fused into the kernels on
+ * fer-native (see {@link TorchBnOptions.relu}).
  */
 export class TorchBatchNorm extends tfl.layers.Layer {
   static className = 'TorchBatchNorm';
   readonly epsilon: number;
   readonly momentum: number;
+  /** ReLU applied to the output (the `relu` constructor option). */
+  readonly relu: boolean;
   private bn: TorchBnWeights | null = null;
 
   constructor(args: TorchBatchNormArgs = {}) {
     super(args);
     this.epsilon = args.epsilon ?? TORCH_BN_EPSILON;
     this.momentum = args.momentum ?? TORCH_BN_MOMENTUM;
+    this.relu = args.relu === true;
     if (!(this.epsilon > 0)) throw new FerInputError(`Expected epsilon to be > 0, but got ${this.epsilon}.`);
     if (!(this.momentum >= 0 && this.momentum <= 1)) {
       throw new FerInputError(`Expected momentum (PyTorch meaning) in [0, 1], but got ${this.momentum}.`);
@@ -148,7 +157,7 @@ export class TorchBatchNorm extends tfl.layers.Layer {
       training: kwargs.training === true,
       epsilon: this.epsilon,
       momentum: this.momentum,
-      relu: kwargs.relu === true,
+      relu: this.relu || kwargs.relu === true,
     });
   }
 
@@ -157,7 +166,13 @@ export class TorchBatchNorm extends tfl.layers.Layer {
   }
 
   override getConfig(): tf.serialization.ConfigDict {
-    return { ...super.getConfig(), epsilon: this.epsilon, momentum: this.momentum };
+    // `relu` only when set, so configs saved before the option existed stay as they were.
+    return {
+      ...super.getConfig(),
+      epsilon: this.epsilon,
+      momentum: this.momentum,
+      ...(this.relu ? { relu: true } : {}),
+    };
   }
 }
 tf.serialization.registerClass(TorchBatchNorm);
