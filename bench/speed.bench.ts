@@ -31,7 +31,9 @@
  *                          --backend=wasm|native (default wasm), --batch=N sets the micro-batch (native default 32),
  *                          --detail=KERNEL[,KERNEL…] lists those kernels' calls with shapes, in call order;
  *                          --clock=cpu times kernels in process CPU time (all threads) instead of wall time, which
- *                          on a shared machine also counts waiting for a descheduled OpenMP thread
+ *                          on a shared machine also counts waiting for a descheduled OpenMP thread;
+ *                          --warmup=N untimed steps first (default 1; 3 reaches the steady state, whose heap is
+ *                          already faulted in)
  *
  * Each of our cases runs in a fresh child process (`--child=<json>`), so its peak RSS and wasm heaps are its own.
  */
@@ -267,7 +269,9 @@ async function profileCase(model: 'esr1' | 'esr9' | 'manet', batch: number, back
         (g): g is import('@tensorflow/tfjs-core').Tensor => g instanceof tf.Tensor,
       ),
     );
-  await once(); // warm-up
+  // Warm-up steps: the first steps also fault in the allocator's heap (tens of thousands of fresh pages per MA-Net
+  // step, each slow on a VM), which a steady-state step does not pay.
+  for (let i = 0; i < flagWarmup; i++) await once();
   if (flagCpuClock) {
     // Kernel time as process CPU time (all threads) instead of wall time: on a shared machine a kernel's wall time
     // includes waiting for its OpenMP partner to be scheduled. Synchronous backends (cpu, native, wasm) only.
@@ -311,6 +315,7 @@ async function profileCase(model: 'esr1' | 'esr9' | 'manet', batch: number, back
 
 let flagDetail: string | undefined;
 let flagCpuClock = false;
+let flagWarmup = 1;
 
 const TCMALLOC = '/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4';
 let nativeMalloc: 'tcmalloc' | 'glibc' = 'glibc';
@@ -430,6 +435,7 @@ export async function run(flags: string[]): Promise<void> {
       throw new Error(`Expected --profile=esr1|esr9|manet, but got '${prof}'.`);
     flagDetail = flag(flags, 'detail');
     flagCpuClock = flag(flags, 'clock') === 'cpu';
+    flagWarmup = intFlag(flags, 'warmup', 1);
     const backend = (flag(flags, 'backend') ?? 'wasm') as Backend;
     if (!['wasm', 'native'].includes(backend)) throw new Error(`Expected --backend=wasm|native, but got '${backend}'.`);
     const dflt = backend === 'native' ? 32 : model === 'esr1' ? 16 : 8;
