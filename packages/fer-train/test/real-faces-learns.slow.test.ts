@@ -6,7 +6,8 @@
  * faces": some seeds stay at the majority rate on both sides), and any change in the last bits of a kernel or of the
  * order of a gradient sum sends it onto another trajectory (the CBAM max-gradient fix moved the previous setting's
  * seed 2, at lr × 1, from 34.0 % to 25.4 %). It runs seed 1 on the native backend, where runs are deterministic and
- * it measured 33.8 % (majority 24.5 %; hold-out 35.7 %; seeds 2 and 3: 39.0 and 28.1 %), and skips, saying why, when fer-native's addon is not built.
+ * it measured 33.8 % (majority 24.5 %; hold-out 35.7 %; seeds 2 and 3: 39.0 and 28.1 %), and skips, saying why,
+ * when fer-native's addon is not built.
  */
 import { spawn } from 'node:child_process';
 import * as os from 'node:os';
