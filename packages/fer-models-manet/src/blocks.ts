@@ -55,16 +55,12 @@ export class ManetBuilder {
     return layer.apply(x) as Sym;
   }
 
-  bn(x: Sym, name: string): Sym {
-    return new TorchBatchNorm({ name, momentum: BN_MOMENTUM }).apply(x) as Sym;
-  }
-
   /**
-   * BN → ReLU as one layer (the batch norm with `relu: true`): on fer-native the ReLU runs inside the train-mode
-   * batch-norm kernels, two fewer full-size passes and no pre-ReLU map kept; the same values as `relu(bn(x))`.
+   * PyTorch batch norm; `relu` makes it BN → ReLU as one layer: on fer-native the ReLU runs inside the train-mode
+   * batch-norm kernels (two fewer full-size passes, no pre-ReLU map kept), with the same values as `relu(bn(x))`.
    */
-  bnRelu(x: Sym, name: string): Sym {
-    return new TorchBatchNorm({ name, momentum: BN_MOMENTUM, relu: true }).apply(x) as Sym;
+  bn(x: Sym, name: string, relu = false): Sym {
+    return new TorchBatchNorm({ name, momentum: BN_MOMENTUM, relu }).apply(x) as Sym;
   }
 
   relu(x: Sym, name: string): Sym {
@@ -90,7 +86,7 @@ export class ManetBuilder {
 
   /** conv1 7x7/2 pad 3 -> bn1 -> ReLU -> MaxPool 3x3/2 pad 1: [B,224,224,3] -> [B,56,56,64]. */
   stem(x: Sym): Sym {
-    const y = this.bnRelu(this.conv(x, 'conv1', 64, 7, 2, 3, true), 'bn1');
+    const y = this.bn(this.conv(x, 'conv1', 64, 7, 2, 3, true), 'bn1', true);
     return new TorchMaxPool2d({ poolSize: 3, strides: 2, padding: 1, name: 'maxpool' }).apply(y) as Sym;
   }
 
@@ -106,7 +102,7 @@ export class ManetBuilder {
    * maps are discarded): conv3x3(stride)-BN-ReLU-conv3x3-BN[-CBAM] + shortcut, ReLU.
    */
   basicBlock(x: Sym, prefix: string, planes: number, stride: number, attention: boolean): Sym {
-    let out = this.bnRelu(this.conv(x, `${prefix}.conv1`, planes, 3, stride, 1), `${prefix}.bn1`);
+    let out = this.bn(this.conv(x, `${prefix}.conv1`, planes, 3, stride, 1), `${prefix}.bn1`, true);
     out = this.bn(this.conv(out, `${prefix}.conv2`, planes, 3, 1, 1), `${prefix}.bn2`);
     if (attention) {
       const gated = new Cbam({ name: `${prefix}.cbam`, reduction: 16, seed: this.nextSeed() }).apply(out);
@@ -121,7 +117,7 @@ export class ManetBuilder {
    * shortcut). With `order: 'reverse'` path 2 runs s3 -> s0 as upstream since 2023 (module j still reads group j).
    */
   mulScaleBlock(x: Sym, prefix: string, planes: number, stride: number, order: MsScaleOrder): Sym {
-    const t = this.bnRelu(this.conv(x, `${prefix}.conv1`, planes, 3, stride, 1), `${prefix}.bn1`);
+    const t = this.bn(this.conv(x, `${prefix}.conv1`, planes, 3, stride, 1), `${prefix}.bn1`, true);
     const w = planes / 4;
     const groups = [0, 1, 2, 3].map(
       (j) => new ChannelSlice({ start: j * w, size: w, name: `${prefix}.split${j}` }).apply(t) as Sym,
