@@ -38,6 +38,39 @@ describe('real-faces scoring and schedule (no data)', () => {
     expect(r.accuracy).toBe(1);
   });
 
+  it('reports the probability tie-break and the soft ensemble beside the faithful vote, and the tie rate', () => {
+    // 2 branches, 3 faces, 7 classes. Face 0: votes 2 vs 0 (tie): vote -> 0 ✗; class 2 holds 0.6 + 0.3 = 0.9 against
+    // class 0's 0.6, so the tie-break and soft -> 2 ✓. Face 1: both vote 1 ✓ (with two branches, unanimity is soft's
+    // answer too: 0.8 vs 0.77). Face 2: votes 5 vs 3 (tie): vote -> 3 ✓; class 5 holds 0.8 against class 3's 0.7, so
+    // the tie-break and soft -> 5 ✗.
+    const row = (m: Record<number, number>) => Array.from({ length: 7 }, (_, c) => m[c] ?? 0);
+    const probs = [
+      [row({ 2: 0.6, 0: 0.1, 6: 0.3 }), row({ 1: 0.4, 4: 0.38, 6: 0.22 }), row({ 5: 0.7, 3: 0.2, 6: 0.1 })],
+      [row({ 0: 0.5, 2: 0.3, 6: 0.2 }), row({ 1: 0.4, 4: 0.39, 6: 0.21 }), row({ 3: 0.5, 5: 0.1, 6: 0.4 })],
+    ];
+    const p = {
+      truth: [2, 1, 3],
+      preds: [
+        [2, 1, 5],
+        [0, 1, 3],
+      ],
+      probs: probs.map((rows) => Float32Array.from(rows.flat())),
+      pairDistance: [0, 0, 0],
+    };
+    const s = scoreOf(p);
+    expect(s.accuracy).toBeCloseTo(2 / 3, 12); // faces 1 and 2
+    expect(s.tieRate).toBeCloseTo(2 / 3, 12);
+    expect(s.rules!.voteProbTies.accuracy).toBeCloseTo(2 / 3, 12); // faces 0 and 1
+    expect(s.rules!.soft.accuracy).toBeCloseTo(2 / 3, 12);
+    // Relabel face 2 as class 5: vote keeps face 1 only; the tie-break and soft get all three.
+    const r = scoreOf(p, [2, 1, 5]);
+    expect(r.accuracy).toBeCloseTo(1 / 3, 12);
+    expect(r.rules!.voteProbTies.accuracy).toBe(1);
+    expect(r.rules!.soft.accuracy).toBe(1);
+    // Without probabilities: the faithful vote alone.
+    expect(scoreOf({ ...p, probs: undefined }).rules).toBeUndefined();
+  });
+
   it('grows with the esr_ferplus rates: focus branch 0.1·s, base 0.1·s then 0.02·s, others 0.02·s', () => {
     const plan = realFacesPlan({ ...REAL_FACES_DEFAULTS, branches: 3, lrScale: 0.5 });
     expect(plan.stages.map((s) => s.ensembleSize)).toEqual([1, 2, 3]);

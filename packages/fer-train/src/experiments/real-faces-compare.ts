@@ -66,6 +66,8 @@ function protocol(r: OursReport | TorchReport): Record<string, number> {
   const out: Record<string, number> = {};
   for (const [o, t] of SAME) out[o] = Number(isOurs(r) ? r.settings[o] : r.settings[t]);
   out.pretrained = Number(isOurs(r) ? r.settings.pretrained : !r.settings.no_pretrained);
+  // A flip-TTA run's headline is not the one-pass protocol real_torch.py scores (no TTA there unless it says so).
+  out.flipTta = Number(r.settings.tta === 'flip');
   return out;
 }
 

@@ -15,7 +15,13 @@ import { esrKeyMap, loadTorchStateDict, type LoadReport } from 'fer-models-esr/i
 import { readStateDict } from 'fer-torch/node';
 import { type RawTensor } from 'fer-torch';
 import { recalibrateBatchNorm } from '../batch-norm-recalibration';
-import { classificationReport, confusionMatrix, pluralityVote } from '../metrics/classification';
+import {
+  classificationReport,
+  confusionMatrix,
+  meanProbabilityVote,
+  pluralityVote,
+  pluralityVoteProbTies,
+} from '../metrics/classification';
 import type { DiversityMode } from '../loss-types';
 import { confusionMatrixSvg, lineChartSvg, type Series } from '../plots/svg';
 import { writeSvgAndPng } from '../plots/render';
@@ -62,6 +68,8 @@ export interface RealFacesOptions {
   workers?: number;
   /** Micro-batch for gradient accumulation (default: the batch). */
   microBatch?: number;
+  /** Test-time augmentation of every evaluation (`flip`: face and mirror averaged); default `none`. */
+  tta?: Tta;
 }
 
 /**
@@ -88,6 +96,7 @@ export const REAL_FACES_DEFAULTS: RealFacesOptions = {
   bnBatches: 20,
   pretrained: true,
   peer: true,
+  tta: 'none',
 };
 
 /**
@@ -119,6 +128,10 @@ export interface SplitScore {
   /** Mean pairwise distance between the branches' spatial attention maps, and the vote disagreement. */
   attentionDistance?: number;
   disagreement?: number;
+  /** Faces whose vote is a tie (most votes shared by two or more classes), which `vote` gives the lowest class. */
+  tieRate?: number;
+  /** The non-faithful ensemble rules (`accuracy`/`macroF1` above are `vote`'s); absent without probabilities. */
+  rules?: Record<Exclude<EnsembleRule, 'vote'>, RuleScore>;
   confusion: number[][];
 }
 
@@ -224,12 +237,24 @@ export function pretrainedEsr(
   }
 }
 
+/**
+ * Test-time augmentation of `predictBranches`: `none` (one pass, the measured protocol) or `flip` (each branch's
+ * probabilities averaged over the face and its horizontal mirror, before any ensemble rule).
+ */
+export type Tta = 'none' | 'flip';
+export const TTA_MODES: readonly Tta[] = ['none', 'flip'];
+
 /** Per-sample branch predictions of one inference-mode pass, and each sample's summed pairwise attention distance. */
 export interface BranchPredictions {
   truth: number[];
-  /** [branch][sample]. */
+  /** [branch][sample]: the branch's class (argmax of its logits; with `flip`, of its averaged probabilities). */
   preds: number[][];
-  /** Per sample: Σ over branch pairs i < j of ‖a_i − a_j‖ (spatial attention, flattened). */
+  /**
+   * [branch]: softmax probabilities, sample-major (`probs[k][i·K + c]`, K = 7), averaged over the mirror with `flip`.
+   * Absent in hand-made predictions: `scoreOf` then reports the faithful vote alone.
+   */
+  probs?: Float32Array[];
+  /** Per sample: Σ over branch pairs i < j of ‖a_i − a_j‖ (spatial attention of the unflipped face, flattened). */
   pairDistance: number[];
 }
 
@@ -238,17 +263,32 @@ export async function predictBranches(
   model: EsrEnsemble,
   data: FerDataset,
   batchSize = 32,
+  o: { tta?: Tta } = {},
 ): Promise<BranchPredictions> {
+  const tta = o.tta ?? 'none';
+  if (!TTA_MODES.includes(tta))
+    throw new FerInputError(`Expected test-time augmentation ${TTA_MODES.join(' or ')}, but got '${String(tta)}'.`);
+  const K = BASIC7_LABELS.length;
   const truth: number[] = [];
   const preds: number[][] = [];
+  const chunks: Float32Array[][] = [];
   const pairDistance: number[] = [];
+  const n = model.numBranches;
   for await (const batch of data.batches({ batchSize, shuffle: false })) {
     try {
       const B = batch.labels.shape[0];
       const packed = tf.tidy(() => {
         const out = model.forward(batch.images, { training: false });
-        const n = out.logits.length;
-        const parts = [tf.reshape(tf.cast(tf.stack(out.logits.map((l) => tf.argMax(l, 1))), 'float32'), [-1])];
+        let probs = out.logits.map((l) => tf.softmax(l));
+        let classes = out.logits.map((l) => tf.argMax(l, 1));
+        if (tta === 'flip') {
+          // NHWC: axis 2 is the width. The mirror's attention maps are not used (the distance stays the plain face's).
+          const mirror = model.forward(tf.reverse(batch.images, 2), { training: false });
+          probs = probs.map((p, k) => tf.mul(tf.add(p, tf.softmax(mirror.logits[k])), 0.5));
+          classes = probs.map((p) => tf.argMax(p, 1));
+        }
+        const parts = [tf.reshape(tf.cast(tf.stack(classes), 'float32'), [-1])];
+        parts.push(tf.reshape(tf.stack(probs), [-1]));
         const sp = out.heads.spatialAttention;
         if (sp && n > 1) {
           const h = tf.reshape(sp, [n, B, -1]);
@@ -258,24 +298,49 @@ export async function predictBranches(
         parts.push(tf.cast(batch.labels, 'float32'));
         return tf.concat(parts);
       });
-      const v = await packed.data();
+      const v = (await packed.data()) as Float32Array;
       packed.dispose();
-      // Layout: predictions [n·B], then (n > 1) distances [B], then labels [B].
-      const n = model.numBranches;
+      // Layout: classes [n·B], probabilities [n·B·K], then (n > 1) distances [B], then labels [B].
       const hasDist = n > 1;
       for (let k = 0; k < n; k++) {
         preds[k] ??= [];
+        chunks[k] ??= [];
         for (let b = 0; b < B; b++) preds[k].push(v[k * B + b]);
+        chunks[k].push(v.slice(n * B + k * B * K, n * B + (k + 1) * B * K));
       }
+      const rest = n * B * (K + 1);
       for (let b = 0; b < B; b++) {
-        pairDistance.push(hasDist ? v[n * B + b] : 0);
-        truth.push(v[(hasDist ? n + 1 : n) * B + b]);
+        pairDistance.push(hasDist ? v[rest + b] : 0);
+        truth.push(v[rest + (hasDist ? B : 0) + b]);
       }
     } finally {
       tf.dispose([batch.images, batch.labels, ...(batch.soft ? [batch.soft] : [])]);
     }
   }
-  return { truth, preds, pairDistance };
+  const probs = chunks.map((cs) => {
+    const all = new Float32Array(cs.reduce((a, c) => a + c.length, 0));
+    let at = 0;
+    for (const c of cs) {
+      all.set(c, at);
+      at += c.length;
+    }
+    return all;
+  });
+  return { truth, preds, probs, pairDistance };
+}
+
+/**
+ * The ensemble rules `scoreOf` reports. `vote` is upstream ESR's (plurality of the branches' argmaxes, ties to the
+ * lowest class: the faithful headline, as bench/real_torch.py scores); with an even number of branches every split
+ * vote is a tie, decided by class order alone. `voteProbTies` breaks those ties by the tied classes' summed
+ * probabilities; `soft` takes the argmax of the mean probability (packages/fer-train/README.md, "Ensemble rules").
+ */
+export type EnsembleRule = 'vote' | 'voteProbTies' | 'soft';
+export const ENSEMBLE_RULES: readonly EnsembleRule[] = ['vote', 'voteProbTies', 'soft'];
+
+export interface RuleScore {
+  accuracy: number;
+  macroF1: number;
 }
 
 /** Ensemble vote (ties to the lowest class), per-branch accuracy, macro-F1, diversity, for the given labels. */
@@ -289,9 +354,12 @@ export function scoreOf(
   const n = p.preds.length;
   const pairs = (n * (n - 1)) / 2;
   const combined: number[] = [];
+  const tieBroken: number[] = [];
+  const soft: number[] = [];
   const t: number[] = [];
   const hits = new Array<number>(n).fill(0);
   let disagree = 0;
+  let ties = 0;
   let dist = 0;
   for (const i of idx) {
     const votes = p.preds.map((row) => row[i]);
@@ -299,10 +367,23 @@ export function scoreOf(
     for (let a = 0; a < n; a++) for (let b = a + 1; b < n; b++) if (votes[a] !== votes[b]) disagree++;
     dist += p.pairDistance[i];
     combined.push(pluralityVote(votes, K));
+    if (p.probs) {
+      const rows = p.probs.map((pr) => pr.subarray(i * K, (i + 1) * K));
+      tieBroken.push(pluralityVoteProbTies(votes, rows, K));
+      soft.push(meanProbabilityVote(rows, K));
+    }
+    const counts = new Array<number>(K).fill(0);
+    votes.forEach((v) => counts[v]++);
+    const top = Math.max(...counts);
+    if (counts.filter((c) => c === top).length > 1) ties++;
     t.push(truth[i]);
   }
   const rep = classificationReport(confusionMatrix(t, combined, K));
   const size = idx.length;
+  const ruleScore = (pred: number[]): RuleScore => {
+    const r = classificationReport(confusionMatrix(t, pred, K));
+    return { accuracy: r.accuracy, macroF1: r.macroF1 };
+  };
   return {
     size,
     accuracy: rep.accuracy,
@@ -310,6 +391,8 @@ export function scoreOf(
     branchAccuracy: hits.map((h) => h / Math.max(1, size)),
     attentionDistance: n > 1 ? dist / (pairs * Math.max(1, size)) : undefined,
     disagreement: n > 1 ? disagree / (pairs * Math.max(1, size)) : undefined,
+    tieRate: n > 1 ? ties / Math.max(1, size) : undefined,
+    rules: p.probs ? { voteProbTies: ruleScore(tieBroken), soft: ruleScore(soft) } : undefined,
     confusion: rep.confusion,
   };
 }
@@ -347,6 +430,12 @@ export function runMetrics(r: RunResult): Record<string, number> {
   };
   if (r.test.attentionDistance !== undefined) m.attentionDistance = r.test.attentionDistance;
   if (r.test.disagreement !== undefined) m.disagreement = r.test.disagreement;
+  if (r.test.tieRate !== undefined) m.tieRate = r.test.tieRate;
+  if (r.test.rules) {
+    m.testVoteProbTiesAccuracy = r.test.rules.voteProbTies.accuracy;
+    m.testSoftAccuracy = r.test.rules.soft.accuracy;
+    m.testSoftMacroF1 = r.test.rules.soft.macroF1;
+  }
   for (const k of ['testFerPlus', 'ckplus', 'jaffe'] as const) {
     const s = r[k];
     if (s) {
@@ -381,21 +470,24 @@ const pm = (s: VariantSummary, k: string, scale = 100, digits = 1) =>
 /** The report as a markdown table (one row per variant, mean ± std over seeds) plus the peer. */
 export function markdownTable(rep: Pick<RealFacesReport, 'summary' | 'peer' | 'majorityRate'>, who = 'ours'): string {
   const head =
-    '| model | seeds | PrivateTest acc. % | macro-F1 % | FER+ labels acc. % | CK+48 acc. % | JAFFE acc. % | branch mean acc. % | attention distance | disagreement % | train s | CPU s | img/s |';
-  const lines = [head, '|' + ' --- |'.repeat(13)];
+    '| model | seeds | PrivateTest acc. % (vote, faithful) | PrivateTest vote, prob. ties % | PrivateTest soft (mean prob.) % | macro-F1 % | FER+ labels acc. % | CK+48 acc. % | JAFFE acc. % | branch mean acc. % | attention distance | disagreement % | train s | CPU s | img/s |';
+  const lines = [head, '|' + ' --- |'.repeat(15)];
   for (const s of rep.summary) {
     lines.push(
-      `| ${who}, \`${s.variant}\` | ${s.runs} | ${pm(s, 'testAccuracy')} | ${pm(s, 'testMacroF1')} | ${pm(s, 'testFerPlusAccuracy')} | ${pm(s, 'ckplusAccuracy')} | ${pm(s, 'jaffeAccuracy')} | ${pm(s, 'testBranchMeanAccuracy')} | ${pm(s, 'attentionDistance', 1, 3)} | ${pm(s, 'disagreement')} | ${pm(s, 'trainSeconds', 1, 0)} | ${pm(s, 'cpuSeconds', 1, 0)} | ${pm(s, 'imagesPerSecond', 1, 1)} |`,
+      `| ${who}, \`${s.variant}\` | ${s.runs} | ${pm(s, 'testAccuracy')} | ${pm(s, 'testVoteProbTiesAccuracy')} | ${pm(s, 'testSoftAccuracy')} | ${pm(s, 'testMacroF1')} | ${pm(s, 'testFerPlusAccuracy')} | ${pm(s, 'ckplusAccuracy')} | ${pm(s, 'jaffeAccuracy')} | ${pm(s, 'testBranchMeanAccuracy')} | ${pm(s, 'attentionDistance', 1, 3)} | ${pm(s, 'disagreement')} | ${pm(s, 'trainSeconds', 1, 0)} | ${pm(s, 'cpuSeconds', 1, 0)} | ${pm(s, 'imagesPerSecond', 1, 1)} |`,
     );
   }
   if (rep.peer) {
     const p = rep.peer;
     const f = (x?: { accuracy: number }) => (x ? (100 * x.accuracy).toFixed(1) : '–');
     lines.push(
-      `| face-api.js expression net (peer) | – | ${f(p.test)} | ${p.test ? (100 * p.test.macroF1).toFixed(1) : '–'} | ${f(p.testFerPlus)} | ${f(p.ckplus)} | ${f(p.jaffe)} | – | – | – | – | – | – |`,
+      `| face-api.js expression net (peer) | – | ${f(p.test)} | – | – | ${p.test ? (100 * p.test.macroF1).toFixed(1) : '–'} | ${f(p.testFerPlus)} | ${f(p.ckplus)} | ${f(p.jaffe)} | – | – | – | – | – | – |`,
     );
   }
-  lines.push('', `Majority-class rate on PrivateTest (FER2013 labels): ${pct(rep.majorityRate)}.`);
+  lines.push(
+    '',
+    `Majority-class rate on PrivateTest (FER2013 labels): ${pct(rep.majorityRate)}. Ensemble rules: README, "Ensemble rules".`,
+  );
   return lines.join('\n');
 }
 
@@ -432,6 +524,90 @@ async function writePlots(dir: string, variant: string, runs: RunResult[]): Prom
   );
 }
 
+/** The faces one experiment trains and is scored on, rebuilt from `splits.json` and the settings alone. */
+export interface RealFacesSets {
+  /** Training faces (`trainCap` per class at most). */
+  train: SplitItem[];
+  holdout: SplitItem[];
+  /** `testFraction` of each class of PrivateTest, CK+48 and JAFFE. */
+  test: SplitItem[];
+  ckplus: SplitItem[];
+  jaffe: SplitItem[];
+  /** Per `test` face: its FER+ majority label (BASIC7 index) and whether it has one; null without FER+ labels. */
+  ferPlus: { truth: number[]; keep: boolean[] } | null;
+}
+
+export function realFacesSets(
+  splits: RealFacesSplits,
+  o: Pick<RealFacesOptions, 'trainCap' | 'testFraction'>,
+): RealFacesSets {
+  const part = (items: SplitItem[]) => stratifiedPart(items, o.testFraction);
+  const test = part(splits.test);
+  const fpLabel = new Map(splits.testFerPlus.map((it) => [it.file, BASIC7_LABELS.indexOf(it.label)]));
+  return {
+    train: stratifiedPart(splits.train, 1, o.trainCap),
+    holdout: splits.holdout,
+    test,
+    ckplus: part(splits.ckplus),
+    jaffe: part(splits.jaffe),
+    ferPlus: fpLabel.size
+      ? { truth: test.map((it) => fpLabel.get(it.file) ?? -1), keep: test.map((it) => fpLabel.has(it.file)) }
+      : null,
+  };
+}
+
+/** The evaluation pipelines of `sets` (unaugmented); the zero-shot sets are null when absent. */
+export interface RealFacesEvalData {
+  test: FerDataset;
+  ckplus: FerDataset | null;
+  jaffe: FerDataset | null;
+  holdout: FerDataset;
+}
+
+export function evaluationDatasets(
+  sets: RealFacesSets,
+  ds: (name: string, items: SplitItem[]) => FerDataset,
+): Omit<RealFacesEvalData, 'holdout'> {
+  return {
+    test: ds('fer2013-private', sets.test),
+    ckplus: sets.ckplus.length ? ds('ckplus48', sets.ckplus) : null,
+    jaffe: sets.jaffe.length ? ds('jaffe', sets.jaffe) : null,
+  };
+}
+
+/** Precise BN as the experiment applies it after training (seeded by the run's seed; no-op at 0 batches). */
+export async function preciseBn(
+  model: EsrEnsemble,
+  trainPlain: FerDataset,
+  o: Pick<RealFacesOptions, 'bnBatches' | 'batch'>,
+  seed: number,
+): Promise<void> {
+  if (o.bnBatches > 0)
+    await recalibrateBatchNorm(model, trainPlain, { batches: o.bnBatches, batchSize: o.batch, seed });
+}
+
+export type ScoredSplit = 'test' | 'testFerPlus' | 'ckplus' | 'jaffe' | 'holdout';
+
+/** Every evaluation of a run, in inference mode; one PrivateTest pass serves both label sets (same JPEGs). */
+export async function scoreRealFaces(
+  model: EsrEnsemble,
+  data: RealFacesEvalData,
+  ferPlus: RealFacesSets['ferPlus'],
+  tta: Tta = 'none',
+): Promise<Partial<Record<ScoredSplit, SplitScore>>> {
+  const scores: Partial<Record<ScoredSplit, SplitScore>> = {};
+  const pb = (d: FerDataset) => predictBranches(model, d, 32, { tta });
+  const p = await pb(data.test);
+  scores.test = scoreOf(p);
+  if (ferPlus && p.truth.length === ferPlus.truth.length) scores.testFerPlus = scoreOf(p, ferPlus.truth, ferPlus.keep);
+  for (const k of ['ckplus', 'jaffe'] as const) {
+    const d = data[k];
+    if (d) scores[k] = scoreOf(await pb(d));
+  }
+  scores.holdout = scoreOf(await pb(data.holdout));
+  return scores;
+}
+
 export interface RealFacesHooks {
   log?: (msg: string) => void;
   onEvent?: (e: TrainEvent) => void;
@@ -465,25 +641,13 @@ export async function runRealFaces(o: RealFacesOptions, hooks: RealFacesHooks = 
   );
   const ds = (name: string, items: SplitItem[], augment = false) =>
     splitDataset(o.data, name, items, { imageSize: o.imageSize, augment, workers: o.workers });
-  const trainItems = stratifiedPart(splits.train, 1, o.trainCap);
-  const part = (items: SplitItem[]) => stratifiedPart(items, o.testFraction);
-  const testItems = part(splits.test);
-  const tests = {
-    test: ds('fer2013-private', testItems),
-    ckplus: splits.ckplus.length ? ds('ckplus48', part(splits.ckplus)) : null,
-    jaffe: splits.jaffe.length ? ds('jaffe', part(splits.jaffe)) : null,
-  };
-  // FER+ majority label of each PrivateTest face (by file), where it is one of the 7 classes.
-  const fpLabel = new Map(splits.testFerPlus.map((it) => [it.file, BASIC7_LABELS.indexOf(it.label)]));
-  const ferPlusTruth = fpLabel.size
-    ? {
-        truth: testItems.map((it) => fpLabel.get(it.file) ?? -1),
-        keep: testItems.map((it) => fpLabel.has(it.file)),
-      }
-    : null;
+  const sets = realFacesSets(splits, o);
+  const trainItems = sets.train;
+  const testItems = sets.test;
+  const tests = evaluationDatasets(sets, ds);
   const testCounts = new Map<string, number>();
-  for (const it of part(splits.test)) testCounts.set(it.label, (testCounts.get(it.label) ?? 0) + 1);
-  const majorityRate = Math.max(...testCounts.values()) / part(splits.test).length;
+  for (const it of testItems) testCounts.set(it.label, (testCounts.get(it.label) ?? 0) + 1);
+  const majorityRate = Math.max(...testCounts.values()) / testItems.length;
   const base = o.pretrained ? await readUpstreamBase(o.data) : null;
   let baseLoad: RealFacesReport['baseLoad'] = null;
   const plan = realFacesPlan(o);
@@ -504,7 +668,7 @@ export async function runRealFaces(o: RealFacesOptions, hooks: RealFacesHooks = 
     log("peer: face-api.js's expression network on the same test faces ...");
     peer = await evaluatePeer(
       o.data,
-      { test: testItems, ckplus: part(splits.ckplus), jaffe: part(splits.jaffe) },
+      { test: testItems, ckplus: sets.ckplus, jaffe: sets.jaffe },
       new Map(splits.testFerPlus.map((it) => [it.file, it.label])),
     );
     log(`peer: PrivateTest ${pct(peer.test?.accuracy ?? NaN)} (${peer.seconds.toFixed(0)} s)`);
@@ -540,24 +704,8 @@ export async function runRealFaces(o: RealFacesOptions, hooks: RealFacesHooks = 
       const trainSeconds = (Date.now() - r0) / 1000;
       const model = res.model;
       try {
-        if (o.bnBatches > 0) {
-          await recalibrateBatchNorm(model, ds('fer2013-public-train-plain', trainItems), {
-            batches: o.bnBatches,
-            batchSize: o.batch,
-            seed,
-          });
-        }
-        const scores: Partial<Record<'test' | 'testFerPlus' | 'ckplus' | 'jaffe', SplitScore>> = {};
-        // One pass over PrivateTest serves both label sets (the FER+ split is the same JPEGs, relabelled).
-        const p = await predictBranches(model, tests.test);
-        scores.test = scoreOf(p);
-        if (ferPlusTruth && p.truth.length === testItems.length)
-          scores.testFerPlus = scoreOf(p, ferPlusTruth.truth, ferPlusTruth.keep);
-        for (const k of ['ckplus', 'jaffe'] as const) {
-          const d = tests[k];
-          if (d) scores[k] = scoreOf(await predictBranches(model, d));
-        }
-        const holdoutScore = scoreOf(await predictBranches(model, holdout));
+        await preciseBn(model, ds('fer2013-public-train-plain', trainItems), o, seed);
+        const scores = await scoreRealFaces(model, { ...tests, holdout }, sets.ferPlus, o.tta);
         const cpu = process.cpuUsage(c0);
         const epochs = res.history.epochs;
         const stageStarts: number[] = [];
@@ -572,7 +720,7 @@ export async function runRealFaces(o: RealFacesOptions, hooks: RealFacesHooks = 
           testFerPlus: scores.testFerPlus,
           ckplus: scores.ckplus,
           jaffe: scores.jaffe,
-          holdout: holdoutScore,
+          holdout: scores.holdout!,
           selection: plan.stages.map((s) =>
             Math.max(...epochs.filter((e) => e.stage === s.stage).map((e) => e.valEnsembleAccuracy)),
           ),
@@ -590,7 +738,8 @@ export async function runRealFaces(o: RealFacesOptions, hooks: RealFacesHooks = 
         runs.push(run);
         hooks.onRun?.(run);
         log(
-          `run: '${variant}' seed ${seed}: PrivateTest ${pct(run.test.accuracy)} (branches ${run.test.branchAccuracy.map(pct).join(' / ')}), ` +
+          `run: '${variant}' seed ${seed}: PrivateTest ${pct(run.test.accuracy)} (branches ${run.test.branchAccuracy.map(pct).join(' / ')}; ` +
+            `vote with prob. ties ${pct(run.test.rules?.voteProbTies.accuracy ?? NaN)}, soft ${pct(run.test.rules?.soft.accuracy ?? NaN)}), ` +
             `FER+ ${run.testFerPlus ? pct(run.testFerPlus.accuracy) : '–'}, CK+ ${run.ckplus ? pct(run.ckplus.accuracy) : '–'}, JAFFE ${run.jaffe ? pct(run.jaffe.accuracy) : '–'}; ` +
             `${run.trainSeconds.toFixed(0)} s training, ${run.cpuSeconds.toFixed(0)} s CPU, ${run.imagesPerSecond.toFixed(1)} img/s`,
         );

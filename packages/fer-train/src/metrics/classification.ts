@@ -1,6 +1,6 @@
 /**
- * Plain-number classification metrics (no tensors): plurality vote, confusion matrix, per-class precision, recall
- * and F1, macro-F1.
+ * Plain-number classification metrics (no tensors): plurality vote and two probability-aware ensemble rules,
+ * confusion matrix, per-class precision, recall and F1, macro-F1.
  */
 
 /**
@@ -13,6 +13,41 @@ export function pluralityVote(predictions: readonly number[], numClasses: number
   let best = 0;
   for (let k = 1; k < numClasses; k++) if (counts[k] > counts[best]) best = k;
   return best;
+}
+
+/**
+ * Plurality vote whose ties are broken by probability (the real-faces experiment's `voteProbTies` rule, not
+ * upstream's): among the classes with most votes, the one with the largest probability summed over the branches
+ * wins; an exact tie of those sums goes to the lowest class index. Without a tie it equals `pluralityVote`.
+ * @param probs per branch, `numClasses` probabilities of this sample (`probs[k][c]`)
+ */
+export function pluralityVoteProbTies(
+  predictions: readonly number[],
+  probs: readonly ArrayLike<number>[],
+  numClasses: number,
+): number {
+  const counts = new Array<number>(numClasses).fill(0);
+  for (const p of predictions) counts[p]++;
+  const top = Math.max(...counts);
+  let best = -1;
+  let bestMass = -Infinity;
+  for (let c = 0; c < numClasses; c++) {
+    if (counts[c] !== top) continue;
+    let mass = 0;
+    for (const row of probs) mass += row[c];
+    if (mass > bestMass) [best, bestMass] = [c, mass];
+  }
+  return best;
+}
+
+/**
+ * Soft (mean-probability) ensemble: the argmax of the branches' summed (equivalently, mean) probabilities, ties to
+ * the lowest class index.
+ */
+export function meanProbabilityVote(probs: readonly ArrayLike<number>[], numClasses: number): number {
+  const sum = new Array<number>(numClasses).fill(0);
+  for (const row of probs) for (let c = 0; c < numClasses; c++) sum[c] += row[c];
+  return argmax(sum);
 }
 
 /** Index of the first maximum of `xs` (argmax, ties to the lowest index). */

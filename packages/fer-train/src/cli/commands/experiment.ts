@@ -10,8 +10,11 @@ import {
   REAL_FACES_QUICK,
   markdownTable,
   runRealFaces,
+  TTA_MODES,
   type RealFacesOptions,
+  type Tta,
 } from '../../experiments/real-faces';
+import { rescoreRealFaces, rescoreTable, writeRescore } from '../../experiments/real-faces-rescore';
 import { realFacesDataStatus } from '../../experiments/real-faces-data';
 import { compareReports } from '../../experiments/real-faces-compare';
 import type { Output } from '../output';
@@ -27,6 +30,13 @@ const list = (v: string) =>
     .split(',')
     .map((s) => s.trim())
     .filter((s) => s.length > 0);
+const ttas = (v: string): Tta[] => {
+  const xs = list(v);
+  const bad = xs.find((x) => !TTA_MODES.includes(x as Tta));
+  if (bad !== undefined || !xs.length)
+    throw new InvalidArgumentError(`--tta takes ${TTA_MODES.join(' or ')} (comma-separated), got '${v}'.`);
+  return xs as Tta[];
+};
 
 /** `fer experiment real`: the real-faces experiment (packages/fer-train/README.md, "Real faces"). */
 export function experimentCommand(
@@ -70,6 +80,15 @@ export function experimentCommand(
     .option('--no-peer', "skip face-api.js's expression network")
     .option('--workers <n>', 'image decoding worker threads', num('--workers', true))
     .option('--micro-batch <n>', 'micro-batch for gradient accumulation', num('--micro-batch', true))
+    .option(
+      '--tta <mode>',
+      "test-time augmentation of every evaluation: none, or flip (each branch's probabilities averaged over the face and its mirror)",
+      (v) => {
+        const t = ttas(v);
+        if (t.length !== 1) throw new InvalidArgumentError(`--tta takes one of ${TTA_MODES.join(', ')}, got '${v}'.`);
+        return t[0];
+      },
+    )
     .action(async (opts, c: Command) => {
       const out = outputOf(c);
       const status = realFacesDataStatus(opts.data);
@@ -100,6 +119,40 @@ export function experimentCommand(
         { type: 'experiment-real', summary: rep.summary, peer: rep.peer, majorityRate: rep.majorityRate },
       );
     });
+  cmd
+    .command('rescore')
+    .description(
+      "scores the finished runs of a `fer experiment real` folder again without training (precise BN redone with each run's seed, the same faces from its splits.json): every ensemble rule, with and without flip TTA, beside face-api.js on the same faces; writes rescore.{json,md}",
+    )
+    .argument('<dir>', 'the --out folder of fer experiment real (report.json, splits.json, runs/*/model)')
+    .option('--data <dir>', "shared data folder (default: the report's)")
+    .option('--tta <list>', `test-time augmentations to score (default ${TTA_MODES.join(',')})`, ttas)
+    .option('--no-peer', "skip face-api.js's expression network")
+    .option('--workers <n>', 'image decoding worker threads', num('--workers', true))
+    .option('--out <dir>', 'where rescore.{json,md} go (default: <dir>)')
+    .action(
+      async (
+        dir: string,
+        opts: { data?: string; tta?: Tta[]; peer: boolean; workers?: number; out?: string },
+        c: Command,
+      ) => {
+        const out = outputOf(c);
+        await backend(c);
+        const rep = await rescoreRealFaces(
+          { dir, data: opts.data, tta: opts.tta, peer: opts.peer, workers: opts.workers },
+          { log: (m) => out.info(m), backend: getBackend() },
+        );
+        const files = await writeRescore(path.resolve(opts.out ?? dir), rep);
+        out.result(
+          `\n=== rescore (${rep.seconds.toFixed(0)} s) ===\n${rescoreTable(rep)}\nwritten: ${files.join(', ')}`,
+          {
+            type: 'experiment-rescore',
+            runs: rep.runs,
+            peer: rep.peer,
+          },
+        );
+      },
+    );
   cmd
     .command('compare')
     .description(
