@@ -119,7 +119,7 @@ export const REAL_FACES_QUICK: Partial<RealFacesOptions> = {
   peer: false,
 };
 
-/** One test split's result (ensemble vote of every branch, inference mode after precise BN). */
+/** One test split's result (faithful vote of every branch, and the other rules; inference mode after precise BN). */
 export interface SplitScore {
   size: number;
   accuracy: number;
@@ -336,14 +336,16 @@ export async function predictBranches(
  * probabilities; `soft` takes the argmax of the mean probability (packages/fer-train/README.md, "Ensemble rules").
  */
 export type EnsembleRule = 'vote' | 'voteProbTies' | 'soft';
-export const ENSEMBLE_RULES: readonly EnsembleRule[] = ['vote', 'voteProbTies', 'soft'];
 
 export interface RuleScore {
   accuracy: number;
   macroF1: number;
 }
 
-/** Ensemble vote (ties to the lowest class), per-branch accuracy, macro-F1, diversity, for the given labels. */
+/**
+ * Ensemble vote (ties to the lowest class), per-branch accuracy, macro-F1, diversity, tie rate, and (given
+ * probabilities) the `voteProbTies` and `soft` rules, for the given labels.
+ */
 export function scoreOf(
   p: BranchPredictions,
   truth: readonly number[] = p.truth,
