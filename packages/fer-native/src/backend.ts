@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { loadAddon, type AddonInfo, type NativeAddon } from './addon';
 import { NATIVE_KERNELS } from './kernels';
+import { BufferPool, type PoolStats } from './pool';
 
 /** tfjs' name for the backend (`tf.setBackend('native')`). */
 export const NATIVE_BACKEND = 'native';
@@ -13,11 +14,61 @@ export const NATIVE_BACKEND = 'native';
  * heavy ones. oneDNN threads inside this one process, so no worker data-parallelism is needed.
  */
 export class NativeBackend extends MathBackendCPU {
-  constructor(readonly addon: NativeAddon) {
+  /** Reuses disposed outputs' buffers (src/pool.ts); the kernels allocate through it. */
+  readonly pool: BufferPool;
+
+  constructor(
+    readonly addon: NativeAddon,
+    poolBytes = poolCapFromEnv(),
+  ) {
     super();
     // MathBackendCPU warns "install the node backend" on its first write in Node; this is that faster backend.
     (this as unknown as { firstUse: boolean }).firstUse = false;
+    this.pool = new BufferPool(poolBytes);
   }
+
+  override write(values: tf.backend_util.BackendValues, shape: number[], dtype: tf.DataType): tf.DataId {
+    const id = super.write(values, shape, dtype);
+    this.pool.adopt(values);
+    return id;
+  }
+
+  override readSync(dataId: tf.DataId): tf.backend_util.BackendValues {
+    // cpu hands out its own array: from now on the caller may hold it, so its buffer is never reused.
+    this.pool.escape(this.data.get(dataId)?.values);
+    return super.readSync(dataId);
+  }
+
+  override disposeData(dataId: tf.DataId, force = false): boolean {
+    const values = this.data.get(dataId)?.values;
+    const done = super.disposeData(dataId, force);
+    if (values && !this.data.has(dataId)) this.pool.reclaim(values);
+    return done;
+  }
+
+  override dispose(): void {
+    super.dispose();
+    this.pool.clear();
+  }
+
+  /** The buffer pool's counters (reuse hits and misses, free bytes, escaped buffers). */
+  poolStats(): PoolStats {
+    return this.pool.snapshot();
+  }
+}
+
+/** `FER_NATIVE_POOL_MB` caps the free bytes kept for reuse (0: no reuse); default 4 GiB. */
+export function poolCapFromEnv(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env.FER_NATIVE_POOL_MB;
+  if (raw === undefined || raw === '') return 4096 * 2 ** 20;
+  const mb = Number(raw);
+  if (!Number.isFinite(mb) || mb < 0) {
+    throw new Error(
+      `FER_NATIVE_POOL_MB: expected a number of megabytes ≥ 0 (0 turns buffer reuse off), but got '${raw}'. ` +
+        'Unset it for the default (4096).',
+    );
+  }
+  return Math.floor(mb * 2 ** 20);
 }
 
 export interface NativeRegistration {

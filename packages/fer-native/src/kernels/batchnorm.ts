@@ -16,7 +16,7 @@ export const batchNormKernels: tf.KernelConfig[] = [
     const o = offset ? floatData(backend, offset) : null;
     if (!xs || !m || !v || (scale && !s) || (offset && !o) || !nonEmpty(x.shape)) return null;
     const eps = (attrs as { varianceEpsilon?: number }).varianceEpsilon ?? 0.001;
-    const out = outputF32(xs.length);
+    const out = outputF32(backend, xs.length);
     if (!backend.addon.opsBatchNorm(xs, m, v, s, o, eps, out)) return null;
     return backend.makeTensorInfo(x.shape, 'float32', out);
   }),
@@ -49,7 +49,7 @@ export const batchNormTrainKernels: tf.KernelConfig[] = [
       const backend = b as NativeBackend;
       const { x, scale, offset } = inputs as { x: tf.TensorInfo; scale: tf.TensorInfo; offset: tf.TensorInfo };
       const c = channels('FerBatchNormTrain', x, scale, offset);
-      const y = outputF32(tf.util.sizeFromShape(x.shape));
+      const y = outputF32(backend, tf.util.sizeFromShape(x.shape));
       const mean = new Float32Array(c);
       const variance = new Float32Array(c);
       const { epsilon: eps, relu } = attrs as unknown as { epsilon: number; relu?: boolean };
@@ -85,7 +85,7 @@ export const batchNormTrainKernels: tf.KernelConfig[] = [
           );
         }
       }
-      const dx = outputF32(tf.util.sizeFromShape(x!.shape));
+      const dx = outputF32(backend, tf.util.sizeFromShape(x!.shape));
       const dScale = new Float32Array(c);
       const dOffset = new Float32Array(c);
       const eps = (attrs as unknown as { epsilon: number }).epsilon;

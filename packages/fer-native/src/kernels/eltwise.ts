@@ -50,7 +50,7 @@ const unaryKernels = Object.entries(UNARY).map(([name, op]) =>
     const x = inputs.x;
     const xs = floatData(backend, x);
     if (!xs || !nonEmpty(x.shape)) return null;
-    const out = outputF32(xs.length);
+    const out = outputF32(backend, xs.length);
     const alpha = name === 'Step' ? Number((attrs as { alpha?: number }).alpha ?? 0) : 0;
     backend.addon.opsUnary(op, xs, out, alpha);
     return backend.makeTensorInfo(x.shape, 'float32', out);
@@ -66,9 +66,12 @@ function binaryKernel(name: string, op: number, compare: boolean): tf.KernelConf
     const shape = tf.backend_util.assertAndGetBroadcastShape(a.shape, b.shape);
     if (!nonEmpty(shape)) return null;
     const size = tf.util.sizeFromShape(shape);
-    const out = compare ? new Uint8Array(size) : outputF32(size);
+    const out = compare ? new Uint8Array(size) : outputF32(backend, size);
     const fn = compare ? backend.addon.opsCompare : backend.addon.opsBinary;
-    if (!fn(op, av, a.shape, bv, b.shape, out, shape)) return null;
+    if (!fn(op, av, a.shape, bv, b.shape, out, shape)) {
+      if (!compare) backend.pool.giveBack(out as Float32Array);
+      return null;
+    }
     return backend.makeTensorInfo(shape, compare ? 'bool' : 'float32', out);
   });
 }
@@ -86,7 +89,7 @@ const selectKernel = nativeKernel('Select', ({ inputs, backend }) => {
   const ev = floatData(backend, e);
   if (!c || !tv || !ev || c.length !== tv.length || ev.length !== tv.length || !nonEmpty(t.shape)) return null;
   if (condition.shape.length === 1 && t.shape.length > 1) return null;
-  const out = outputF32(tv.length);
+  const out = outputF32(backend, tv.length);
   backend.addon.opsSelect(c, tv, ev, out);
   return backend.makeTensorInfo(t.shape, 'float32', out);
 });
@@ -95,7 +98,7 @@ const addNKernel = nativeKernel('AddN', ({ inputs, backend }) => {
   const ts = Object.values(inputs) as tf.TensorInfo[];
   const vs = ts.map((t) => floatData(backend, t));
   if (ts.length === 0 || vs.some((v) => v == null || v.length !== vs[0]!.length) || !nonEmpty(ts[0].shape)) return null;
-  const out = outputF32(vs[0]!.length);
+  const out = outputF32(backend, vs[0]!.length);
   backend.addon.opsAddN(vs, out);
   return backend.makeTensorInfo(ts[0].shape, 'float32', out);
 });
@@ -116,7 +119,7 @@ const reluGradKernel: tf.KernelConfig = {
       );
     }
     const d = floatDataOrCopy(backend, dy);
-    const out = outputF32(d.length);
+    const out = outputF32(backend, d.length);
     backend.addon.opsReluGrad(d, floatDataOrCopy(backend, x), out);
     return backend.makeTensorInfo(x.shape, 'float32', out);
   },
@@ -145,7 +148,7 @@ const maxGradKernel: tf.KernelConfig = {
       );
     }
     const xs = floatDataOrCopy(backend, x);
-    const out = outputF32(xs.length);
+    const out = outputF32(backend, xs.length);
     if (xs.length > 0)
       backend.addon.opsMaxGrad(floatDataOrCopy(backend, dy), floatDataOrCopy(backend, y), xs, x.shape, kept, out);
     return backend.makeTensorInfo(x.shape, 'float32', out);

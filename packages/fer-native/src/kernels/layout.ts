@@ -18,11 +18,9 @@ function data32(backend: NativeBackend, t: tf.TensorInfo): Data32 | null {
   return null;
 }
 
-/** An uninitialised output of the input's kind (every element is written). */
-function like(v: Data32, n: number): Data32 {
-  if (n < 1024) return v instanceof Float32Array ? new Float32Array(n) : new Int32Array(n);
-  const buf = Buffer.allocUnsafeSlow(n * 4).buffer;
-  return v instanceof Float32Array ? new Float32Array(buf, 0, n) : new Int32Array(buf, 0, n);
+/** An uninitialised output of the input's kind from the backend's pool (every element is written). */
+function like(backend: NativeBackend, v: Data32, n: number): Data32 {
+  return v instanceof Float32Array ? backend.pool.float32(n) : backend.pool.int32(n);
 }
 
 const tile = nativeKernel('Tile', ({ inputs, backend, attrs }) => {
@@ -33,7 +31,7 @@ const tile = nativeKernel('Tile', ({ inputs, backend, attrs }) => {
   const shape = x.shape.map((d, i) => d * reps[i]);
   const n = tf.util.sizeFromShape(shape);
   if (n === 0) return null;
-  const out = like(xv, n);
+  const out = like(backend, xv, n);
   backend.addon.opsTile(xv, x.shape, reps, out);
   return backend.makeTensorInfo(shape, x.dtype, out);
 });
@@ -44,7 +42,7 @@ const transpose = nativeKernel('Transpose', ({ inputs, backend, attrs }) => {
   const perm = (attrs as unknown as tf.TransposeAttrs).perm;
   if (!xv || perm.length !== x.shape.length || xv.length === 0) return null;
   const shape = perm.map((p) => x.shape[p]);
-  const out = like(xv, xv.length);
+  const out = like(backend, xv, xv.length);
   backend.addon.opsTranspose(xv, x.shape, perm, out);
   return backend.makeTensorInfo(shape, x.dtype, out);
 });
@@ -68,7 +66,7 @@ const concat = nativeKernel('Concat', ({ inputs, backend, attrs }) => {
   );
   const outer = tf.util.sizeFromShape(ts[0].shape.slice(0, axis));
   const inner = ts.map((t) => tf.util.sizeFromShape(t.shape.slice(axis)));
-  const out = like(vs[0]!, tf.util.sizeFromShape(shape));
+  const out = like(backend, vs[0]!, tf.util.sizeFromShape(shape));
   backend.addon.opsConcat2d(vs, inner, outer, out);
   return backend.makeTensorInfo(shape, ts[0].dtype, out);
 });
@@ -82,7 +80,7 @@ const pad = nativeKernel('PadV2', ({ inputs, backend, attrs }) => {
   if (paddings.some((p) => p[0] < 0 || p[1] < 0)) return null;
   // The constant as the output type stores it, passed as its 32 bits.
   const fill = xv instanceof Float32Array ? new Float32Array([constantValue]) : new Int32Array([constantValue]);
-  const out = like(xv, tf.util.sizeFromShape(shape));
+  const out = like(backend, xv, tf.util.sizeFromShape(shape));
   backend.addon.opsPad(
     xv,
     x.shape,
@@ -107,7 +105,7 @@ const slice = nativeKernel('Slice', ({ inputs, backend, attrs }) => {
   if (!xv || xv.length === 0) return null;
   const [b, s] = tf.slice_util.parseSliceParams(x as unknown as tf.Tensor, begin, size);
   if (contiguousSlice(x.shape, b, s) || tf.util.sizeFromShape(s) === 0) return null;
-  const out = like(xv, tf.util.sizeFromShape(s));
+  const out = like(backend, xv, tf.util.sizeFromShape(s));
   backend.addon.opsSlice(xv, x.shape, b, s, out);
   return backend.makeTensorInfo(s, x.dtype, out);
 });
@@ -134,7 +132,7 @@ const splitV: tf.KernelConfig = {
     }
     return sizes.map((n) => {
       const size = sizeAt(x.shape, $axis, n);
-      const out = like(xv, tf.util.sizeFromShape(size));
+      const out = like(backend, xv, tf.util.sizeFromShape(size));
       backend.addon.opsSlice(xv, x.shape, begin, size, out);
       const info = backend.makeTensorInfo(size, x.dtype, out);
       begin[$axis] += n;

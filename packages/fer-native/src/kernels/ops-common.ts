@@ -27,12 +27,11 @@ export function boolData(backend: NativeBackend, t: tf.TensorInfo): Uint8Array |
 }
 
 /**
- * An uninitialised Float32Array of n elements for a kernel that writes every element. A zeroed `new Float32Array`
- * of a feature map costs many times the kernel (fresh pages faulted in and zeroed on every step); an uninitialised
- * buffer from a caching allocator (tcmalloc) costs nothing. allocUnsafeSlow: never a slice of Node's shared pool.
+ * An uninitialised Float32Array of n elements for a kernel that writes every element, from the backend's pool (a
+ * zeroed fresh feature map costs many times the kernel: pages faulted in and cleared on every step).
  */
-export function outputF32(n: number): Float32Array {
-  return n < 1024 ? new Float32Array(n) : new Float32Array(Buffer.allocUnsafeSlow(n * 4).buffer, 0, n);
+export function outputF32(backend: NativeBackend, n: number): Float32Array {
+  return backend.pool.float32(n);
 }
 
 /** Non-empty tensors only: empty shapes are rare and the cpu kernels already handle them. */

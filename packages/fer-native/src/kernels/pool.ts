@@ -46,7 +46,7 @@ const pool = (name: string, kind: number) =>
     const xs = floatData(backend, x);
     const g = xs && geometry(x.shape, attrs as unknown as PoolAttrs);
     if (!xs || !g) return null;
-    const out = outputF32(tf.util.sizeFromShape(g.info.outShape));
+    const out = outputF32(backend, tf.util.sizeFromShape(g.info.outShape));
     backend.addon.opsPool(kind, xs, g.geo, out);
     return backend.makeTensorInfo(g.info.outShape, 'float32', out);
   });
@@ -59,7 +59,7 @@ const poolGrad = (name: string, kind: number) =>
     const g = dys && geometry(input.shape, attrs as unknown as PoolAttrs);
     if (!dys || !g || (kind === 0 && !xs)) return null;
     if (!tf.util.arraysEqual(dy.shape, g.info.outShape)) return null;
-    const out = outputF32(tf.util.sizeFromShape(input.shape));
+    const out = outputF32(backend, tf.util.sizeFromShape(input.shape));
     backend.addon.opsPoolGrad(kind, dys, xs, g.geo, out);
     return backend.makeTensorInfo(input.shape, 'float32', out);
   });

@@ -23,8 +23,11 @@ export const reduceKernels: tf.KernelConfig[] = OPS.map(([name, op, axisAttr]) =
     const a = attrs as { keepDims?: boolean } & Record<string, unknown>;
     const axes = tf.util.parseAxisParam(a[axisAttr] as number | number[], x.shape);
     const [outShape] = tf.backend_util.computeOutAndReduceShapes(x.shape, axes);
-    const out = outputF32(tf.util.sizeFromShape(outShape));
-    if (!backend.addon.opsReduce(op, xs, x.shape, axes, out)) return null;
+    const out = outputF32(backend, tf.util.sizeFromShape(outShape));
+    if (!backend.addon.opsReduce(op, xs, x.shape, axes, out)) {
+      backend.pool.giveBack(out);
+      return null;
+    }
     const shape = a.keepDims ? tf.backend_util.expandShapeToKeepDim(outShape, axes) : outShape;
     return backend.makeTensorInfo(shape, 'float32', out);
   }),
@@ -59,8 +62,9 @@ const mulSumKernel: tf.KernelConfig = {
     const as = floatData(backend, a);
     const bs = floatData(backend, b);
     if (as && bs && nonEmpty(a.shape)) {
-      const out = outputF32(tf.util.sizeFromShape(outShape));
+      const out = outputF32(backend, tf.util.sizeFromShape(outShape));
       if (backend.addon.opsMulSum(as, bs, a.shape, axes, out)) return backend.makeTensorInfo(outShape, 'float32', out);
+      backend.pool.giveBack(out);
     }
     const prod = kernelOf('Multiply')({ inputs: { a, b }, backend, attrs: {} }) as tf.TensorInfo;
     const out = kernelOf('Sum')({ inputs: { x: prod }, backend, attrs: { axis: axes, keepDims: false } });
@@ -92,7 +96,7 @@ const meanMaxGradKernel: tf.KernelConfig = {
       );
     }
     const xs = floatDataOrCopy(backend, x);
-    const out = outputF32(xs.length);
+    const out = outputF32(backend, xs.length);
     if (
       xs.length > 0 &&
       !backend.addon.opsMeanMaxGrad(
@@ -131,8 +135,8 @@ const meanMaxKernel: tf.KernelConfig = {
     const axes = tf.util.parseAxisParam(axis, x.shape);
     const kept = x.shape.map((d, i) => (axes.includes(i) ? 1 : d));
     const n = tf.util.sizeFromShape(kept);
-    const mean = outputF32(n);
-    const max = outputF32(n);
+    const mean = outputF32(backend, n);
+    const max = outputF32(backend, n);
     const xs = floatDataOrCopy(backend, x);
     if (xs.length === 0 || !backend.addon.opsMeanMax(xs, x.shape, axes, staged === true, mean, max)) {
       throw new Error(

@@ -11,12 +11,11 @@ export function f32(backend: NativeBackend, t: tf.TensorInfo): Float32Array {
 }
 
 /**
- * A new float32 output of `shape` on the native backend, and its buffer for the addon to fill. Uninitialised (the
- * oneDNN primitives write every element): zeroing a fresh feature map faults in and clears its pages on every step.
+ * A float32 output of `shape` on the native backend, and its buffer for the addon to fill: from the backend's pool,
+ * uninitialised (the oneDNN primitives write every element).
  */
 export function output(backend: NativeBackend, shape: number[]): { info: tf.TensorInfo; values: Float32Array } {
-  const n = tf.util.sizeFromShape(shape);
-  const values = n < 1024 ? new Float32Array(n) : new Float32Array(Buffer.allocUnsafeSlow(n * 4).buffer, 0, n);
+  const values = backend.pool.float32(tf.util.sizeFromShape(shape));
   return { info: backend.makeTensorInfo(shape, 'float32', values), values };
 }
 
