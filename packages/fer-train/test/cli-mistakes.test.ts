@@ -144,6 +144,28 @@ describe('fer train', () => {
   });
 });
 
+describe('fer experiment', () => {
+  it('an unknown --tta is refused in one line, for real and rescore', async () => {
+    for (const args of [
+      ['experiment', 'real', '--tta', 'rotate', '--out', path.join(dir, 'x0')],
+      ['experiment', 'rescore', path.join(dir, 'x1'), '--tta', 'none,rotate'],
+    ]) {
+      const { code, err } = await cli(...args);
+      expect(code).toBe(EXIT.known);
+      expect(err).toHaveLength(1);
+      expect(err[0]).toMatch(/--tta takes .*none.*flip.*got '(rotate|none,rotate)'/);
+    }
+  });
+
+  it('rescore of a folder that holds no experiment says what it expected and what to pass', async () => {
+    const { code, err } = await cli('experiment', 'rescore', dir);
+    expect(code).toBe(EXIT.known);
+    expect(err).toHaveLength(1);
+    expect(err[0]).toMatch(/^error: Expected report\.json of fer experiment real at '.*', but it cannot be read\./);
+    expect(err[0]).toContain('Pass the --out folder');
+  });
+});
+
 describe('fer preprocess affectnet', () => {
   it('exits non-zero when no row is written, with the count and the first reason', async () => {
     const root = path.join(dir, 'affectnet-raw');
