@@ -62,6 +62,76 @@ export function activeTape(): readonly TapeNode[] {
   return tf.engine().state.activeTape ?? [];
 }
 
+/**
+ * `tf.variableGrads` that frees memory during the backward pass instead of after it. tfjs keeps every tensor a kernel
+ * saved for its gradient, and every intermediate gradient, until the whole backward pass ends, so a training step
+ * peaks at about twice its activations. Here each tape node, once its input gradients are computed, disposes its
+ * saved tensors and the gradients of its outputs (by then fully accumulated: every consumer of an output comes later
+ * on the tape, so earlier in the backward walk), as PyTorch frees a node's buffers when its backward has run. Values
+ * are unchanged: only the time of disposal moves. A gradient object handed on as an input's gradient is kept. Only
+ * for a top-level tape (no enclosing gradient); nested, it is `tf.variableGrads` unchanged.
+ */
+export function variableGradsReleasing(
+  f: () => tf.Scalar,
+  varList?: tf.Variable[],
+): { value: tf.Scalar; grads: tf.NamedTensorMap } {
+  return tf.variableGrads(() => {
+    const value = f();
+    if (tf.engine().state.gradientDepth === 1) releaseDuringBackward(activeTape() as TapeNode[]);
+    return value;
+  }, varList);
+}
+
+type NodeGradient = (dys: tf.Tensor[]) => Record<string, () => tf.Tensor>;
+
+function releaseDuringBackward(tape: TapeNode[]): void {
+  // How often each tensor object was returned as some input's gradient: one returned twice (say as both inputs'
+  // gradient) may still be another input's accumulated gradient, so it is left to the backward tidy.
+  const returned = new Map<tf.Tensor, number>();
+  // Inputs that already have a gradient: tfjs adds a new one into it (disposing the old sum, not the addend).
+  const accumulating = new Set<number>();
+  // Addends to dispose once tfjs has added them (it does so before it calls the next gradient function).
+  let added: tf.Tensor[] = [];
+  const flush = () => {
+    for (const t of added) if ((returned.get(t) ?? 0) <= 1) t.dispose();
+    added = [];
+  };
+  for (const node of tape) {
+    const gradient = node.gradient as NodeGradient | undefined;
+    if (!gradient) continue;
+    // `function`: tfjs calls it on a pruned copy of the node whose `inputs` are the ones on the path to y.
+    node.gradient = function (this: TapeNode, dys: tf.Tensor[]) {
+      flush();
+      const fns = gradient(dys);
+      const inputs = this.inputs;
+      const pending = new Set(Object.keys(inputs));
+      const mine = new Set<tf.Tensor>();
+      const saved = this.saved ?? [];
+      const wrapped: Record<string, () => tf.Tensor> = {};
+      for (const [name, fn] of Object.entries(fns)) {
+        wrapped[name] = () => {
+          flush();
+          const dx = fn();
+          mine.add(dx);
+          returned.set(dx, (returned.get(dx) ?? 0) + 1);
+          const x = inputs[name];
+          if (x) {
+            if (accumulating.has(x.id)) added.push(dx);
+            else accumulating.add(x.id);
+          }
+          pending.delete(name);
+          if (pending.size === 0) {
+            for (const t of saved) t.dispose();
+            for (const dy of dys) if (dy && !mine.has(dy) && (returned.get(dy) ?? 0) <= 1) dy.dispose();
+          }
+          return dx;
+        };
+      }
+      return wrapped;
+    } as TapeNode['gradient'];
+  }
+}
+
 /** Live tensors, readable before any backend is set (unlike `tf.memory()`). */
 export function liveTensorCount(): number {
   return tf.engine().state.numTensors;

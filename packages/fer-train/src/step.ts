@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { FER_ERROR_CODES, FerError, assertPositiveInt, type Batch, type FerModel } from 'fer-core';
+import { FER_ERROR_CODES, FerError, assertPositiveInt, tfjsInternals, type Batch, type FerModel } from 'fer-core';
 import type { LossFn } from './loss-types';
 import type { Sgd } from './optim/sgd';
 
@@ -70,7 +70,7 @@ export async function trainStep(
       const y = m === B ? batch.labels : tf.slice(batch.labels, [start], [m]);
       let names: string[] = [];
       let readout: tf.Tensor | undefined;
-      const { value, grads } = tf.variableGrads(() => {
+      const { value, grads } = tfjsInternals.variableGradsReleasing(() => {
         const out = model.forward(x, { training: true });
         const l = loss(out, y);
         names = Object.keys(l.terms);

@@ -6,7 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from 'fer-backend';
-import { parseChoice, type FerModel } from 'fer-core';
+import { parseChoice, tfjsInternals, type FerModel } from 'fer-core';
 import { createEsr, type EsrConfig } from 'fer-models-esr';
 import { createManet, type ResolvedManetConfig } from 'fer-models-manet';
 import type { Replica, ReplicaGradients, ShardBatch } from 'fer-parallel';
@@ -89,7 +89,7 @@ async function replicaGradients(
   let heads = 0;
   let readout: tf.Tensor | undefined;
   try {
-    const { value, grads } = tf.variableGrads(() => {
+    const { value, grads } = tfjsInternals.variableGradsReleasing(() => {
       const out = model.forward(x, { training: true });
       const l = loss(out, y);
       names = Object.keys(l.terms);
