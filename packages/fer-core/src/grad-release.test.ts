@@ -37,7 +37,7 @@ function loss(w1: tf.Variable, w2: tf.Variable, x: tf.Tensor, probe?: (bytes: nu
       return [dy];
     },
   })) as never) as (v: tf.Tensor) => tf.Tensor;
-  return out.add(tf.mul(tf.mean(spy(x)), 0)) as tf.Scalar;
+  return tf.add(out, tf.mul(tf.mean(spy(x)), 0)) as tf.Scalar;
 }
 
 describe('variableGradsReleasing', () => {
