@@ -1,8 +1,9 @@
 /**
  * `fer experiment rescore` on a miniature experiment folder over real FER2013 faces (../shared/data; skipped, saying
- * so, when absent): a 2-branch ESR saved before precise BN, as the trainer saves it, and scored in this process the
- * way `fer experiment real` scores it (precise BN with the run's seed, then inference). The rescore, from the saved
- * files alone, must reproduce those figures exactly, say so, flag a report that does not match, and leak nothing.
+ * so, when absent): a 2-branch ESR saved before precise BN, as the trainer saves it (in one case after it, as the
+ * experiment saves it since 2026-12-03), and scored in this process the way `fer experiment real` scores it (precise
+ * BN with the run's seed, then inference). The rescore, from the saved files alone, must reproduce those figures
+ * exactly, say so, flag a report that does not match, and leak nothing.
  */
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
@@ -10,6 +11,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from 'fer-backend';
 import { BASIC7_LABELS } from 'fer-core';
+import { loadEsr } from 'fer-models-esr';
 import { fileHandler } from 'fer-core/node';
 import { listClassFolders } from 'fer-datasets/internal';
 import { DATA_DIR, describeIfExists } from 'fer-test-utils';
@@ -35,6 +37,7 @@ describeIfExists(path.join(DATA_DIR, 'fer2013-test'), 'fer experiment rescore (.
   let report: RealFacesReport;
   /** The saved model scored without precise BN: what a rescore that forgot it would report. */
   let unrecalibrated: SplitScore;
+  let splits: RealFacesSplits;
   beforeAll(async () => {
     await initBackend({ backend: 'wasm', quiet: true });
     dir = await fs.mkdtemp(path.join(os.tmpdir(), 'fer-rescore-'));
@@ -47,7 +50,7 @@ describeIfExists(path.join(DATA_DIR, 'fer2013-test'), 'fer experiment rescore (.
           .slice(from, from + n)
           .map((r) => ({ file: path.relative(DATA_DIR, r.path!), label: e })),
       );
-    const splits: RealFacesSplits = {
+    splits = {
       version: 2,
       labels: BASIC7_LABELS,
       holdoutFraction: 0.1,
@@ -113,6 +116,30 @@ describeIfExists(path.join(DATA_DIR, 'fer2013-test'), 'fer experiment rescore (.
     const md = rescoreTable(rep);
     expect(md).toContain('| `dpp` seed 4 | flip | PrivateTest | 14 |');
     expect(md).toContain('reproduces the reported faithful vote: yes, every reported split exactly');
+  });
+
+  it('reproduces it as well from a model saved after precise BN, as the experiment saves it now', async () => {
+    const after = await fs.mkdtemp(path.join(os.tmpdir(), 'fer-rescore-after-'));
+    try {
+      await fs.cp(dir, after, { recursive: true });
+      const model = path.join(after, 'runs', 'dpp-seed4', 'model');
+      const esr = await loadEsr(fileHandler(model));
+      try {
+        const sets = realFacesSets(splits, { trainCap: Infinity, testFraction: 1 });
+        const ds = (name: string, items: SplitItem[]) => splitDataset(DATA_DIR, name, items, { imageSize: 64 });
+        await preciseBn(esr, ds('train-plain', sets.train), { bnBatches: 2, batch: 7 }, 4);
+        await fs.rm(model, { recursive: true });
+        await esr.save(fileHandler(model));
+      } finally {
+        esr.dispose();
+      }
+      // Precise BN rebuilds the statistics from zero, so the rescore's second pass gives the same model.
+      const rep = await rescoreRealFaces({ dir: after, peer: false, tta: ['none'] }, { backend: tf.getBackend() });
+      expect(rep.runs[0].reproduced).toBe(true);
+      expect(rep.runs[0].scores.none!.test!.confusion).toEqual(report.runs[0].test.confusion);
+    } finally {
+      await fs.rm(after, { recursive: true, force: true });
+    }
   });
 
   it('says which split does not match a report it cannot reproduce', async () => {

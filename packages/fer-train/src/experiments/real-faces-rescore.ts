@@ -3,10 +3,10 @@
  * training, under every ensemble rule and test-time augmentation, on exactly the faces the runs were scored on
  * (rebuilt from the folder's `splits.json` and `report.json` settings), beside face-api's net on the same faces.
  *
- * The saved model (`runs/<variant>-seed<k>/model`) is the trainer's, written before precise BN; the experiment
- * recomputes every BN's statistics afterwards. Precise BN depends on the weights and the seeded batches only (the
- * running statistics are rebuilt from zero), so redoing it with the run's seed restores the evaluated model, and the
- * faithful vote must then match the run's reported accuracy: `reproduced` checks that, split by split.
+ * The saved model (`runs/<variant>-seed<k>/model`) is the evaluated one, after precise BN (folders written before
+ * 2026-12-03 hold the trainer's, saved before it). Precise BN depends on the weights and the seeded batches only (the
+ * running statistics are rebuilt from zero), so redoing it with the run's seed restores the evaluated model from
+ * either, and the faithful vote must then match the run's reported accuracy: `reproduced` checks that, split by split.
  */
 import { existsSync, promises as fs } from 'node:fs';
 import * as path from 'node:path';

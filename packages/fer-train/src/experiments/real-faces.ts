@@ -9,12 +9,13 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { BASIC7_LABELS, FerInputError, type FerDataset } from 'fer-core';
-import { writeFileAtomic } from 'fer-core/node';
+import { fileHandler, writeFileAtomic } from 'fer-core/node';
 import { createEsr, type EsrEnsemble } from 'fer-models-esr';
 import { esrKeyMap, loadTorchStateDict, type LoadReport } from 'fer-models-esr/internal';
 import { readStateDict } from 'fer-torch/node';
 import { type RawTensor } from 'fer-torch';
 import { recalibrateBatchNorm } from '../batch-norm-recalibration';
+import { replaceDirAtomic } from '../io/atomic-dir';
 import {
   classificationReport,
   confusionMatrix,
@@ -707,6 +708,8 @@ export async function runRealFaces(o: RealFacesOptions, hooks: RealFacesHooks = 
       const model = res.model;
       try {
         await preciseBn(model, ds('fer2013-public-train-plain', trainItems), o, seed);
+        // The trainer saved the model before precise BN: save the evaluated one, so `fer evaluate` on it agrees.
+        await replaceDirAtomic(path.join(runDir, 'model'), (dir) => model.save(fileHandler(dir)).then(() => undefined));
         const scores = await scoreRealFaces(model, { ...tests, holdout }, sets.ferPlus, o.tta);
         const cpu = process.cpuUsage(c0);
         const epochs = res.history.epochs;
