@@ -121,7 +121,7 @@ function releaseDuringBackward(tape: TapeNode[]): void {
           }
           pending.delete(name);
           if (pending.size === 0) {
-            for (const t of saved) t.dispose();
+            for (const t of saved) if (!mine.has(t)) t.dispose(); // a gradient may be a saved tensor itself
             for (const dy of dys) if (dy && !mine.has(dy) && (returned.get(dy) ?? 0) <= 1) dy.dispose();
           }
           return dx;
