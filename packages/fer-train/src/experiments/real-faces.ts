@@ -75,7 +75,7 @@ export interface RealFacesOptions {
 
 /**
  * The measured setting (packages/fer-train/README.md, "Real faces"): 2 branches, one epoch per stage at half the
- * reference rates, half of each test set. About 7 minutes per run idle on native, so 3 variants × 3 seeds on both
+ * reference rates, half of each test set. About 2.5 minutes per run idle on native, so 3 variants × 3 seeds on both
  * sides fit one working session; longer schedules are flags away (`--first-epochs`, `--branches`, `--image-size`).
  */
 export const REAL_FACES_DEFAULTS: RealFacesOptions = {
