@@ -69,6 +69,7 @@ export function experimentCommand(
     .option('--batch <n>', `batch size (default ${d.batch})`, num('--batch', true))
     .option('--lr-scale <x>', `multiplies the esr_ferplus rates (default ${d.lrScale})`, num('--lr-scale', false))
     .option('--lr-step <n>', `StepLR period in epochs (default ${d.lrStep})`, num('--lr-step', true))
+    .option('--lr-gamma <x>', `StepLR factor (default ${d.lrGamma})`, num('--lr-gamma', false))
     .option('--train-cap <n>', 'training faces per class at most (default: all)', num('--train-cap', true))
     .option(
       '--test-fraction <x>',
