@@ -17,7 +17,9 @@ Same protocol as packages/fer-train/src/experiments/real-faces.ts:
   - selection: hold-out ensemble accuracy after each epoch with batch statistics, best per stage (ties: later epoch),
     reloaded before the next stage; at the end precise BN (every BN's running mean/variance = the average over
     --bn-batches unaugmented training batches), then inference-mode evaluation of every split: plurality vote of the
-    branches (ties to the lowest class), macro-F1, per-branch accuracy, attention distance, disagreement.
+    branches (ties to the lowest class), macro-F1, per-branch accuracy, attention distance, disagreement, and the
+    `voteProbTies` and `soft` rules; `--tta flip` averages each branch's probabilities over the face and its mirror
+    in that final scoring (not in selection), as ours does.
 
 What cannot be identical: the random streams (initialisation of the fresh parts, data order, augmentation draws)
 come from torch/numpy here and from the project's seeded Rng in TS; the same seeds select them.
@@ -177,28 +179,54 @@ def macro_f1(conf):
     return float(np.mean(f1s))
 
 
+def vote_prob_ties(preds, probs, k=7):
+    """The plurality vote, a tie going to the tied class with the largest summed probability (then the lowest)."""
+    counts = F.one_hot(preds, k).sum(0)                               # [N, K]
+    tied = counts == counts.max(1, keepdim=True).values
+    mass = torch.where(tied, probs.sum(0), torch.full_like(probs[0], -float('inf')))
+    return mass.argmax(1)
+
+
+def rule_score(pred, y):
+    conf = np.zeros((7, 7), dtype=np.int64)
+    np.add.at(conf, (y.numpy(), pred.numpy()), 1)
+    return {'accuracy': float((pred == y).float().mean()), 'macroF1': macro_f1(conf)}
+
+
 @torch.no_grad()
-def evaluate(model, x, y, batch_statistics=False, batch=32):
+def evaluate(model, x, y, batch_statistics=False, batch=32, tta='none'):
+    """Scores like ours: the faithful vote (headline), plus `voteProbTies` and `soft` from the branches'
+    probabilities; `tta='flip'` averages each branch's probabilities over the face and its mirror first."""
     saved = None
     if batch_statistics:
         saved = {k: v.clone() for k, v in model.state_dict().items()}
         model.train()
     else:
         model.eval()
-    preds, sp = [], []
+    probs, sp = [], []
     for i in range(0, x.shape[0], batch):
-        logits, att_sp, _ = model(rgb(x[i:i + batch]))
-        preds.append(logits.argmax(-1))
+        xb = rgb(x[i:i + batch])
+        logits, att_sp, _ = model(xb)
+        p = logits.softmax(-1)
+        if tta == 'flip':
+            p = (p + model(xb.flip(-1))[0].softmax(-1)) / 2           # NCHW: the last axis is the width
+        probs.append(p)
         sp.append(att_sp)
     if saved is not None:
         model.load_state_dict(saved)
-    preds, sp = torch.cat(preds, 1), torch.cat(sp, 1)                  # [n, N], [n, N, h, w]
+    probs, sp = torch.cat(probs, 1), torch.cat(sp, 1)                  # [n, N, K], [n, N, h, w]
+    preds = probs.argmax(-1)                                           # [n, N]
     ens = vote(preds)
     conf = np.zeros((7, 7), dtype=np.int64)
     np.add.at(conf, (y.numpy(), ens.numpy()), 1)
     n = preds.shape[0]
+    counts = F.one_hot(preds, 7).sum(0)
     out = {'size': int(x.shape[0]), 'accuracy': float((ens == y).float().mean()), 'macroF1': macro_f1(conf),
-           'branchAccuracy': [float((p == y).float().mean()) for p in preds], 'confusion': conf.tolist()}
+           'branchAccuracy': [float((p == y).float().mean()) for p in preds], 'confusion': conf.tolist(),
+           'rules': {'voteProbTies': rule_score(vote_prob_ties(preds, probs), y),
+                     'soft': rule_score(probs.sum(0).argmax(1), y)}}
+    if n > 1:
+        out['tieRate'] = float(((counts == counts.max(1, keepdim=True).values).sum(1) > 1).float().mean())
     if n > 1:
         flat = sp.reshape(n, sp.shape[1], -1)
         dist, dis, pairs = 0.0, 0.0, 0
@@ -299,7 +327,7 @@ def run(a, data, base_state, variant, seed):
     res = {'variant': variant, 'seed': seed, 'selection': selection, 'baseLoad': report}
     for k in ('test', 'testFerPlus', 'ckplus', 'jaffe', 'holdout'):
         if k in data:
-            res[k] = evaluate(model, *data[k])
+            res[k] = evaluate(model, *data[k], tta=a.tta)
     c1 = resource.getrusage(resource.RUSAGE_SELF)
     n_img = sum(st['epochs'] for st in plan(a)) * xtr.shape[0]
     res.update({'trainSeconds': train_seconds, 'totalSeconds': time.time() - t0,
@@ -317,7 +345,9 @@ def summarise(runs):
             m = {'testAccuracy': r['test']['accuracy'], 'testMacroF1': r['test']['macroF1'],
                  'testBranchMeanAccuracy': float(np.mean(r['test']['branchAccuracy'])),
                  'holdoutAccuracy': r['holdout']['accuracy'], 'trainSeconds': r['trainSeconds'],
-                 'cpuSeconds': r['cpuSeconds'], 'imagesPerSecond': r['imagesPerSecond']}
+                 'cpuSeconds': r['cpuSeconds'], 'imagesPerSecond': r['imagesPerSecond'],
+                 'testVoteProbTiesAccuracy': r['test']['rules']['voteProbTies']['accuracy'],
+                 'testSoftAccuracy': r['test']['rules']['soft']['accuracy']}
             for k in ('attentionDistance', 'disagreement'):
                 if k in r['test']:
                     m[k] = r['test'][k]
@@ -370,6 +400,8 @@ def main(argv=None):
                    'wrote (<out>/init: base, branch_1, branch_2, ...; "{seed}" in the path is replaced by each run\'s seed) '
                    'instead of torch-seeded ones; data order and augmentation stay torch-seeded')
     p.add_argument('--threads', type=int, default=2)
+    p.add_argument('--tta', choices=['none', 'flip'], default='none',
+                   help='test-time augmentation of the final scoring (flip: face and mirror averaged per branch)')
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     splits = json.loads(Path(a.splits).read_text())
