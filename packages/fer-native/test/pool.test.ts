@@ -28,6 +28,22 @@ describe('BufferPool', () => {
     expect(pool.snapshot()).toMatchObject({ hits: 1, misses: 2 });
   });
 
+  it('clear() lets the free buffers go; live ones still come back when disposed', () => {
+    const pool = new BufferPool(1 << 30);
+    const freed = pool.float32(N);
+    const live = pool.float32(N);
+    pool.adopt(freed);
+    pool.adopt(live);
+    pool.reclaim(freed);
+    pool.clear();
+    expect(pool.snapshot().freeBytes).toBe(0);
+    const next = pool.float32(N);
+    expect(next.buffer).not.toBe(freed.buffer); // dropped, not reused
+    pool.reclaim(live);
+    expect(pool.snapshot().freeBytes).toBe(N * 4);
+    expect(pool.float32(N).buffer).toBe(live.buffer);
+  });
+
   it('never reuses a buffer that was read, viewed or registered twice', () => {
     const pool = new BufferPool(1 << 30);
     const read = pool.float32(N);
