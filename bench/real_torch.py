@@ -389,7 +389,7 @@ def main(argv=None):
     p.add_argument('--first-epochs', type=int, default=1)
     p.add_argument('--later-epochs', type=int, default=1)
     p.add_argument('--batch', type=int, default=32)
-    p.add_argument('--lr-scale', type=float, default=0.5)
+    p.add_argument('--lr-scale', type=float, default=0.25)
     p.add_argument('--lr-step', type=int, default=10)
     p.add_argument('--lr-gamma', type=float, default=0.75)
     p.add_argument('--train-cap', type=int, help='training faces per class at most')

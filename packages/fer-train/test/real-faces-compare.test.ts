@@ -75,12 +75,14 @@ describe('fer experiment compare', () => {
   it('refuses different protocols across or within a side, and a run counted twice', () => {
     const o = [ours([run('none', 1, 0.4, 1, 1)])];
     expect(() => compareReports(o, [torch([run('none', 1, 0.4, 1, 1)], { image_size: 96, lr_scale: 1 })])).toThrow(
-      /settings differ \(imageSize 64 vs 96; lrScale 0\.5 vs 1\)/,
+      /settings differ \(imageSize 64 vs 96; lrScale 0\.25 vs 1\)/,
     );
     expect(() => compareReports(o, [torch([], { no_pretrained: true })])).toThrow(/pretrained 1 vs 0/);
     // A flip-TTA headline is another protocol than real_torch.py's single pass.
     const flip = [{ ...o[0], settings: { ...o[0].settings, tta: 'flip' as const } }];
     expect(() => compareReports(flip, [torch([run('none', 1, 0.4, 1, 1)])])).toThrow(/flipTta 1 vs 0/);
+    // real_torch.py --tta flip scores the same way: those two compare.
+    expect(compareReports(flip, [torch([run('none', 1, 0.4, 1, 1)], { tta: 'flip' })]).variants).toHaveLength(1);
     expect(() =>
       compareReports(o, [torch([run('none', 1, 0.4, 1, 1)]), torch([run('none', 2, 0.4, 1, 1)], { batch: 16 })]),
     ).toThrow(/PyTorch's reports of one protocol, but report 2 differs from the first \(batch 32 vs 16\)/);
