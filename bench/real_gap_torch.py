@@ -51,7 +51,8 @@ def main(argv=None):
     p.add_argument('--dir', required=True, help='folder written by bench/real-gap.ts')
     p.add_argument('--data', help='shared data folder (default: ../shared/data next to the repository)')
     p.add_argument('--pixels', choices=['ts', 'torch'], default='ts', help='train on the TS tensors or on our decode')
-    p.add_argument('--lr-scale', type=float, default=0.5)
+    p.add_argument('--lr-scale', type=float,
+                   help="multiplies the reference's 0.1 (default: the rate real-gap.ts trained at, from steps.json)")
     p.add_argument('--threads', type=int, default=2)
     p.add_argument('--perturb', type=float, default=0.0,
                    help='control for float chaos: scale every initial weight by (1 + PERTURB·N(0, 1)), seeded')
@@ -99,7 +100,7 @@ def main(argv=None):
         with torch.no_grad():
             for prm in model.parameters():
                 prm.mul_(1 + a.perturb * torch.randn(prm.shape, generator=g))
-    lr = 0.1 * a.lr_scale
+    lr = 0.1 * a.lr_scale if a.lr_scale is not None else float(ts_steps['lrs']['base'])
     opt = torch.optim.SGD([{'params': list(model.base.parameters()), 'lr': lr},
                            {'params': list(model.branches[0].parameters()), 'lr': lr}], lr=lr, momentum=0.9)
     model.train()
