@@ -227,7 +227,6 @@ def evaluate(model, x, y, batch_statistics=False, batch=32, tta='none'):
                      'soft': rule_score(probs.sum(0).argmax(1), y)}}
     if n > 1:
         out['tieRate'] = float(((counts == counts.max(1, keepdim=True).values).sum(1) > 1).float().mean())
-    if n > 1:
         flat = sp.reshape(n, sp.shape[1], -1)
         dist, dis, pairs = 0.0, 0.0, 0
         for a in range(n):
