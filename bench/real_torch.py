@@ -161,9 +161,13 @@ def loss_fn(logits, att_sp, att_ch, labels, variant):
 
 
 # --- evaluation --------------------------------------------------------------------------------------------------
-def vote(preds, k=7):
-    """preds [n, N] -> plurality per sample, ties to the lowest class."""
-    counts = F.one_hot(preds, k).sum(0)                               # [N, K]
+def vote_counts(preds, k=7):
+    """preds [n, N] -> votes per sample and class [N, K]."""
+    return F.one_hot(preds, k).sum(0)
+
+
+def vote(counts):
+    """Plurality per sample, ties to the lowest class."""
     return counts.argmax(1)  # argmax returns the first maximum: the lowest class
 
 
@@ -179,9 +183,8 @@ def macro_f1(conf):
     return float(np.mean(f1s))
 
 
-def vote_prob_ties(preds, probs, k=7):
+def vote_prob_ties(counts, probs):
     """The plurality vote, a tie going to the tied class with the largest summed probability (then the lowest)."""
-    counts = F.one_hot(preds, k).sum(0)                               # [N, K]
     tied = counts == counts.max(1, keepdim=True).values
     mass = torch.where(tied, probs.sum(0), torch.full_like(probs[0], -float('inf')))
     return mass.argmax(1)
@@ -216,14 +219,14 @@ def evaluate(model, x, y, batch_statistics=False, batch=32, tta='none'):
         model.load_state_dict(saved)
     probs, sp = torch.cat(probs, 1), torch.cat(sp, 1)                  # [n, N, K], [n, N, h, w]
     preds = probs.argmax(-1)                                           # [n, N]
-    ens = vote(preds)
+    counts = vote_counts(preds)
+    ens = vote(counts)
     conf = np.zeros((7, 7), dtype=np.int64)
     np.add.at(conf, (y.numpy(), ens.numpy()), 1)
     n = preds.shape[0]
-    counts = F.one_hot(preds, 7).sum(0)
     out = {'size': int(x.shape[0]), 'accuracy': float((ens == y).float().mean()), 'macroF1': macro_f1(conf),
            'branchAccuracy': [float((p == y).float().mean()) for p in preds], 'confusion': conf.tolist(),
-           'rules': {'voteProbTies': rule_score(vote_prob_ties(preds, probs), y),
+           'rules': {'voteProbTies': rule_score(vote_prob_ties(counts, probs), y),
                      'soft': rule_score(probs.sum(0).argmax(1), y)}}
     if n > 1:
         out['tieRate'] = float(((counts == counts.max(1, keepdim=True).values).sum(1) > 1).float().mean())
