@@ -282,7 +282,7 @@ def run(a, data, base_state, variant, seed):
         init_part(model.base, init_dir, 'base')
         init_part(model.branches[0], init_dir, 'branch_1')
     xtr, ytr = data['train']
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed if a.data_seed is None else a.data_seed)
     curves = {'trainLoss': [], 'holdoutAccuracy': [], 'stageStarts': []}
     best_state, selection = None, []
     for st in plan(a):
@@ -327,6 +327,8 @@ def run(a, data, base_state, variant, seed):
     if a.bn_batches > 0:
         precise_bn(model, xtr, a.bn_batches, a.batch, seed)
     res = {'variant': variant, 'seed': seed, 'selection': selection, 'baseLoad': report}
+    if a.data_seed is not None:
+        res['dataSeed'] = a.data_seed
     for k in ('test', 'testFerPlus', 'ckplus', 'jaffe', 'holdout'):
         if k in data:
             res[k] = evaluate(model, *data[k], tta=a.tta)
@@ -401,6 +403,8 @@ def main(argv=None):
     p.add_argument('--init-from', help='diagnostic: start from the initial weights `bench/real-gap.ts --init-only` '
                    'wrote (<out>/init: base, branch_1, branch_2, ...; "{seed}" in the path is replaced by each run\'s seed) '
                    'instead of torch-seeded ones; data order and augmentation stay torch-seeded')
+    p.add_argument('--data-seed', type=int, help='diagnostic: seeds the data order and augmentation draws with this '
+                   'instead of the run seed (which still seeds the fresh parts), to separate the two streams')
     p.add_argument('--threads', type=int, default=2)
     p.add_argument('--tta', choices=['none', 'flip'], default='none',
                    help='test-time augmentation of the final scoring (flip: face and mirror averaged per branch)')
