@@ -86,6 +86,17 @@ describe('fer experiment compare', () => {
     expect(() =>
       compareReports(o, [torch([run('none', 1, 0.4, 1, 1)]), torch([run('none', 2, 0.4, 1, 1)], { batch: 16 })]),
     ).toThrow(/PyTorch's reports of one protocol, but report 2 differs from the first \(batch 32 vs 16\)/);
+    // Diagnostic PyTorch runs (another seed's data streams, our initial weights) are not the protocol.
+    expect(() => compareReports(o, [torch([run('none', 1, 0.4, 1, 1)], { data_seed: 1 })])).toThrow(
+      /ran the diagnostic --data-seed \(/,
+    );
+    expect(() =>
+      compareReports(o, [torch([run('none', 1, 0.4, 1, 1)], { init_from: 'x/init', data_seed: null })]),
+    ).toThrow(/ran the diagnostic --init-from \(/);
+    // argparse writes null for an unused option: such a report compares.
+    expect(
+      compareReports(o, [torch([run('none', 1, 0.4, 1, 1)], { init_from: null, data_seed: null })]).variants,
+    ).toHaveLength(1);
     expect(() => compareReports([...o, ...o], [torch([run('none', 1, 0.4, 1, 1)])])).toThrow(
       /our reports hold 'none seed 1' twice/,
     );

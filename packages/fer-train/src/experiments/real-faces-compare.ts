@@ -32,6 +32,9 @@ const SAME: ReadonlyArray<[keyof RealFacesReport['settings'], string]> = [
   ['bnBatches', 'bn_batches'],
 ];
 
+/** real_torch.py's diagnostics (argparse names): they replace a seed's own weights or data streams. */
+const DIAGNOSTICS = ['init_from', 'data_seed'] as const;
+
 export interface VariantComparison {
   variant: string;
   /** The seeds both sides ran: the per-variant means are over these only. */
@@ -111,6 +114,13 @@ export function compareReports(ours: unknown[], torch: unknown[]): RealFacesComp
         ? "Expected our reports first and PyTorch's second, but they arrived the other way round. Swap the two arguments."
         : `Expected report.json files written by fer experiment real, then by bench/real_torch.py, but ${ours.every(isOurs) ? "PyTorch's side" : 'our side'} holds another file.`,
     );
+  for (const r of torch as TorchReport[]) {
+    const used = DIAGNOSTICS.filter((k) => r.settings[k] !== undefined && r.settings[k] !== null);
+    if (used.length)
+      throw new FerInputError(
+        `Expected PyTorch runs of the protocol, but a report ran the diagnostic ${used.map((k) => `--${k.replace('_', '-')}`).join(' and ')} (its runs do not start from their own seed's draws). Re-run bench/real_torch.py without it.`,
+      );
+  }
   const oursRuns = mergeSide(ours, 'our');
   const torchRuns = mergeSide(torch, "PyTorch's");
   const d = differences(protocol(ours[0]), protocol(torch[0]));
